@@ -1,0 +1,198 @@
+"""Registration, login, logout, whoami, refresh, devices, password."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from client_api.http import cs, json_body, ok, requester, services, str_field
+from homeserver.core.errors import MatrixError, bad_json, forbidden, not_found
+
+routes = web.RouteTableDef()
+
+_DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
+_PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
+
+
+def _uia_challenge(flows: dict[str, Any], session: str | None = None, **extra: Any) -> web.Response:
+    body = {**flows, "session": session or secrets.token_urlsafe(16), **extra}
+    return ok(body, status=401)
+
+
+@routes.post(cs("/register"))
+async def register(request: web.Request) -> web.Response:
+    """POST /register: user-interactive auth with a single m.login.dummy stage."""
+    if request.query.get("kind", "user") == "guest":
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+    body = await json_body(request)
+    accounts = services(request).accounts
+    if not accounts.registration_enabled:
+        raise forbidden("Registration has been disabled")
+    username = str_field(body, "username", required=False)
+    password = str_field(body, "password", required=False)
+    if username is not None:
+        await accounts.check_available(username)
+    auth = body.get("auth")
+    if not isinstance(auth, dict) or auth.get("type") != "m.login.dummy":
+        return _uia_challenge(_DUMMY_FLOWS, auth.get("session") if isinstance(auth, dict) else None)
+    device_id = str_field(body, "device_id", required=False)
+    display = str_field(body, "initial_device_display_name", required=False)
+    return ok(await accounts.register(
+        username, password, device_id, display, bool(body.get("inhibit_login")),
+        bool(body.get("refresh_token")),
+    ))
+
+
+@routes.get(cs("/register/available"))
+async def register_available(request: web.Request) -> web.Response:
+    """GET /register/available?username="""
+    username = request.query.get("username")
+    if not username:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
+    await services(request).accounts.check_available(username)
+    return ok({"available": True})
+
+
+@routes.get(cs("/login"))
+async def login_flows(request: web.Request) -> web.Response:
+    """GET /login"""
+    return ok({"flows": [{"type": "m.login.password"}]})
+
+
+@routes.post(cs("/login"))
+async def login(request: web.Request) -> web.Response:
+    """POST /login with m.login.password (localpart, @user:server or user@server)."""
+    body = await json_body(request)
+    if body.get("type") != "m.login.password":
+        raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
+    identifier = body.get("identifier")
+    user: Any = None
+    if isinstance(identifier, dict):
+        if identifier.get("type", "m.id.user") != "m.id.user":
+            raise MatrixError(400, "M_UNKNOWN", "Unsupported identifier type")
+        user = identifier.get("user")
+    else:
+        user = body.get("user")
+    if not isinstance(user, str) or not user:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
+    password = str_field(body, "password")
+    assert password is not None
+    return ok(await services(request).accounts.login_password(
+        user, password, str_field(body, "device_id", required=False),
+        str_field(body, "initial_device_display_name", required=False),
+        bool(body.get("refresh_token")),
+    ))
+
+
+@routes.post(cs("/refresh"))
+async def refresh(request: web.Request) -> web.Response:
+    """POST /refresh"""
+    body = await json_body(request)
+    token = str_field(body, "refresh_token")
+    assert token is not None
+    return ok(await services(request).auth.refresh(token))
+
+
+@routes.post(cs("/logout"))
+async def logout(request: web.Request) -> web.Response:
+    """POST /logout: revoke this token and delete its device."""
+    req = await requester(request)
+    await services(request).auth.logout(req)
+    return ok()
+
+
+@routes.post(cs("/logout/all"))
+async def logout_all(request: web.Request) -> web.Response:
+    """POST /logout/all"""
+    req = await requester(request)
+    await services(request).auth.logout_all(req.user_id)
+    return ok()
+
+
+@routes.get(cs("/account/whoami"))
+async def whoami(request: web.Request) -> web.Response:
+    """GET /account/whoami"""
+    req = await requester(request)
+    return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": False})
+
+
+@routes.get(cs("/account/3pid"))
+async def threepids(request: web.Request) -> web.Response:
+    """GET /account/3pid: no third-party ids are supported."""
+    await requester(request)
+    return ok({"threepids": []})
+
+
+async def _password_uia(request: web.Request, body: dict[str, Any]) -> web.Response | None:
+    """Check an m.login.password UIA stage for the requester; a 401 challenge if absent."""
+    req = await requester(request)
+    auth = body.get("auth")
+    if not isinstance(auth, dict) or auth.get("type") != "m.login.password":
+        return _uia_challenge(_PASSWORD_FLOWS, auth.get("session") if isinstance(auth, dict) else None)
+    accounts = services(request).accounts
+    ident = auth.get("identifier")
+    who = ident.get("user") if isinstance(ident, dict) else auth.get("user", req.user_id)
+    password = auth.get("password")
+    if not isinstance(who, str) or not isinstance(password, str):
+        raise bad_json("auth needs a user and a password")
+    if accounts.resolve_login_user(who) != req.user_id:
+        raise forbidden("You can only authenticate as yourself")
+    await accounts.verify_password(req.user_id, password)
+    return None
+
+
+@routes.post(cs("/account/password"))
+async def change_password(request: web.Request) -> web.Response:
+    """POST /account/password (UIA m.login.password)"""
+    body = await json_body(request)
+    challenge = await _password_uia(request, body)
+    if challenge is not None:
+        return challenge
+    req = await requester(request)
+    new = str_field(body, "new_password")
+    assert new is not None
+    keep = None if body.get("logout_devices", True) else req.device_id
+    await services(request).accounts.change_password(req.user_id, new, keep_device=keep or req.device_id)
+    return ok()
+
+
+@routes.get(cs("/devices"))
+async def list_devices(request: web.Request) -> web.Response:
+    """GET /devices"""
+    req = await requester(request)
+    return ok({"devices": await services(request).users.list_devices(req.user_id)})
+
+
+@routes.get(cs("/devices/{device_id}"))
+async def get_device(request: web.Request) -> web.Response:
+    """GET /devices/{deviceId}"""
+    req = await requester(request)
+    device = await services(request).users.get_device(req.user_id, request.match_info["device_id"])
+    if device is None:
+        raise not_found("Unknown device")
+    return ok(device)
+
+
+@routes.put(cs("/devices/{device_id}"))
+async def put_device(request: web.Request) -> web.Response:
+    """PUT /devices/{deviceId} {display_name}"""
+    req = await requester(request)
+    body = await json_body(request)
+    name = str_field(body, "display_name", required=False)
+    if not await services(request).users.set_device_display_name(req.user_id, request.match_info["device_id"], name):
+        raise not_found("Unknown device")
+    return ok()
+
+
+@routes.delete(cs("/devices/{device_id}"))
+async def delete_device(request: web.Request) -> web.Response:
+    """DELETE /devices/{deviceId} (UIA m.login.password)"""
+    body = await json_body(request, allow_empty=True)
+    challenge = await _password_uia(request, body)
+    if challenge is not None:
+        return challenge
+    req = await requester(request)
+    await services(request).auth.delete_device(req.user_id, request.match_info["device_id"])
+    return ok()

@@ -1,0 +1,23 @@
+"""The client-server API as an aiohttp application factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api import account, discovery, profile, rooms, sync
+from client_api.http import SERVICES
+from client_api.middleware import make_error_middleware
+from homeserver.services.container import Services
+
+MODULES = (discovery, account, rooms, sync, profile)
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[make_error_middleware(services.max_request_bytes)],
+        client_max_size=services.max_request_bytes,
+    )
+    app[SERVICES] = services
+    for module in MODULES:
+        app.router.add_routes(module.routes)
+    return app

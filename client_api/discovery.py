@@ -1,0 +1,37 @@
+"""Versions, capabilities and .well-known: what a client asks before logging in."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.http import cs, ok, requester, services
+
+routes = web.RouteTableDef()
+
+SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
+
+
+@routes.get("/_matrix/client/versions")
+async def versions(request: web.Request) -> web.Response:
+    """GET /_matrix/client/versions"""
+    return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+
+
+@routes.get("/.well-known/matrix/client")
+async def well_known(request: web.Request) -> web.Response:
+    """GET /.well-known/matrix/client"""
+    return ok({"m.homeserver": {"base_url": f"{request.scheme}://{request.host}"}})
+
+
+@routes.get(cs("/capabilities"))
+async def capabilities(request: web.Request) -> web.Response:
+    """GET /capabilities"""
+    await requester(request)
+    default = services(request).rooms.default_room_version
+    return ok({"capabilities": {
+        "m.room_versions": {"default": default, "available": {"10": "stable", "11": "stable"}},
+        "m.change_password": {"enabled": True},
+        "m.set_displayname": {"enabled": True},
+        "m.set_avatar_url": {"enabled": True},
+        "m.3pid_changes": {"enabled": False},
+    }})

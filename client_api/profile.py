@@ -1,0 +1,91 @@
+"""Profiles and account data."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.http import cs, json_body, ok, requester, services
+from homeserver.core.errors import MatrixError, forbidden
+
+routes = web.RouteTableDef()
+
+
+@routes.get(cs("/profile/{user_id}"))
+async def get_profile(request: web.Request) -> web.Response:
+    """GET /profile/{userId}"""
+    return ok(await services(request).profile.get_profile(_user(request)))
+
+
+def _user(request: web.Request) -> str:
+    from homeserver.core.ids import normalize_user_id
+
+    return normalize_user_id(request.match_info["user_id"], services(request).server_name)
+
+
+@routes.get(cs("/profile/{user_id}/{field:(?:displayname|avatar_url)}"))
+async def get_field(request: web.Request) -> web.Response:
+    """GET /profile/{userId}/displayname|avatar_url"""
+    field = request.match_info["field"]
+    profile = await services(request).profile.get_profile(_user(request))
+    if field not in profile:
+        return ok({})
+    return ok({field: profile[field]})
+
+
+@routes.put(cs("/profile/{user_id}/{field:(?:displayname|avatar_url)}"))
+async def put_field(request: web.Request) -> web.Response:
+    """PUT /profile/{userId}/displayname|avatar_url"""
+    req = await requester(request)
+    body = await json_body(request)
+    field = request.match_info["field"]
+    if field not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {field}")
+    await services(request).profile.set_field(req.user_id, _user(request), field, body[field])
+    return ok()
+
+
+def _own(request: web.Request, user_id: str) -> None:
+    if request.match_info["user_id"] != user_id:
+        raise forbidden("Cannot access other users' account data")
+
+
+@routes.put(cs("/user/{user_id}/account_data/{type}"))
+async def put_account_data(request: web.Request) -> web.Response:
+    """PUT /user/{userId}/account_data/{type}"""
+    req = await requester(request)
+    _own(request, req.user_id)
+    body = await json_body(request)
+    await services(request).account_data.put(req.user_id, "", request.match_info["type"], body)
+    return ok()
+
+
+@routes.get(cs("/user/{user_id}/account_data/{type}"))
+async def get_account_data(request: web.Request) -> web.Response:
+    """GET /user/{userId}/account_data/{type}"""
+    req = await requester(request)
+    _own(request, req.user_id)
+    return ok(await services(request).account_data.get(req.user_id, "", request.match_info["type"]))
+
+
+@routes.put(cs("/user/{user_id}/rooms/{room_id}/account_data/{type}"))
+async def put_room_account_data(request: web.Request) -> web.Response:
+    """PUT /user/{userId}/rooms/{roomId}/account_data/{type}"""
+    req = await requester(request)
+    _own(request, req.user_id)
+    if request.match_info["type"] == "m.fully_read":
+        raise MatrixError(405, "M_BAD_JSON", "Use /read_markers to set m.fully_read")
+    body = await json_body(request)
+    await services(request).account_data.put(
+        req.user_id, request.match_info["room_id"], request.match_info["type"], body,
+    )
+    return ok()
+
+
+@routes.get(cs("/user/{user_id}/rooms/{room_id}/account_data/{type}"))
+async def get_room_account_data(request: web.Request) -> web.Response:
+    """GET /user/{userId}/rooms/{roomId}/account_data/{type}"""
+    req = await requester(request)
+    _own(request, req.user_id)
+    return ok(await services(request).account_data.get(
+        req.user_id, request.match_info["room_id"], request.match_info["type"],
+    ))

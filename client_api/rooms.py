@@ -1,0 +1,219 @@
+"""Rooms: create, membership, state, send, redact, read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from client_api.http import cs, json_body, ok, query_int, requester, services, str_field
+from homeserver.core.errors import MatrixError, bad_json
+from homeserver.services.filtering import EventFilter
+from homeserver.services.formatting import client_event
+from storage.stores.events import StoredEvent
+
+routes = web.RouteTableDef()
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["room_id"]
+    if not room_id.startswith("!") or ":" not in room_id:
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
+    return room_id
+
+
+@routes.post(cs("/createRoom"))
+async def create_room(request: web.Request) -> web.Response:
+    """POST /createRoom"""
+    req = await requester(request)
+    body = await json_body(request)
+    return ok({"room_id": await services(request).rooms.create_room(req, body)})
+
+
+@routes.post(cs("/join/{room:[^/]+}"))
+async def join_by_id_or_alias(request: web.Request) -> web.Response:
+    """POST /join/{roomIdOrAlias}"""
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    room_id = await services(request).rooms.join(req, request.match_info["room"], body.get("reason"))
+    return ok({"room_id": room_id})
+
+
+@routes.post(cs("/rooms/{room_id}/join"))
+async def join(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/join"""
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    room_id = await services(request).rooms.join(req, _room_id(request), body.get("reason"))
+    return ok({"room_id": room_id})
+
+
+@routes.post(cs("/rooms/{room_id}/leave"))
+async def leave(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/leave"""
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    await services(request).rooms.leave(req, _room_id(request), body.get("reason"))
+    return ok()
+
+
+@routes.post(cs("/rooms/{room_id}/forget"))
+async def forget(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/forget"""
+    req = await requester(request)
+    await services(request).rooms.forget(req, _room_id(request))
+    return ok()
+
+
+_MEMBERSHIP_ACTIONS = {"invite": "invite", "kick": "leave", "ban": "ban", "unban": "leave"}
+
+
+@routes.post(cs("/rooms/{room_id}/{action:(?:invite|kick|ban|unban)}"))
+async def change_membership(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/invite|kick|ban|unban {user_id, reason?}"""
+    req = await requester(request)
+    body = await json_body(request)
+    target = str_field(body, "user_id")
+    assert target is not None
+    action = request.match_info["action"]
+    rooms = services(request).rooms
+    room_id = _room_id(request)
+    if action == "unban":
+        head = await rooms.head_or_404(room_id)
+        from homeserver.core.ids import normalize_user_id
+
+        if head.members.get(normalize_user_id(target, rooms.server_name)) != "ban":
+            return ok()
+    await rooms.set_membership(req, room_id, target, _MEMBERSHIP_ACTIONS[action], body.get("reason"))
+    return ok()
+
+
+@routes.get(cs("/joined_rooms"))
+async def joined_rooms(request: web.Request) -> web.Response:
+    """GET /joined_rooms"""
+    req = await requester(request)
+    return ok({"joined_rooms": await services(request).rooms.joined_rooms(req.user_id)})
+
+
+@routes.put(cs("/rooms/{room_id}/send/{event_type}/{txn_id}"))
+async def send(request: web.Request) -> web.Response:
+    """PUT /rooms/{roomId}/send/{eventType}/{txnId} (idempotent per device and txn id)"""
+    req = await requester(request)
+    body = await json_body(request)
+    event_id = await services(request).rooms.send(
+        req, _room_id(request), request.match_info["event_type"], body,
+        txn_id=request.match_info["txn_id"],
+    )
+    return ok({"event_id": event_id})
+
+
+@routes.post(cs("/rooms/{room_id}/send/{event_type}"))
+async def send_post(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/send/{eventType} (legacy, not idempotent)"""
+    req = await requester(request)
+    body = await json_body(request)
+    event_id = await services(request).rooms.send(req, _room_id(request), request.match_info["event_type"], body)
+    return ok({"event_id": event_id})
+
+
+@routes.put(cs("/rooms/{room_id}/redact/{event_id}/{txn_id}"))
+async def redact(request: web.Request) -> web.Response:
+    """PUT /rooms/{roomId}/redact/{eventId}/{txnId} {reason?}"""
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    content: dict[str, Any] = {}
+    if "reason" in body:
+        content["reason"] = body["reason"]
+    event_id = await services(request).rooms.send(
+        req, _room_id(request), "m.room.redaction", content, txn_id=request.match_info["txn_id"],
+        redacts=request.match_info["event_id"],
+    )
+    return ok({"event_id": event_id})
+
+
+def _state_path_key(request: web.Request) -> tuple[str, str]:
+    return request.match_info["event_type"], request.match_info.get("state_key", "")
+
+
+@routes.put(cs("/rooms/{room_id}/state/{event_type}"))
+@routes.put("/_matrix/client/{_version:(?:v3|r0)}/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+async def put_state(request: web.Request) -> web.Response:
+    """PUT /rooms/{roomId}/state/{eventType}/{stateKey}"""
+    req = await requester(request)
+    body = await json_body(request)
+    event_type, state_key = _state_path_key(request)
+    event_id = await services(request).rooms.send(req, _room_id(request), event_type, body, state_key=state_key)
+    return ok({"event_id": event_id})
+
+
+@routes.get(cs("/rooms/{room_id}/state/{event_type}"))
+@routes.get("/_matrix/client/{_version:(?:v3|r0)}/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+async def get_state_event(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/state/{eventType}/{stateKey} -> content (or the event with format=event)"""
+    req = await requester(request)
+    event_type, state_key = _state_path_key(request)
+    svc = services(request)
+    event = await svc.rooms.state_event(req, _room_id(request), event_type, state_key)
+    if request.query.get("format") == "event":
+        return ok(client_event(StoredEvent(event, 0, None, None)))
+    return ok(event.content)
+
+
+@routes.get(cs("/rooms/{room_id}/state"))
+async def get_state(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/state"""
+    req = await requester(request)
+    svc = services(request)
+    state = await svc.rooms.current_state(req, _room_id(request))
+    stored = await svc.events.get_events(e.event_id for e in state)
+    return ok(await svc.timeline.format(list(stored.values()), req))
+
+
+@routes.get(cs("/rooms/{room_id}/members"))
+async def members(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/members?membership=&not_membership="""
+    req = await requester(request)
+    svc = services(request)
+    events = await svc.rooms.members(req, _room_id(request))
+    want, not_want = request.query.get("membership"), request.query.get("not_membership")
+    events = [
+        e for e in events
+        if (want is None or e.membership == want) and (not_want is None or e.membership != not_want)
+    ]
+    stored = await svc.events.get_events(e.event_id for e in events)
+    return ok({"chunk": await svc.timeline.format(list(stored.values()), req)})
+
+
+@routes.get(cs("/rooms/{room_id}/joined_members"))
+async def joined_members(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/joined_members"""
+    req = await requester(request)
+    events = await services(request).rooms.members(req, _room_id(request))
+    joined = {
+        e.state_key: {"display_name": e.content.get("displayname"), "avatar_url": e.content.get("avatar_url")}
+        for e in events if e.membership == "join"
+    }
+    return ok({"joined": joined})
+
+
+@routes.get(cs("/rooms/{room_id}/event/{event_id}"))
+async def get_event(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/event/{eventId}"""
+    req = await requester(request)
+    return ok(await services(request).timeline.get_event(req, _room_id(request), request.match_info["event_id"]))
+
+
+@routes.get(cs("/rooms/{room_id}/messages"))
+async def messages(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/messages?dir=b|f&from=&to=&limit=&filter="""
+    req = await requester(request)
+    raw_filter = request.query.get("filter")
+    try:
+        flt = EventFilter.parse(json.loads(raw_filter)) if raw_filter else EventFilter()
+    except json.JSONDecodeError:
+        raise bad_json("filter is not valid JSON") from None
+    return ok(await services(request).timeline.messages(
+        req, _room_id(request), request.query.get("dir", "b"), request.query.get("from"),
+        request.query.get("to"), query_int(request, "limit", 10), flt,
+    ))

@@ -1,0 +1,404 @@
+"""Authorization rules for room versions 10 and 11 (auth-and-state-res.md §1-§3).
+
+Rule numbers in comments follow the spec's v10 numbering. v11 differs only in
+who "the creator" is (see RoomVersion.creator_in_content) and in dropping
+rule 1.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from homeserver.core.auth_helpers import (
+    CREATE_KEY,
+    POWER_LEVELS_KEY,
+    AuthState,
+    StateKey,
+    domain_of,
+    is_int,
+    join_rule_of,
+    membership_of,
+    named_power_level,
+    notification_power_level,
+    required_power_level,
+    room_creator,
+    user_power_level,
+)
+from homeserver.core.errors import AuthError, SignatureError
+from homeserver.core.events import Event
+from homeserver.core.ids import is_valid_user_id
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, get_room_version
+from homeserver.core.signing import decode_base64, signature_key_ids, verify_json_signature
+
+__all__ = [
+    "AuthState",
+    "StateKey",
+    "auth_state_from_events",
+    "auth_types_for_event",
+    "check_auth_events",
+    "check_auth_rules",
+    "check_event_auth",
+    "join_rule_of",
+    "membership_of",
+    "named_power_level",
+    "notification_power_level",
+    "required_power_level",
+    "room_creator",
+    "user_power_level",
+]
+
+# (event, server_name) -> is the event validly signed by that server?
+AuthoriserCheck = Callable[[Event, str], bool]
+
+_PL_LEVEL_KEYS = (
+    "users_default",
+    "events_default",
+    "state_default",
+    "ban",
+    "redact",
+    "kick",
+    "invite",
+)
+
+
+def auth_types_for_event(
+    room_version: RoomVersion | str,
+    event_type: str,
+    sender: str,
+    state_key: str | None,
+    content: Mapping[str, Any],
+) -> list[StateKey]:
+    """The (type, state_key) pairs an event's ``auth_events`` are chosen from (§1)."""
+    get_room_version(room_version)  # refuse unknown versions early
+    if event_type == "m.room.create":
+        return []
+    wanted: list[StateKey] = [CREATE_KEY, POWER_LEVELS_KEY, ("m.room.member", sender)]
+    if event_type == "m.room.member" and isinstance(state_key, str):
+        membership = content.get("membership")
+        wanted.append(("m.room.member", state_key))
+        if membership in ("join", "invite", "knock"):
+            wanted.append(("m.room.join_rules", ""))
+        if membership == "invite":
+            tpi = content.get("third_party_invite")
+            signed = tpi.get("signed") if isinstance(tpi, dict) else None
+            token = signed.get("token") if isinstance(signed, dict) else None
+            if isinstance(token, str):
+                wanted.append(("m.room.third_party_invite", token))
+        if membership == "join":
+            authoriser = content.get("join_authorised_via_users_server")
+            if isinstance(authoriser, str):
+                wanted.append(("m.room.member", authoriser))
+    return list(dict.fromkeys(wanted))  # dedupe, keep order
+
+
+def _auth_types_of(version: RoomVersion, event: Event) -> list[StateKey]:
+    return auth_types_for_event(version, event.type, event.sender, event.state_key, event.content)
+
+
+def auth_state_from_events(auth_events: Sequence[Event]) -> dict[StateKey, Event]:
+    """Key a list of auth events by (type, state_key) (non-state entries dropped)."""
+    return {e.state_tuple: e for e in auth_events if e.is_state}
+
+
+def check_auth_events(
+    room_version: RoomVersion | str, event: Event, auth_events: Sequence[Event]
+) -> None:
+    """Rule 2: the shape of the event's own ``auth_events`` (checked on receipt only)."""
+    version = get_room_version(room_version)
+    if event.type == "m.room.create":
+        return  # rule 1 decides create events alone
+    expected = set(_auth_types_of(version, event))
+    seen: set[StateKey] = set()
+    for ae in auth_events:
+        key = ae.state_tuple if ae.is_state else (ae.type, "<not a state event>")
+        if key in seen:
+            raise AuthError(f"Duplicate auth event for {key}")  # 2.1
+        seen.add(key)
+        if key not in expected:
+            raise AuthError(f"Unexpected auth event {ae.event_id} for {key}")  # 2.2
+        if ae.rejected:
+            raise AuthError(f"Auth event {ae.event_id} was rejected")  # 2.3
+        if ae.room_id != event.room_id:
+            raise AuthError(f"Auth event {ae.event_id} is from another room")  # 2.5
+    if CREATE_KEY not in seen:
+        raise AuthError("No m.room.create event in auth events")  # 2.4
+
+
+def check_event_auth(
+    room_version: RoomVersion | str,
+    event: Event,
+    auth_events: Sequence[Event],
+    *,
+    verify_authoriser: AuthoriserCheck | None = None,
+) -> None:
+    """Check (a) on receipt: rule 2 and then rules 1, 3-10 against the auth events."""
+    check_auth_events(room_version, event, auth_events)
+    check_auth_rules(
+        room_version,
+        event,
+        auth_state_from_events(auth_events),
+        verify_authoriser=verify_authoriser,
+    )
+
+
+def check_auth_rules(
+    room_version: RoomVersion | str,
+    event: Event,
+    auth_state: AuthState,
+    *,
+    verify_authoriser: AuthoriserCheck | None = None,
+) -> None:
+    """Rules 1 and 3-10 of the room version, against ``auth_state``.
+
+    ``auth_state`` is whatever state the check runs against (the event's auth
+    events, the state before it, or the current state). Raises AuthError.
+
+    ``verify_authoriser(event, server)`` checks rule 4.2 (the event is validly
+    signed by the ``join_authorised_via_users_server`` user's server). By
+    default only the presence of a signature from that server is checked: real
+    signature verification belongs to the federation layer, which must run
+    before auth.
+    """
+    version = get_room_version(room_version)
+    if event.type == "m.room.create":
+        _check_create(version, event)
+        return
+    create = auth_state.get(CREATE_KEY)
+    if create is None:
+        raise AuthError("No m.room.create event in the auth state")
+    # Rule 3: m.federate = false keeps other servers out.
+    if create.content.get("m.federate", True) is False and domain_of(event.sender) != domain_of(
+        create.sender
+    ):
+        raise AuthError("This room does not federate with the sender's server")
+    if event.type == "m.room.member":
+        _check_membership(version, event, auth_state, verify_authoriser)
+        return
+    # Rule 5.
+    if membership_of(auth_state, event.sender) != "join":
+        raise AuthError(f"{event.sender} is not joined to the room")
+    sender_level = user_power_level(auth_state, event.sender, version)
+    # Rule 6.
+    if event.type == "m.room.third_party_invite":
+        if sender_level < named_power_level(auth_state, "invite"):
+            raise AuthError("Insufficient power level to invite")
+        return
+    # Rule 7.
+    needed = required_power_level(auth_state, event.type, event.is_state)
+    if sender_level < needed:
+        raise AuthError(f"{event.type} needs power level {needed}; sender has {sender_level}")
+    # Rule 8.
+    state_key = event.state_key
+    if isinstance(state_key, str) and state_key.startswith("@") and state_key != event.sender:
+        raise AuthError("A state_key starting with '@' must be the sender's user id")
+    # Rule 9.
+    if event.type == "m.room.power_levels":
+        _check_power_levels(event, auth_state, sender_level)
+    # Rule 10: allow.
+
+
+def _check_create(version: RoomVersion, event: Event) -> None:
+    if event.prev_event_ids:
+        raise AuthError("m.room.create must not have prev_events")  # 1.1
+    if domain_of(event.room_id) != domain_of(event.sender) or not domain_of(event.sender):
+        raise AuthError("m.room.create: room id and sender are on different servers")  # 1.2
+    # 1.3: an absent room_version means "1", which we do not implement.
+    if event.content.get("room_version", "1") not in KNOWN_ROOM_VERSIONS:
+        raise AuthError("m.room.create: unknown room version")
+    if version.creator_in_content and not isinstance(event.content.get("creator"), str):
+        raise AuthError("m.room.create: content.creator is required")  # 1.4 (v10)
+
+
+def _check_membership(
+    version: RoomVersion,
+    event: Event,
+    state: AuthState,
+    verify_authoriser: AuthoriserCheck | None,
+) -> None:
+    target = event.state_key
+    membership = event.content.get("membership")
+    # 4.1
+    if not isinstance(target, str) or not isinstance(membership, str):
+        raise AuthError("m.room.member needs a state_key and content.membership")
+    # 4.2
+    authoriser = event.content.get("join_authorised_via_users_server")
+    if authoriser is not None:
+        server = domain_of(authoriser) if isinstance(authoriser, str) else ""
+        check = verify_authoriser or _has_signature_from
+        if not server or not check(event, server):
+            raise AuthError("Join authorisation is not signed by the authorising server")
+
+    sender = event.sender
+    sender_membership = membership_of(state, sender)
+    target_membership = membership_of(state, target)
+    if membership == "join":
+        _check_join(version, event, state, sender_membership)
+        return
+    sender_level = user_power_level(state, sender, version)
+    target_level = user_power_level(state, target, version)
+    if membership == "invite":
+        if "third_party_invite" in event.content:  # 4.4.1
+            if target_membership == "ban":
+                raise AuthError(f"{target} is banned")
+            _check_third_party_invite(event, state)
+            return
+        if sender_membership != "join":
+            raise AuthError(f"{sender} is not joined to the room")  # 4.4.2
+        if target_membership in ("join", "ban"):
+            raise AuthError(f"{target} is already {target_membership}")  # 4.4.3
+        if sender_level < named_power_level(state, "invite"):
+            raise AuthError("Insufficient power level to invite")  # 4.4.5
+        return
+    if membership == "leave":
+        if sender == target:  # 4.5.1
+            if target_membership not in ("invite", "join", "knock"):
+                raise AuthError(f"{target} cannot leave: membership is {target_membership}")
+            return
+        if sender_membership != "join":
+            raise AuthError(f"{sender} is not joined to the room")  # 4.5.2
+        if target_membership == "ban" and sender_level < named_power_level(state, "ban"):
+            raise AuthError("Insufficient power level to unban")  # 4.5.3
+        if sender_level >= named_power_level(state, "kick") and target_level < sender_level:
+            return  # 4.5.4
+        raise AuthError("Insufficient power level to kick")  # 4.5.5
+    if membership == "ban":
+        if sender_membership != "join":
+            raise AuthError(f"{sender} is not joined to the room")  # 4.6.1
+        if sender_level >= named_power_level(state, "ban") and target_level < sender_level:
+            return  # 4.6.2
+        raise AuthError("Insufficient power level to ban")  # 4.6.3
+    if membership == "knock":
+        if join_rule_of(state) not in ("knock", "knock_restricted"):
+            raise AuthError("This room does not allow knocking")  # 4.7.1
+        if sender != target:
+            raise AuthError("Cannot knock on behalf of another user")  # 4.7.2
+        if sender_membership in ("ban", "invite", "join"):
+            raise AuthError(f"Cannot knock while {sender_membership}")  # 4.7.4
+        return
+    raise AuthError(f"Unknown membership {membership!r}")  # 4.8
+
+
+def _has_signature_from(event: Event, server: str) -> bool:
+    sigs = event.pdu.get("signatures")
+    return isinstance(sigs, dict) and bool(sigs.get(server))
+
+
+def _check_join(
+    version: RoomVersion, event: Event, state: AuthState, sender_membership: str | None
+) -> None:
+    sender, target = event.sender, event.state_key
+    create = state[CREATE_KEY]
+    # 4.3.1: the creator's own first join, straight after the create event.
+    prevs = event.prev_event_ids
+    if len(prevs) == 1 and prevs[0] == create.event_id and target == room_creator(state, version):
+        return
+    if sender != target:
+        raise AuthError("Cannot join on behalf of another user")  # 4.3.2
+    if sender_membership == "ban":
+        raise AuthError(f"{sender} is banned from the room")  # 4.3.3
+    rule = join_rule_of(state)
+    if rule in ("invite", "knock"):  # 4.3.4
+        if sender_membership in ("invite", "join"):
+            return
+        raise AuthError("You are not invited to this room")
+    if rule in ("restricted", "knock_restricted"):  # 4.3.5
+        if sender_membership in ("invite", "join"):
+            return
+        authoriser = event.content.get("join_authorised_via_users_server")
+        if (
+            not isinstance(authoriser, str)
+            or membership_of(state, authoriser) != "join"
+            or user_power_level(state, authoriser, version) < named_power_level(state, "invite")
+        ):
+            raise AuthError("Join is not authorised by a joined user who may invite")
+        return
+    if rule == "public":
+        return  # 4.3.6
+    raise AuthError(f"Cannot join a room with join rule {rule!r}")  # 4.3.7
+
+
+def _check_third_party_invite(event: Event, state: AuthState) -> None:
+    """4.4.1: a signed third-party invite must match an m.room.third_party_invite."""
+    tpi = event.content.get("third_party_invite")
+    signed = tpi.get("signed") if isinstance(tpi, dict) else None
+    if not isinstance(signed, dict):
+        raise AuthError("third_party_invite.signed is missing")
+    mxid, token = signed.get("mxid"), signed.get("token")
+    if not isinstance(mxid, str) or not isinstance(token, str):
+        raise AuthError("third_party_invite.signed needs mxid and token")
+    if mxid != event.state_key:
+        raise AuthError("third_party_invite mxid does not match the target")
+    invite = state.get(("m.room.third_party_invite", token))
+    if invite is None:
+        raise AuthError("No matching m.room.third_party_invite")
+    if invite.sender != event.sender:
+        raise AuthError("Only the third-party inviter can complete the invite")
+    keys = [invite.content.get("public_key")]
+    public_keys = invite.content.get("public_keys")
+    if isinstance(public_keys, list):
+        keys += [k.get("public_key") for k in public_keys if isinstance(k, dict)]
+    sigs = signed.get("signatures")
+    for server in sigs if isinstance(sigs, dict) else ():
+        for key_id in signature_key_ids(signed, server):
+            for key in keys:
+                if not isinstance(key, str):
+                    continue
+                try:
+                    verify_json_signature(signed, server, key_id, decode_base64(key))
+                except (ValueError, SignatureError):
+                    continue
+                return
+    raise AuthError("No valid signature on the third-party invite")
+
+
+def _check_power_levels(event: Event, state: AuthState, sender_level: int) -> None:
+    content = event.content
+    # 9.1-9.3: v10+ power levels must be real integers.
+    for key in _PL_LEVEL_KEYS:
+        if key in content and not is_int(content[key]):
+            raise AuthError(f"Power level '{key}' must be an integer")
+    for key in ("events", "notifications"):
+        if key in content and not _int_map(content[key]):
+            raise AuthError(f"Power level '{key}' must map to integers")
+    users = content.get("users", {})
+    if not _int_map(users) or not all(is_valid_user_id(u) for u in users):
+        raise AuthError("Power level 'users' must map user ids to integers")
+    old_event = state.get(POWER_LEVELS_KEY)
+    if old_event is None:
+        return  # 9.4: the first PL event
+    old = old_event.content
+    # 9.5: top-level levels added, changed or removed.
+    for key in _PL_LEVEL_KEYS:
+        _check_level_change(key, old.get(key), content.get(key), sender_level)
+    # 9.6 / 9.7: events and notifications entries.
+    for key in ("events", "notifications"):
+        old_map, new_map = _as_map(old.get(key)), _as_map(content.get(key))
+        for name in old_map.keys() | new_map.keys():
+            _check_level_change(f"{key}.{name}", old_map.get(name), new_map.get(name), sender_level)
+    # 9.8 / 9.9: users. Peers at or above the sender's level cannot be changed.
+    old_users, new_users = _as_map(old.get("users")), _as_map(users)
+    for user in old_users.keys() | new_users.keys():
+        before, after = old_users.get(user), new_users.get(user)
+        if before == after and is_int(before) == is_int(after):
+            continue
+        if user != event.sender and is_int(before) and before >= sender_level:
+            raise AuthError(f"Cannot change the power level of {user}, who is not below you")
+        _check_level_change(f"users.{user}", before, after, sender_level)
+
+
+def _check_level_change(name: str, before: Any, after: Any, sender_level: int) -> None:
+    if before == after and is_int(before) == is_int(after):
+        return
+    if is_int(before) and before > sender_level:
+        raise AuthError(f"Cannot change '{name}' from a level above your own")
+    if is_int(after) and after > sender_level:
+        raise AuthError(f"Cannot set '{name}' above your own level")
+
+
+def _int_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(is_int(v) for v in value.values())
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,242 @@
+"""The in-memory event: the original PDU object plus its derived id.
+
+The PDU dict is kept exactly as signed (unknown keys included) because the
+content hash and signatures cover every key; nothing here re-serialises it
+through a lossy model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import attrs
+
+from homeserver.core.canonical_json import MAX_SAFE_INTEGER, encode_canonical_json
+from homeserver.core.errors import MatrixError
+from homeserver.core.redaction import redact_pdu
+from homeserver.core.room_versions import RoomVersion, get_room_version
+from homeserver.core.signing import SigningKey, decode_base64, encode_base64, sign_json
+
+StateKey = tuple[str, str]
+
+
+@attrs.frozen(slots=True)
+class Event:
+    event_id: str
+    pdu: dict[str, Any]
+    room_version: str = "10"
+    rejected: bool = False
+
+    @property
+    def type(self) -> str:
+        return self.pdu["type"]
+
+    @property
+    def room_id(self) -> str:
+        return self.pdu["room_id"]
+
+    @property
+    def sender(self) -> str:
+        return self.pdu["sender"]
+
+    @property
+    def content(self) -> dict[str, Any]:
+        return self.pdu.get("content") or {}
+
+    @property
+    def state_key(self) -> str | None:
+        return self.pdu.get("state_key")
+
+    @property
+    def is_state(self) -> bool:
+        return "state_key" in self.pdu
+
+    @property
+    def state_tuple(self) -> StateKey:
+        return (self.pdu["type"], self.pdu["state_key"])
+
+    @property
+    def depth(self) -> int:
+        return self.pdu.get("depth", 0)
+
+    @property
+    def origin_server_ts(self) -> int:
+        return self.pdu.get("origin_server_ts", 0)
+
+    @property
+    def prev_event_ids(self) -> list[str]:
+        return list(self.pdu.get("prev_events") or [])
+
+    @property
+    def auth_event_ids(self) -> list[str]:
+        return list(self.pdu.get("auth_events") or [])
+
+    @property
+    def membership(self) -> str | None:
+        m = self.content.get("membership")
+        return m if isinstance(m, str) else None
+
+    @property
+    def redacts(self) -> str | None:
+        """The redaction target: top level in v10, ``content.redacts`` from v11."""
+        target = self.pdu.get("redacts") or self.content.get("redacts")
+        return target if isinstance(target, str) else None
+
+
+# ---------------------------------------------------------------------------
+# Hashes, signatures, ids and format checks (events-and-crypto.md §5, §7).
+
+# Legacy internal keys Synapse strips before hashing; never in well-formed PDUs.
+_NOT_HASHED = frozenset({"unsigned", "signatures", "hashes", "age_ts", "outlier", "destinations"})
+
+MAX_PDU_BYTES = 65536
+MAX_ID_BYTES = 255
+MAX_PREV_EVENTS = 20
+MAX_AUTH_EVENTS = 10
+
+
+def _content_hash_bytes(pdu: dict[str, Any]) -> bytes:
+    stripped = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
+    return hashlib.sha256(encode_canonical_json(stripped)).digest()
+
+
+def compute_content_hash(pdu: dict[str, Any]) -> str:
+    """``hashes.sha256`` for the full (unredacted) PDU, unpadded standard base64."""
+    return encode_base64(_content_hash_bytes(pdu))
+
+
+def check_content_hash(pdu: dict[str, Any]) -> bool:
+    """True iff ``hashes.sha256`` is present and matches the PDU's content."""
+    hashes = pdu.get("hashes")
+    claimed = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not isinstance(claimed, str):
+        return False
+    try:
+        return decode_base64(claimed) == _content_hash_bytes(pdu)
+    except ValueError:
+        return False
+
+
+def compute_event_id(room_version: RoomVersion | str, pdu: dict[str, Any]) -> str:
+    """``$`` + url-safe base64 of the reference hash (room versions 4+).
+
+    Any ``event_id`` key inside the PDU is ignored for trust purposes (but, as
+    the spec's algorithm keeps it through redaction, it is part of the hash).
+    """
+    redacted = redact_pdu(room_version, pdu)
+    for key in ("signatures", "unsigned", "age_ts"):
+        redacted.pop(key, None)
+    digest = hashlib.sha256(encode_canonical_json(redacted)).digest()
+    return "$" + encode_base64(digest, urlsafe=True)
+
+
+def hash_and_sign_pdu(
+    room_version: RoomVersion | str,
+    pdu: dict[str, Any],
+    server_name: str,
+    key: SigningKey,
+) -> dict[str, Any]:
+    """Set ``hashes.sha256`` then sign the redacted form; returns a new dict."""
+    signed = dict(pdu)
+    hashes = dict(pdu.get("hashes") or {})
+    hashes["sha256"] = compute_content_hash(pdu)
+    signed["hashes"] = hashes
+    # The signature covers the redacted form (plus the hash) so that a redacted
+    # copy still verifies.
+    redacted_signed = sign_json(redact_pdu(room_version, signed), server_name, key)
+    signed["signatures"] = redacted_signed["signatures"]
+    return signed
+
+
+def event_from_pdu(room_version_id: str, pdu: dict[str, Any]) -> Event:
+    """Wrap a PDU, deriving its event id (raises for unknown room versions)."""
+    return Event(compute_event_id(room_version_id, pdu), pdu, room_version_id)
+
+
+def _bad(msg: str) -> MatrixError:
+    return MatrixError(400, "M_BAD_JSON", msg)
+
+
+def _check_short_string(pdu: dict[str, Any], key: str, *, required: bool = True) -> None:
+    if key not in pdu:
+        if required:
+            raise _bad(f"PDU is missing '{key}'")
+        return
+    value = pdu[key]
+    if not isinstance(value, str):
+        raise _bad(f"'{key}' must be a string")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise _bad(f"'{key}' is longer than {MAX_ID_BYTES} bytes")
+
+
+def _check_int(pdu: dict[str, Any], key: str, minimum: int = 0) -> None:
+    value = pdu.get(key)
+    if type(value) is not int:  # bool is not an int here
+        raise _bad(f"'{key}' must be an integer")
+    if not minimum <= value <= MAX_SAFE_INTEGER:
+        raise _bad(f"'{key}' is out of range")
+
+
+def _check_id_list(pdu: dict[str, Any], key: str, limit: int | None) -> None:
+    value = pdu.get(key)
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise _bad(f"'{key}' must be a list of event ids")
+    if limit is not None and len(value) > limit:
+        raise _bad(f"'{key}' has more than {limit} entries")
+    if any(len(i.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES for i in value):
+        raise _bad(f"an entry of '{key}' is longer than {MAX_ID_BYTES} bytes")
+
+
+def validate_pdu(
+    room_version: RoomVersion | str,
+    pdu: Any,
+    *,
+    enforce_list_limits: bool = True,
+) -> None:
+    """Check a PDU's format and size limits (events-and-crypto.md §7).
+
+    Raises 400 M_BAD_JSON for a malformed PDU and 413 M_TOO_LARGE when the
+    canonical encoding exceeds 65536 bytes. Pass ``enforce_list_limits=False``
+    for events fetched through /backfill, which the 20/10 limits do not cover.
+    Signatures and hashes are only type-checked here, not verified.
+    """
+    version = get_room_version(room_version)
+    if not isinstance(pdu, dict):
+        raise _bad("PDU must be a JSON object")
+    for key in ("room_id", "sender", "type"):
+        _check_short_string(pdu, key)
+    _check_short_string(pdu, "state_key", required=False)
+    if not pdu["room_id"].startswith("!") or ":" not in pdu["room_id"]:
+        raise _bad("'room_id' is not a room id")
+    if not pdu["sender"].startswith("@") or ":" not in pdu["sender"]:
+        raise _bad("'sender' is not a user id")
+    if not isinstance(pdu.get("content"), dict):
+        raise _bad("'content' must be an object")
+    _check_int(pdu, "origin_server_ts")
+    _check_int(pdu, "depth")
+    _check_id_list(pdu, "prev_events", MAX_PREV_EVENTS if enforce_list_limits else None)
+    _check_id_list(pdu, "auth_events", MAX_AUTH_EVENTS if enforce_list_limits else None)
+    hashes = pdu.get("hashes")
+    if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+        raise _bad("'hashes' must be an object with a 'sha256' string")
+    signatures = pdu.get("signatures")
+    if not isinstance(signatures, dict) or not all(
+        isinstance(v, dict) and all(isinstance(s, str) for s in v.values())
+        for v in signatures.values()
+    ):
+        raise _bad("'signatures' must be an object of objects of strings")
+    if "unsigned" in pdu and not isinstance(pdu["unsigned"], dict):
+        raise _bad("'unsigned' must be an object")
+    if "redacts" in pdu and not isinstance(pdu["redacts"], str):
+        raise _bad("'redacts' must be a string")
+    if version.redacts_in_content and pdu["type"] == "m.room.redaction":
+        redacts = pdu["content"].get("redacts")
+        if redacts is not None and not isinstance(redacts, str):
+            raise _bad("'content.redacts' must be a string")
+    try:
+        size = len(encode_canonical_json(pdu))
+    except (ValueError, UnicodeEncodeError) as e:
+        raise _bad(f"PDU is not valid canonical JSON: {e}") from e
+    if size > MAX_PDU_BYTES:
+        raise MatrixError(413, "M_TOO_LARGE", f"PDU is {size} bytes; the limit is {MAX_PDU_BYTES}")

@@ -1,0 +1,281 @@
+"""State resolution v2 (room versions 2-11), auth-and-state-res.md §6.
+
+Pure apart from ``fetch_events``, the one awaitable the caller supplies: it
+is called with batches of event ids and returns whichever of them it has.
+Events it cannot supply are left out of the calculation.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from homeserver.core.auth_helpers import POWER_LEVELS_KEY, user_power_level
+from homeserver.core.auth_rules import auth_types_for_event, check_auth_rules
+from homeserver.core.errors import AuthError
+from homeserver.core.events import Event, StateKey
+from homeserver.core.room_versions import RoomVersion, get_room_version
+
+StateMap = Mapping[StateKey, str]
+FetchEvents = Callable[[Iterable[str]], Awaitable[Mapping[str, Event]]]
+
+
+def lexicographical_topological_sort(
+    graph: Mapping[str, Iterable[str]], key: Callable[[str], Any]
+) -> list[str]:
+    """Kahn's algorithm; ``graph[n]`` lists the nodes that must come before ``n``.
+
+    Among the nodes that are ready, the one with the smallest ``(key(n), n)``
+    goes next. Nodes only mentioned as predecessors are included too.
+    Raises ValueError on a cycle.
+    """
+    preds: dict[str, set[str]] = {n: set(ps) for n, ps in graph.items()}
+    for ps in list(preds.values()):
+        for p in ps:
+            preds.setdefault(p, set())
+    succs: dict[str, list[str]] = {n: [] for n in preds}
+    for n, ps in preds.items():
+        for p in ps:
+            succs[p].append(n)
+    waiting = {n: len(ps) for n, ps in preds.items()}
+    ready = [(key(n), n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for child in succs[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (key(child), child))
+    if len(order) != len(preds):
+        raise ValueError("graph has a cycle")
+    return order
+
+
+class _EventCache:
+    """Events fetched during one resolution; each id is requested at most once."""
+
+    def __init__(self, fetch: FetchEvents) -> None:
+        self._fetch = fetch
+        self.events: dict[str, Event] = {}
+        self._unavailable: set[str] = set()
+
+    async def load(self, event_ids: Iterable[str]) -> None:
+        wanted = {i for i in event_ids if i not in self.events and i not in self._unavailable}
+        if not wanted:
+            return
+        found = await self._fetch(sorted(wanted))
+        for event_id in wanted:
+            event = found.get(event_id)
+            if event is None:
+                self._unavailable.add(event_id)
+            else:
+                self.events[event_id] = event
+
+    async def load_auth_closure(self, event_ids: Iterable[str]) -> None:
+        """Load the events and their whole auth chains, one batch per generation."""
+        frontier = set(event_ids)
+        await self.load(frontier)
+        while frontier:
+            parents = {
+                a for i in frontier if i in self.events for a in self.events[i].auth_event_ids
+            }
+            parents.difference_update(self.events)
+            parents.difference_update(self._unavailable)
+            await self.load(parents)
+            frontier = parents
+
+    def auth_closure(self, start: Iterable[str], include_start: bool) -> set[str]:
+        """Every loaded event reachable from ``start`` through auth_events."""
+        seen: set[str] = set()
+        stack = [a for s in start if s in self.events for a in self.events[s].auth_event_ids]
+        if include_start:
+            stack.extend(s for s in start if s in self.events)
+        while stack:
+            event_id = stack.pop()
+            if event_id in seen or event_id not in self.events:
+                continue
+            seen.add(event_id)
+            stack.extend(self.events[event_id].auth_event_ids)
+        return seen
+
+    def power_levels_parent(self, event: Event) -> Event | None:
+        """The m.room.power_levels event among ``event``'s auth events, if any."""
+        for auth_id in event.auth_event_ids:
+            parent = self.events.get(auth_id)
+            if parent is not None and parent.is_state and parent.state_tuple == POWER_LEVELS_KEY:
+                return parent
+        return None
+
+
+def _separate(state_sets: Sequence[StateMap]) -> tuple[dict[StateKey, str], set[str]]:
+    unconflicted: dict[StateKey, str] = {}
+    conflicted: set[str] = set()
+    keys = set().union(*(s.keys() for s in state_sets))
+    for key in keys:
+        values = [s.get(key) for s in state_sets]
+        first = values[0]
+        if first is not None and all(v == first for v in values):
+            unconflicted[key] = first
+        else:
+            conflicted.update(v for v in values if v is not None)
+    return unconflicted, conflicted
+
+
+def _is_power_event(event: Event) -> bool:
+    if not event.is_state:
+        return False
+    if event.state_tuple in (POWER_LEVELS_KEY, ("m.room.join_rules", "")):
+        return True
+    return (
+        event.type == "m.room.member"
+        and event.membership in ("leave", "ban")
+        and event.sender != event.state_key
+    )
+
+
+def _sender_power(version: RoomVersion, cache: _EventCache, event: Event) -> int:
+    """The sender's level according to the event's own auth events only."""
+    auth_state = {}
+    for auth_id in event.auth_event_ids:
+        parent = cache.events.get(auth_id)
+        if parent is not None and parent.is_state:
+            auth_state.setdefault(parent.state_tuple, parent)
+    return user_power_level(auth_state, event.sender, version)
+
+
+def _power_sort_graph(nodes: set[str], cache: _EventCache) -> dict[str, set[str]]:
+    """For each node, the nodes of the set it (transitively) depends on through
+    auth_events, stopping at the first node of the set on each path."""
+    below: dict[str, frozenset[str]] = {}
+    for root in nodes:
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            event_id, expanded = stack.pop()
+            if event_id in below:
+                continue
+            parents = cache.events[event_id].auth_event_ids
+            if not expanded:
+                stack.append((event_id, True))
+                stack.extend(
+                    (p, False)
+                    for p in parents
+                    if p not in nodes and p not in below and p in cache.events
+                )
+                continue
+            found: set[str] = set()
+            for p in parents:
+                if p in nodes:
+                    found.add(p)
+                elif p in below:
+                    found |= below[p]
+            below[event_id] = frozenset(found)
+    return {n: set(below[n]) for n in nodes}
+
+
+def _iterative_auth_checks(
+    version: RoomVersion,
+    order: Iterable[str],
+    base: Mapping[StateKey, str],
+    cache: _EventCache,
+) -> dict[StateKey, str]:
+    resolved = dict(base)
+    for event_id in order:
+        event = cache.events[event_id]
+        if event.rejected:
+            continue  # Synapse's (documented) deviation; never happens for valid input
+        auth_state: dict[StateKey, Event] = {}
+        for auth_id in event.auth_event_ids:
+            parent = cache.events.get(auth_id)
+            if parent is not None and parent.is_state and not parent.rejected:
+                auth_state[parent.state_tuple] = parent
+        for key in auth_types_for_event(
+            version, event.type, event.sender, event.state_key, event.content
+        ):
+            current = cache.events.get(resolved.get(key, ""))
+            if current is not None and not current.rejected:
+                auth_state[key] = current
+        try:
+            check_auth_rules(version, event, auth_state)
+        except AuthError:
+            continue
+        resolved[event.state_tuple] = event_id
+    return resolved
+
+
+def _mainline_order(
+    events: Iterable[str], power_levels_id: str | None, cache: _EventCache
+) -> list[str]:
+    # Depth 1 is the oldest PL on the mainline, n the resolved one; 0 means
+    # "not on the mainline" (position infinity), which sorts first.
+    mainline: list[str] = []
+    current = cache.events.get(power_levels_id or "")
+    while current is not None:
+        mainline.append(current.event_id)
+        current = cache.power_levels_parent(current)
+    depth = {event_id: i for i, event_id in enumerate(reversed(mainline), start=1)}
+
+    def mainline_depth(event: Event) -> int:
+        walked: list[str] = []
+        found = 0
+        current: Event | None = event
+        while current is not None:
+            if current.event_id in depth:
+                found = depth[current.event_id]
+                break
+            walked.append(current.event_id)
+            current = cache.power_levels_parent(current)
+        for event_id in walked:  # memoise the whole walk
+            depth[event_id] = found
+        return found
+
+    def sort_key(event_id: str) -> tuple[int, int, str]:
+        event = cache.events[event_id]
+        return (mainline_depth(event), event.origin_server_ts, event_id)
+
+    keyed = [(sort_key(e), e) for e in events]
+    return [e for _, e in sorted(keyed)]
+
+
+async def resolve_state_v2(
+    room_version: RoomVersion | str,
+    state_sets: Sequence[StateMap],
+    fetch_events: FetchEvents,
+) -> dict[StateKey, str]:
+    """Resolve state maps ``(type, state_key) -> event_id`` into one."""
+    version = get_room_version(room_version)
+    unconflicted, conflicted = _separate(state_sets)
+    if not conflicted:
+        return unconflicted
+
+    cache = _EventCache(fetch_events)
+    await cache.load_auth_closure({e for s in state_sets for e in s.values()})
+
+    # Auth difference. Each chain also holds the set's own state events (as
+    # Synapse does), so unconflicted events never enter the full conflicted set.
+    chains = [cache.auth_closure(set(s.values()), include_start=True) for s in state_sets]
+    auth_difference = set().union(*chains) - set.intersection(*chains)
+    full = (conflicted | auth_difference) - set(unconflicted.values())
+    full &= cache.events.keys()
+
+    # Steps 1-2: power events and their auth ancestors in the full conflicted set.
+    power = {e for e in full if _is_power_event(cache.events[e])}
+    power_set = power | (cache.auth_closure(power, include_start=False) & full)
+    order = lexicographical_topological_sort(
+        _power_sort_graph(power_set, cache),
+        key=lambda e: (
+            -_sender_power(version, cache, cache.events[e]),
+            cache.events[e].origin_server_ts,
+        ),
+    )
+    resolved = _iterative_auth_checks(version, order, unconflicted, cache)
+
+    # Steps 3-4: everything else, in mainline order of the resolved power levels.
+    others = _mainline_order(full - power_set, resolved.get(POWER_LEVELS_KEY), cache)
+    resolved = _iterative_auth_checks(version, others, resolved, cache)
+
+    # Step 5: the unconflicted state always wins.
+    resolved.update(unconflicted)
+    return resolved

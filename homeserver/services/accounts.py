@@ -1,0 +1,111 @@
+"""Registration, login and passwords (bcrypt, off the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import bcrypt
+
+from homeserver.core import ids
+from homeserver.core.errors import MatrixError, forbidden
+from homeserver.services.auth import AuthService, PasswordError
+from homeserver.services.clock import now_ms
+from storage.stores.users import UserStore
+
+
+class AccountService:
+    def __init__(
+        self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
+        bcrypt_rounds: int = 12,
+    ) -> None:
+        self._users = users
+        self._auth = auth
+        self.server_name = server_name
+        self.registration_enabled = registration_enabled
+        self._rounds = bcrypt_rounds
+
+    def _hash(self, password: str) -> str:
+        return bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(self._rounds)).decode()
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self._hash, password)
+
+    async def _check(self, password: str, hashed: str | None) -> bool:
+        if not hashed:
+            return False
+        return await asyncio.to_thread(bcrypt.checkpw, password.encode()[:72], hashed.encode())
+
+    def validate_localpart(self, localpart: str) -> str:
+        localpart = localpart.lower()
+        if not ids.is_valid_localpart(localpart):
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID can only contain characters a-z, 0-9, or '=_-./+'")
+        if len(ids.user_id(localpart, self.server_name).encode()) > ids.MAX_ID_BYTES:
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
+        return localpart
+
+    async def check_available(self, localpart: str) -> None:
+        localpart = self.validate_localpart(localpart)
+        if await self._users.get_user(ids.user_id(localpart, self.server_name)):
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+
+    async def create_user(
+        self, localpart: str, password: str | None, is_admin: bool = False,
+    ) -> str:
+        localpart = self.validate_localpart(localpart)
+        uid = ids.user_id(localpart, self.server_name)
+        hashed = await self.hash_password(password) if password else None
+        if not await self._users.create_user(uid, hashed, now_ms(), is_admin, displayname=localpart):
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+        return uid
+
+    async def register(
+        self, localpart: str | None, password: str | None, device_id: str | None,
+        display_name: str | None, inhibit_login: bool, refreshable: bool,
+    ) -> dict[str, Any]:
+        if not self.registration_enabled:
+            raise forbidden("Registration has been disabled")
+        if localpart is None:
+            localpart = await self._free_localpart()
+        uid = await self.create_user(localpart, password)
+        if inhibit_login:
+            return {"user_id": uid, "home_server": self.server_name}
+        out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
+        out["home_server"] = self.server_name
+        return out
+
+    async def _free_localpart(self) -> str:
+        while True:
+            candidate = "u" + secrets.token_hex(6)
+            if await self._users.get_user(ids.user_id(candidate, self.server_name)) is None:
+                return candidate
+
+    def resolve_login_user(self, identifier: str) -> str:
+        """A localpart, ``@alice:hs`` or ``alice@hs`` -> the user id on this server."""
+        try:
+            uid = ids.normalize_user_id(identifier.lower() if not identifier.startswith("@") else identifier, self.server_name)
+        except MatrixError:
+            raise PasswordError() from None
+        if ids.server_of(uid) != self.server_name:
+            raise PasswordError()
+        return uid
+
+    async def verify_password(self, user_id: str, password: str) -> None:
+        user = await self._users.get_user(user_id)
+        if user is None or user.deactivated or not await self._check(password, user.password_hash):
+            raise PasswordError()
+
+    async def login_password(
+        self, identifier: str, password: str, device_id: str | None, display_name: str | None,
+        refreshable: bool,
+    ) -> dict[str, Any]:
+        uid = self.resolve_login_user(identifier)
+        await self.verify_password(uid, password)
+        out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
+        out["home_server"] = self.server_name
+        return out
+
+    async def change_password(self, user_id: str, new_password: str, keep_device: str | None) -> None:
+        await self._users.set_password_hash(user_id, await self.hash_password(new_password))
+        await self._auth.logout_all(user_id, keep_device=keep_device)

@@ -1,0 +1,142 @@
+"""Access tokens: JWTs bound to a device, revocable at once.
+
+The JWT proves who issued it; the `access_tokens` row (keyed by the JWT's
+`jti`) proves it is still live. Live tokens are cached in-process and the
+cache is cleared on logout, so an authenticated request costs one HMAC check.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+import attrs
+import jwt
+
+from homeserver.core.errors import MatrixError, unknown_token
+from homeserver.services.clock import now_ms
+from homeserver.services.lru import LruCache
+from storage.stores.users import TokenRecord, UserStore
+
+REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
+_TRICOLOR_HEADER = re.compile(r"^\s*Tricolor\s*<?\s*([^\s<>]+)\s*>?\s*$")
+
+
+@attrs.frozen
+class Requester:
+    user_id: str
+    device_id: str
+    token_id: str
+    is_admin: bool = False
+
+
+def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:
+    """Pick the access token from `Authorization: Bearer`, `x-token: Tricolor<jwt>` or the query."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    if x_token:
+        m = _TRICOLOR_HEADER.match(x_token)
+        if m:
+            return m.group(1)
+    return query_token or None
+
+
+class AuthService:
+    def __init__(self, users: UserStore, secret: bytes, server_name: str) -> None:
+        self._users = users
+        self._secret = secret
+        self._issuer = server_name
+        self._live: LruCache[str, TokenRecord] = LruCache(100_000)
+
+    def _encode(self, user_id: str, device_id: str, token_id: str, expires_ts: int | None) -> str:
+        claims: dict[str, Any] = {
+            "iss": self._issuer, "sub": user_id, "dev": device_id, "jti": token_id,
+            "iat": now_ms() // 1000,
+        }
+        if expires_ts is not None:
+            claims["exp"] = expires_ts // 1000
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    async def issue(
+        self, user_id: str, device_id: str, display_name: str | None, refreshable: bool,
+    ) -> dict[str, Any]:
+        """Bind a fresh token to the device (creating it if new); the login/register response."""
+        now = now_ms()
+        token = self._new_record(user_id, device_id, refreshable, now)
+        for tid in await self._users.upsert_device_with_token(user_id, device_id, display_name, token, now):
+            self._live.pop(tid)
+        return self._response(token)
+
+    def _new_record(self, user_id: str, device_id: str, refreshable: bool, now: int) -> TokenRecord:
+        return TokenRecord(
+            token_id=secrets.token_urlsafe(18), user_id=user_id, device_id=device_id,
+            expires_ts=now + REFRESHABLE_TOKEN_LIFETIME_MS if refreshable else None,
+            refresh_token=("tcr_" + secrets.token_urlsafe(32)) if refreshable else None,
+        )
+
+    def _response(self, t: TokenRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "user_id": t.user_id, "device_id": t.device_id,
+            "access_token": self._encode(t.user_id, t.device_id, t.token_id, t.expires_ts),
+        }
+        if t.refresh_token:
+            out["refresh_token"] = t.refresh_token
+            out["expires_in_ms"] = REFRESHABLE_TOKEN_LIFETIME_MS
+        return out
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        old = await self._users.get_token_by_refresh(refresh_token)
+        if old is None:
+            raise unknown_token("Unknown refresh token")
+        now = now_ms()
+        new = self._new_record(old.user_id, old.device_id, True, now)
+        await self._users.replace_token(old.token_id, new, now)
+        self._live.pop(old.token_id)
+        out = self._response(new)
+        del out["user_id"], out["device_id"]
+        return out
+
+    async def authenticate(self, token: str) -> Requester:
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], issuer=self._issuer,
+                options={"require": ["sub", "dev", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unknown_token("Access token has expired", soft_logout=True) from None
+        except jwt.PyJWTError:
+            raise unknown_token() from None
+        token_id = claims["jti"]
+        record = self._live.get(token_id)
+        if record is None:
+            record = await self._users.get_token(token_id)
+            if record is None:
+                raise unknown_token()
+            self._live.put(token_id, record)
+        if record.expires_ts is not None and record.expires_ts < now_ms():
+            raise unknown_token("Access token has expired", soft_logout=True)
+        user = await self._users.get_user(record.user_id)
+        if user is None or user.deactivated:
+            raise unknown_token()
+        return Requester(record.user_id, record.device_id, token_id, user.is_admin)
+
+    async def logout(self, requester: Requester) -> None:
+        for tid in await self._users.delete_device(requester.user_id, requester.device_id):
+            self._live.pop(tid)
+        self._live.pop(requester.token_id)
+
+    async def logout_all(self, user_id: str, keep_device: str | None = None) -> None:
+        for tid in await self._users.delete_all_tokens(user_id, keep_device):
+            self._live.pop(tid)
+
+    async def delete_device(self, user_id: str, device_id: str) -> None:
+        for tid in await self._users.delete_device(user_id, device_id):
+            self._live.pop(tid)
+
+
+class PasswordError(MatrixError):
+    def __init__(self) -> None:
+        super().__init__(403, "M_FORBIDDEN", "Invalid username or password")

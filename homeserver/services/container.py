@@ -1,0 +1,35 @@
+"""The services the HTTP adapters call, assembled once by homeserver.app."""
+
+from __future__ import annotations
+
+import attrs
+
+from homeserver.services.accounts import AccountService
+from homeserver.services.auth import AuthService
+from homeserver.services.events import EventService
+from homeserver.services.notifier import Notifier
+from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.rooms import RoomService
+from homeserver.services.sync import SyncService
+from homeserver.services.timeline import Timeline
+from storage.stores.filters import FilterStore
+from storage.stores.rooms import RoomStore
+from storage.stores.users import UserStore
+
+
+@attrs.frozen
+class Services:
+    server_name: str
+    auth: AuthService
+    accounts: AccountService
+    events: EventService
+    rooms: RoomService
+    timeline: Timeline
+    sync: SyncService
+    profile: ProfileService
+    account_data: AccountDataService
+    notifier: Notifier
+    filters: FilterStore
+    users: UserStore
+    room_store: RoomStore
+    max_request_bytes: int = 1_048_576

@@ -1,0 +1,77 @@
+"""Profiles (display name, avatar) and account data; a profile change updates
+the user's member event in every joined room, as clients read names there."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.ids import server_of
+from homeserver.services.events import EventService, EventSpec
+from homeserver.services.notifier import Notifier
+from homeserver.services.persister import IdGenerator
+from storage.stores.filters import AccountDataStore
+from storage.stores.rooms import RoomStore
+from storage.stores.users import UserStore
+
+log = logging.getLogger(__name__)
+FIELDS = ("displayname", "avatar_url")
+
+
+class ProfileService:
+    def __init__(
+        self, *, users: UserStore, rooms: RoomStore, events: EventService, server_name: str,
+    ) -> None:
+        self._users = users
+        self._rooms = rooms
+        self._events = events
+        self.server_name = server_name
+
+    async def get_profile(self, user_id: str) -> dict[str, Any]:
+        if server_of(user_id) != self.server_name:
+            raise not_found("Profile not found")  # remote lookups arrive with federation
+        user = await self._users.get_user(user_id)
+        if user is None:
+            raise not_found("Profile not found")
+        return {k: v for k, v in (("displayname", user.displayname), ("avatar_url", user.avatar_url)) if v is not None}
+
+    async def set_field(self, requester_id: str, user_id: str, field: str, value: Any) -> None:
+        if requester_id != user_id:
+            raise forbidden("You can only change your own profile")
+        if field not in FIELDS:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown profile field {field}")
+        if value is not None and not isinstance(value, str):
+            raise MatrixError(400, "M_BAD_JSON", f"{field} must be a string")
+        if value is not None and len(value) > 256 * (4 if field == "avatar_url" else 1):
+            raise MatrixError(400, "M_TOO_LARGE", f"{field} is too long")
+        await self._users.set_profile_field(user_id, field, value)
+        for row in await self._rooms.memberships_for_user(user_id, ["join"]):
+            current = await self._events.current_state_event(row.room_id, ("m.room.member", user_id))
+            content = dict(current.content) if current else {"membership": "join"}
+            if value is None:
+                content.pop(field, None)
+            else:
+                content[field] = value
+            try:
+                await self._events.send_event(row.room_id, EventSpec("m.room.member", user_id, content, user_id))
+            except MatrixError:
+                log.warning("could not update member event in %s", row.room_id)
+
+
+class AccountDataService:
+    def __init__(self, store: AccountDataStore, notifier: Notifier, ids: IdGenerator) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._ids = ids
+
+    async def put(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> None:
+        stream = self._ids.next()
+        await self._store.put(user_id, room_id, type_, content, stream)
+        self._notifier.on_account_data(stream, user_id)
+
+    async def get(self, user_id: str, room_id: str, type_: str) -> dict[str, Any]:
+        content = await self._store.get(user_id, room_id, type_)
+        if content is None:
+            raise not_found("Account data not found")
+        return content

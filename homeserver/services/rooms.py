@@ -1,0 +1,280 @@
+"""Room life cycle and membership: createRoom, join, invite, leave, kick, ban, state."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from homeserver.core import ids
+from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.events import Event
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.services.auth import Requester
+from homeserver.services.events import EventService, EventSpec, RoomHead
+from storage.stores.events import StoredEvent
+from storage.stores.rooms import RoomStore
+from storage.stores.users import UserStore
+
+_PRESETS = {
+    "private_chat": ("invite", "shared", "can_join"),
+    "trusted_private_chat": ("invite", "shared", "can_join"),
+    "public_chat": ("public", "shared", "forbidden"),
+}
+
+
+def default_power_levels(creator: str, preset: str, invitees: list[str]) -> dict[str, Any]:
+    users = {creator: 100}
+    if preset == "trusted_private_chat":
+        users.update({u: 100 for u in invitees})
+    return {
+        "users": users, "users_default": 0,
+        "events": {
+            "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+            "m.room.server_acl": 100, "m.room.encryption": 100,
+        },
+        "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50,
+        "invite": 0 if preset != "public_chat" else 50,
+    }
+
+
+class RoomService:
+    def __init__(
+        self, *, events: EventService, rooms: RoomStore, users: UserStore, server_name: str,
+        default_room_version: str,
+    ) -> None:
+        self._events = events
+        self._rooms = rooms
+        self._users = users
+        self.server_name = server_name
+        self.default_room_version = default_room_version
+
+    # -- helpers ------------------------------------------------------------
+
+    async def head_or_404(self, room_id: str) -> RoomHead:
+        head = await self._events.room_head(room_id)
+        if head is None:
+            raise not_found("Unknown room")
+        return head
+
+    async def require_joined(self, requester: Requester, room_id: str) -> RoomHead:
+        head = await self._events.room_head(room_id)
+        if head is None or head.members.get(requester.user_id) != "join":
+            raise forbidden(f"User {requester.user_id} not in room {room_id}")
+        return head
+
+    async def _member_content(self, user_id: str, membership: str, extra: dict[str, Any]) -> dict[str, Any]:
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join" and ids.server_of(user_id) == self.server_name:
+            user = await self._users.get_user(user_id)
+            if user is not None:
+                if user.displayname is not None:
+                    content["displayname"] = user.displayname
+                if user.avatar_url is not None:
+                    content["avatar_url"] = user.avatar_url
+        content.update(extra)
+        return content
+
+    # -- createRoom -----------------------------------------------------------
+
+    async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
+        creator = requester.user_id
+        version = body.get("room_version", self.default_room_version)
+        if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
+            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version!r} is not supported")
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise MatrixError(400, "M_INVALID_PARAM", "visibility must be public or private")
+        preset = body.get("preset") or ("public_chat" if visibility == "public" else "private_chat")
+        if preset not in _PRESETS:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown preset {preset!r}")
+        invitees = body.get("invite", [])
+        if not isinstance(invitees, list) or not all(isinstance(u, str) for u in invitees):
+            raise MatrixError(400, "M_INVALID_PARAM", "invite must be a list of user ids")
+        invitees = [ids.normalize_user_id(u, self.server_name) for u in invitees]
+        for key in ("creation_content", "power_level_content_override"):
+            if key in body and not isinstance(body[key], dict):
+                raise MatrixError(400, "M_BAD_JSON", f"{key} must be an object")
+        initial_state = body.get("initial_state", [])
+        if not isinstance(initial_state, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("type"), str) and isinstance(s.get("content", {}), dict)
+            for s in initial_state
+        ):
+            raise MatrixError(400, "M_BAD_JSON", "initial_state must be a list of state events")
+        for key in ("name", "topic"):
+            if key in body and not isinstance(body[key], str):
+                raise MatrixError(400, "M_BAD_JSON", f"{key} must be a string")
+
+        alias: str | None = None
+        if body.get("room_alias_name"):
+            local = body["room_alias_name"]
+            if not isinstance(local, str) or ":" in local or "#" in local:
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name")
+            alias = f"#{local}:{self.server_name}"
+            if await self._rooms.get_alias(alias) is not None:
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+
+        room_id = ids.new_room_id(self.server_name)
+        create_content = {**body.get("creation_content", {}), "room_version": version}
+        if version == "10":
+            create_content["creator"] = creator
+        join_rule, history, guest = _PRESETS[preset]
+        pl = default_power_levels(creator, preset, invitees)
+        pl.update(copy.deepcopy(body.get("power_level_content_override", {})))
+
+        specs = [
+            EventSpec("m.room.create", creator, create_content, ""),
+            EventSpec("m.room.member", creator, await self._member_content(creator, "join", {}), creator),
+            EventSpec("m.room.power_levels", creator, pl, ""),
+        ]
+        if alias:
+            specs.append(EventSpec("m.room.canonical_alias", creator, {"alias": alias}, ""))
+        specs += [
+            EventSpec("m.room.join_rules", creator, {"join_rule": join_rule}, ""),
+            EventSpec("m.room.history_visibility", creator, {"history_visibility": history}, ""),
+            EventSpec("m.room.guest_access", creator, {"guest_access": guest}, ""),
+        ]
+        specs += [
+            EventSpec(s["type"], creator, s.get("content", {}), s.get("state_key", ""))
+            for s in initial_state
+        ]
+        if "name" in body:
+            specs.append(EventSpec("m.room.name", creator, {"name": body["name"]}, ""))
+        if "topic" in body:
+            specs.append(EventSpec("m.room.topic", creator, {"topic": body["topic"]}, ""))
+        is_direct = bool(body.get("is_direct"))
+        for invitee in invitees:
+            extra = {"is_direct": True} if is_direct else {}
+            specs.append(EventSpec("m.room.member", creator, {"membership": "invite", **extra}, invitee))
+        await self._events.create_room(room_id, version, creator, specs)
+        if alias:
+            await self._rooms.create_alias(alias, room_id, creator)
+        if visibility == "public":
+            await self._rooms.set_public(room_id, True)
+        return room_id
+
+    # -- membership ---------------------------------------------------------
+
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        if room_id_or_alias.startswith("#"):
+            found = await self._rooms.get_alias(room_id_or_alias)
+            if found is None:
+                raise not_found("Room alias not found")
+            return found[0]
+        if not room_id_or_alias.startswith("!"):
+            raise MatrixError(400, "M_INVALID_PARAM", "Not a room id or alias")
+        return room_id_or_alias
+
+    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
+        room_id = await self.resolve_room(room_id_or_alias)
+        head = await self.head_or_404(room_id)
+        if head.members.get(requester.user_id) == "join":
+            return room_id  # joining twice is idempotent
+        await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
+        return room_id
+
+    async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
+        head = await self.head_or_404(room_id)
+        if head.members.get(requester.user_id) in (None, "leave"):
+            raise forbidden("You are not in this room")
+        await self._membership(requester.user_id, room_id, requester.user_id, "leave", reason)
+
+    async def set_membership(
+        self, requester: Requester, room_id: str, target: str, membership: str, reason: str | None,
+    ) -> None:
+        """invite / kick (leave) / ban / unban (leave) of another user."""
+        target = ids.normalize_user_id(target, self.server_name)
+        head = await self.head_or_404(room_id)
+        if membership == "invite" and head.members.get(target) == "invite":
+            return
+        if membership == "invite" and ids.server_of(target) == self.server_name:
+            if await self._users.get_user(target) is None:
+                raise not_found("Unknown user")
+        await self._membership(requester.user_id, room_id, target, membership, reason)
+
+    async def _membership(
+        self, sender: str, room_id: str, target: str, membership: str, reason: str | None,
+    ) -> StoredEvent:
+        extra = {"reason": reason} if isinstance(reason, str) else {}
+        content = await self._member_content(target, membership, extra)
+        return await self._events.send_event(room_id, EventSpec("m.room.member", sender, content, target))
+
+    async def forget(self, requester: Requester, room_id: str) -> None:
+        row = await self._rooms.get_membership(room_id, requester.user_id)
+        if row is None:
+            raise not_found("Unknown room")
+        if row.membership in ("join", "invite"):
+            raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
+        await self._rooms.forget(room_id, requester.user_id)
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        return [m.room_id for m in await self._rooms.memberships_for_user(user_id, ["join"])]
+
+    # -- state and messages ------------------------------------------------
+
+    async def send(
+        self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
+        state_key: str | None = None, txn_id: str | None = None, redacts: str | None = None,
+    ) -> str:
+        txn = (requester.device_id, txn_id) if txn_id is not None else None
+        if txn_id is not None:
+            existing = await self._events_store_txn(requester, txn_id)
+            if existing is not None:
+                return existing
+        await self.head_or_404(room_id)
+        if event_type == "m.room.member" and state_key is not None:
+            membership = content.get("membership")
+            if not isinstance(membership, str):
+                raise MatrixError(400, "M_BAD_JSON", "membership is required")
+        se = await self._events.send_event(room_id, EventSpec(
+            event_type, requester.user_id, content, state_key, redacts, txn,
+        ))
+        return se.event.event_id
+
+    async def _events_store_txn(self, requester: Requester, txn_id: str) -> str | None:
+        return await self._events.find_by_txn(requester.user_id, requester.device_id, txn_id)
+
+    async def current_state(self, requester: Requester, room_id: str) -> list[Event]:
+        head, upto = await self._readable_head(requester, room_id)
+        state = head.state if upto is None else await self._events.state_at_stream(room_id, upto)
+        return list((await self._events.state_events(state)).values())
+
+    async def state_event(
+        self, requester: Requester, room_id: str, event_type: str, state_key: str,
+    ) -> Event:
+        head, upto = await self._readable_head(requester, room_id)
+        state = head.state if upto is None else await self._events.state_at_stream(room_id, upto)
+        eid = state.get((event_type, state_key))
+        if eid is None:
+            raise not_found("Event not found.")
+        se = await self._events.get_event(eid)
+        if se is None:
+            raise not_found("Event not found.")
+        return se.event
+
+    async def _readable_head(self, requester: Requester, room_id: str) -> tuple[RoomHead, int | None]:
+        """The room head and, for a former member, the stream position they left at."""
+        head = await self.head_or_404(room_id)
+        membership = head.members.get(requester.user_id)
+        if membership == "join":
+            return head, None
+        if membership in ("leave", "ban"):
+            row = await self._rooms.get_membership(room_id, requester.user_id)
+            if row is not None:
+                return head, row.stream_ordering
+        if await self.history_visibility(head) == "world_readable":
+            return head, None
+        raise forbidden(f"User {requester.user_id} not in room {room_id}, and room previews are disabled")
+
+    async def history_visibility(self, head: RoomHead) -> str:
+        ev = await self._events.current_state_event(head.room_id, ("m.room.history_visibility", ""))
+        value = ev.content.get("history_visibility") if ev else None
+        return value if isinstance(value, str) else "shared"
+
+    async def visible_upto(self, requester: Requester, room_id: str) -> int | None:
+        """None = everything visible; N = only events at or before stream N."""
+        return (await self._readable_head(requester, room_id))[1]
+
+    async def members(self, requester: Requester, room_id: str) -> list[Event]:
+        state = await self.current_state(requester, room_id)
+        return [e for e in state if e.type == "m.room.member"]

@@ -1,0 +1,263 @@
+"""/sync: initial and incremental, long-polling on the notifier.
+
+An idle long-poll costs one future; a token that is already current skips
+the database entirely until the notifier says something concerns the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from homeserver.core.errors import MatrixError
+from homeserver.core.events import Event
+from homeserver.services.auth import Requester
+from homeserver.services.events import EventService, RoomHead
+from homeserver.services.filtering import EventFilter, SyncFilter
+from homeserver.services.formatting import stripped_state
+from homeserver.services.notifier import Notifier, SyncToken
+from homeserver.services.timeline import Timeline, before_event, encode_topo
+from storage.stores.events import StoredEvent
+from storage.stores.filters import AccountDataStore
+from storage.stores.rooms import MemberRow, RoomStore
+from storage.stores.state import StateMap
+
+DEFAULT_TIMELINE_LIMIT = 10
+_INVITE_STATE_TYPES = (
+    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.topic",
+    "m.room.canonical_alias", "m.room.encryption",
+)
+
+
+def empty_response(next_batch: str) -> dict[str, Any]:
+    return {
+        "next_batch": next_batch,
+        "account_data": {"events": []},
+        "presence": {"events": []},
+        "to_device": {"events": []},
+        "device_lists": {"changed": [], "left": []},
+        "device_one_time_keys_count": {"signed_curve25519": 0},
+        "device_unused_fallback_key_types": [],
+        "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
+    }
+
+
+def _has_data(resp: dict[str, Any]) -> bool:
+    rooms = resp["rooms"]
+    return bool(rooms["join"] or rooms["invite"] or rooms["leave"] or resp["account_data"]["events"])
+
+
+class SyncService:
+    def __init__(
+        self, *, events: EventService, rooms: RoomStore, timeline: Timeline, notifier: Notifier,
+        account_data: AccountDataStore, server_name: str,
+    ) -> None:
+        self._events = events
+        self._rooms = rooms
+        self._timeline = timeline
+        self._notifier = notifier
+        self._account_data = account_data
+        self.server_name = server_name
+
+    async def sync(
+        self, requester: Requester, since: str | None, timeout_ms: int, sync_filter: SyncFilter,
+        full_state: bool = False,
+    ) -> dict[str, Any]:
+        since_token: SyncToken | None = None
+        if since:
+            try:
+                since_token = SyncToken.parse(since)
+            except ValueError:
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid since token") from None
+        if since_token is None or full_state or timeout_ms <= 0:
+            return await self._compute(requester, since_token, sync_filter, full_state)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        user = requester.user_id
+        while True:
+            waiter = self._notifier.register(user)
+            try:
+                current = self._notifier.current_token()
+                if current.is_after(since_token):
+                    resp = await self._compute(requester, since_token, sync_filter, False, current)
+                    if _has_data(resp):
+                        return resp
+                    since_token = current
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return empty_response(since_token.encode())
+                try:
+                    await asyncio.wait_for(waiter, remaining)
+                except TimeoutError:
+                    return empty_response(self._notifier.current_token().encode())
+            finally:
+                self._notifier.unregister(user, waiter)
+
+    async def _compute(
+        self, requester: Requester, since: SyncToken | None, f: SyncFilter, full_state: bool,
+        now: SyncToken | None = None,
+    ) -> dict[str, Any]:
+        now = now or self._notifier.current_token()
+        resp = empty_response(now.encode())
+        user = requester.user_id
+        since_ev = since.events if since is not None else 0
+        if since is None or full_state:
+            wanted = ["join", "invite"] + (["leave", "ban"] if f.include_leave else [])
+            rows = await self._rooms.memberships_for_user(user, wanted)
+            changed_since = {r.room_id: r for r in rows}
+            incremental_join: list[str] = []
+        else:
+            changed = await self._rooms.membership_changes_since(user, since_ev)
+            changed_since = {r.room_id: r for r in changed}
+            joined = await self._rooms.memberships_for_user(user, ["join"])
+            incremental_join = [r.room_id for r in joined if r.room_id not in changed_since]
+
+        rooms = resp["rooms"]
+        for row in changed_since.values():
+            if not f.room_allowed(row.room_id) or row.stream_ordering > now.events:
+                continue
+            if row.membership == "join":
+                section = await self._room_full(requester, row.room_id, now.events, f)
+                if section is not None:
+                    rooms["join"][row.room_id] = section
+            elif row.membership == "invite":
+                rooms["invite"][row.room_id] = await self._invite(row)
+            elif row.membership in ("leave", "ban") and (since is not None or f.include_leave):
+                section = await self._room_full(requester, row.room_id, row.stream_ordering, f)
+                if section is not None:
+                    section.pop("ephemeral", None)
+                    section.pop("summary", None)
+                    section.pop("unread_notifications", None)
+                    rooms["leave"][row.room_id] = section
+        if incremental_join and since is not None:
+            await self._incremental_rooms(requester, incremental_join, since, now, f, rooms["join"])
+
+        for room_id, type_, content in await self._account_data.changed_since(
+            user, since.account_data if since else 0,
+        ):
+            event = {"type": type_, "content": content}
+            if not room_id:
+                resp["account_data"]["events"].append(event)
+            elif room_id in rooms["join"]:
+                rooms["join"][room_id]["account_data"]["events"].append(event)
+        return resp
+
+    # -- sections --------------------------------------------------------------
+
+    def _limit(self, f: SyncFilter) -> int:
+        return f.timeline.limit if f.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT
+
+    async def _window(
+        self, room_id: str, after: int, upto: int, limit: int, flt: EventFilter,
+    ) -> tuple[list[StoredEvent], bool]:
+        """The newest `limit` matching events in (after, upto], oldest first, and whether more exist."""
+        picked: list[StoredEvent] = []
+        cursor = upto
+        page_size = max(limit + 1, 10)
+        while len(picked) <= limit:
+            page = await self._events.store.room_events_after([room_id], after, cursor, page_size)
+            picked += [se for se in page if flt.matches(se.event)]
+            if len(page) < page_size:
+                break
+            cursor = page[-1].stream_ordering - 1
+        limited = len(picked) > limit
+        chosen = picked[:limit]
+        chosen.reverse()
+        return chosen, limited
+
+    async def _room_full(
+        self, requester: Requester, room_id: str, upto: int, f: SyncFilter,
+    ) -> dict[str, Any] | None:
+        """A room section with the complete state at the start of its timeline (initial
+        sync, or a room that became ours since the token)."""
+        head = await self._events.room_head(room_id)
+        if head is None:
+            return None
+        limit = self._limit(f)
+        window, limited = await self._window(room_id, 0, upto, limit, f.timeline)
+        if window:
+            state = await self._events.state_at_group(window[0].state_before)
+            prev_batch = encode_topo(before_event(window[0]))
+        else:
+            state = await self._events.state_at_stream(room_id, upto)
+            topo = await self._events.store.topo_at_stream(room_id, upto)
+            prev_batch = encode_topo(topo or (0, 0))
+        return await self._section(requester, head, window, limited, prev_batch, state, f)
+
+    async def _incremental_rooms(
+        self, requester: Requester, room_ids: list[str], since: SyncToken, now: SyncToken,
+        f: SyncFilter, out: dict[str, Any],
+    ) -> None:
+        room_ids = [r for r in room_ids if f.room_allowed(r)]
+        if now.events <= since.events or not room_ids:
+            return
+        limit = self._limit(f)
+        recent = await self._events.store.room_events_after(room_ids, since.events, now.events, 2000)
+        by_room: dict[str, list[StoredEvent]] = {}
+        for se in recent:
+            by_room.setdefault(se.event.room_id, []).append(se)
+        for room_id, evs in by_room.items():
+            head = await self._events.room_head(room_id)
+            if head is None:
+                continue
+            window, limited = await self._window(room_id, since.events, now.events, limit, f.timeline) \
+                if len(evs) >= 2000 else self._cut([se for se in evs if f.timeline.matches(se.event)], limit)
+            if not window:
+                continue
+            state: StateMap = {}
+            if limited:
+                at_since = await self._events.state_at_stream(room_id, since.events)
+                at_start = await self._events.state_at_group(window[0].state_before)
+                state = {k: v for k, v in at_start.items() if at_since.get(k) != v}
+            prev_batch = encode_topo(before_event(window[0]))
+            out[room_id] = await self._section(requester, head, window, limited, prev_batch, state, f)
+
+    @staticmethod
+    def _cut(newest_first: list[StoredEvent], limit: int) -> tuple[list[StoredEvent], bool]:
+        chosen = newest_first[:limit]
+        chosen.reverse()
+        return chosen, len(newest_first) > limit
+
+    async def _section(
+        self, requester: Requester, head: RoomHead, window: list[StoredEvent], limited: bool,
+        prev_batch: str, state: StateMap, f: SyncFilter,
+    ) -> dict[str, Any]:
+        if f.state.lazy_load_members:
+            senders = {se.event.sender for se in window} | {requester.user_id}
+            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders}
+        state_events = await self._events.get_events(state.values())
+        state_list = sorted(
+            (se for se in state_events.values() if f.state.matches(se.event)),
+            key=lambda se: se.stream_ordering,
+        )
+        return {
+            "timeline": {
+                "events": await self._timeline.format(window, requester, include_room_id=False),
+                "limited": limited, "prev_batch": prev_batch,
+            },
+            "state": {"events": await self._timeline.format(state_list, requester, include_room_id=False)},
+            "ephemeral": {"events": []},
+            "account_data": {"events": []},
+            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+            "summary": self._summary(head, requester.user_id),
+        }
+
+    @staticmethod
+    def _summary(head: RoomHead, user_id: str) -> dict[str, Any]:
+        joined = [u for u, m in head.members.items() if m == "join"]
+        invited = [u for u, m in head.members.items() if m == "invite"]
+        heroes = sorted(u for u in joined + invited if u != user_id)[:5]
+        return {
+            "m.heroes": heroes, "m.joined_member_count": len(joined),
+            "m.invited_member_count": len(invited),
+        }
+
+    async def _invite(self, row: MemberRow) -> dict[str, Any]:
+        invite = await self._events.get_event(row.event_id)
+        events: list[Event] = []
+        if invite is not None:
+            state = await self._events.state_at_group(invite.state_after)
+            wanted = {k: v for k, v in state.items() if k[0] in _INVITE_STATE_TYPES and k[1] == ""}
+            events = [*list((await self._events.state_events(wanted)).values()), invite.event]
+        return {"invite_state": {"events": stripped_state(events)}}

@@ -1,0 +1,127 @@
+"""Reading history: /messages pagination, /event, and formatting for clients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.core.errors import MatrixError, not_found
+from homeserver.services.auth import Requester
+from homeserver.services.clock import now_ms
+from homeserver.services.events import EventService
+from homeserver.services.filtering import EventFilter
+from homeserver.services.formatting import client_event
+from homeserver.services.notifier import Notifier, SyncToken
+from homeserver.services.rooms import RoomService
+from storage.stores.events import StoredEvent
+
+Topo = tuple[int, int]
+
+
+def encode_topo(topo: Topo) -> str:
+    return f"t{topo[0]}_{topo[1]}"
+
+
+def before_event(se: StoredEvent) -> Topo:
+    """The token just before an event (backwards pagination from it excludes the event)."""
+    return (se.event.depth, se.stream_ordering - 1)
+
+
+class Timeline:
+    def __init__(self, *, events: EventService, rooms: RoomService, notifier: Notifier) -> None:
+        self._events = events
+        self._rooms = rooms
+        self._notifier = notifier
+
+    async def format(
+        self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Client events, with redactions applied and prev_content filled in, in one read each."""
+        ids = [se.event.event_id for se in stored]
+        redacted_by_id = await self._events.store.get_redactions_of(ids)
+        extra_ids = list(redacted_by_id.values()) + [se.replaces_state for se in stored if se.replaces_state]
+        extra = await self._events.get_events(extra_ids) if extra_ids else {}
+        now = now_ms()
+        out = []
+        for se in stored:
+            redaction = extra.get(redacted_by_id.get(se.event.event_id, ""))
+            prev = extra.get(se.replaces_state or "")
+            prev_content = None
+            if prev is not None:
+                prev_redacted = prev.event.event_id in redacted_by_id
+                prev_content = {} if prev_redacted else prev.event.content
+            out.append(client_event(
+                se, device_id=requester.device_id if requester else None,
+                redacted_by=redaction.event if redaction else None, prev_content=prev_content,
+                include_room_id=include_room_id, now=now,
+            ))
+        return out
+
+    async def parse_token(self, room_id: str, token: str) -> Topo:
+        """Accept our topological tokens and sync tokens (converted to a room position)."""
+        try:
+            if token.startswith("t"):
+                depth, stream = token[1:].split("_", 1)
+                return (int(depth), int(stream))
+            sync = SyncToken.parse(token)
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token") from None
+        topo = await self._events.store.topo_at_stream(room_id, sync.events)
+        return topo or (0, 0)
+
+    async def messages(
+        self, requester: Requester, room_id: str, direction: str, from_token: str | None,
+        to_token: str | None, limit: int, event_filter: EventFilter,
+    ) -> dict[str, Any]:
+        if direction not in ("b", "f"):
+            raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
+        upto = await self._rooms.visible_upto(requester, room_id)
+        limit = max(0, min(limit, 1000))
+        backwards = direction == "b"
+        if from_token is None:
+            if backwards:
+                head_stream = upto if upto is not None else self._notifier.events_position
+                start = await self._events.store.topo_at_stream(room_id, head_stream) or (0, 0)
+            else:
+                start = (0, 0)
+        else:
+            start = await self.parse_token(room_id, from_token)
+        if upto is not None:
+            cap = await self._events.store.topo_at_stream(room_id, upto) or (0, 0)
+            if backwards:
+                start = min(start, cap)
+        to = await self.parse_token(room_id, to_token) if to_token else None
+        chunk: list[StoredEvent] = []
+        cursor = start
+        exhausted = False
+        # Filtered-out events still advance the cursor; read pages until full.
+        while len(chunk) < limit and not exhausted:
+            want = max(limit * 2, 10)
+            page = await self._events.store.paginate(room_id, cursor, backwards, want, to)
+            exhausted = len(page) < want
+            if not backwards and upto is not None:
+                page = [se for se in page if se.stream_ordering <= upto]
+            for n, se in enumerate(page):
+                cursor = before_event(se) if backwards else se.topo
+                if event_filter.matches(se.event):
+                    chunk.append(se)
+                    if len(chunk) >= limit:
+                        exhausted = exhausted and n == len(page) - 1
+                        break
+        end = None if exhausted or not chunk else cursor
+        out: dict[str, Any] = {
+            "start": from_token or encode_topo(start),
+            "chunk": await self.format(chunk, requester),
+        }
+        if end is not None and chunk:
+            out["end"] = encode_topo(end)
+        return out
+
+    async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        upto = await self._rooms.visible_upto(requester, room_id)
+        se = await self._events.get_event(event_id)
+        if se is None or se.event.room_id != room_id or se.outlier or (
+            upto is not None and se.stream_ordering > upto
+        ):
+            raise not_found("Event not found.")
+        return (await self.format([se], requester))[0]

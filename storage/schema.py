@@ -1,0 +1,191 @@
+"""Every table, in one MetaData. Migrations (alembic) create exactly these.
+
+Ids are case-sensitive in Matrix, so MySQL tables use a binary collation.
+Composite keys stay under InnoDB's 3072-byte index limit (utf8mb4).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
+Id = sa.String(255)
+# Event JSON can reach 64 KiB before `unsigned`; MySQL TEXT stops at 64 KiB.
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+Ts = sa.BigInteger
+
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("password_hash", sa.String(128)),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("displayname", sa.String(512)),
+    sa.Column("avatar_url", sa.String(512)),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Column("deactivated", sa.Boolean, nullable=False, default=False),
+    **_MYSQL,
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("display_name", sa.String(512)),
+    sa.Column("last_seen_ts", Ts),
+    sa.Column("last_seen_ip", sa.String(64)),
+    **_MYSQL,
+)
+
+# One row per live access token (the JWT's `jti`); deleting it revokes the JWT.
+access_tokens = sa.Table(
+    "access_tokens", metadata,
+    sa.Column("token_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Column("expires_ts", Ts),
+    sa.Column("refresh_token", sa.String(128), unique=True),
+    sa.Index("access_tokens_user", "user_id", "device_id"),
+    **_MYSQL,
+)
+
+rooms = sa.Table(
+    "rooms", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("room_version", sa.String(32), nullable=False),
+    sa.Column("creator", Id),
+    sa.Column("is_public", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_ts", Ts, nullable=False),
+    **_MYSQL,
+)
+
+# Events are stored once. stream_ordering is the global sync position
+# (assigned in commit order); depth is the topological position in the room.
+events = sa.Table(
+    "events", metadata,
+    sa.Column("stream_ordering", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", Id, nullable=False, unique=True),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("type", Id, nullable=False),
+    sa.Column("state_key", Id),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("depth", sa.BigInteger, nullable=False),
+    sa.Column("origin_server_ts", Ts, nullable=False),
+    sa.Column("received_ts", Ts, nullable=False),
+    sa.Column("json", LongText, nullable=False),
+    sa.Column("state_before", sa.BigInteger),
+    sa.Column("state_after", sa.BigInteger),
+    # The state event this one replaced (for unsigned.prev_content).
+    sa.Column("replaces_state", Id),
+    sa.Column("rejected", sa.Boolean, nullable=False, default=False),
+    sa.Column("outlier", sa.Boolean, nullable=False, default=False),
+    sa.Column("soft_failed", sa.Boolean, nullable=False, default=False),
+    sa.Column("txn_id", sa.String(255)),
+    sa.Column("txn_device", sa.String(128)),
+    sa.Index("events_room_stream", "room_id", "stream_ordering"),
+    sa.Index("events_room_topo", "room_id", "depth", "stream_ordering"),
+    sa.Index("events_txn", "sender", "txn_device", "txn_id"),
+    **_MYSQL,
+)
+
+# State groups: a group is either a full snapshot (prev_group NULL) or a delta
+# on top of prev_group. Chains are capped (see StateStore) so a lookup reads
+# at most a bounded number of groups, and no event copies the full state.
+state_groups = sa.Table(
+    "state_groups", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("prev_group", sa.BigInteger),
+    sa.Column("chain_length", sa.Integer, nullable=False, default=0),
+    **_MYSQL,
+)
+
+state_group_entries = sa.Table(
+    "state_group_entries", metadata,
+    sa.Column("group_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("type", Id, primary_key=True),
+    sa.Column("state_key", Id, primary_key=True),
+    # NULL marks a key removed by this delta (state resolution can drop keys).
+    sa.Column("event_id", Id),
+    **_MYSQL,
+)
+
+current_state = sa.Table(
+    "current_state", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("type", Id, primary_key=True),
+    sa.Column("state_key", Id, primary_key=True),
+    sa.Column("event_id", Id, nullable=False),
+    **_MYSQL,
+)
+
+# Current membership of every user (local or remote) in every room, with the
+# stream position of the last change: joined_rooms and /sync read this.
+room_members = sa.Table(
+    "room_members", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("membership", sa.String(32), nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    sa.Column("forgotten", sa.Boolean, nullable=False, default=False),
+    sa.Index("room_members_user", "user_id", "stream_ordering"),
+    **_MYSQL,
+)
+
+forward_extremities = sa.Table(
+    "forward_extremities", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("event_id", Id, primary_key=True),
+    **_MYSQL,
+)
+
+room_state_meta = sa.Table(
+    "room_state_meta", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("current_group", sa.BigInteger, nullable=False),
+    sa.Column("max_depth", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+# Applied redactions (redaction event -> target), so serving is one lookup.
+redactions = sa.Table(
+    "redactions", metadata,
+    sa.Column("event_id", Id, primary_key=True),
+    sa.Column("redacts", Id, nullable=False),
+    sa.Index("redactions_redacts", "redacts"),
+    **_MYSQL,
+)
+
+filters = sa.Table(
+    "filters", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("filter_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("json", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+account_data = sa.Table(
+    "account_data", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("room_id", Id, primary_key=True),  # "" for global account data
+    sa.Column("type", Id, primary_key=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("stream_id", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+room_aliases = sa.Table(
+    "room_aliases", metadata,
+    sa.Column("alias", Id, primary_key=True),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("creator", Id),
+    sa.Index("room_aliases_room", "room_id"),
+    **_MYSQL,
+)

@@ -1,0 +1,307 @@
+"""The event write path (one transaction per batch) and event reads.
+
+This store owns event and state truth: an event, its state group, the
+room's current state, membership index, forward extremities and stream
+position are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from homeserver.core.events import Event
+from storage.schema import (
+    current_state,
+    events,
+    forward_extremities,
+    redactions,
+    room_members,
+    room_state_meta,
+    rooms,
+    state_group_entries,
+    state_groups,
+)
+from storage.stores.state import NewStateGroup, StateKey
+
+
+@attrs.frozen
+class StoredEvent:
+    event: Event
+    stream_ordering: int
+    state_before: int | None
+    state_after: int | None
+    txn_device: str | None = None
+    txn_id: str | None = None
+    outlier: bool = False
+    soft_failed: bool = False
+    replaces_state: str | None = None
+
+    @property
+    def topo(self) -> tuple[int, int]:
+        return (self.event.depth, self.stream_ordering)
+
+
+@attrs.frozen
+class NewRoom:
+    room_id: str
+    room_version: str
+    creator: str
+    created_ts: int
+
+
+@attrs.frozen
+class MembershipChange:
+    room_id: str
+    user_id: str
+    membership: str
+    event_id: str
+    sender: str
+    stream_ordering: int
+
+
+@attrs.frozen
+class RoomUpdate:
+    room_id: str
+    current_group: int
+    max_depth: int
+    current_state_delta: dict[StateKey, str | None]
+    forward_extremities: tuple[str, ...]
+
+
+@attrs.define
+class PersistBatch:
+    """Everything one commit writes. Built by the event service, written atomically."""
+
+    events: list[StoredEvent] = attrs.field(factory=list)
+    new_rooms: list[NewRoom] = attrs.field(factory=list)
+    state_groups: list[NewStateGroup] = attrs.field(factory=list)
+    room_updates: list[RoomUpdate] = attrs.field(factory=list)
+    memberships: list[MembershipChange] = attrs.field(factory=list)
+    redactions: list[tuple[str, str]] = attrs.field(factory=list)  # (redaction id, target id)
+    received_ts: int = 0
+
+    def extend(self, other: PersistBatch) -> None:
+        self.events += other.events
+        self.new_rooms += other.new_rooms
+        self.state_groups += other.state_groups
+        self.room_updates += other.room_updates
+        self.memberships += other.memberships
+        self.redactions += other.redactions
+        self.received_ts = max(self.received_ts, other.received_ts)
+
+
+class EventStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def max_ids(self) -> tuple[int, int]:
+        """(max stream_ordering, max state group id) for the in-process id generators."""
+        async with self._engine.connect() as conn:
+            s = (await conn.execute(sa.select(sa.func.max(events.c.stream_ordering)))).scalar()
+            g = (await conn.execute(sa.select(sa.func.max(state_groups.c.id)))).scalar()
+        return int(s or 0), int(g or 0)
+
+    async def persist(self, batch: PersistBatch) -> None:
+        async with self._engine.begin() as conn:
+            await self._write(conn, batch)
+
+    async def _write(self, conn: AsyncConnection, b: PersistBatch) -> None:
+        if b.new_rooms:
+            await conn.execute(rooms.insert(), [
+                {"room_id": r.room_id, "room_version": r.room_version, "creator": r.creator,
+                 "is_public": False, "created_ts": r.created_ts} for r in b.new_rooms
+            ])
+        if b.state_groups:
+            await conn.execute(state_groups.insert(), [
+                {"id": g.id, "room_id": g.room_id, "prev_group": g.prev_group,
+                 "chain_length": g.chain_length} for g in b.state_groups
+            ])
+            entries = [
+                {"group_id": g.id, "type": k[0], "state_key": k[1], "event_id": v}
+                for g in b.state_groups for k, v in g.entries.items()
+            ]
+            if entries:
+                await conn.execute(state_group_entries.insert(), entries)
+        if b.events:
+            await conn.execute(events.insert(), [_event_row(se, b.received_ts) for se in b.events])
+        for u in b.room_updates:
+            await _apply_room_update(conn, u)
+        if b.memberships:
+            latest: dict[tuple[str, str], MembershipChange] = {}
+            for m in b.memberships:
+                latest[(m.room_id, m.user_id)] = m
+            for (room_id, user_id) in latest:
+                await conn.execute(room_members.delete().where(
+                    room_members.c.room_id == room_id, room_members.c.user_id == user_id,
+                ))
+            await conn.execute(room_members.insert(), [
+                {"room_id": m.room_id, "user_id": m.user_id, "membership": m.membership,
+                 "event_id": m.event_id, "sender": m.sender,
+                 "stream_ordering": m.stream_ordering, "forgotten": False}
+                for m in latest.values()
+            ])
+        if b.redactions:
+            await conn.execute(redactions.insert(), [
+                {"event_id": r, "redacts": t} for r, t in b.redactions
+            ])
+
+    # -- reads -------------------------------------------------------------
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return {}
+        out: dict[str, StoredEvent] = {}
+        async with self._engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                rows = await conn.execute(
+                    _select_events().where(events.c.event_id.in_(ids[i:i + 500]))
+                )
+                for r in rows:
+                    out[r.event_id] = _stored(r)
+        return out
+
+    async def get_redactions_of(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """target event id -> id of the (applied) redaction event."""
+        if not event_ids:
+            return {}
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(redactions.c.event_id, redactions.c.redacts)
+                .where(redactions.c.redacts.in_(list(event_ids)))
+            )
+            return {r.redacts: r.event_id for r in rows}
+
+    async def find_by_txn(self, sender: str, device_id: str, txn_id: str) -> str | None:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(
+                sa.select(events.c.event_id).where(
+                    events.c.sender == sender, events.c.txn_device == device_id,
+                    events.c.txn_id == txn_id,
+                )
+            )).scalar()
+
+    async def room_events_after(
+        self, room_ids: Sequence[str], after_stream: int, upto_stream: int, limit: int,
+    ) -> list[StoredEvent]:
+        """Events in these rooms with after < stream <= upto, newest first."""
+        if not room_ids:
+            return []
+        q = (
+            _select_events()
+            .where(events.c.room_id.in_(list(room_ids)))
+            .where(events.c.stream_ordering > after_stream)
+            .where(events.c.stream_ordering <= upto_stream)
+            .where(events.c.outlier.is_(False), events.c.soft_failed.is_(False))
+            .order_by(events.c.stream_ordering.desc()).limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_stored(r) for r in await conn.execute(q)]
+
+    async def room_stream_window(
+        self, room_id: str, upto_stream: int, limit: int, after_stream: int = 0,
+    ) -> list[StoredEvent]:
+        """The newest `limit` events of one room at or before upto_stream, newest first."""
+        return await self.room_events_after([room_id], after_stream, upto_stream, limit)
+
+    async def paginate(
+        self, room_id: str, from_topo: tuple[int, int], backwards: bool, limit: int,
+        to_topo: tuple[int, int] | None = None,
+    ) -> list[StoredEvent]:
+        """Topological pagination; a token (d, s) is the position just after event (d, s)."""
+        key = sa.tuple_(events.c.depth, events.c.stream_ordering)
+        q = _select_events().where(
+            events.c.room_id == room_id, events.c.outlier.is_(False),
+            events.c.soft_failed.is_(False),
+        )
+        if backwards:
+            q = q.where(key <= sa.tuple_(*from_topo))
+            if to_topo is not None:
+                q = q.where(key > sa.tuple_(*to_topo))
+            q = q.order_by(events.c.depth.desc(), events.c.stream_ordering.desc())
+        else:
+            q = q.where(key > sa.tuple_(*from_topo))
+            if to_topo is not None:
+                q = q.where(key <= sa.tuple_(*to_topo))
+            q = q.order_by(events.c.depth.asc(), events.c.stream_ordering.asc())
+        async with self._engine.connect() as conn:
+            return [_stored(r) for r in await conn.execute(q.limit(limit))]
+
+    async def topo_at_stream(self, room_id: str, stream: int) -> tuple[int, int] | None:
+        """The (depth, stream) of the room's newest event at or before a stream position."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(events.c.depth, events.c.stream_ordering).where(
+                    events.c.room_id == room_id, events.c.stream_ordering <= stream,
+                    events.c.outlier.is_(False),
+                ).order_by(events.c.stream_ordering.desc()).limit(1)
+            )).first()
+        return (row.depth, row.stream_ordering) if row else None
+
+    async def state_group_at_stream(self, room_id: str, stream: int) -> int | None:
+        """State group after the room's last event at or before a stream position."""
+        async with self._engine.connect() as conn:
+            return (await conn.execute(
+                sa.select(events.c.state_after).where(
+                    events.c.room_id == room_id, events.c.stream_ordering <= stream,
+                    events.c.outlier.is_(False), events.c.soft_failed.is_(False),
+                ).order_by(events.c.stream_ordering.desc()).limit(1)
+            )).scalar()
+
+
+async def _apply_room_update(conn: AsyncConnection, u: RoomUpdate) -> None:
+    for (typ, sk), _ev in u.current_state_delta.items():
+        await conn.execute(current_state.delete().where(
+            current_state.c.room_id == u.room_id, current_state.c.type == typ,
+            current_state.c.state_key == sk,
+        ))
+    inserts = [
+        {"room_id": u.room_id, "type": k[0], "state_key": k[1], "event_id": v}
+        for k, v in u.current_state_delta.items() if v is not None
+    ]
+    if inserts:
+        await conn.execute(current_state.insert(), inserts)
+    await conn.execute(forward_extremities.delete().where(forward_extremities.c.room_id == u.room_id))
+    if u.forward_extremities:
+        await conn.execute(forward_extremities.insert(), [
+            {"room_id": u.room_id, "event_id": e} for e in u.forward_extremities
+        ])
+    await conn.execute(room_state_meta.delete().where(room_state_meta.c.room_id == u.room_id))
+    await conn.execute(room_state_meta.insert().values(
+        room_id=u.room_id, current_group=u.current_group, max_depth=u.max_depth,
+    ))
+
+
+def _select_events() -> sa.Select[Any]:
+    return sa.select(
+        events.c.event_id, events.c.json, events.c.stream_ordering, events.c.state_before,
+        events.c.state_after, events.c.txn_device, events.c.txn_id, events.c.rejected,
+        events.c.outlier, events.c.soft_failed, events.c.room_id, events.c.replaces_state,
+    ).join(rooms, rooms.c.room_id == events.c.room_id).add_columns(rooms.c.room_version)
+
+
+def _stored(r: Any) -> StoredEvent:
+    ev = Event(r.event_id, json.loads(r.json), r.room_version, bool(r.rejected))
+    return StoredEvent(
+        ev, r.stream_ordering, r.state_before, r.state_after, r.txn_device, r.txn_id,
+        bool(r.outlier), bool(r.soft_failed), r.replaces_state,
+    )
+
+
+def _event_row(se: StoredEvent, received_ts: int) -> dict[str, Any]:
+    e = se.event
+    return {
+        "stream_ordering": se.stream_ordering, "event_id": e.event_id, "room_id": e.room_id,
+        "type": e.type, "state_key": e.state_key, "sender": e.sender, "depth": e.depth,
+        "origin_server_ts": e.origin_server_ts, "received_ts": received_ts,
+        "json": json.dumps(e.pdu, ensure_ascii=False, separators=(",", ":")),
+        "state_before": se.state_before, "state_after": se.state_after,
+        "rejected": e.rejected, "outlier": se.outlier, "soft_failed": se.soft_failed,
+        "txn_id": se.txn_id, "txn_device": se.txn_device, "replaces_state": se.replaces_state,
+    }

@@ -1,0 +1,140 @@
+"""Rooms, their membership index, forward extremities, aliases and directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import forward_extremities, room_aliases, room_members, room_state_meta, rooms
+
+
+@attrs.frozen
+class RoomRecord:
+    room_id: str
+    room_version: str
+    creator: str | None
+    is_public: bool
+
+
+@attrs.frozen
+class MemberRow:
+    room_id: str
+    user_id: str
+    membership: str
+    event_id: str
+    sender: str
+    stream_ordering: int
+
+
+class RoomStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        async with self._engine.connect() as conn:
+            r = (await conn.execute(sa.select(rooms).where(rooms.c.room_id == room_id))).first()
+        return RoomRecord(r.room_id, r.room_version, r.creator, bool(r.is_public)) if r else None
+
+    async def get_room_meta(self, room_id: str) -> tuple[int, int, list[str]] | None:
+        """(current state group, max depth, forward extremities) of a room we hold."""
+        async with self._engine.connect() as conn:
+            meta = (await conn.execute(
+                sa.select(room_state_meta).where(room_state_meta.c.room_id == room_id)
+            )).first()
+            if meta is None:
+                return None
+            ext = [r.event_id for r in await conn.execute(
+                sa.select(forward_extremities.c.event_id)
+                .where(forward_extremities.c.room_id == room_id)
+            )]
+        return meta.current_group, meta.max_depth, ext
+
+    async def set_public(self, room_id: str, public: bool) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(rooms.update().where(rooms.c.room_id == room_id).values(is_public=public))
+
+    async def public_room_ids(self) -> list[str]:
+        async with self._engine.connect() as conn:
+            return [r.room_id for r in await conn.execute(
+                sa.select(rooms.c.room_id).where(rooms.c.is_public.is_(True))
+            )]
+
+    # -- membership index --------------------------------------------------
+
+    async def memberships_for_user(
+        self, user_id: str, memberships: Sequence[str] | None = None, include_forgotten: bool = False,
+    ) -> list[MemberRow]:
+        q = sa.select(room_members).where(room_members.c.user_id == user_id)
+        if memberships is not None:
+            q = q.where(room_members.c.membership.in_(list(memberships)))
+        if not include_forgotten:
+            q = q.where(room_members.c.forgotten.is_(False))
+        async with self._engine.connect() as conn:
+            return [_member(r) for r in await conn.execute(q)]
+
+    async def membership_changes_since(self, user_id: str, since_stream: int) -> list[MemberRow]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(room_members).where(
+                room_members.c.user_id == user_id,
+                room_members.c.stream_ordering > since_stream,
+                room_members.c.forgotten.is_(False),
+            ))
+            return [_member(r) for r in rows]
+
+    async def get_membership(self, room_id: str, user_id: str) -> MemberRow | None:
+        async with self._engine.connect() as conn:
+            r = (await conn.execute(sa.select(room_members).where(
+                room_members.c.room_id == room_id, room_members.c.user_id == user_id,
+            ))).first()
+        return _member(r) if r else None
+
+    async def members_of_room(self, room_id: str, membership: str | None = None) -> list[MemberRow]:
+        q = sa.select(room_members).where(room_members.c.room_id == room_id)
+        if membership is not None:
+            q = q.where(room_members.c.membership == membership)
+        async with self._engine.connect() as conn:
+            return [_member(r) for r in await conn.execute(q)]
+
+    async def forget(self, room_id: str, user_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(room_members.update().where(
+                room_members.c.room_id == room_id, room_members.c.user_id == user_id,
+            ).values(forgotten=True))
+
+    # -- aliases -----------------------------------------------------------
+
+    async def create_alias(self, alias: str, room_id: str, creator: str) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(room_aliases.insert().values(
+                    alias=alias, room_id=room_id, creator=creator,
+                ))
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_alias(self, alias: str) -> tuple[str, str | None] | None:
+        async with self._engine.connect() as conn:
+            r = (await conn.execute(
+                sa.select(room_aliases).where(room_aliases.c.alias == alias)
+            )).first()
+        return (r.room_id, r.creator) if r else None
+
+    async def delete_alias(self, alias: str) -> bool:
+        async with self._engine.begin() as conn:
+            res = await conn.execute(room_aliases.delete().where(room_aliases.c.alias == alias))
+        return res.rowcount > 0
+
+    async def aliases_of_room(self, room_id: str) -> list[str]:
+        async with self._engine.connect() as conn:
+            return [r.alias for r in await conn.execute(
+                sa.select(room_aliases.c.alias).where(room_aliases.c.room_id == room_id)
+            )]
+
+
+def _member(r: sa.Row) -> MemberRow:
+    return MemberRow(r.room_id, r.user_id, r.membership, r.event_id, r.sender, r.stream_ordering)

@@ -1,0 +1,117 @@
+"""State groups: the room state at any event without replaying the room.
+
+A group is a full snapshot or a delta over a previous group. Chains are cut
+at MAX_CHAIN (a new snapshot is written instead), so reading any state costs
+at most MAX_CHAIN+1 small reads, and most events (messages) add no group at
+all. Groups never change once written, so they are cached in memory.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import current_state, state_group_entries, state_groups
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+MAX_CHAIN = 50
+
+
+@attrs.frozen
+class NewStateGroup:
+    id: int
+    room_id: str
+    prev_group: int | None
+    chain_length: int
+    # For a delta: changed keys (None = removed). For a snapshot: the full state.
+    entries: dict[StateKey, str | None]
+
+
+def plan_state_group(
+    group_id: int, room_id: str, prev_group: int | None, prev_chain: int,
+    prev_state: StateMap, new_state: StateMap,
+) -> NewStateGroup:
+    """Pure: a delta over prev_group when the chain is short, else a snapshot."""
+    if prev_group is not None and prev_chain < MAX_CHAIN:
+        delta: dict[StateKey, str | None] = {
+            k: v for k, v in new_state.items() if prev_state.get(k) != v
+        }
+        for k in prev_state.keys() - new_state.keys():
+            delta[k] = None
+        return NewStateGroup(group_id, room_id, prev_group, prev_chain + 1, delta)
+    return NewStateGroup(group_id, room_id, None, 0, dict(new_state))
+
+
+class StateStore:
+    def __init__(self, engine: AsyncEngine, cache_size: int = 2048) -> None:
+        self._engine = engine
+        self._cache: OrderedDict[int, tuple[StateMap, int]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def remember(self, group: NewStateGroup, full_state: StateMap) -> None:
+        """Seed the cache with a group just written, so the next read is free."""
+        self._put(group.id, dict(full_state), group.chain_length)
+
+    def _put(self, group_id: int, state: StateMap, chain: int) -> None:
+        self._cache[group_id] = (state, chain)
+        self._cache.move_to_end(group_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def get_state(self, group_id: int) -> StateMap:
+        """The full state map of a group (a fresh dict the caller may modify)."""
+        state, _ = await self.get_state_and_chain(group_id)
+        return dict(state)
+
+    async def get_state_and_chain(self, group_id: int) -> tuple[StateMap, int]:
+        cached = self._cache.get(group_id)
+        if cached is not None:
+            self._cache.move_to_end(group_id)
+            return cached
+        async with self._engine.connect() as conn:
+            chain: list[tuple[int, int | None, int]] = []
+            gid: int | None = group_id
+            base: StateMap | None = None
+            while gid is not None:
+                hit = self._cache.get(gid)
+                if hit is not None:
+                    base = dict(hit[0])
+                    break
+                row = (await conn.execute(
+                    sa.select(state_groups.c.prev_group, state_groups.c.chain_length)
+                    .where(state_groups.c.id == gid)
+                )).first()
+                if row is None:
+                    raise KeyError(f"unknown state group {gid}")
+                chain.append((gid, row.prev_group, row.chain_length))
+                gid = row.prev_group
+            ids = [c[0] for c in chain]
+            rows = (await conn.execute(
+                sa.select(state_group_entries).where(state_group_entries.c.group_id.in_(ids))
+            )).all() if ids else []
+        by_group: dict[int, list[tuple[StateKey, str | None]]] = {}
+        for r in rows:
+            by_group.setdefault(r.group_id, []).append(((r.type, r.state_key), r.event_id))
+        state: StateMap = base or {}
+        for gid_, _prev, _len in reversed(chain):
+            for key, ev in by_group.get(gid_, ()):
+                if ev is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = ev
+        length = chain[0][2] if chain else self._cache[group_id][1]
+        self._put(group_id, dict(state), length)
+        return state, length
+
+    async def get_current_state(self, room_id: str) -> StateMap:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(current_state.c.type, current_state.c.state_key, current_state.c.event_id)
+                .where(current_state.c.room_id == room_id)
+            )
+            return {(r.type, r.state_key): r.event_id for r in rows}

@@ -1,0 +1,197 @@
+"""Accounts, devices and access tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import access_tokens, devices, users
+
+
+@attrs.frozen
+class UserRecord:
+    user_id: str
+    password_hash: str | None
+    is_admin: bool
+    displayname: str | None
+    avatar_url: str | None
+    deactivated: bool
+
+
+@attrs.frozen
+class TokenRecord:
+    token_id: str
+    user_id: str
+    device_id: str
+    expires_ts: int | None
+    refresh_token: str | None
+
+
+class UserStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create_user(
+        self, user_id: str, password_hash: str | None, now_ms: int, is_admin: bool = False,
+        displayname: str | None = None,
+    ) -> bool:
+        """Insert a user; False when the id is taken."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(users.insert().values(
+                    user_id=user_id, password_hash=password_hash, is_admin=is_admin,
+                    displayname=displayname, created_ts=now_ms, deactivated=False,
+                ))
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(users).where(users.c.user_id == user_id)
+            )).first()
+        if row is None:
+            return None
+        return UserRecord(
+            row.user_id, row.password_hash, bool(row.is_admin), row.displayname,
+            row.avatar_url, bool(row.deactivated),
+        )
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                users.update().where(users.c.user_id == user_id).values(password_hash=password_hash)
+            )
+
+    async def set_profile_field(self, user_id: str, field: str, value: str | None) -> None:
+        assert field in ("displayname", "avatar_url")
+        async with self._engine.begin() as conn:
+            await conn.execute(users.update().where(users.c.user_id == user_id).values({field: value}))
+
+    async def set_admin(self, user_id: str, is_admin: bool) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(users.update().where(users.c.user_id == user_id).values(is_admin=is_admin))
+
+    # -- devices and tokens ---------------------------------------------------
+
+    async def upsert_device_with_token(
+        self, user_id: str, device_id: str, display_name: str | None, token: TokenRecord, now_ms: int,
+    ) -> list[str]:
+        """Create the device if new and (re)bind it to one fresh token, in one transaction.
+
+        A login that reuses a device id invalidates that device's older tokens;
+        their ids are returned.
+        """
+        revoked: list[str] = []
+        async with self._engine.begin() as conn:
+            exists = (await conn.execute(sa.select(devices.c.device_id).where(
+                devices.c.user_id == user_id, devices.c.device_id == device_id,
+            ))).first()
+            if exists is None:
+                await conn.execute(devices.insert().values(
+                    user_id=user_id, device_id=device_id, display_name=display_name,
+                    last_seen_ts=now_ms,
+                ))
+            else:
+                revoked = await self._token_ids(conn, user_id, device_id)
+                await conn.execute(access_tokens.delete().where(
+                    access_tokens.c.user_id == user_id, access_tokens.c.device_id == device_id,
+                ))
+            await conn.execute(access_tokens.insert().values(_token_row(token, now_ms)))
+        return revoked
+
+    async def replace_token(self, old_token_id: str, token: TokenRecord, now_ms: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(access_tokens.delete().where(access_tokens.c.token_id == old_token_id))
+            await conn.execute(access_tokens.insert().values(_token_row(token, now_ms)))
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(access_tokens).where(access_tokens.c.token_id == token_id)
+            )).first()
+        return _token(row) if row else None
+
+    async def get_token_by_refresh(self, refresh_token: str) -> TokenRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(access_tokens).where(access_tokens.c.refresh_token == refresh_token)
+            )).first()
+        return _token(row) if row else None
+
+    async def delete_device(self, user_id: str, device_id: str) -> list[str]:
+        """Remove a device and its tokens; returns the revoked token ids."""
+        async with self._engine.begin() as conn:
+            revoked = await self._token_ids(conn, user_id, device_id)
+            await conn.execute(access_tokens.delete().where(
+                access_tokens.c.user_id == user_id, access_tokens.c.device_id == device_id,
+            ))
+            await conn.execute(devices.delete().where(
+                devices.c.user_id == user_id, devices.c.device_id == device_id,
+            ))
+        return revoked
+
+    async def delete_all_tokens(self, user_id: str, keep_device: str | None = None) -> list[str]:
+        """Revoke every token (and device) of a user, optionally keeping one device."""
+        async with self._engine.begin() as conn:
+            revoked = await self._token_ids(conn, user_id, None, keep_device)
+            tok_q = access_tokens.delete().where(access_tokens.c.user_id == user_id)
+            dev_q = devices.delete().where(devices.c.user_id == user_id)
+            if keep_device is not None:
+                tok_q = tok_q.where(access_tokens.c.device_id != keep_device)
+                dev_q = dev_q.where(devices.c.device_id != keep_device)
+            await conn.execute(tok_q)
+            await conn.execute(dev_q)
+        return revoked
+
+    async def _token_ids(
+        self, conn: Any, user_id: str, device_id: str | None, keep_device: str | None = None,
+    ) -> list[str]:
+        q = sa.select(access_tokens.c.token_id).where(access_tokens.c.user_id == user_id)
+        if device_id is not None:
+            q = q.where(access_tokens.c.device_id == device_id)
+        if keep_device is not None:
+            q = q.where(access_tokens.c.device_id != keep_device)
+        return [r.token_id for r in await conn.execute(q)]
+
+    async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(devices).where(devices.c.user_id == user_id).order_by(devices.c.device_id)
+            )
+            return [
+                {k: v for k, v in {
+                    "device_id": r.device_id, "display_name": r.display_name,
+                    "last_seen_ts": r.last_seen_ts, "last_seen_ip": r.last_seen_ip,
+                }.items() if v is not None}
+                for r in rows
+            ]
+
+    async def get_device(self, user_id: str, device_id: str) -> dict[str, Any] | None:
+        for d in await self.list_devices(user_id):
+            if d["device_id"] == device_id:
+                return d
+        return None
+
+    async def set_device_display_name(self, user_id: str, device_id: str, name: str | None) -> bool:
+        async with self._engine.begin() as conn:
+            res = await conn.execute(devices.update().where(
+                devices.c.user_id == user_id, devices.c.device_id == device_id,
+            ).values(display_name=name))
+        return res.rowcount > 0
+
+
+def _token_row(t: TokenRecord, now_ms: int) -> dict[str, Any]:
+    return {
+        "token_id": t.token_id, "user_id": t.user_id, "device_id": t.device_id,
+        "created_ts": now_ms, "expires_ts": t.expires_ts, "refresh_token": t.refresh_token,
+    }
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(row.token_id, row.user_id, row.device_id, row.expires_ts, row.refresh_token)

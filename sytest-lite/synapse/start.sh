@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Start a local Synapse to act as the reference homeserver for sytest-lite.
+#
+# Usage: sytest-lite/synapse/start.sh [PORT] [DATA_DIR]
+#   PORT      client+federation HTTP listener on 127.0.0.1 (default 18008)
+#   DATA_DIR  where config, sqlite database, keys, media and logs live
+#             (default /tmp/sytest-synapse-PORT)
+# Environment:
+#   SYNAPSE_VENV   virtualenv holding matrix-synapse (default /tmp/synapse-venv);
+#                  created and populated with `pip install matrix-synapse` if missing.
+#   SYNAPSE_PYTHON python used to create the venv (default python3, needs >= 3.10)
+#
+# The server name is localhost:PORT. Re-running with the same DATA_DIR reuses the
+# existing config, keys and database. Stop it with stop.sh (same arguments).
+set -euo pipefail
+
+PORT="${1:-${SYNAPSE_PORT:-18008}}"
+DATA_DIR="${2:-${SYNAPSE_DIR:-/tmp/sytest-synapse-$PORT}}"
+VENV="${SYNAPSE_VENV:-/tmp/synapse-venv}"
+PY="${SYNAPSE_PYTHON:-python3}"
+SERVER_NAME="localhost:$PORT"
+
+if ! [[ "$PORT" =~ ^[0-9]+$ ]]; then
+    echo "start.sh: PORT must be a number, got '$PORT'" >&2
+    exit 2
+fi
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
+    echo "start.sh: creating $VENV and installing matrix-synapse" >&2
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/pip" install --quiet matrix-synapse
+fi
+SYNAPSE_PY="$VENV/bin/python"
+
+mkdir -p "$DATA_DIR"
+DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+CONFIG="$DATA_DIR/homeserver.yaml"
+OVERRIDES="$DATA_DIR/overrides.yaml"
+PIDFILE="$DATA_DIR/homeserver.pid"
+
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "start.sh: Synapse already running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT" >&2
+    exit 0
+fi
+
+if [ -f "$CONFIG" ] && ! grep -q "^server_name: \"$SERVER_NAME\"" "$CONFIG"; then
+    echo "start.sh: $CONFIG was generated for another server name; use another DATA_DIR" >&2
+    exit 2
+fi
+
+if [ ! -f "$CONFIG" ]; then
+    (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
+        --server-name "$SERVER_NAME" \
+        --config-path "$CONFIG" \
+        --data-directory "$DATA_DIR" \
+        --generate-config --report-stats=no >/dev/null)
+fi
+
+# Later -c files win per top-level key, so everything we need is overridden here.
+BIG='{per_second: 100000, burst_count: 1000000}'
+cat > "$OVERRIDES" <<YAML
+# Written by sytest-lite/synapse/start.sh; regenerated on every start.
+server_name: "$SERVER_NAME"
+pid_file: "$PIDFILE"
+listeners:
+  - port: $PORT
+    bind_addresses: ['127.0.0.1']
+    type: http
+    tls: false
+    x_forwarded: false
+    resources:
+      - names: [client, federation]
+        compress: false
+database:
+  name: sqlite3
+  args:
+    database: "$DATA_DIR/homeserver.db"
+media_store_path: "$DATA_DIR/media_store"
+enable_registration: true
+enable_registration_without_verification: true
+registration_requires_3pid: []
+trusted_key_servers: []
+suppress_key_server_warning: true
+report_stats: false
+enable_metrics: false
+default_room_version: "10"
+# Synapse lets only admins publish to the room directory unless told otherwise.
+room_list_publication_rules:
+  - {user_id: "*", alias: "*", room_id: "*", action: allow}
+alias_creation_rules:
+  - {user_id: "*", alias: "*", room_id: "*", action: allow}
+bcrypt_rounds: 4  # fast password hashing: tests register hundreds of users
+rc_message: $BIG
+rc_registration: $BIG
+rc_registration_token_validity: $BIG
+rc_login:
+  address: $BIG
+  account: $BIG
+  failed_attempts: $BIG
+rc_admin_redaction: $BIG
+rc_joins:
+  local: $BIG
+  remote: $BIG
+rc_joins_per_room: $BIG
+rc_key_requests: $BIG
+rc_3pid_validation: $BIG
+rc_invites:
+  per_room: $BIG
+  per_user: $BIG
+  per_issuer: $BIG
+rc_third_party_invite: $BIG
+rc_media_create: $BIG
+rc_presence:
+  per_user: $BIG
+rc_delayed_event_mgmt: $BIG
+rc_room_creation: $BIG
+rc_reports: $BIG
+rc_user_directory: $BIG
+rc_profile: $BIG
+YAML
+
+(cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
+    -c "$CONFIG" -c "$OVERRIDES" --daemonize)
+
+URL="http://127.0.0.1:$PORT"
+for _ in $(seq 1 120); do
+    if "$SYNAPSE_PY" - "$URL/_matrix/client/versions" <<'PYEOF' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PYEOF
+    then
+        echo "Synapse $("$SYNAPSE_PY" -c 'import synapse; print(synapse.__version__)') running: $URL (server name $SERVER_NAME, data $DATA_DIR, pid $(cat "$PIDFILE"))"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "start.sh: Synapse did not answer on $URL within 60s; see $DATA_DIR/homeserver.log" >&2
+exit 1
