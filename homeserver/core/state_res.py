@@ -175,6 +175,23 @@ def _power_sort_graph(nodes: set[str], cache: _EventCache) -> dict[str, set[str]
     return {n: set(below[n]) for n in nodes}
 
 
+def _power_order(
+    version: RoomVersion, full: set[str], cache: _EventCache
+) -> tuple[set[str], list[str]]:
+    """X (power events plus their auth ancestors within ``full``) in reverse
+    topological power order: ``(-sender power, origin_server_ts, event_id)``."""
+    power = {e for e in full if _is_power_event(cache.events[e])}
+    power_set = power | (cache.auth_closure(power, include_start=False) & full)
+    order = lexicographical_topological_sort(
+        _power_sort_graph(power_set, cache),
+        key=lambda e: (
+            -_sender_power(version, cache, cache.events[e]),
+            cache.events[e].origin_server_ts,
+        ),
+    )
+    return power_set, order
+
+
 def _iterative_auth_checks(
     version: RoomVersion,
     order: Iterable[str],
@@ -258,18 +275,12 @@ async def resolve_state_v2(
     chains = [cache.auth_closure(set(s.values()), include_start=True) for s in state_sets]
     auth_difference = set().union(*chains) - set.intersection(*chains)
     full = (conflicted | auth_difference) - set(unconflicted.values())
-    full &= cache.events.keys()
+    # Unavailable events drop out; so do non-state events (only a malformed
+    # auth_events list could bring one in).
+    full = {e for e in full if e in cache.events and cache.events[e].is_state}
 
     # Steps 1-2: power events and their auth ancestors in the full conflicted set.
-    power = {e for e in full if _is_power_event(cache.events[e])}
-    power_set = power | (cache.auth_closure(power, include_start=False) & full)
-    order = lexicographical_topological_sort(
-        _power_sort_graph(power_set, cache),
-        key=lambda e: (
-            -_sender_power(version, cache, cache.events[e]),
-            cache.events[e].origin_server_ts,
-        ),
-    )
+    power_set, order = _power_order(version, full, cache)
     resolved = _iterative_auth_checks(version, order, unconflicted, cache)
 
     # Steps 3-4: everything else, in mainline order of the resolved power levels.

@@ -118,13 +118,13 @@ class SyncService:
             if not f.room_allowed(row.room_id) or row.stream_ordering > now.events:
                 continue
             if row.membership == "join":
-                section = await self._room_full(requester, row.room_id, now.events, f)
+                section = await self._room_full(requester, row.room_id, now.events, f, since_ev)
                 if section is not None:
                     rooms["join"][row.room_id] = section
             elif row.membership == "invite":
                 rooms["invite"][row.room_id] = await self._invite(row)
             elif row.membership in ("leave", "ban") and (since is not None or f.include_leave):
-                section = await self._room_full(requester, row.room_id, row.stream_ordering, f)
+                section = await self._room_full(requester, row.room_id, row.stream_ordering, f, since_ev)
                 if section is not None:
                     section.pop("ephemeral", None)
                     section.pop("summary", None)
@@ -167,7 +167,7 @@ class SyncService:
         return chosen, limited
 
     async def _room_full(
-        self, requester: Requester, room_id: str, upto: int, f: SyncFilter,
+        self, requester: Requester, room_id: str, upto: int, f: SyncFilter, after: int,
     ) -> dict[str, Any] | None:
         """A room section with the complete state at the start of its timeline (initial
         sync, or a room that became ours since the token)."""
@@ -175,7 +175,7 @@ class SyncService:
         if head is None:
             return None
         limit = self._limit(f)
-        window, limited = await self._window(room_id, 0, upto, limit, f.timeline)
+        window, limited = await self._window(room_id, after, upto, limit, f.timeline)
         if window:
             state = await self._events.state_at_group(window[0].state_before)
             prev_batch = encode_topo(before_event(window[0]))

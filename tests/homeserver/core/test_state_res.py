@@ -284,3 +284,74 @@ async def test_unconflicted_state_wins_and_rejected_events_are_skipped():
     # Every unconflicted key comes back unchanged.
     for key, value in state_after["START"].items():
         assert result[key] == value
+
+
+async def test_iterative_checks_use_the_resolved_state():
+    # Bob has no power under IPOWER, so his topics only pass with PA in the
+    # (unconflicted) state, not against their own auth events.
+    nodes = [
+        Node("PA", ALICE, PL, "", {"users": {ALICE: 100, BOB: 50}}),
+        Node("T1", BOB, TOPIC, ""),
+        Node("T2", BOB, TOPIC, ""),
+    ]
+    edges = [["PA", "START"], ["T1", "START"], ["T2", "START"]]
+    store, state_after = await build_graph("10", nodes, edges)
+
+    def state(*node_ids: str) -> dict[tuple[str, str], str]:
+        result = dict(state_after["START"])
+        for node_id in node_ids:
+            event = store.events[f"${node_id}:example.com"]
+            result[event.state_tuple] = event.event_id
+        return result
+
+    powerless = await resolve_state_v2("10", [state("T1"), state("T2")], store.fetch)
+    assert (TOPIC, "") not in powerless
+    powered = await resolve_state_v2("10", [state("PA", "T1"), state("PA", "T2")], store.fetch)
+    assert powered[(TOPIC, "")] == "$T2:example.com"
+    assert powered[(PL, "")] == "$PA:example.com"
+
+
+def _ids(*node_ids: str) -> list[str]:
+    return [f"${n}:example.com" for n in node_ids]
+
+
+async def test_power_order_and_mainline_order_internals():
+    # The intermediate orders quoted in auth-and-state-res.md §7.1 and §7.2.
+    from homeserver.core.room_versions import V10
+    from homeserver.core.state_res import _EventCache, _mainline_order, _power_order
+
+    nodes = [
+        Node("PA", ALICE, PL, "", {"users": {ALICE: 100, BOB: 50}}),
+        Node("MA", ALICE, MEMBER, ALICE, JOIN),
+        Node("MB", ALICE, MEMBER, BOB, {"membership": "ban"}),
+        Node("PB", BOB, PL, "", {"users": {ALICE: 100, BOB: 50}}),
+    ]
+    store, _ = await build_graph(
+        "10", nodes, [["END", "MB", "MA", "PA", "START"], ["END", "PB", "PA"]]
+    )
+    cache = _EventCache(store.fetch)
+    await cache.load_auth_closure(store.events)
+    full = set(_ids("IMA", "PA", "MA", "IMB", "MB", "PB"))
+    power_set, order = _power_order(V10, full, cache)
+    assert power_set == full
+    assert order == _ids("IMA", "PA", "MA", "IMB", "MB", "PB")
+
+    nodes = [
+        Node("T1", ALICE, TOPIC, ""),
+        Node("PA1", ALICE, PL, "", {"users": {ALICE: 100, BOB: 50}}),
+        Node("T2", ALICE, TOPIC, ""),
+        Node("PA2", ALICE, PL, "", {"users": {ALICE: 100, BOB: 50}, "events": {PL: 100}}),
+        Node("PB", BOB, PL, "", {"users": {ALICE: 100, BOB: 50}}),
+        Node("T3", BOB, TOPIC, ""),
+        Node("T4", ALICE, TOPIC, ""),
+    ]
+    edges = [["END", "T3", "PA2", "T2", "PA1", "T1", "START"], ["END", "T4", "PB", "PA1"]]
+    store, _ = await build_graph("10", nodes, edges)
+    cache = _EventCache(store.fetch)
+    await cache.load_auth_closure(store.events)
+    _, order = _power_order(V10, set(_ids("PA2", "PB", "T3", "T4")), cache)
+    assert order == _ids("PA2", "PB")
+    mainline = _mainline_order(_ids("T3", "T4"), "$PA2:example.com", cache)
+    assert mainline == _ids("T4", "T3")
+    # With no resolved power levels every position is infinity: plain ts order.
+    assert _mainline_order(_ids("T4", "T3"), None, cache) == _ids("T3", "T4")
