@@ -196,3 +196,18 @@ async def delete_device(request: web.Request) -> web.Response:
     req = await requester(request)
     await services(request).auth.delete_device(req.user_id, request.match_info["device_id"])
     return ok()
+
+
+@routes.post(cs("/account/deactivate"))
+async def deactivate(request: web.Request) -> web.Response:
+    """POST /account/deactivate (UIA m.login.password): leaves every room, then locks the account."""
+    body = await json_body(request, allow_empty=True)
+    challenge = await _password_uia(request, body)
+    if challenge is not None:
+        return challenge
+    req = await requester(request)
+    svc = services(request)
+    for room_id in await svc.rooms.joined_rooms(req.user_id):
+        await svc.rooms.leave(req, room_id)
+    await svc.accounts.deactivate(req.user_id)
+    return ok({"id_server_unbind_result": "no-support"})

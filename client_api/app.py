@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api import account, discovery, profile, rooms, sync
+from client_api import account, directory, discovery, ephemeral, profile, rooms, sync
 from client_api.http import SERVICES
 from client_api.middleware import make_error_middleware
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, rooms, sync, profile)
+MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory)
 
 
 def create_app(services: Services) -> web.Application:

@@ -72,5 +72,6 @@ async def sync(request: web.Request) -> web.Response:
     result = await svc.sync.sync(
         req, request.query.get("since"), query_int(request, "timeout", 0), flt,
         full_state=request.query.get("full_state", "false").lower() == "true",
+        set_presence=request.query.get("set_presence", "online"),
     )
     return ok(result)

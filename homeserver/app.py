@@ -6,7 +6,7 @@ The only module that sees every layer.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +19,8 @@ from homeserver.core.signing import parse_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
+from homeserver.services.directory import DirectoryService
+from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
@@ -30,6 +32,7 @@ from storage.engine import create_engine
 from storage.migrate import migrate
 from storage.stores.events import EventStore
 from storage.stores.filters import AccountDataStore, FilterStore
+from storage.stores.receipts import ReceiptStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
 from storage.stores.users import UserStore
@@ -50,9 +53,9 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
     max_stream, max_group = await events_store.max_ids()
     notifier = Notifier()
-    notifier.events_position = max_stream
+    notifier.seed("events", max_stream)
     ad_ids = IdGenerator(await account_data.max_stream_id())
-    notifier.account_data_position = ad_ids.last
+    notifier.seed("account_data", ad_ids.last)
     persister = Persister(events_store)
     persister.start()
 
@@ -69,16 +72,32 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
         default_room_version=cfg.default_room_version,
     )
     timeline = Timeline(events=events, rooms=rooms, notifier=notifier)
+    receipt_store = ReceiptStore(engine)
+    receipt_ids = IdGenerator(await receipt_store.max_stream_id())
+    notifier.seed("receipts", receipt_ids.last)
+
+    def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
+        return lambda pos, room_ids: notifier.advance(stream, pos, events.local_members(room_ids))
+
+    typing = TypingService(wake_rooms("typing"))
+    receipts = ReceiptService(receipt_store, receipt_ids, wake_rooms("receipts"))
+    presence = PresenceService(
+        lambda pos, users: notifier.advance("presence", pos, users), events.users_sharing_rooms,
+    )
+    notifier.seed("typing", typing.position)
+    notifier.seed("presence", presence.position)
     services = Services(
         server_name=cfg.server_name, auth=auth, accounts=accounts, events=events, rooms=rooms,
+        directory=DirectoryService(rooms=rooms, store=rooms_store, events=events, server_name=cfg.server_name),
         timeline=timeline,
         sync=SyncService(
             events=events, rooms=rooms_store, timeline=timeline, notifier=notifier,
-            account_data=account_data, server_name=cfg.server_name,
+            account_data=account_data, server_name=cfg.server_name, typing=typing,
+            receipts=receipts, presence=presence,
         ),
         profile=ProfileService(users=users, rooms=rooms_store, events=events, server_name=cfg.server_name),
         account_data=AccountDataService(account_data, notifier, ad_ids),
-        notifier=notifier, filters=filters, users=users, room_store=rooms_store,
+        notifier=notifier, typing=typing, receipts=receipts, presence=presence, filters=filters, users=users, room_store=rooms_store,
         max_request_bytes=cfg.limits.max_request_bytes,
     )
     return services, persister, engine

@@ -189,3 +189,16 @@ room_aliases = sa.Table(
     sa.Index("room_aliases_room", "room_id"),
     **_MYSQL,
 )
+
+receipts = sa.Table(
+    "receipts", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("receipt_type", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("thread_id", sa.String(128), primary_key=True),  # "" for unthreaded
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("ts", Ts, nullable=False),
+    sa.Column("stream_id", sa.BigInteger, nullable=False),
+    sa.Index("receipts_stream", "stream_id"),
+    **_MYSQL,
+)

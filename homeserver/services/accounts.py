@@ -109,3 +109,8 @@ class AccountService:
     async def change_password(self, user_id: str, new_password: str, keep_device: str | None) -> None:
         await self._users.set_password_hash(user_id, await self.hash_password(new_password))
         await self._auth.logout_all(user_id, keep_device=keep_device)
+
+    async def deactivate(self, user_id: str) -> None:
+        """Lock the account for good: no password, no tokens."""
+        await self._users.set_deactivated(user_id)
+        await self._auth.logout_all(user_id)

@@ -6,6 +6,8 @@ import attrs
 
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.directory import DirectoryService
+from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService
 from homeserver.services.notifier import Notifier
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -24,11 +26,15 @@ class Services:
     accounts: AccountService
     events: EventService
     rooms: RoomService
+    directory: DirectoryService
     timeline: Timeline
     sync: SyncService
     profile: ProfileService
     account_data: AccountDataService
     notifier: Notifier
+    typing: TypingService
+    receipts: ReceiptService
+    presence: PresenceService
     filters: FilterStore
     users: UserStore
     room_store: RoomStore

@@ -134,6 +134,24 @@ class EventService:
         self._heads[room_id] = head
         return head
 
+    def local_members(self, room_ids: Iterable[str]) -> set[str]:
+        """Joined local users of rooms whose head is loaded (any room a local user acts in)."""
+        out: set[str] = set()
+        for room_id in room_ids:
+            head = self._heads.get(room_id)
+            if head is not None:
+                out.update(head.joined_local(self.server_name))
+        return out
+
+    async def users_sharing_rooms(self, user_id: str) -> set[str]:
+        out: set[str] = set()
+        for row in await self._rooms.memberships_for_user(user_id, ["join"]):
+            head = await self.room_head(row.room_id)
+            if head is not None:
+                out.update(u for u, m in head.members.items() if m == "join")
+        out.discard(user_id)
+        return out
+
     async def state_events(self, state: StateMap) -> dict[StateKey, Event]:
         got = await self.get_events(state.values())
         return {k: got[v].event for k, v in state.items() if v in got}

@@ -1,6 +1,6 @@
 """Wakes long-polling /sync (and WebSocket) waiters.
 
-Each idle waiter costs one future in a per-user set; a new event wakes only
+Each idle waiter costs one future in a per-user set; a change wakes only
 the users it concerns. Nothing polls.
 """
 
@@ -11,38 +11,50 @@ from collections.abc import Iterable
 
 import attrs
 
+STREAMS = ("events", "account_data", "typing", "receipts", "presence")
+
 
 @attrs.frozen
 class SyncToken:
-    """A position on every stream a client syncs. Opaque to clients: ``s{events}_{account_data}``."""
+    """A position on every stream a client syncs. Opaque to clients:
+    ``s{events}_{account_data}_{typing}_{receipts}_{presence}``."""
 
     events: int = 0
     account_data: int = 0
+    typing: int = 0
+    receipts: int = 0
+    presence: int = 0
 
     def encode(self) -> str:
-        return f"s{self.events}_{self.account_data}"
+        return "s" + "_".join(str(getattr(self, s)) for s in STREAMS)
 
     @classmethod
     def parse(cls, token: str) -> SyncToken:
         if not token.startswith("s"):
             raise ValueError(token)
         parts = [int(p) for p in token[1:].split("_")]
-        if not parts or any(p < 0 for p in parts):
+        if not parts or len(parts) > len(STREAMS) or any(p < 0 for p in parts):
             raise ValueError(token)
-        return cls(*parts[:2])
+        return cls(*parts)
 
     def is_after(self, other: SyncToken) -> bool:
-        return self.events > other.events or self.account_data > other.account_data
+        return any(getattr(self, s) > getattr(other, s) for s in STREAMS)
 
 
 class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self.events_position = 0
-        self.account_data_position = 0
+        self._positions = dict.fromkeys(STREAMS, 0)
+
+    @property
+    def events_position(self) -> int:
+        return self._positions["events"]
 
     def current_token(self) -> SyncToken:
-        return SyncToken(self.events_position, self.account_data_position)
+        return SyncToken(**self._positions)
+
+    def seed(self, stream: str, position: int) -> None:
+        self._positions[stream] = max(self._positions[stream], position)
 
     def register(self, user_id: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -59,16 +71,16 @@ class Notifier:
     def waiting_count(self) -> int:
         return sum(len(v) for v in self._waiters.values())
 
-    def on_events(self, position: int, user_ids: Iterable[str]) -> None:
-        self.events_position = max(self.events_position, position)
-        self._wake(user_ids)
-
-    def on_account_data(self, position: int, user_id: str) -> None:
-        self.account_data_position = max(self.account_data_position, position)
-        self._wake((user_id,))
-
-    def _wake(self, user_ids: Iterable[str]) -> None:
+    def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
+        """A stream moved to `position`; wake the users it concerns."""
+        self._positions[stream] = max(self._positions[stream], position)
         for user_id in user_ids:
             for fut in self._waiters.pop(user_id, ()):
                 if not fut.done():
                     fut.set_result(None)
+
+    def on_events(self, position: int, user_ids: Iterable[str]) -> None:
+        self.advance("events", position, user_ids)
+
+    def on_account_data(self, position: int, user_id: str) -> None:
+        self.advance("account_data", position, (user_id,))

@@ -12,6 +12,7 @@ from typing import Any
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event
 from homeserver.services.auth import Requester
+from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService, RoomHead
 from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
@@ -44,14 +45,21 @@ def empty_response(next_batch: str) -> dict[str, Any]:
 
 def _has_data(resp: dict[str, Any]) -> bool:
     rooms = resp["rooms"]
-    return bool(rooms["join"] or rooms["invite"] or rooms["leave"] or resp["account_data"]["events"])
+    return bool(
+        rooms["join"] or rooms["invite"] or rooms["leave"] or resp["account_data"]["events"]
+        or resp["presence"]["events"]
+    )
 
 
 class SyncService:
     def __init__(
         self, *, events: EventService, rooms: RoomStore, timeline: Timeline, notifier: Notifier,
-        account_data: AccountDataStore, server_name: str,
+        account_data: AccountDataStore, server_name: str, typing: TypingService,
+        receipts: ReceiptService, presence: PresenceService,
     ) -> None:
+        self._typing = typing
+        self._receipts = receipts
+        self._presence = presence
         self._events = events
         self._rooms = rooms
         self._timeline = timeline
@@ -61,8 +69,10 @@ class SyncService:
 
     async def sync(
         self, requester: Requester, since: str | None, timeout_ms: int, sync_filter: SyncFilter,
-        full_state: bool = False,
+        full_state: bool = False, set_presence: str = "online",
     ) -> dict[str, Any]:
+        if set_presence != "offline":
+            await self._presence.touch(requester.user_id, set_presence)
         since_token: SyncToken | None = None
         if since:
             try:
@@ -132,6 +142,12 @@ class SyncService:
                     rooms["leave"][row.room_id] = section
         if incremental_join and since is not None:
             await self._incremental_rooms(requester, incremental_join, since, now, f, rooms["join"])
+        joined_ids = incremental_join + [
+            r.room_id for r in changed_since.values()
+            if r.membership == "join" and f.room_allowed(r.room_id)
+        ]
+        await self._ephemeral(requester, joined_ids, since or SyncToken(), now, rooms["join"])
+        resp["presence"]["events"] = await self._presence.events_for(user, since.presence if since else 0)
 
         for room_id, type_, content in await self._account_data.changed_since(
             user, since.account_data if since else 0,
@@ -144,6 +160,24 @@ class SyncService:
         return resp
 
     # -- sections --------------------------------------------------------------
+
+    async def _ephemeral(
+        self, requester: Requester, room_ids: list[str], since: SyncToken, now: SyncToken,
+        out: dict[str, Any],
+    ) -> None:
+        typing = self._typing.changed_rooms(room_ids, since.typing)
+        receipts = await self._receipts.events_for(room_ids, since.receipts, now.receipts, requester.user_id)
+        for room_id in typing.keys() | receipts.keys():
+            section = out.get(room_id)
+            if section is None:
+                head = await self._events.room_head(room_id)
+                if head is None:
+                    continue
+                topo = await self._events.store.topo_at_stream(room_id, now.events)
+                section = out[room_id] = await self._section(
+                    requester, head, [], False, encode_topo(topo or (0, 0)), {}, SyncFilter(),
+                )
+            section["ephemeral"]["events"] += [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
 
     def _limit(self, f: SyncFilter) -> int:
         return f.timeline.limit if f.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT

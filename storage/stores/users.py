@@ -73,6 +73,12 @@ class UserStore:
         async with self._engine.begin() as conn:
             await conn.execute(users.update().where(users.c.user_id == user_id).values({field: value}))
 
+    async def set_deactivated(self, user_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(users.update().where(users.c.user_id == user_id).values(
+                deactivated=True, password_hash=None,
+            ))
+
     async def set_admin(self, user_id: str, is_admin: bool) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(users.update().where(users.c.user_id == user_id).values(is_admin=is_admin))

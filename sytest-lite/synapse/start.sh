@@ -39,9 +39,34 @@ CONFIG="$DATA_DIR/homeserver.yaml"
 OVERRIDES="$DATA_DIR/overrides.yaml"
 PIDFILE="$DATA_DIR/homeserver.pid"
 
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    echo "start.sh: Synapse already running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT" >&2
+URL="http://127.0.0.1:$PORT"
+
+# True when the pid in $PIDFILE is alive and is a Synapse (not a recycled pid).
+synapse_alive() {
+    local pid
+    [ -f "$PIDFILE" ] || return 1
+    pid="$(cat "$PIDFILE")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ ! -r "/proc/$pid/cmdline" ] || tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q synapse
+}
+
+# Exit 0 when $URL answers /_matrix/client/versions with 200.
+answers() {
+    "$SYNAPSE_PY" - "$URL/_matrix/client/versions" <<'PYEOF' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PYEOF
+}
+
+if synapse_alive; then
+    echo "start.sh: Synapse already running (pid $(cat "$PIDFILE")) on $URL" >&2
     exit 0
+fi
+rm -f "$PIDFILE"
+if answers; then
+    echo "start.sh: something else already serves $URL; pick another PORT" >&2
+    exit 1
 fi
 
 if [ -f "$CONFIG" ] && ! grep -q "^server_name: \"$SERVER_NAME\"" "$CONFIG"; then
@@ -123,14 +148,13 @@ YAML
 (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
     -c "$CONFIG" -c "$OVERRIDES" --daemonize)
 
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 120); do
-    if "$SYNAPSE_PY" - "$URL/_matrix/client/versions" <<'PYEOF' 2>/dev/null
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)
-PYEOF
-    then
+for i in $(seq 1 120); do
+    if [ "$i" -gt 10 ] && ! synapse_alive; then
+        echo "start.sh: Synapse exited during startup; last log lines:" >&2
+        tail -n 20 "$DATA_DIR/homeserver.log" >&2 || true
+        exit 1
+    fi
+    if answers; then
         echo "Synapse $("$SYNAPSE_PY" -c 'import synapse; print(synapse.__version__)') running: $URL (server name $SERVER_NAME, data $DATA_DIR, pid $(cat "$PIDFILE"))"
         exit 0
     fi

@@ -13,7 +13,8 @@ PIDFILE="$DATA_DIR/homeserver.pid"
 
 if [ -f "$PIDFILE" ]; then
     PID="$(cat "$PIDFILE")"
-    if kill -0 "$PID" 2>/dev/null; then
+    if kill -0 "$PID" 2>/dev/null && { [ ! -r "/proc/$PID/cmdline" ] ||
+        tr '\0' ' ' <"/proc/$PID/cmdline" | grep -q synapse; }; then
         kill -TERM "$PID"
         for _ in $(seq 1 60); do
             kill -0 "$PID" 2>/dev/null || break
@@ -25,7 +26,7 @@ if [ -f "$PIDFILE" ]; then
         fi
         echo "Synapse (pid $PID) stopped"
     else
-        echo "stop.sh: pid $PID from $PIDFILE is not running" >&2
+        echo "stop.sh: pid $PID from $PIDFILE is not a running Synapse" >&2
     fi
     rm -f "$PIDFILE"
 else

@@ -1,0 +1,87 @@
+"""Typing, receipts, read markers and presence."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.http import cs, json_body, ok, requester, services
+from homeserver.core.errors import MatrixError, bad_json, forbidden
+
+routes = web.RouteTableDef()
+
+
+@routes.put(cs("/rooms/{room_id}/typing/{user_id}"))
+async def typing(request: web.Request) -> web.Response:
+    """PUT /rooms/{roomId}/typing/{userId} {typing, timeout?}"""
+    req = await requester(request)
+    if request.match_info["user_id"] != req.user_id:
+        raise forbidden("Cannot set typing for another user")
+    body = await json_body(request)
+    is_typing = body.get("typing")
+    timeout = body.get("timeout", 30_000)
+    if not isinstance(is_typing, bool) or not isinstance(timeout, int):
+        raise bad_json("typing must be a boolean and timeout an integer")
+    svc = services(request)
+    room_id = request.match_info["room_id"]
+    await svc.rooms.require_joined(req, room_id)
+    svc.typing.set_typing(room_id, req.user_id, is_typing, timeout)
+    return ok()
+
+
+async def _receipt(request: web.Request, room_id: str, receipt_type: str, event_id: str, thread_id: object) -> None:
+    req = await requester(request)
+    svc = services(request)
+    await svc.rooms.require_joined(req, room_id)
+    if thread_id is not None and not isinstance(thread_id, str):
+        raise bad_json("thread_id must be a string")
+    target = await svc.events.get_event(event_id)
+    if target is None or target.event.room_id != room_id:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
+    if receipt_type == "m.fully_read":
+        await svc.account_data.put(req.user_id, room_id, "m.fully_read", {"event_id": event_id})
+    else:
+        await svc.receipts.put(room_id, req.user_id, receipt_type, event_id, thread_id)  # type: ignore[arg-type]
+
+
+@routes.post(cs("/rooms/{room_id}/receipt/{receipt_type}/{event_id}"))
+async def receipt(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/receipt/{receiptType}/{eventId} {thread_id?}"""
+    body = await json_body(request, allow_empty=True)
+    receipt_type = request.match_info["receipt_type"]
+    if receipt_type not in ("m.read", "m.read.private", "m.fully_read"):
+        raise MatrixError(400, "M_INVALID_PARAM", "Unknown receipt type")
+    await _receipt(request, request.match_info["room_id"], receipt_type, request.match_info["event_id"], body.get("thread_id"))
+    return ok()
+
+
+@routes.post(cs("/rooms/{room_id}/read_markers"))
+async def read_markers(request: web.Request) -> web.Response:
+    """POST /rooms/{roomId}/read_markers {m.fully_read, m.read?, m.read.private?}"""
+    body = await json_body(request)
+    room_id = request.match_info["room_id"]
+    for key in ("m.fully_read", "m.read", "m.read.private"):
+        event_id = body.get(key)
+        if event_id is None:
+            continue
+        if not isinstance(event_id, str):
+            raise bad_json(f"{key} must be an event id")
+        await _receipt(request, room_id, key, event_id, None)
+    return ok()
+
+
+@routes.put(cs("/presence/{user_id}/status"))
+async def set_presence(request: web.Request) -> web.Response:
+    """PUT /presence/{userId}/status {presence, status_msg?}"""
+    req = await requester(request)
+    body = await json_body(request)
+    await services(request).presence.set(
+        req.user_id, request.match_info["user_id"], body.get("presence"), body.get("status_msg"),
+    )
+    return ok()
+
+
+@routes.get(cs("/presence/{user_id}/status"))
+async def get_presence(request: web.Request) -> web.Response:
+    """GET /presence/{userId}/status"""
+    await requester(request)
+    return ok(services(request).presence.get(request.match_info["user_id"]))

@@ -1,0 +1,166 @@
+"""Typing, read receipts and presence: the ephemeral streams of /sync.
+
+Typing and presence live in memory (they mean nothing after a restart);
+receipts are stored. In-memory stream positions start from the wall clock
+so a token issued before a restart never hides what comes after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import attrs
+
+from homeserver.core.errors import MatrixError, forbidden
+from homeserver.services.clock import now_ms
+from homeserver.services.persister import IdGenerator
+from storage.stores.receipts import Receipt, ReceiptStore
+
+MAX_TYPING_TIMEOUT_MS = 120_000
+RECEIPT_TYPES = ("m.read", "m.read.private", "m.fully_read")
+PRESENCE_STATES = ("online", "offline", "unavailable")
+
+Wake = Callable[[int, Iterable[str]], None]  # (new position, room ids or user ids)
+
+
+class TypingService:
+    def __init__(self, wake_rooms: Wake) -> None:
+        self._typing: dict[str, dict[str, asyncio.TimerHandle]] = {}
+        self._changed_at: dict[str, int] = {}
+        self._ids = IdGenerator(now_ms())
+        self._wake_rooms = wake_rooms
+
+    @property
+    def position(self) -> int:
+        return self._ids.last
+
+    def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int = 30_000) -> None:
+        users = self._typing.setdefault(room_id, {})
+        old = users.pop(user_id, None)
+        if old is not None:
+            old.cancel()
+        if typing:
+            delay = min(max(timeout_ms, 0), MAX_TYPING_TIMEOUT_MS) / 1000
+            users[user_id] = asyncio.get_running_loop().call_later(
+                delay, self.set_typing, room_id, user_id, False,
+            )
+        elif old is None:
+            return  # nothing changed
+        self._changed(room_id)
+
+    def _changed(self, room_id: str) -> None:
+        pos = self._ids.next()
+        self._changed_at[room_id] = pos
+        self._wake_rooms(pos, (room_id,))
+
+    def typing_users(self, room_id: str) -> list[str]:
+        return sorted(self._typing.get(room_id, {}))
+
+    def changed_rooms(self, room_ids: Iterable[str], since: int) -> dict[str, dict[str, Any]]:
+        """m.typing events for rooms whose typing set changed after `since`."""
+        return {
+            r: {"type": "m.typing", "content": {"user_ids": self.typing_users(r)}}
+            for r in room_ids if self._changed_at.get(r, 0) > since
+        }
+
+
+class ReceiptService:
+    def __init__(self, store: ReceiptStore, ids: IdGenerator, wake_rooms: Wake) -> None:
+        self._store = store
+        self._ids = ids
+        self._wake_rooms = wake_rooms
+
+    @property
+    def position(self) -> int:
+        return self._ids.last
+
+    async def put(self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None) -> None:
+        if receipt_type not in ("m.read", "m.read.private"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type}")
+        pos = self._ids.next()
+        await self._store.put(Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, now_ms(), pos))
+        self._wake_rooms(pos, (room_id,))
+
+    async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
+        """One m.receipt event per room with the receipts added after `since`."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in await self._store.since(room_ids, since, upto):
+            if r.receipt_type == "m.read.private" and r.user_id != viewer:
+                continue
+            content = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})["content"]
+            entry: dict[str, Any] = {"ts": r.ts}
+            if r.thread_id:
+                entry["thread_id"] = r.thread_id
+            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
+        return out
+
+
+@attrs.frozen
+class PresenceState:
+    presence: str
+    status_msg: str | None
+    last_active_ts: int
+    stream_id: int
+
+
+class PresenceService:
+    def __init__(self, wake_users: Wake, audience: Callable[[str], Awaitable[set[str]]]) -> None:
+        self._states: dict[str, PresenceState] = {}
+        self._ids = IdGenerator(now_ms())
+        self._wake_users = wake_users
+        self._audience = audience  # user -> users who share a room with them
+
+    @property
+    def position(self) -> int:
+        return self._ids.last
+
+    async def set(self, requester_id: str, user_id: str, presence: Any, status_msg: Any = None) -> None:
+        if requester_id != user_id:
+            raise forbidden("You can only set your own presence")
+        if presence not in PRESENCE_STATES:
+            raise MatrixError(400, "M_INVALID_PARAM", "presence must be online, offline or unavailable")
+        if status_msg is not None and not isinstance(status_msg, str):
+            raise MatrixError(400, "M_BAD_JSON", "status_msg must be a string")
+        await self._update(user_id, presence, status_msg)
+
+    async def touch(self, user_id: str, presence: str = "online") -> None:
+        """A syncing client marks its user active (set_presence on /sync)."""
+        old = self._states.get(user_id)
+        if presence not in PRESENCE_STATES:
+            return
+        if old is not None and old.presence == presence and now_ms() - old.last_active_ts < 60_000:
+            return
+        await self._update(user_id, presence, old.status_msg if old else None)
+
+    async def _update(self, user_id: str, presence: str, status_msg: str | None) -> None:
+        pos = self._ids.next()
+        self._states[user_id] = PresenceState(presence, status_msg, now_ms(), pos)
+        self._wake_users(pos, {user_id, *await self._audience(user_id)})
+
+    def get(self, user_id: str) -> dict[str, Any]:
+        st = self._states.get(user_id)
+        if st is None:
+            return {"presence": "offline"}
+        return self._content(st)
+
+    @staticmethod
+    def _content(st: PresenceState) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "presence": st.presence, "last_active_ago": max(0, now_ms() - st.last_active_ts),
+            "currently_active": st.presence == "online",
+        }
+        if st.status_msg is not None:
+            out["status_msg"] = st.status_msg
+        return out
+
+    async def events_for(self, viewer: str, since: int) -> list[dict[str, Any]]:
+        if not any(st.stream_id > since for st in self._states.values()):
+            return []
+        visible = {viewer, *await self._audience(viewer)}
+        return [
+            {"type": "m.presence", "sender": u, "content": self._content(st)}
+            for u in sorted(visible)
+            if (st := self._states.get(u)) is not None and st.stream_id > since
+        ]
