@@ -202,3 +202,57 @@ receipts = sa.Table(
     sa.Index("receipts_stream", "stream_id"),
     **_MYSQL,
 )
+
+# -- federation -----------------------------------------------------------------
+
+# Verify keys of other servers (and old keys of our own), cached until valid_until_ts.
+server_keys = sa.Table(
+    "server_keys", metadata,
+    sa.Column("server_name", Id, primary_key=True),
+    sa.Column("key_id", sa.String(128), primary_key=True),
+    sa.Column("verify_key", sa.String(128), nullable=False),  # unpadded base64
+    sa.Column("valid_until_ts", Ts, nullable=False),
+    sa.Column("expired_ts", Ts),  # set for old_verify_keys
+    sa.Column("fetched_ts", Ts, nullable=False),
+    **_MYSQL,
+)
+
+# The last signed key response of each server, re-served by the notary API.
+server_key_responses = sa.Table(
+    "server_key_responses", metadata,
+    sa.Column("server_name", Id, primary_key=True),
+    sa.Column("json", LongText, nullable=False),
+    sa.Column("valid_until_ts", Ts, nullable=False),
+    **_MYSQL,
+)
+
+# PDUs accepted for sending, per destination, until the destination acknowledges them.
+federation_outbox = sa.Table(
+    "federation_outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("destination", Id, nullable=False),
+    sa.Column("pdu_json", LongText, nullable=False),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Index("federation_outbox_destination", "destination", "id"),
+    **_MYSQL,
+)
+
+# Retry state per destination (backoff survives restarts).
+federation_destinations = sa.Table(
+    "federation_destinations", metadata,
+    sa.Column("destination", Id, primary_key=True),
+    sa.Column("failure_count", sa.Integer, nullable=False, default=0),
+    sa.Column("retry_after_ts", Ts, nullable=False, default=0),
+    sa.Column("last_success_ts", Ts),
+    **_MYSQL,
+)
+
+# Transactions received, so a replay (or an AMQP redelivery) gets the same answer.
+federation_inbound_txns = sa.Table(
+    "federation_inbound_txns", metadata,
+    sa.Column("origin", Id, primary_key=True),
+    sa.Column("txn_id", Id, primary_key=True),
+    sa.Column("response_json", sa.Text, nullable=False),
+    sa.Column("received_ts", Ts, nullable=False),
+    **_MYSQL,
+)
