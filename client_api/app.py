@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from aiohttp import web
 
 from client_api import account, directory, discovery, ephemeral, profile, rooms, sync
@@ -12,9 +15,9 @@ from homeserver.services.container import Services
 MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory)
 
 
-def create_app(services: Services) -> web.Application:
+def create_app(services: Services, extra_middlewares: Sequence[Any] = ()) -> web.Application:
     app = web.Application(
-        middlewares=[make_error_middleware(services.max_request_bytes)],
+        middlewares=[make_error_middleware(services.max_request_bytes), *extra_middlewares],
         client_max_size=services.max_request_bytes,
     )
     app[SERVICES] = services

@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 @routes.get(cs("/profile/{user_id}"))
 async def get_profile(request: web.Request) -> web.Response:
     """GET /profile/{userId}"""
-    return ok(await services(request).profile.get_profile(_user(request)))
+    return ok(await services(request).profile.get_profile(_user(request), allow_remote=True))
 
 
 def _user(request: web.Request) -> str:
@@ -26,7 +26,7 @@ def _user(request: web.Request) -> str:
 async def get_field(request: web.Request) -> web.Response:
     """GET /profile/{userId}/displayname|avatar_url"""
     field = request.match_info["field"]
-    profile = await services(request).profile.get_profile(_user(request))
+    profile = await services(request).profile.get_profile(_user(request), allow_remote=True)
     if field not in profile:
         return ok({})
     return ok({field: profile[field]})

@@ -36,7 +36,8 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     """POST /join/{roomIdOrAlias}"""
     req = await requester(request)
     body = await json_body(request, allow_empty=True)
-    room_id = await services(request).rooms.join(req, request.match_info["room"], body.get("reason"))
+    via = request.query.getall("via", []) + request.query.getall("server_name", [])
+    room_id = await services(request).rooms.join(req, request.match_info["room"], body.get("reason"), via)
     return ok({"room_id": room_id})
 
 

@@ -1,8 +1,13 @@
 """``generate-config``: write a complete, commented config for a new server.
 
 Every server generated here gets its own data directory (keys, sqlite file,
-media) named after it, so several can be generated next to each other and run
-side by side as long as their ports differ.
+media, TLS certificate) named after it, so several can be generated next to each
+other and run side by side as long as their ports differ.
+
+With ``federation_port`` the server gets two sockets: the client API on plain
+HTTP and federation on HTTPS (Matrix peers, Synapse included, only federate over
+TLS). Its certificate comes from a shared test CA (``ca_dir``) that every member
+of a test network trusts through ``federation.ca_file``, or is self-signed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 
 import attrs
 
@@ -20,10 +26,12 @@ from config.loader import load_config
 from config.schema import (
     KNOWN_RESOURCES,
     DatabaseConfig,
+    FederationConfig,
     HomeserverConfig,
     LimitsConfig,
     ListenerConfig,
 )
+from config.tls import CA_CERT_NAME, create_self_signed, ensure_ca, issue_server_cert, split_host
 
 _UNSAFE_DIR_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -36,6 +44,11 @@ def generate_config(
     database_url: str | None = None,
     host: str = "127.0.0.1",
     force: bool = False,
+    *,
+    federation_port: int | None = None,
+    tls: bool = False,
+    ca_dir: str | None = None,
+    static_map: Mapping[str, str] | None = None,
 ) -> str:
     """Write a config for a new server to ``output`` and create its secrets; return the path.
 
@@ -43,6 +56,14 @@ def generate_config(
     defaults to sqlite inside it. An existing ``output`` is only replaced with
     ``force=True``; existing key files are always kept (losing a signing key
     breaks federation with every server that has seen it).
+
+    Listeners: without ``federation_port``, one socket on ``port`` serves client and
+    federation (over TLS when ``tls``). With it, ``port`` serves the client API over
+    plain HTTP and ``federation_port`` serves federation over TLS (``tls`` is implied).
+    The certificate (``<data_dir>/tls/server.crt``, reissued on every call) is signed
+    by the CA in ``ca_dir`` (created there if absent; ``federation.ca_file`` then
+    names it) or self-signed without ``ca_dir``. ``static_map`` (server name ->
+    ``host:port``) becomes ``federation.static_map``.
     """
     output = os.path.abspath(os.path.expanduser(output))
     if os.path.exists(output) and not force:
@@ -51,6 +72,8 @@ def generate_config(
     if data_dir is None:
         data_dir = os.path.join(config_dir, "data-" + _UNSAFE_DIR_CHARS.sub("_", server_name))
     data_dir = os.path.normpath(os.path.join(config_dir, os.path.expanduser(data_dir)))
+    if ca_dir is not None:
+        ca_dir = os.path.normpath(os.path.join(config_dir, os.path.expanduser(ca_dir)))
 
     def shown(path: str) -> str:
         # Paths inside the config's directory are written relative, so the pair can be moved.
@@ -59,15 +82,28 @@ def generate_config(
 
     if database_url is None:
         database_url = f"sqlite+aiosqlite:///{shown(os.path.join(data_dir, 'homeserver.db'))}"
+    use_tls = tls or federation_port is not None
+    cert_path = os.path.join(data_dir, "tls", "server.crt")
+    key_path = os.path.join(data_dir, "tls", "server.key")
+    ca_cert = os.path.join(ca_dir, CA_CERT_NAME) if ca_dir is not None else None
+    tls_paths = (shown(cert_path), shown(key_path)) if use_tls else None
+    if federation_port is None:
+        listeners = [_Listener(host, port, ListenerConfig().resources, tls_paths)]
+    else:
+        listeners = [
+            _Listener(host, port, ("client",), None),
+            _Listener(host, federation_port, ("federation",), tls_paths),
+        ]
     text = _render(
         server_name=server_name,
-        host=host,
-        port=port,
+        listeners=listeners,
         database_url=database_url,
         signing_key_path=shown(os.path.join(data_dir, "signing.key")),
         token_secret_path=shown(os.path.join(data_dir, "token.secret")),
         media_store_path=shown(os.path.join(data_dir, "media")),
         shared_secret=secrets.token_urlsafe(32),
+        ca_file=shown(ca_cert) if ca_cert is not None else None,
+        static_map=dict(static_map or {}),
     )
 
     os.makedirs(config_dir, exist_ok=True)
@@ -82,12 +118,15 @@ def generate_config(
         config = load_config(tmp, env={})
         ensure_signing_key(config.signing_key_path)
         ensure_token_secret(config.token_secret_path)
+        if use_tls:
+            _make_certificate(config.server_name, ca_dir, cert_path, key_path)
         if force:
             os.replace(tmp, output)
         else:
             os.link(tmp, output)  # fails instead of overwriting a file created meanwhile
     except ConfigError as exc:
-        raise ConfigError(exc.problem, file=output, key=exc.key) from None
+        file = output if exc.file in (None, tmp) else exc.file  # a CA or key file: name it
+        raise ConfigError(exc.problem, file=file, key=exc.key) from None
     except FileExistsError:
         raise ConfigError(
             "already exists; choose another path or pass force=True", file=output
@@ -98,6 +137,23 @@ def generate_config(
     return output
 
 
+def _make_certificate(server_name: str, ca_dir: str | None, cert: str, key: str) -> None:
+    host = split_host(server_name)
+    if ca_dir is None:
+        create_self_signed(host, cert, key)
+    else:
+        ca_cert, ca_key = ensure_ca(ca_dir)
+        issue_server_cert(ca_cert, ca_key, host, cert, key)
+
+
+@attrs.frozen
+class _Listener:
+    host: str
+    port: int
+    resources: tuple[str, ...]
+    tls: tuple[str, str] | None  # (certificate, private key) when the socket serves TLS
+
+
 def _q(value: str | None) -> str:
     # JSON strings are valid YAML double-quoted scalars; this quotes anything safely.
     return "null" if value is None else json.dumps(value)
@@ -106,19 +162,19 @@ def _q(value: str | None) -> str:
 def _render(
     *,
     server_name: str,
-    host: str,
-    port: int,
+    listeners: list[_Listener],
     database_url: str,
     signing_key_path: str,
     token_secret_path: str,
     media_store_path: str,
     shared_secret: str,
+    ca_file: str | None,
+    static_map: dict[str, str],
 ) -> str:
-    listener = ListenerConfig()
     database = DatabaseConfig()
     limits = LimitsConfig()
+    federation = FederationConfig()
     top = {f.name: f.default for f in attrs.fields(HomeserverConfig)}
-    resources = ", ".join(listener.resources)
     return f"""\
 # Tricolor homeserver configuration for {server_name}.
 #
@@ -138,15 +194,10 @@ public_baseurl: null
 
 # HTTP sockets. Resources choose the APIs mounted on each socket:
 # {", ".join(KNOWN_RESOURCES)}.
+# Peers only federate over HTTPS: the socket serving federation needs TLS here
+# or in a reverse proxy in front of it.
 listeners:
-  - host: {_q(host)}
-    port: {port}
-    resources: [{resources}]
-    # Terminate TLS here instead of in a reverse proxy (both paths are then required).
-    tls: false
-    tls_certificate_path: null
-    tls_private_key_path: null
-
+{"".join(_render_listener(listener) for listener in listeners)}
 database:
   # sqlite+aiosqlite:///<file> (embedded, one process) or
   # mysql+asyncmy://user:password@host:3306/dbname (MariaDB, needed for several workers).
@@ -178,6 +229,22 @@ rabbitmq:
   # destination on a broker (and receives from peers' shovels). null: HTTPS only.
   url: null
 
+federation:
+  # Talk to other homeservers (false: a closed, single-server installation).
+  enabled: {_yaml_bool(federation.enabled)}
+  # Check peers' TLS certificates on outgoing federation. Only an explicit false
+  # turns this off (local experiments only); prefer ca_file for a test CA.
+  verify_tls: {_yaml_bool(federation.verify_tls)}
+  # A PEM file of extra CAs to trust for peers (a test network's CA). null: system CAs only.
+  ca_file: {_q(ca_file)}
+  # server_name -> "host:port", skipping .well-known/SRV/DNS discovery for those
+  # names (test networks).
+  static_map:{_render_map(static_map)}
+  # Notary servers to ask for keys of unreachable servers; [] fetches from each origin.
+  trusted_key_servers: []
+  # https (the Matrix standard). amqp is reserved for a later release.
+  transport: {_q(federation.transport)}
+
 # Ed25519 key that signs events and federation requests; created if missing.
 # Back it up: peers remember it.
 signing_key_path: {_q(signing_key_path)}
@@ -191,9 +258,31 @@ default_room_version: {_q(top["default_room_version"])}
 recall_window_ms: {top["recall_window_ms"]}
 # CRITICAL, ERROR, WARNING, INFO or DEBUG.
 log_level: {top["log_level"]}
-# Check peers' TLS certificates on outgoing federation (turn off only for local tests).
-federation_verify_tls: {_yaml_bool(top["federation_verify_tls"])}
 """
+
+
+def _render_listener(listener: _Listener) -> str:
+    cert, key = listener.tls if listener.tls is not None else (None, None)
+    tls_comment = (
+        "    # Terminate TLS here instead of in a reverse proxy (both paths are then required).\n"
+        if listener.tls is None
+        else ""
+    )
+    return (
+        f"  - host: {_q(listener.host)}\n"
+        f"    port: {listener.port}\n"
+        f"    resources: [{', '.join(listener.resources)}]\n"
+        f"{tls_comment}"
+        f"    tls: {_yaml_bool(listener.tls is not None)}\n"
+        f"    tls_certificate_path: {_q(cert)}\n"
+        f"    tls_private_key_path: {_q(key)}\n"
+    )
+
+
+def _render_map(mapping: dict[str, str]) -> str:
+    if not mapping:
+        return " {}"
+    return "".join(f"\n    {_q(key)}: {_q(value)}" for key, value in mapping.items())
 
 
 def _yaml_bool(value: bool) -> str:

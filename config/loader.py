@@ -30,13 +30,28 @@ import attrs
 import yaml
 
 from config.errors import ConfigError
-from config.schema import CHECK, FROM_FILE, RESOLVE, HomeserverConfig
+from config.schema import (
+    CHECK,
+    CHECK_ITEM,
+    CHECK_KEY,
+    FROM_FILE,
+    RESOLVE,
+    Check,
+    HomeserverConfig,
+)
 
 __all__ = ["ENV_ALIASES", "ConfigError", "env_override_names", "load_config"]
 
 ENV_PREFIX = "TRICOLOR_"
 
-KeyPath = tuple[str | int, ...]
+
+class MapKey(str):
+    """A key inside a mapping setting, shown as ``static_map['hs2.test']`` in key paths."""
+
+    __slots__ = ()
+
+
+KeyPath = tuple[str | int, ...]  # str: a setting name (or a MapKey); int: a list index
 
 # Short names for the overrides people reach for most. Applied after the generic
 # ``TRICOLOR_<SECTION>__<KEY>`` form, so an alias wins when both are set.
@@ -48,6 +63,9 @@ ENV_ALIASES: Mapping[str, KeyPath] = {
     "TRICOLOR_PORT": ("listeners", 0, "port"),
     "TRICOLOR_HOST": ("listeners", 0, "host"),
 }
+
+# Settings that moved; naming the new place beats a fuzzy "did you mean".
+_MOVED_KEYS: Mapping[str, str] = {"federation_verify_tls": "federation.verify_tls"}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -201,6 +219,9 @@ class _Builder:
         fields = {f.name: f for f in _file_fields(cls)}
         for key in raw:
             if key not in fields:
+                moved = _MOVED_KEYS.get(str(key)) if not path else None
+                if moved:
+                    self.fail((str(key),), f"this setting moved: write it as {moved}")
                 self.fail((*path, str(key)), _unknown_key(key, list(fields)))
         kwargs: dict[str, Any] = {}
         for name, field in fields.items():
@@ -231,6 +252,8 @@ class _Builder:
             env_name = raw.name
             raw = self.parse_env(raw, field.type, path)
         value = self.convert(raw, field.type, path, env_name)
+        if value is not None:
+            self.check_items(field, value, path, env_name)
         check = field.metadata.get(CHECK)
         if value is not None and check is not None:
             problem = check(value)
@@ -240,6 +263,23 @@ class _Builder:
         if value is not None and resolve is not None:
             value = resolve(value, self.base_dir)
         return value
+
+    def check_items(
+        self, field: attrs.Attribute[Any], value: Any, path: KeyPath, env_name: str | None
+    ) -> None:
+        """Run the per-item checks, naming the item: ``trusted_key_servers[1]``, ``m['k']``."""
+        check_item, check_key = field.metadata.get(CHECK_ITEM), field.metadata.get(CHECK_KEY)
+        checks: list[tuple[KeyPath, Check | None, Any]] = []
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                checks += [((*path, MapKey(key)), check_key, key)]
+                checks += [((*path, MapKey(key)), check_item, item)]
+        elif isinstance(value, tuple):
+            checks += [((*path, i), check_item, item) for i, item in enumerate(value)]
+        for item_path, check, checked in checks:
+            problem = check(checked) if check is not None else None
+            if problem is not None:
+                self.fail(item_path, problem, env_name)
 
     def convert(
         self, raw: Any, tp: Any, path: KeyPath, env_name: str | None, nullable: bool = False
@@ -257,6 +297,22 @@ class _Builder:
             return tuple(
                 self.convert(item, item_type, (*path, i), env_name) for i, item in enumerate(raw)
             )
+        if _is_mapping(tp):
+            if not isinstance(raw, Mapping):
+                self.fail(path, f"expected {expected}, got {_describe(raw)}", env_name)
+            key_type, value_type = typing.get_args(tp)
+            if key_type is not str:
+                raise TypeError(f"config schema uses an unsupported mapping key type: {tp!r}")
+            out: dict[str, Any] = {}
+            for key, item in raw.items():
+                if not isinstance(key, str):
+                    self.fail(
+                        (*path, MapKey(str(key))),
+                        f"expected a string key, got {_describe(key)}",
+                        env_name,
+                    )
+                out[key] = self.convert(item, value_type, (*path, MapKey(key)), env_name)
+            return out
         if tp is bool and isinstance(raw, bool):
             return raw
         if tp is int and isinstance(raw, int) and not isinstance(raw, bool):
@@ -290,6 +346,19 @@ class _Builder:
             return text
         if typing.get_origin(tp) is tuple and typing.get_args(tp)[0] is str:
             return [part.strip() for part in text.split(",") if part.strip()]
+        if _is_mapping(tp) and typing.get_args(tp) == (str, str):
+            # NAME=VALUE pairs separated by commas: hs2.test=127.0.0.1:8449,hs3.test=...
+            pairs: dict[str, str] = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                key, eq, item = part.partition("=")
+                if not eq or not key.strip():
+                    self.fail(
+                        path,
+                        f"expected NAME=VALUE pairs separated by commas, got {part!r}",
+                        value.name,
+                    )
+                pairs[key.strip()] = item.strip()
+            return pairs
         self.fail(path, "cannot be set from the environment", value.name)
 
 
@@ -308,6 +377,10 @@ def _optional_inner(tp: Any) -> Any:
     return args[0] if len(args) == 1 else None
 
 
+def _is_mapping(tp: Any) -> bool:
+    return typing.get_origin(tp) in (dict, Mapping)
+
+
 def _is_tuple_of_sections(tp: Any) -> bool:
     return typing.get_origin(tp) is tuple and attrs.has(typing.get_args(tp)[0])
 
@@ -315,6 +388,8 @@ def _is_tuple_of_sections(tp: Any) -> bool:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
         return "a list"
+    if _is_mapping(tp):
+        return "a mapping"
     return {bool: "true or false", int: "an integer", str: "a string"}.get(tp, repr(tp))
 
 
@@ -345,5 +420,10 @@ def _unknown_key(key: Any, allowed: list[str]) -> str:
 def _format_path(path: KeyPath) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, MapKey):
+            out += f"[{str(part)!r}]"
+        else:
+            out += f".{part}" if out else part
     return out

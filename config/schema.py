@@ -10,7 +10,7 @@ config directly (tests, ``attrs.evolve``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -22,20 +22,44 @@ from homeserver.core.ids import is_valid_server_name
 CHECK = "tricolor.check"  # Callable[[value], str | None]: the problem, or None when fine
 RESOLVE = "tricolor.resolve"  # Callable[[value, base_dir], value]: make paths absolute
 FROM_FILE = "tricolor.from_file"  # False: set by the loader, not accepted as a YAML key
+CHECK_ITEM = "tricolor.check_item"  # Check for each item of a list, or each value of a mapping
+CHECK_KEY = "tricolor.check_key"  # Check for each key of a mapping
 
 SUPPORTED_ROOM_VERSIONS = ("10", "11")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 # What a listener may serve; extend this when a new sub-app appears.
 KNOWN_RESOURCES = ("client", "federation", "media", "keys", "metrics")
+FEDERATION_TRANSPORTS = ("https", "amqp")
 
 Check = Callable[[Any], str | None]
 
 
-def _validator(check: Check) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+def item_path(name: str, key: int | str) -> str:
+    """``trusted_key_servers[0]``, ``static_map['hs2.test']``: how one item is named in errors."""
+    return f"{name}[{key}]" if isinstance(key, int) else f"{name}[{key!r}]"
+
+
+def _validator(
+    check: Check | None, check_item: Check | None, check_key: Check | None
+) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def run(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        problem = None if value is None else check(value)
+        if value is None:
+            return
+        name = attribute.name
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                for item_check, checked in ((check_key, key), (check_item, item)):
+                    problem = item_check(checked) if item_check is not None else None
+                    if problem is not None:
+                        raise ValueError(f"{item_path(name, key)}: {problem}")
+        elif isinstance(value, tuple) and check_item is not None:
+            for index, item in enumerate(value):
+                problem = check_item(item)
+                if problem is not None:
+                    raise ValueError(f"{item_path(name, index)}: {problem}")
+        problem = check(value) if check is not None else None
         if problem is not None:
-            raise ValueError(f"{attribute.name}: {problem}")
+            raise ValueError(f"{name}: {problem}")
 
     return run
 
@@ -45,13 +69,27 @@ def setting(
     *,
     factory: Callable[[], Any] | None = None,
     check: Check | None = None,
+    check_item: Check | None = None,
+    check_key: Check | None = None,
     resolve: Callable[[Any, str], Any] | None = None,
     converter: Callable[[Any], Any] | None = None,
     from_file: bool = True,
 ) -> Any:
-    """An ``attrs.field`` that also records how the loader validates and resolves it."""
-    metadata = {CHECK: check, RESOLVE: resolve, FROM_FILE: from_file}
-    validator = _validator(check) if check is not None else None
+    """An ``attrs.field`` that also records how the loader validates and resolves it.
+
+    ``check`` judges the whole value; ``check_item`` each list item or mapping value and
+    ``check_key`` each mapping key, so errors can name the item (``static_map['hs2.test']``).
+    """
+    metadata = {
+        CHECK: check,
+        CHECK_ITEM: check_item,
+        CHECK_KEY: check_key,
+        RESOLVE: resolve,
+        FROM_FILE: from_file,
+    }
+    validator = None
+    if check is not None or check_item is not None or check_key is not None:
+        validator = _validator(check, check_item, check_key)
     if factory is not None:
         return attrs.field(
             factory=factory, validator=validator, converter=converter, metadata=metadata
@@ -90,6 +128,28 @@ def _server_name(value: str) -> str | None:
     if colon and not 1 <= int(port) <= 65535:
         return f"{value!r} has port {port}, which is outside 1-65535"
     return None
+
+
+def _host_port(value: str) -> str | None:
+    """``host:port`` where a peer is reached: a hostname or IP literal and a required port."""
+    if not is_valid_server_name(value):
+        return (
+            f"{value!r} is not host:port "
+            "(expected a hostname or IP literal and a port, e.g. '127.0.0.1:8448')"
+        )
+    host_end = value.rfind("]") if value.startswith("[") else -1
+    _, colon, port = value[host_end + 1 :].rpartition(":")
+    if not colon:
+        return f"{value!r} has no port (expected host:port, e.g. '127.0.0.1:8448')"
+    if not 1 <= int(port) <= 65535:
+        return f"{value!r} has port {port}, which is outside 1-65535"
+    return None
+
+
+def _transport(value: str) -> str | None:
+    if value in FEDERATION_TRANSPORTS:
+        return None
+    return f"unknown transport {value!r} (use one of {', '.join(FEDERATION_TRANSPORTS)})"
 
 
 def _room_version(value: str) -> str | None:
@@ -209,6 +269,26 @@ class RabbitMQConfig:
 
 
 @attrs.frozen
+class FederationConfig:
+    """Talking to other homeservers."""
+
+    # False: no federation listener is served and nothing is sent to peers.
+    enabled: bool = setting(True)
+    # Check peers' TLS certificates on outgoing requests; only an explicit false turns it off.
+    verify_tls: bool = setting(True)
+    # A PEM bundle of extra CAs trusted for peers (a test network's CA), on top of the system's.
+    ca_file: str | None = setting(None, check=_non_empty, resolve=resolve_path)
+    # server_name -> "host:port": skips discovery (.well-known, SRV, DNS) for these names.
+    static_map: Mapping[str, str] = setting(
+        factory=dict, check_key=_server_name, check_item=_host_port
+    )
+    # Notary servers asked for keys of servers that cannot be reached; () = ask each origin.
+    trusted_key_servers: tuple[str, ...] = setting((), check_item=_server_name)
+    # How transactions travel: "https" (the Matrix standard) or "amqp" (reserved for later).
+    transport: str = setting("https", check=_transport)
+
+
+@attrs.frozen
 class HomeserverConfig:
     server_name: str = setting(check=_server_name)
     listeners: tuple[ListenerConfig, ...] = setting(
@@ -219,6 +299,7 @@ class HomeserverConfig:
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
+    federation: FederationConfig = attrs.field(factory=FederationConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -228,7 +309,6 @@ class HomeserverConfig:
     bcrypt_rounds: int = setting(12, check=_positive)
     log_level: str = setting("INFO", check=_log_level, converter=_upper)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
-    federation_verify_tls: bool = setting(True)
     # Where this config was loaded from (absolute); set by the loader, never read from YAML.
     config_path: str | None = setting(None, from_file=False)
 
@@ -241,6 +321,7 @@ for _cls in (
     LimitsConfig,
     RedisConfig,
     RabbitMQConfig,
+    FederationConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

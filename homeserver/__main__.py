@@ -25,17 +25,28 @@ def _load(path: str) -> HomeserverConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from config.tls import listener_ssl_context
     from homeserver.app import create_app
+
+    try:  # before anything starts: a missing certificate is a config error, not a traceback
+        ssl_contexts = [listener_ssl_context(listener) for listener in cfg.listeners]
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         app = await create_app(cfg)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        for listener in cfg.listeners:
-            site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
+        for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
+            site = web.TCPSite(
+                runner, listener.host, listener.port, reuse_address=True, ssl_context=ssl_context
+            )
             await site.start()
             logging.getLogger("tricolor").info(
-                "%s listening on http://%s:%d", cfg.server_name, listener.host, listener.port,
+                "%s listening on %s://%s:%d (%s)", cfg.server_name,
+                "https" if listener.tls else "http", listener.host, listener.port,
+                ", ".join(listener.resources),
             )
         try:
             await asyncio.Event().wait()
@@ -53,9 +64,18 @@ def cmd_generate_config(args: argparse.Namespace) -> int:
     from config.generate import generate_config
 
     try:
+        static_map: dict[str, str] = {}
+        for entry in args.static_map:
+            name, eq, target = entry.partition("=")
+            if not eq or not name or not target:
+                print(f"--static-map expects NAME=HOST:PORT, got {entry!r}", file=sys.stderr)
+                return 2
+            static_map[name] = target
         path = generate_config(
             args.server_name, args.output, port=args.port, data_dir=args.data_dir,
             database_url=args.database_url, force=args.force,
+            federation_port=args.federation_port, tls=args.tls, ca_dir=args.ca_dir,
+            static_map=static_map,
         )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
@@ -100,6 +120,15 @@ def cmd_register_user(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    from config.key_rotation import rotate_signing_key
+
+    old, new = rotate_signing_key(cfg.signing_key_path)
+    print(f"retired {old}; now signing with {new} (restart the server to use it)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tricolor", description="Tricolor Matrix homeserver")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--federation-port", type=int,
+                   help="serve federation over TLS on this port; --port then serves only the client API")
+    p.add_argument("--tls", action="store_true",
+                   help="serve TLS on the single listener (implied by --federation-port)")
+    p.add_argument("--ca-dir", help="issue the TLS certificate from the CA here (created if absent)")
+    p.add_argument("--static-map", action="append", default=[], metavar="NAME=HOST:PORT",
+                   help="reach server NAME at HOST:PORT without discovery (repeatable)")
     p.set_defaults(func=cmd_generate_config)
 
     p = sub.add_parser("migrate", help="apply database migrations")
@@ -127,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password", required=True)
     p.add_argument("--admin", action="store_true")
     p.set_defaults(func=cmd_register_user)
+
+    from homeserver.testnet import add_testnet_parser
+
+    add_testnet_parser(sub)
+
+    p = sub.add_parser("rotate-key", help="retire the signing key and create a new one")
+    p.add_argument("-c", "--config", default="homeserver.yaml")
+    p.set_defaults(func=cmd_rotate_key)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

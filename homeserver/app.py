@@ -8,20 +8,34 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
+import attrs
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
 from client_api.http import SERVICES
+from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import HomeserverConfig
-from homeserver.core.signing import parse_signing_key
+from federation.inbound import keys, transactions
+from federation.inbound import rooms as fed_rooms
+from federation.inbound.auth import make_xmatrix_middleware
+from federation.inbound.context import FEDERATION, FederationContext
+from federation.inbound.keys import KEYRING
+from federation.outbound.client import FederationClient, make_ssl_context
+from federation.outbound.keyring import Keyring
+from federation.outbound.resolver import ServerResolver
+from federation.outbound.sender import FederationSender
+from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.directory import DirectoryService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService
+from homeserver.services.federation_edus import EduRelay
+from homeserver.services.federation_events import FederationEventHandler
+from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -31,7 +45,10 @@ from homeserver.services.timeline import Timeline
 from storage.engine import create_engine
 from storage.migrate import migrate
 from storage.stores.events import EventStore
+from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
+from storage.stores.keys import KeyStore
+from storage.stores.outbox import OutboxStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
@@ -39,10 +56,39 @@ from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
 
+
+@attrs.define
+class Runtime:
+    """Everything started for one homeserver process, so it can be stopped in order."""
+
+    services: Services
+    persister: Persister
+    engine: AsyncEngine
+    federation: FederationRuntime | None = None
+
+    async def close(self) -> None:
+        if self.federation is not None:
+            await self.federation.close()
+        await self.persister.stop()
+        await self.engine.dispose()
+
+
+@attrs.define
+class FederationRuntime:
+    context: FederationContext
+    keyring: Keyring
+    client: FederationClient
+    sender: FederationSender
+
+    async def close(self) -> None:
+        await self.sender.stop()
+        await self.keyring.close()
+        await self.client.close()
+
 CONFIG = web.AppKey("config", HomeserverConfig)
 
 
-async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, AsyncEngine]:
+async def build_services(cfg: HomeserverConfig) -> Runtime:
     """Open the database, apply migrations and wire every service."""
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate(engine)
@@ -51,7 +97,7 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
 
     users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
-    max_stream, max_group = await events_store.max_ids()
+    max_stream, max_group, min_stream = await events_store.max_ids()
     notifier = Notifier()
     notifier.seed("events", max_stream)
     ad_ids = IdGenerator(await account_data.max_stream_id())
@@ -65,6 +111,7 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
         server_name=cfg.server_name, signing_key=key, events=events_store, state=state_store,
         rooms=rooms_store, persister=persister, notifier=notifier,
         stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
+        outlier_ids=IdGenerator(min_stream, step=-1),
         recall_window_ms=cfg.recall_window_ms,
     )
     rooms = RoomService(
@@ -86,6 +133,7 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
     )
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
+    profile = ProfileService(users=users, rooms=rooms_store, events=events, server_name=cfg.server_name)
     services = Services(
         server_name=cfg.server_name, auth=auth, accounts=accounts, events=events, rooms=rooms,
         directory=DirectoryService(rooms=rooms, store=rooms_store, events=events, server_name=cfg.server_name),
@@ -95,12 +143,53 @@ async def build_services(cfg: HomeserverConfig) -> tuple[Services, Persister, As
             account_data=account_data, server_name=cfg.server_name, typing=typing,
             receipts=receipts, presence=presence,
         ),
-        profile=ProfileService(users=users, rooms=rooms_store, events=events, server_name=cfg.server_name),
+        profile=profile,
         account_data=AccountDataService(account_data, notifier, ad_ids),
-        notifier=notifier, typing=typing, receipts=receipts, presence=presence, filters=filters, users=users, room_store=rooms_store,
-        max_request_bytes=cfg.limits.max_request_bytes,
+        notifier=notifier, typing=typing, receipts=receipts, presence=presence, filters=filters,
+        users=users, room_store=rooms_store, max_request_bytes=cfg.limits.max_request_bytes,
     )
-    return services, persister, engine
+    runtime = Runtime(services, persister, engine)
+    if cfg.federation.enabled:
+        runtime.federation = await build_federation(cfg, key, engine, services)
+    return runtime
+
+
+async def build_federation(
+    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, services: Services,
+) -> FederationRuntime:
+    """Keyring, signed client, persisted sender, inbound handlers; plugged into the services."""
+    fed = cfg.federation
+    client = FederationClient(
+        cfg.server_name, key, ServerResolver(dict(fed.static_map)),
+        make_ssl_context(fed.ca_file, fed.verify_tls),
+    )
+    await client.start()
+    keyring = Keyring(
+        cfg.server_name, key, load_old_keys(cfg.signing_key_path), KeyStore(engine), client,
+        fed.trusted_key_servers,
+    )
+    sender = FederationSender(cfg.server_name, client, OutboxStore(engine))
+    await sender.start()
+    events = services.events
+    handler = FederationEventHandler(
+        server_name=cfg.server_name, events=events, rooms=services.room_store, keyring=keyring,
+        client=client, txns=InboundTxnStore(engine),
+    )
+    remote = FederationRooms(
+        server_name=cfg.server_name, signing_key=key, events=events, rooms=services.room_store,
+        users=services.users, handler=handler, client=client, keyring=keyring,
+    )
+    relay = EduRelay(
+        server_name=cfg.server_name, events=events, sender=sender, typing=services.typing,
+        receipts=services.receipts, presence=services.presence,
+    )
+    handler.edu_handler = relay.on_edu
+    events.attach_federation(sender)
+    services.rooms.remote = remote
+    services.profile.remote = remote
+    services.timeline.remote = remote
+    context = FederationContext(cfg.server_name, handler, remote, services.profile, services.room_store)
+    return FederationRuntime(context, keyring, client, sender)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -114,16 +203,28 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def create_app(cfg: HomeserverConfig) -> web.Application:
-    """The whole homeserver as one aiohttp app (client API, health; federation later)."""
-    services, persister, engine = await build_services(cfg)
-    app = client_api.app.create_app(services)
+    """The whole homeserver as one aiohttp app: client API, federation, keys, health.
+
+    Every listener serves every prefix (as Synapse does by default); the
+    federation listener is the one with TLS that peers are pointed at.
+    """
+    runtime = await build_services(cfg)
+    extra_middlewares = []
+    if runtime.federation is not None:
+        fed = runtime.federation
+        extra_middlewares.append(make_xmatrix_middleware(cfg.server_name, fed.keyring))
+    app = client_api.app.create_app(runtime.services, extra_middlewares)
     app[CONFIG] = cfg
     app.router.add_get("/health", health)
+    if runtime.federation is not None:
+        app[FEDERATION] = runtime.federation.context
+        app[KEYRING] = runtime.federation.keyring
+        for module in (keys, transactions, fed_rooms):
+            app.router.add_routes(module.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
-        await persister.stop()
-        await engine.dispose()
+        await runtime.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -59,25 +59,34 @@ def _mysql_unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+async def create_mysql_database() -> str:
+    """A new, empty ``tri_<hex>`` database on the test MariaDB; returns its URL.
+    Skips (or fails, with TRICOLOR_REQUIRE_MYSQL=1) when MariaDB is unusable."""
+    if _mysql_problem:
+        _mysql_unavailable(_mysql_problem[0])
+    name = "tri_" + secrets.token_hex(6)
+    try:
+        await _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    except Exception as exc:
+        _mysql_problem.append(f"{type(exc).__name__}: {exc}")
+        _mysql_unavailable(_mysql_problem[0])
+    return _mysql_server_url().set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_mysql_database(url: str) -> None:
+    await _mysql_admin(f"DROP DATABASE IF EXISTS `{make_url(url).database}`")
+
+
 @pytest.fixture(params=["sqlite", "mysql"], ids=["sqlite", "mysql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'homeserver.db'}"
         return
-    if _mysql_problem:
-        _mysql_unavailable(_mysql_problem[0])
-    name = "tri_" + secrets.token_hex(6)
+    url = await create_mysql_database()
     try:
-        await _mysql_admin(
-            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        )
-    except Exception as exc:
-        _mysql_problem.append(f"{type(exc).__name__}: {exc}")
-        _mysql_unavailable(_mysql_problem[0])
-    try:
-        yield _mysql_server_url().set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+        await drop_mysql_database(url)
 
 
 @pytest.fixture

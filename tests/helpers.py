@@ -200,6 +200,10 @@ class User:
         events = await self.get(f"/rooms/{q(room)}/state")
         return {(e["type"], e["state_key"]): e for e in events}
 
+    async def state_ids(self, room: str) -> dict[tuple[str, str], str]:
+        """The room's current state as {(type, state_key): event_id}."""
+        return {k: e["event_id"] for k, e in (await self.room_state(room)).items()}
+
     async def messages(self, room: str, dir: str = "b", **params: Any) -> Any:
         return await self.get(f"/rooms/{q(room)}/messages", params={"dir": dir, **params})
 

@@ -46,9 +46,11 @@ class DirectoryService:
     async def resolve(self, alias: str) -> dict[str, Any]:
         _check_alias(alias)
         found = await self._store.get_alias(alias)
-        if found is None:
-            raise not_found(f"Room alias {alias} not found")
-        return {"room_id": found[0], "servers": [self.server_name]}
+        if found is not None:
+            return {"room_id": found[0], "servers": [self.server_name]}
+        if self._rooms.remote is not None and ids.server_of(alias) != self.server_name:
+            return await self._rooms.remote.query_alias(alias)
+        raise not_found(f"Room alias {alias} not found")
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         _check_alias(alias)

@@ -31,6 +31,8 @@ class TypingService:
         self._changed_at: dict[str, int] = {}
         self._ids = IdGenerator(now_ms())
         self._wake_rooms = wake_rooms
+        # Federation: called for every change (the hook filters local users).
+        self.on_change: Callable[[str, str, bool], None] | None = None
 
     @property
     def position(self) -> int:
@@ -49,6 +51,8 @@ class TypingService:
         elif old is None:
             return  # nothing changed
         self._changed(room_id)
+        if self.on_change is not None:
+            self.on_change(room_id, user_id, typing)
 
     def _changed(self, room_id: str) -> None:
         pos = self._ids.next()
@@ -71,17 +75,24 @@ class ReceiptService:
         self._store = store
         self._ids = ids
         self._wake_rooms = wake_rooms
+        self.on_change: Callable[[Receipt], None] | None = None
 
     @property
     def position(self) -> int:
         return self._ids.last
 
-    async def put(self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None) -> None:
+    async def put(
+        self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None,
+        ts: int | None = None,
+    ) -> None:
         if receipt_type not in ("m.read", "m.read.private"):
             raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type}")
         pos = self._ids.next()
-        await self._store.put(Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, now_ms(), pos))
+        receipt = Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, ts or now_ms(), pos)
+        await self._store.put(receipt)
         self._wake_rooms(pos, (room_id,))
+        if self.on_change is not None and receipt_type == "m.read":
+            self.on_change(receipt)
 
     async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
         """One m.receipt event per room with the receipts added after `since`."""
@@ -111,6 +122,7 @@ class PresenceService:
         self._ids = IdGenerator(now_ms())
         self._wake_users = wake_users
         self._audience = audience  # user -> users who share a room with them
+        self.on_change: Callable[[str, dict[str, Any], set[str]], None] | None = None
 
     @property
     def position(self) -> int:
@@ -134,10 +146,21 @@ class PresenceService:
             return
         await self._update(user_id, presence, old.status_msg if old else None)
 
-    async def _update(self, user_id: str, presence: str, status_msg: str | None) -> None:
+    async def set_remote(self, user_id: str, presence: str, status_msg: str | None, last_active_ago: int) -> None:
+        """A peer told us about one of its users."""
+        if presence in PRESENCE_STATES:
+            await self._update(user_id, presence, status_msg, now_ms() - max(0, last_active_ago))
+
+    async def _update(
+        self, user_id: str, presence: str, status_msg: str | None, active_ts: int | None = None,
+    ) -> None:
         pos = self._ids.next()
-        self._states[user_id] = PresenceState(presence, status_msg, now_ms(), pos)
-        self._wake_users(pos, {user_id, *await self._audience(user_id)})
+        st = PresenceState(presence, status_msg, active_ts or now_ms(), pos)
+        self._states[user_id] = st
+        audience = await self._audience(user_id)
+        self._wake_users(pos, {user_id, *audience})
+        if self.on_change is not None:
+            self.on_change(user_id, self._content(st), audience)
 
     def get(self, user_id: str) -> dict[str, Any]:
         st = self._states.get(user_id)

@@ -9,21 +9,24 @@ kept in memory so building an event needs no database read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from homeserver.core import auth_rules
+from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import AuthError, MatrixError, forbidden
 from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu, validate_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.room_versions import get_room_version
 from homeserver.core.signing import SigningKey
+from homeserver.core.state_res import resolve_state_v2
 from homeserver.services.clock import now_ms
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
+from homeserver.services.ports import FederationSenderPort
 from storage.stores.events import (
     EventStore,
     MembershipChange,
@@ -70,13 +73,15 @@ class RoomHead:
 
 
 NewEventsListener = Callable[[list[StoredEvent], RoomHead], None]
+Countersign = Callable[[Event], Awaitable[dict[str, Any]]]
 
 
 class EventService:
     def __init__(
         self, *, server_name: str, signing_key: SigningKey, events: EventStore, state: StateStore,
         rooms: RoomStore, persister: Persister, notifier: Notifier, stream_ids: IdGenerator,
-        group_ids: IdGenerator, recall_window_ms: int = 120_000,
+        group_ids: IdGenerator, outlier_ids: IdGenerator | None = None,
+        recall_window_ms: int = 120_000,
     ) -> None:
         self.server_name = server_name
         self._key = signing_key
@@ -92,6 +97,13 @@ class EventService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: LruCache[str, StoredEvent] = LruCache(50_000)
         self._listeners: list[NewEventsListener] = []
+        # Outliers and backfilled history count down from 0 (see EventStore.max_ids).
+        self._outlier_ids = outlier_ids or IdGenerator(0)
+        self._federation: FederationSenderPort | None = None
+
+    def attach_federation(self, sender: FederationSenderPort) -> None:
+        """From now on, locally sent events are queued for every other server in the room."""
+        self._federation = sender
 
     def add_listener(self, listener: NewEventsListener) -> None:
         """Called after each commit with the new events (federation sender, push, AI...)."""
@@ -133,6 +145,9 @@ class EventService:
         head = RoomHead(room_id, room.room_version, dict(state), group, chain, extremities, depth, members)
         self._heads[room_id] = head
         return head
+
+    def cached_head(self, room_id: str) -> RoomHead | None:
+        return self._heads.get(room_id)
 
     def local_members(self, room_ids: Iterable[str]) -> set[str]:
         """Joined local users of rooms whose head is loaded (any room a local user acts in)."""
@@ -195,18 +210,25 @@ class EventService:
         async with self.lock(room_id):
             return await self._send_locked(head, specs, new_room)
 
-    async def send_events(self, room_id: str, specs: Sequence[EventSpec]) -> list[StoredEvent]:
+    async def send_events(
+        self, room_id: str, specs: Sequence[EventSpec], countersign: Countersign | None = None,
+    ) -> list[StoredEvent]:
         async with self.lock(room_id):
             head = await self.room_head(room_id)
             if head is None:
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
-            return await self._send_locked(head, specs, None)
+            return await self._send_locked(head, specs, None, countersign)
 
-    async def send_event(self, room_id: str, spec: EventSpec) -> StoredEvent:
-        return (await self.send_events(room_id, [spec]))[0]
+    async def send_event(
+        self, room_id: str, spec: EventSpec, countersign: Countersign | None = None,
+    ) -> StoredEvent:
+        """Build, authorise, sign and persist one local event. `countersign` may add
+        another server's signature (a remote invitee's) before it is stored."""
+        return (await self.send_events(room_id, [spec], countersign))[0]
 
     async def _send_locked(
         self, head: RoomHead, specs: Sequence[EventSpec], new_room: NewRoom | None,
+        countersign: Countersign | None = None,
     ) -> list[StoredEvent]:
         work = head.copy()
         rv = get_room_version(work.room_version)
@@ -219,6 +241,8 @@ class EventService:
             auth_rules.check_auth_rules(rv, event, auth_state)
             if event.type == "m.room.redaction":
                 await self._check_redaction(work, event, auth_state)
+            if countersign is not None:
+                event = attrs.evolve(event, pdu=await countersign(event))
             replaces = work.state.get(event.state_tuple) if event.is_state else None
             if event.is_state:
                 work.state[event.state_tuple] = event.event_id
@@ -268,13 +292,198 @@ class EventService:
         batch.room_updates.append(RoomUpdate(
             work.room_id, group, work.max_depth, delta, tuple(work.extremities),
         ))
+        destinations = self._queue_for_federation(batch, stored, work)
         await self._persister.enqueue(batch)
+        if destinations and self._federation is not None:
+            self._federation.wake(destinations)
 
         self._heads[work.room_id] = work
         for se in stored:
             self._cache.put(se.event.event_id, se)
         self._after_commit(stored, work)
         return stored
+
+    # -- events from other servers (the caller holds the room lock) -----------
+
+    async def _fetch_for_res(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        return {k: v.event for k, v in (await self.get_events(event_ids)).items()}
+
+    async def resolve_states(self, room_version: str, states: Sequence[StateMap]) -> StateMap:
+        """State resolution v2 over several state maps (forks meeting)."""
+        distinct = {tuple(sorted(s.items())) for s in states}
+        if len(distinct) == 1:
+            return dict(states[0])
+        return await resolve_state_v2(room_version, states, self._fetch_for_res)
+
+    async def commit_remote_locked(
+        self, room_id: str, event: Event, state_before: StateMap, *, before_group: int | None,
+        soft_failed: bool = False, new_room: NewRoom | None = None, apply_redaction: bool = True,
+    ) -> StoredEvent:
+        """Persist an event received over federation, already checked, with the state
+        before it. Moves the room forward (extremities, current state, members) unless
+        it was soft-failed; forks are merged with state resolution."""
+        head = self._heads.get(room_id) or await self.room_head(room_id)
+        if head is None:
+            if new_room is None:
+                raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+            head = RoomHead(room_id, new_room.room_version, {}, 0, 0, [], 0, {})
+        batch = PersistBatch(received_ts=now_ms())
+        if new_room is not None:
+            batch.new_rooms.append(new_room)
+
+        if before_group is None:
+            g = plan_state_group(
+                self._group_ids.next(), room_id, head.state_group or None, head.chain_length,
+                head.state, state_before,
+            )
+            batch.state_groups.append(g)
+            self._state.remember(g, state_before)
+            before_group, before_chain = g.id, g.chain_length
+        else:
+            before_chain = (await self._state.get_state_and_chain(before_group))[1]
+        state_after, after_group, after_chain = state_before, before_group, before_chain
+        if event.is_state:
+            state_after = {**state_before, event.state_tuple: event.event_id}
+            g = plan_state_group(
+                self._group_ids.next(), room_id, before_group, before_chain, state_before, state_after,
+            )
+            batch.state_groups.append(g)
+            self._state.remember(g, state_after)
+            after_group, after_chain = g.id, g.chain_length
+
+        new_head = head
+        member_events: dict[str, Event] = {}
+        delta: dict[StateKey, str | None] = {}
+        if not soft_failed:
+            prevs = set(event.prev_event_ids)
+            forked = any(e not in prevs for e in head.extremities)
+            current = (
+                await self.resolve_states(head.room_version, [head.state, state_after])
+                if forked else state_after
+            )
+            cur_group, cur_chain = after_group, after_chain
+            if current != state_after:
+                g = plan_state_group(
+                    self._group_ids.next(), room_id, after_group, after_chain, state_after, current,
+                )
+                batch.state_groups.append(g)
+                self._state.remember(g, current)
+                cur_group, cur_chain = g.id, g.chain_length
+            delta = {k: v for k, v in current.items() if head.state.get(k) != v}
+            delta.update({k: None for k in head.state.keys() - current.keys()})
+            changed_members = [v for k, v in delta.items() if k[0] == "m.room.member" and v]
+            fetched = await self.get_events(e for e in changed_members if e != event.event_id)
+            member_events = {eid: se.event for eid, se in fetched.items()}
+            if event.type == "m.room.member":
+                member_events[event.event_id] = event
+            members = dict(head.members)
+            for k, v in delta.items():
+                if k[0] == "m.room.member":
+                    ev = member_events.get(v or "")
+                    members[k[1]] = (ev.membership or "leave") if ev else "leave"
+            extremities = [e for e in head.extremities if e not in prevs] + [event.event_id]
+            new_head = RoomHead(
+                room_id, head.room_version, current, cur_group, cur_chain, extremities[-20:],
+                max(head.max_depth, event.depth), members,
+            )
+            batch.room_updates.append(RoomUpdate(
+                room_id, cur_group, new_head.max_depth, delta, tuple(new_head.extremities),
+            ))
+
+        # No awaits from here to enqueue: stream ids must commit in order.
+        stream = self._stream_ids.next()
+        for k, v in delta.items():
+            if k[0] == "m.room.member":
+                ev = member_events.get(v or "")
+                batch.memberships.append(MembershipChange(
+                    room_id, k[1], (ev.membership or "leave") if ev else "leave", v or event.event_id,
+                    ev.sender if ev else event.sender, stream,
+                ))
+        replaces = state_before.get(event.state_tuple) if event.is_state else None
+        se = StoredEvent(
+            event, stream, before_group, after_group, soft_failed=soft_failed, replaces_state=replaces,
+        )
+        batch.events.append(se)
+        if event.type == "m.room.redaction" and event.redacts and not soft_failed and apply_redaction:
+            batch.redactions.append((event.event_id, event.redacts))
+        await self._persister.enqueue(batch)
+        self._cache.put(event.event_id, se)
+        if not soft_failed:
+            self._heads[room_id] = new_head
+            self._after_commit([se], new_head)
+        return se
+
+    async def persist_outliers(
+        self, events: Sequence[Event], new_room: NewRoom | None = None,
+        invite_for: str | None = None,
+    ) -> list[StoredEvent]:
+        """Store events that sit outside the room's timeline: auth chains and state
+        from a join, or an invite to a room we are not in (`invite_for`, a local user,
+        then sees it in /sync)."""
+        known = await self._events.known_event_ids(e.event_id for e in events)
+        fresh = [e for e in events if e.event_id not in known and e.event_id not in self._cache]
+        if not fresh and new_room is None:
+            return []
+        batch = PersistBatch(received_ts=now_ms())
+        if new_room is not None:
+            batch.new_rooms.append(new_room)
+        stored = []
+        for e in fresh:
+            if invite_for is not None and e.state_key == invite_for:
+                stream = self._stream_ids.next()
+                batch.memberships.append(MembershipChange(
+                    e.room_id, invite_for, e.membership or "invite", e.event_id, e.sender, stream,
+                ))
+            else:
+                stream = self._outlier_ids.next()
+            stored.append(StoredEvent(e, stream, None, None, outlier=True))
+        batch.events = stored
+        await self._persister.enqueue(batch)
+        for se in stored:
+            self._cache.put(se.event.event_id, se)
+        if invite_for is not None and stored:
+            self._notifier.on_events(self._stream_ids.last, [invite_for])
+        return stored
+
+    async def persist_backfilled(self, events: Sequence[Event]) -> list[StoredEvent]:
+        """Older history fetched from another server: visible to /messages, never to
+        /sync, and it does not move the room's state."""
+        ids = [e.event_id for e in events]
+        in_timeline = await self._events.known_event_ids(ids, include_outliers=False)
+        as_outlier = await self._events.known_event_ids(ids) - in_timeline
+        if as_outlier:
+            # Already held outside the timeline (e.g. room state from the join): place them in it.
+            await self._events.mark_in_timeline(as_outlier)
+            for eid in as_outlier:
+                self._cache.pop(eid)
+        fresh = sorted(
+            (e for e in events if e.event_id not in in_timeline and e.event_id not in as_outlier),
+            key=lambda e: -e.depth,
+        )
+        batch = PersistBatch(received_ts=now_ms())
+        batch.events = [StoredEvent(e, self._outlier_ids.next(), None, None) for e in fresh]
+        if fresh:
+            await self._persister.enqueue(batch)
+        return batch.events + [se for se in (await self.get_events(as_outlier)).values()]
+
+    def _queue_for_federation(
+        self, batch: PersistBatch, stored: list[StoredEvent], head: RoomHead,
+    ) -> set[str]:
+        """Outbox rows for every other server in the room, in the same commit as the events."""
+        if self._federation is None:
+            return set()
+        servers = {server_of(u) for u, m in head.members.items() if m == "join"}
+        all_dests: set[str] = set()
+        for se in stored:
+            dests = set(servers)
+            if se.event.type == "m.room.member" and se.event.state_key:
+                dests.add(server_of(se.event.state_key))  # a kicked/banned/invited remote user
+            dests.discard(self.server_name)
+            if dests:
+                body = encode_json(se.event.pdu)
+                batch.outbox += [(d, body) for d in sorted(dests)]
+                all_dests |= dests
+        return all_dests
 
     def _after_commit(self, stored: list[StoredEvent], head: RoomHead) -> None:
         wake = set(head.joined_local(self.server_name))

@@ -17,13 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class IdGenerator:
-    """Monotonic in-process ids, seeded from the database at start-up."""
+    """Monotonic in-process ids, seeded from the database at start-up (step -1 counts down)."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, step: int = 1) -> None:
         self._last = start
+        self._step = step
 
     def next(self) -> int:
-        self._last += 1
+        self._last += self._step
         return self._last
 
     @property

@@ -27,10 +27,14 @@ class ProfileService:
         self._rooms = rooms
         self._events = events
         self.server_name = server_name
+        self.remote: Any = None  # FederationRooms, when federation is on
 
-    async def get_profile(self, user_id: str) -> dict[str, Any]:
+    async def get_profile(self, user_id: str, allow_remote: bool = False) -> dict[str, Any]:
+        """A user's profile; a remote user's is asked of their server when allowed."""
         if server_of(user_id) != self.server_name:
-            raise not_found("Profile not found")  # remote lookups arrive with federation
+            if allow_remote and self.remote is not None:
+                return await self.remote.query_profile(user_id)
+            raise not_found("Profile not found")
         user = await self._users.get_user(user_id)
         if user is None:
             raise not_found("Profile not found")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
@@ -14,6 +14,9 @@ from homeserver.services.events import EventService, EventSpec, RoomHead
 from storage.stores.events import StoredEvent
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
+
+if TYPE_CHECKING:
+    from homeserver.services.federation_rooms import FederationRooms
 
 _PRESETS = {
     "private_chat": ("invite", "shared", "can_join"),
@@ -48,6 +51,7 @@ class RoomService:
         self._users = users
         self.server_name = server_name
         self.default_room_version = default_room_version
+        self.remote: FederationRooms | None = None  # set when federation is on
 
     # -- helpers ------------------------------------------------------------
 
@@ -155,26 +159,58 @@ class RoomService:
 
     # -- membership ---------------------------------------------------------
 
-    async def resolve_room(self, room_id_or_alias: str) -> str:
+    async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """A room id and the servers that may know it (from the alias, or the id itself)."""
         if room_id_or_alias.startswith("#"):
             found = await self._rooms.get_alias(room_id_or_alias)
-            if found is None:
-                raise not_found("Room alias not found")
-            return found[0]
-        if not room_id_or_alias.startswith("!"):
+            if found is not None:
+                return found[0], [self.server_name]
+            if self.remote is not None and ids.server_of(room_id_or_alias) != self.server_name:
+                resolved = await self.remote.query_alias(room_id_or_alias)
+                return resolved["room_id"], resolved["servers"]
+            raise not_found("Room alias not found")
+        if not room_id_or_alias.startswith("!") or ":" not in room_id_or_alias:
             raise MatrixError(400, "M_INVALID_PARAM", "Not a room id or alias")
-        return room_id_or_alias
+        return room_id_or_alias, []
 
-    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
-        room_id = await self.resolve_room(room_id_or_alias)
-        head = await self.head_or_404(room_id)
-        if head.members.get(requester.user_id) == "join":
-            return room_id  # joining twice is idempotent
-        await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
+    async def _is_resident(self, room_id: str) -> RoomHead | None:
+        """The room head when this server takes part in the room (a local member is joined)."""
+        head = await self._events.room_head(room_id)
+        if head is not None and (head.joined_local(self.server_name) or self.remote is None):
+            return head
+        return None
+
+    async def join(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None = None,
+        via: list[str] | None = None,
+    ) -> str:
+        room_id, servers = await self.resolve_room(room_id_or_alias)
+        head = await self._is_resident(room_id)
+        if head is not None:
+            if head.members.get(requester.user_id) == "join":
+                return room_id  # joining twice is idempotent
+            await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
+            return room_id
+        if self.remote is None or (ids.server_of(room_id) == self.server_name and not via):
+            raise not_found("Unknown room")
+        invite = await self._rooms.get_membership(room_id, requester.user_id)
+        candidates = [*(via or []), *servers, ids.server_of(room_id)]
+        if invite is not None and invite.membership == "invite":
+            candidates.insert(0, ids.server_of(invite.sender))
+        content = await self._member_content(requester.user_id, "join", {"reason": reason} if reason else {})
+        await self.remote.join_remote(requester.user_id, room_id, candidates, content)
         return room_id
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
-        head = await self.head_or_404(room_id)
+        head = await self._is_resident(room_id)
+        if head is None:
+            row = await self._rooms.get_membership(room_id, requester.user_id)
+            if row is None or row.membership != "invite" or self.remote is None:
+                raise forbidden("You are not in this room")
+            await self.remote.leave_remote(
+                requester.user_id, room_id, [ids.server_of(row.sender), ids.server_of(room_id)],
+            )
+            return
         if head.members.get(requester.user_id) in (None, "leave"):
             raise forbidden("You are not in this room")
         await self._membership(requester.user_id, room_id, requester.user_id, "leave", reason)
@@ -190,14 +226,26 @@ class RoomService:
         if membership == "invite" and ids.server_of(target) == self.server_name:
             if await self._users.get_user(target) is None:
                 raise not_found("Unknown user")
-        await self._membership(requester.user_id, room_id, target, membership, reason)
+        countersign = None
+        if membership == "invite" and ids.server_of(target) != self.server_name:
+            if self.remote is None:
+                raise forbidden("Federation is disabled on this server")
+            remote, version = self.remote, head.room_version
+
+            async def countersign(event: Event) -> dict[str, Any]:
+                return await remote.invite_countersign(event, version)
+
+        await self._membership(requester.user_id, room_id, target, membership, reason, countersign)
 
     async def _membership(
         self, sender: str, room_id: str, target: str, membership: str, reason: str | None,
+        countersign: Any = None,
     ) -> StoredEvent:
         extra = {"reason": reason} if isinstance(reason, str) else {}
         content = await self._member_content(target, membership, extra)
-        return await self._events.send_event(room_id, EventSpec("m.room.member", sender, content, target))
+        return await self._events.send_event(
+            room_id, EventSpec("m.room.member", sender, content, target), countersign,
+        )
 
     async def forget(self, requester: Requester, room_id: str) -> None:
         row = await self._rooms.get_membership(room_id, requester.user_id)

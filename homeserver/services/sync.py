@@ -210,6 +210,10 @@ class SyncService:
             return None
         limit = self._limit(f)
         window, limited = await self._window(room_id, after, upto, limit, f.timeline)
+        if window and not limited and window[0].event.prev_event_ids:
+            # History we do not hold (a room joined over federation): let clients paginate.
+            prevs = window[0].event.prev_event_ids
+            limited = len(await self._events.store.known_event_ids(prevs, include_outliers=False)) < len(set(prevs))
         if window:
             state = await self._events.state_at_group(window[0].state_before)
             prev_batch = encode_topo(before_event(window[0]))

@@ -32,6 +32,7 @@ class Timeline:
         self._events = events
         self._rooms = rooms
         self._notifier = notifier
+        self.remote: Any = None  # FederationRooms, when federation is on: backfills history
 
     async def format(
         self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
@@ -108,6 +109,21 @@ class Timeline:
                     if len(chunk) >= limit:
                         exhausted = exhausted and n == len(page) - 1
                         break
+        if exhausted and backwards and len(chunk) < limit and self.remote is not None and to is None:
+            # We reached the start of what we hold; ask the room's other servers for more.
+            oldest = chunk[-1] if chunk else await self._events.store.oldest_event(room_id)
+            if oldest is not None and oldest.event.prev_event_ids and not oldest.outlier:
+                known = await self._events.store.known_event_ids(oldest.event.prev_event_ids, include_outliers=False)
+                if len(known) < len(set(oldest.event.prev_event_ids)):
+                    got = await self.remote.backfill_from_peers(room_id, [oldest.event.event_id], limit)
+                    if got:
+                        more = await self._events.store.paginate(
+                            room_id, cursor, True, limit - len(chunk), to,
+                        )
+                        chunk += [se for se in more if event_filter.matches(se.event)]
+                        if more:
+                            cursor = before_event(more[-1])
+                            exhausted = False
         end = None if exhausted or not chunk else cursor
         out: dict[str, Any] = {
             "start": from_token or encode_topo(start),

@@ -19,6 +19,7 @@ from homeserver.core.events import Event
 from storage.schema import (
     current_state,
     events,
+    federation_outbox,
     forward_extremities,
     redactions,
     room_members,
@@ -84,6 +85,9 @@ class PersistBatch:
     room_updates: list[RoomUpdate] = attrs.field(factory=list)
     memberships: list[MembershipChange] = attrs.field(factory=list)
     redactions: list[tuple[str, str]] = attrs.field(factory=list)  # (redaction id, target id)
+    # Federation: (destination, PDU JSON) written with the events, so an event is
+    # never committed without its delivery being queued (and vice versa).
+    outbox: list[tuple[str, str]] = attrs.field(factory=list)
     received_ts: int = 0
 
     def extend(self, other: PersistBatch) -> None:
@@ -93,6 +97,7 @@ class PersistBatch:
         self.room_updates += other.room_updates
         self.memberships += other.memberships
         self.redactions += other.redactions
+        self.outbox += other.outbox
         self.received_ts = max(self.received_ts, other.received_ts)
 
 
@@ -100,23 +105,32 @@ class EventStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def max_ids(self) -> tuple[int, int]:
-        """(max stream_ordering, max state group id) for the in-process id generators."""
+    async def max_ids(self) -> tuple[int, int, int]:
+        """(max stream_ordering, max state group id, min stream_ordering) for the id generators.
+
+        Outliers and backfilled history take negative stream orderings, so they
+        never appear in a sync window.
+        """
         async with self._engine.connect() as conn:
             s = (await conn.execute(sa.select(sa.func.max(events.c.stream_ordering)))).scalar()
             g = (await conn.execute(sa.select(sa.func.max(state_groups.c.id)))).scalar()
-        return int(s or 0), int(g or 0)
+            m = (await conn.execute(sa.select(sa.func.min(events.c.stream_ordering)))).scalar()
+        return int(s or 0), int(g or 0), min(int(m or 0), 0)
 
     async def persist(self, batch: PersistBatch) -> None:
         async with self._engine.begin() as conn:
             await self._write(conn, batch)
 
     async def _write(self, conn: AsyncConnection, b: PersistBatch) -> None:
-        if b.new_rooms:
-            await conn.execute(rooms.insert(), [
-                {"room_id": r.room_id, "room_version": r.room_version, "creator": r.creator,
-                 "is_public": False, "created_ts": r.created_ts} for r in b.new_rooms
-            ])
+        for r in b.new_rooms:
+            known = (await conn.execute(
+                sa.select(rooms.c.room_id).where(rooms.c.room_id == r.room_id)
+            )).first()
+            if known is None:
+                await conn.execute(rooms.insert().values(
+                    room_id=r.room_id, room_version=r.room_version, creator=r.creator,
+                    is_public=False, created_ts=r.created_ts,
+                ))
         if b.state_groups:
             await conn.execute(state_groups.insert(), [
                 {"id": g.id, "room_id": g.room_id, "prev_group": g.prev_group,
@@ -150,8 +164,28 @@ class EventStore:
             await conn.execute(redactions.insert(), [
                 {"event_id": r, "redacts": t} for r, t in b.redactions
             ])
+        if b.outbox:
+            await conn.execute(federation_outbox.insert(), [
+                {"destination": d, "pdu_json": j, "created_ts": b.received_ts} for d, j in b.outbox
+            ])
 
     # -- reads -------------------------------------------------------------
+
+    async def known_event_ids(self, event_ids: Iterable[str], include_outliers: bool = True) -> set[str]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return set()
+        q = sa.select(events.c.event_id).where(events.c.event_id.in_(ids))
+        if not include_outliers:
+            q = q.where(events.c.outlier.is_(False))
+        async with self._engine.connect() as conn:
+            return {r.event_id for r in await conn.execute(q)}
+
+    async def mark_in_timeline(self, event_ids: Iterable[str]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                events.update().where(events.c.event_id.in_(list(event_ids))).values(outlier=False)
+            )
 
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
         ids = list(dict.fromkeys(event_ids))
@@ -232,6 +266,14 @@ class EventStore:
             q = q.order_by(events.c.depth.asc(), events.c.stream_ordering.asc())
         async with self._engine.connect() as conn:
             return [_stored(r) for r in await conn.execute(q.limit(limit))]
+
+    async def oldest_event(self, room_id: str) -> StoredEvent | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                _select_events().where(events.c.room_id == room_id, events.c.outlier.is_(False))
+                .order_by(events.c.depth.asc(), events.c.stream_ordering.asc()).limit(1)
+            )).first()
+        return _stored(row) if row else None
 
     async def topo_at_stream(self, room_id: str, stream: int) -> tuple[int, int] | None:
         """The (depth, stream) of the room's newest event at or before a stream position."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import stat
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import pytest
 
 from config.generate import generate_config
 from config.loader import ConfigError, load_config
+from config.schema import ListenerConfig
+from config.tls import listener_ssl_context
 from tests.config.test_keys import seed_of
+from tests.config.test_tls import assert_tls_handshake
 
 
 def test_generated_config_loads_and_has_keys(tmp_path: Path) -> None:
@@ -30,7 +34,15 @@ def test_generated_config_loads_and_has_keys(tmp_path: Path) -> None:
 
 def test_generated_config_is_commented_and_complete(tmp_path: Path) -> None:
     text = Path(generate_config("hs1", str(tmp_path / "hs1.yaml"))).read_text()
-    for section in ("listeners:", "database:", "registration:", "limits:", "redis:", "rabbitmq:"):
+    for section in (
+        "listeners:",
+        "database:",
+        "registration:",
+        "limits:",
+        "redis:",
+        "rabbitmq:",
+        "federation:",
+    ):
         assert f"\n{section}\n" in text
     for key in (
         "signing_key_path",
@@ -40,9 +52,11 @@ def test_generated_config_is_commented_and_complete(tmp_path: Path) -> None:
         "recall_window_ms",
         "log_level",
         "public_baseurl",
-        "federation_verify_tls",
     ):
         assert f"\n{key}: " in text
+    for key in ("enabled", "verify_tls", "ca_file", "static_map", "trusted_key_servers"):
+        assert f"\n  {key}:" in text
+    assert "federation_verify_tls" not in text
     assert text.count("\n#") > 10
 
 
@@ -114,5 +128,94 @@ def test_bad_arguments_leave_nothing_behind(
     out = tmp_path / "hs.yaml"
     with pytest.raises(ConfigError) as err:
         generate_config(output=str(out), **kwargs)  # type: ignore[arg-type]
+    assert err.value.file == str(out) and err.value.key == key
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- federation listener, TLS and the static map ---------------------------------------
+
+
+def _server_context(cfg_listener: ListenerConfig) -> ssl.SSLContext:
+    context = listener_ssl_context(cfg_listener)
+    assert context is not None
+    return context
+
+
+def test_federation_port_gives_a_tls_listener_from_the_ca(tmp_path: Path) -> None:
+    static_map = {"hs1.test": "127.0.0.1:8449", "hs2.test": "127.0.0.1:8451"}
+    out = generate_config(
+        "hs1.test",
+        str(tmp_path / "hs1" / "homeserver.yaml"),
+        port=8448,
+        federation_port=8449,
+        ca_dir=str(tmp_path / "ca"),
+        static_map=static_map,
+    )
+    cfg = load_config(out, env={})
+    client, federation = cfg.listeners
+    assert (client.port, client.resources, client.tls) == (8448, ("client",), False)
+    assert (federation.port, federation.resources, federation.tls) == (
+        8449,
+        ("federation",),
+        True,
+    )
+    assert federation.tls_certificate_path == str(
+        tmp_path / "hs1" / "data-hs1.test" / "tls" / "server.crt"
+    )
+    assert cfg.federation.ca_file == str(tmp_path / "ca" / "ca.crt")
+    assert cfg.federation.static_map == static_map
+    assert cfg.federation.verify_tls is True
+    # The certificate verifies against the CA under the server's name.
+    assert_tls_handshake(_server_context(federation), cfg.federation.ca_file, "hs1.test")
+
+
+def test_second_server_reuses_the_ca(tmp_path: Path) -> None:
+    kwargs = {"ca_dir": str(tmp_path / "ca")}
+    generate_config("hs1.test", str(tmp_path / "hs1.yaml"), federation_port=9001, **kwargs)  # type: ignore[arg-type]
+    ca_before = (tmp_path / "ca" / "ca.crt").read_bytes()
+    out = generate_config("hs2.test", str(tmp_path / "hs2.yaml"), federation_port=9003, **kwargs)  # type: ignore[arg-type]
+    assert (tmp_path / "ca" / "ca.crt").read_bytes() == ca_before
+    cfg = load_config(out, env={})
+    assert_tls_handshake(
+        _server_context(cfg.listeners[1]), str(tmp_path / "ca" / "ca.crt"), "hs2.test"
+    )
+
+
+def test_without_ca_dir_the_certificate_is_self_signed(tmp_path: Path) -> None:
+    cfg = load_config(
+        generate_config(
+            "127.0.0.1:9001", str(tmp_path / "hs.yaml"), port=9000, federation_port=9001
+        ),
+        env={},
+    )
+    federation = cfg.listeners[1]
+    assert cfg.federation.ca_file is None
+    assert federation.tls_certificate_path is not None
+    assert_tls_handshake(_server_context(federation), federation.tls_certificate_path, "127.0.0.1")
+
+
+def test_tls_on_the_single_listener(tmp_path: Path) -> None:
+    cfg = load_config(generate_config("hs1", str(tmp_path / "hs.yaml"), tls=True), env={})
+    (listener,) = cfg.listeners
+    assert listener.tls and listener.resources == ("client", "federation")
+    assert listener.tls_private_key_path is not None
+    assert stat.S_IMODE(os.stat(listener.tls_private_key_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"port": 9000, "federation_port": 9000}, "listeners"),
+        ({"federation_port": 70000}, "listeners[1].port"),
+        ({"static_map": {"hs2.test": "nowhere"}}, "federation.static_map['hs2.test']"),
+        ({"static_map": {"bad name": "127.0.0.1:1"}}, "federation.static_map['bad name']"),
+    ],
+)
+def test_bad_federation_arguments_leave_nothing_behind(
+    tmp_path: Path, kwargs: dict[str, object], key: str
+) -> None:
+    out = tmp_path / "hs.yaml"
+    with pytest.raises(ConfigError) as err:
+        generate_config("hs1", str(out), ca_dir=str(tmp_path / "ca"), **kwargs)  # type: ignore[arg-type]
     assert err.value.file == str(out) and err.value.key == key
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,97 @@
+"""The key API (ours and the notary's) and ``/version``: all unauthenticated (federation.md §2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from federation.outbound.keyring import Keyring
+from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.errors import bad_json, invalid_param, not_json
+
+KEYRING = web.AppKey("keyring", Keyring)
+
+SERVER_NAME = "Tricolor"
+SERVER_VERSION = "0.1.0"
+# One notary request may not make us contact more servers than this.
+MAX_QUERY_SERVERS = 100
+
+routes = web.RouteTableDef()
+
+
+def _json(body: Any) -> web.Response:
+    return web.Response(text=encode_json(body), content_type="application/json")
+
+
+async def _own_keys(request: web.Request) -> web.Response:
+    return _json(request.app[KEYRING].own_key_response())
+
+
+# Older servers ask for a trailing slash or a specific key id; the answer is the same.
+routes.get("/_matrix/key/v2/server")(_own_keys)
+routes.get("/_matrix/key/v2/server/")(_own_keys)
+routes.get("/_matrix/key/v2/server/{key_id}")(_own_keys)
+
+
+def _min_valid(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_json("minimum_valid_until_ts must be an integer")
+    return value
+
+
+async def _lookup_all(keyring: Keyring, wanted: dict[str, tuple[list[str], int | None]]) -> list[dict[str, Any]]:
+    results = await asyncio.gather(*(
+        keyring.notary_response(server, key_ids, min_valid) for server, (key_ids, min_valid) in wanted.items()
+    ))
+    return [r for r in results if r is not None]
+
+
+@routes.post("/_matrix/key/v2/query")
+async def query_keys(request: web.Request) -> web.Response:
+    """POST /_matrix/key/v2/query {"server_keys": {server: {key_id: {minimum_valid_until_ts}}}}"""
+    raw = await request.read()
+    if not raw.strip():
+        raise not_json()
+    body = parse_json(raw)
+    server_keys = body.get("server_keys") if isinstance(body, dict) else None
+    if not isinstance(server_keys, dict):
+        raise bad_json("server_keys must be an object")
+    if len(server_keys) > MAX_QUERY_SERVERS:
+        raise invalid_param(f"At most {MAX_QUERY_SERVERS} servers per query")
+    wanted: dict[str, tuple[list[str], int | None]] = {}
+    for server, keys in server_keys.items():
+        if not isinstance(keys, dict):
+            raise bad_json(f"server_keys.{server} must be an object")
+        mins = []
+        for kid, criteria in keys.items():
+            if not isinstance(criteria, dict):
+                raise bad_json(f"server_keys.{server}.{kid} must be an object")
+            if (m := _min_valid(criteria.get("minimum_valid_until_ts"))) is not None:
+                mins.append(m)
+        # Empty inner object = all keys; several criteria: the strictest one wins.
+        wanted[server] = (list(keys), max(mins) if mins else None)
+    return _json({"server_keys": await _lookup_all(request.app[KEYRING], wanted)})
+
+
+@routes.get("/_matrix/key/v2/query/{server_name}")
+async def query_server_keys(request: web.Request) -> web.Response:
+    """GET /_matrix/key/v2/query/{serverName}?minimum_valid_until_ts="""
+    text = request.query.get("minimum_valid_until_ts")
+    min_valid = None
+    if text is not None:
+        try:
+            min_valid = int(text)
+        except ValueError as e:
+            raise invalid_param("minimum_valid_until_ts must be an integer") from e
+    server = request.match_info["server_name"]
+    return _json({"server_keys": await _lookup_all(request.app[KEYRING], {server: ([], min_valid)})})
+
+
+@routes.get("/_matrix/federation/v1/version")
+async def version(request: web.Request) -> web.Response:
+    """GET /_matrix/federation/v1/version"""
+    return _json({"server": {"name": SERVER_NAME, "version": SERVER_VERSION}})

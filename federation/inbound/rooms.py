@@ -1,0 +1,156 @@
+"""Joins, leaves, invites, and reading room history and state (server-server API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from federation.inbound.auth import ORIGIN
+from federation.inbound.context import FEDERATION
+from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.errors import MatrixError
+
+routes = web.RouteTableDef()
+V1 = "/_matrix/federation/v1"
+V2 = "/_matrix/federation/v2"
+
+
+def _ok(body: Any) -> web.Response:
+    return web.Response(text=encode_json(body), content_type="application/json")
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    return parse_json(raw) if raw.strip() else {}
+
+
+@routes.get(V1 + "/make_join/{room_id}/{user_id}")
+async def make_join(request: web.Request) -> web.Response:
+    """GET /make_join/{roomId}/{userId}?ver=..."""
+    versions = request.query.getall("ver", ["1"])
+    return _ok(await request.app[FEDERATION].rooms.make_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "join", versions,
+    ))
+
+
+@routes.get(V1 + "/make_leave/{room_id}/{user_id}")
+async def make_leave(request: web.Request) -> web.Response:
+    """GET /make_leave/{roomId}/{userId}"""
+    return _ok(await request.app[FEDERATION].rooms.make_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "leave", [],
+    ))
+
+
+@routes.put(V2 + "/send_join/{room_id}/{event_id}")
+async def send_join(request: web.Request) -> web.Response:
+    """PUT /v2/send_join/{roomId}/{eventId}"""
+    return _ok(await request.app[FEDERATION].rooms.send_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
+        await _body(request), "join",
+    ))
+
+
+@routes.put(V2 + "/send_leave/{room_id}/{event_id}")
+async def send_leave(request: web.Request) -> web.Response:
+    """PUT /v2/send_leave/{roomId}/{eventId}"""
+    return _ok(await request.app[FEDERATION].rooms.send_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
+        await _body(request), "leave",
+    ))
+
+
+@routes.put(V2 + "/invite/{room_id}/{event_id}")
+async def invite(request: web.Request) -> web.Response:
+    """PUT /v2/invite/{roomId}/{eventId}"""
+    return _ok(await request.app[FEDERATION].rooms.on_invite(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"], await _body(request),
+    ))
+
+
+@routes.get(V1 + "/event/{event_id}")
+async def get_event(request: web.Request) -> web.Response:
+    """GET /event/{eventId}"""
+    return _ok(await request.app[FEDERATION].rooms.get_event(request[ORIGIN], request.match_info["event_id"]))
+
+
+def _event_id_param(request: web.Request) -> str:
+    event_id = request.query.get("event_id")
+    if not event_id:
+        raise MatrixError(400, "M_MISSING_PARAM", "event_id is required")
+    return event_id
+
+
+@routes.get(V1 + "/state/{room_id}")
+async def state(request: web.Request) -> web.Response:
+    """GET /state/{roomId}?event_id="""
+    return _ok(await request.app[FEDERATION].rooms.state_at(
+        request[ORIGIN], request.match_info["room_id"], _event_id_param(request), ids_only=False,
+    ))
+
+
+@routes.get(V1 + "/state_ids/{room_id}")
+async def state_ids(request: web.Request) -> web.Response:
+    """GET /state_ids/{roomId}?event_id="""
+    return _ok(await request.app[FEDERATION].rooms.state_at(
+        request[ORIGIN], request.match_info["room_id"], _event_id_param(request), ids_only=True,
+    ))
+
+
+@routes.get(V1 + "/event_auth/{room_id}/{event_id}")
+async def event_auth(request: web.Request) -> web.Response:
+    """GET /event_auth/{roomId}/{eventId}"""
+    return _ok(await request.app[FEDERATION].rooms.event_auth(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
+    ))
+
+
+@routes.get(V1 + "/backfill/{room_id}")
+async def backfill(request: web.Request) -> web.Response:
+    """GET /backfill/{roomId}?v=...&limit="""
+    try:
+        limit = int(request.query.get("limit", "10"))
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "limit must be an integer") from None
+    return _ok(await request.app[FEDERATION].rooms.backfill(
+        request[ORIGIN], request.match_info["room_id"], request.query.getall("v", []), limit,
+    ))
+
+
+@routes.post(V1 + "/get_missing_events/{room_id}")
+async def get_missing_events(request: web.Request) -> web.Response:
+    """POST /get_missing_events/{roomId}"""
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Body must be an object")
+    earliest, latest = body.get("earliest_events", []), body.get("latest_events", [])
+    limit = body.get("limit", 10)
+    if not isinstance(earliest, list) or not isinstance(latest, list) or not isinstance(limit, int):
+        raise MatrixError(400, "M_BAD_JSON", "earliest_events, latest_events and limit are required")
+    return _ok(await request.app[FEDERATION].rooms.missing_events(
+        request[ORIGIN], request.match_info["room_id"], earliest, latest, max(1, min(limit, 100)),
+    ))
+
+
+@routes.get(V1 + "/query/profile")
+async def query_profile(request: web.Request) -> web.Response:
+    """GET /query/profile?user_id=&field="""
+    user_id = request.query.get("user_id")
+    if not user_id:
+        raise MatrixError(400, "M_MISSING_PARAM", "user_id is required")
+    profile = await request.app[FEDERATION].profile.get_profile(user_id)
+    field = request.query.get("field")
+    if field:
+        profile = {k: v for k, v in profile.items() if k == field}
+    return _ok(profile)
+
+
+@routes.get(V1 + "/query/directory")
+async def query_directory(request: web.Request) -> web.Response:
+    """GET /query/directory?room_alias="""
+    alias = request.query.get("room_alias", "")
+    ctx = request.app[FEDERATION]
+    found = await ctx.room_store.get_alias(alias)
+    if found is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
+    return _ok({"room_id": found[0], "servers": [ctx.server_name]})

@@ -1,0 +1,169 @@
+"""Signed JSON requests to other homeservers (implements ports.FederationClientPort)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from federation.outbound.resolver import Resolved, ServerResolver, read_limited
+from federation.outbound.xmatrix import sign_request
+from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.errors import MatrixError
+from homeserver.core.signing import SigningKey
+from homeserver.services.ports import FederationRequestError
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Tricolor/0.1.0"
+# Generous: /send_join and /state responses of big rooms are large.
+MAX_RESPONSE_BYTES = 100 * 1024 * 1024
+
+
+def make_ssl_context(ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
+    """The system trust store plus ``ca_file`` (e.g. Complement's CA).
+
+    ``verify=False`` turns checking off entirely; only for explicitly configured test setups.
+    """
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def build_uri(path: str, query: Mapping[str, str | list[str]] | None = None) -> str:
+    """``path`` (already percent-encoded) plus an encoded query: the exact string signed and sent."""
+    if not path.startswith("/"):
+        raise ValueError(f"federation path must start with '/': {path!r}")
+    if not query:
+        return path
+    pairs = []
+    for name, value in query.items():
+        for v in [value] if isinstance(value, str) else value:
+            pairs.append((name, v))
+    qs = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote, safe="")
+    return f"{path}?{qs}" if qs else path
+
+
+class FederationClient:
+    """One aiohttp session for all destinations; ``scheme="http"`` only for tests."""
+
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        resolver: ServerResolver,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        scheme: str = "https",
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if scheme not in ("https", "http"):
+            raise ValueError(f"unsupported scheme {scheme!r}")
+        self.server_name = server_name
+        self._key = signing_key
+        self._resolver = resolver
+        self._ssl = ssl_context if scheme == "https" else None
+        self._scheme = scheme
+        self._session = session
+        self._owns_session = False
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=10),
+                headers={"User-Agent": USER_AGENT},
+                auto_decompress=True,
+            )
+            self._owns_session = True
+        if self._resolver.session is None:
+            self._resolver.session = self._session
+            self._resolver.ssl = self._ssl if self._ssl is not None else True
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+        self._owns_session = False
+
+    async def request(
+        self, method: str, destination: str, path: str, *,
+        query: Mapping[str, str | list[str]] | None = None, body: Any = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Send a signed request; ``path`` must already be percent-encoded."""
+        method = method.upper()
+        if body is None and method in ("PUT", "POST"):
+            body = {}  # the spec wants a JSON object on every PUT/POST
+        uri = build_uri(path, query)
+        auth = sign_request(self._key, self.server_name, destination, method, uri, body)
+        return await self._send(method, destination, uri, body, {"Authorization": auth}, timeout)
+
+    async def get_json_unsigned(self, destination: str, path: str, *, timeout: float = 30.0) -> Any:
+        """An unauthenticated GET (the key API needs no X-Matrix)."""
+        return await self._send("GET", destination, path, None, {}, timeout)
+
+    async def _send(
+        self, method: str, destination: str, uri: str, body: Any,
+        headers: dict[str, str], timeout: float,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError("FederationClient.start() was not called")
+        try:
+            target = await self._resolver.resolve(destination)
+        except ValueError as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"bad server name {destination!r}: {e}") from e
+        except Exception as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"cannot resolve {destination}: {e}") from e
+        data = None
+        if body is not None:
+            data = encode_json(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        headers["Host"] = target.host_header
+        try:
+            async with self._session.request(
+                method, self._url(target, uri), data=data, headers=headers,
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=target.tls_server_name if self._scheme == "https" else None,
+                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                try:
+                    raw = await read_limited(resp, MAX_RESPONSE_BYTES)
+                except ValueError as e:
+                    raise FederationRequestError(status, "M_TOO_LARGE", str(e)) from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise FederationRequestError(
+                0, "M_UNKNOWN", f"{method} {destination}{uri}: {type(e).__name__}: {e}"
+            ) from e
+        return _decode(status, raw)
+
+    def _url(self, target: Resolved, uri: str) -> URL:
+        # encoded=True: yarl must not re-quote, or the wire target would differ from what we signed.
+        return URL(f"{self._scheme}://{target.netloc}{uri}", encoded=True)
+
+
+def _decode(status: int, raw: bytes) -> Any:
+    try:
+        body = parse_json(raw) if raw.strip() else None
+    except MatrixError as e:
+        body = None
+        if 200 <= status < 300:
+            raise FederationRequestError(status, e.errcode, f"response is not valid JSON: {e.error}") from e
+    if 200 <= status < 300:
+        return body
+    errcode, error = "M_UNKNOWN", f"HTTP {status}"
+    if isinstance(body, dict):
+        if isinstance(body.get("errcode"), str):
+            errcode = body["errcode"]
+        if isinstance(body.get("error"), str):
+            error = body["error"]
+    raise FederationRequestError(status, errcode, error, body)

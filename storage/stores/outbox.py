@@ -1,0 +1,116 @@
+"""Federation outbox: PDUs accepted for sending, per destination, and per-destination retry state.
+
+A row stays in ``federation_outbox`` until the destination answered 200 to a transaction that
+carried it (or the sender gave up on it). Rows are read in id order and deleted by id, never
+"up to an id": with concurrent writers (MariaDB) a smaller id can commit after a larger one
+was already sent, and deleting a range would lose it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import federation_destinations, federation_outbox
+
+# Keep `IN (...)` lists well under every engine's bound-parameter limit.
+_CHUNK = 500
+
+
+@attrs.frozen
+class RetryState:
+    """Backoff of one destination: retry no earlier than ``retry_after_ts`` (ms)."""
+
+    failure_count: int = 0
+    retry_after_ts: int = 0
+    last_success_ts: int | None = None
+
+
+class OutboxStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # -- PDUs --------------------------------------------------------------------------
+
+    async def append(self, destinations: Sequence[str], pdu_json: str, now_ts: int) -> None:
+        """Queue one serialised PDU for each destination, in one transaction (executemany)."""
+        if not destinations:
+            return
+        rows = [{"destination": d, "pdu_json": pdu_json, "created_ts": now_ts} for d in destinations]
+        async with self._engine.begin() as conn:
+            await conn.execute(federation_outbox.insert(), rows)
+
+    async def next_batch(self, destination: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The oldest ``limit`` queued PDUs of a destination, as (outbox id, pdu)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(federation_outbox.c.id, federation_outbox.c.pdu_json)
+                .where(federation_outbox.c.destination == destination)
+                .order_by(federation_outbox.c.id)
+                .limit(limit)
+            )
+            return [(int(r.id), json.loads(r.pdu_json)) for r in rows]
+
+    async def delete(self, destination: str, ids: Iterable[int]) -> None:
+        """Forget the given rows of a destination (delivered, or given up on)."""
+        id_list = list(ids)
+        if not id_list:
+            return
+        async with self._engine.begin() as conn:
+            for i in range(0, len(id_list), _CHUNK):
+                await conn.execute(federation_outbox.delete().where(
+                    federation_outbox.c.destination == destination,
+                    federation_outbox.c.id.in_(id_list[i:i + _CHUNK]),
+                ))
+
+    async def pending_destinations(self) -> list[str]:
+        """Every destination with at least one queued PDU."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(federation_outbox.c.destination).distinct())
+            return sorted(r.destination for r in rows)
+
+    async def pending_count(self, destination: str) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(
+                sa.select(sa.func.count()).select_from(federation_outbox)
+                .where(federation_outbox.c.destination == destination)
+            )).scalar() or 0)
+
+    # -- retry state -------------------------------------------------------------------
+
+    async def get_retry(self, destination: str) -> RetryState | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(federation_destinations).where(
+                federation_destinations.c.destination == destination,
+            ))).first()
+        return _retry_state(row) if row is not None else None
+
+    async def failing_destinations(self) -> dict[str, RetryState]:
+        """Retry state of every destination currently backing off (failure_count > 0)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(federation_destinations).where(
+                federation_destinations.c.failure_count > 0,
+            ))
+            return {r.destination: _retry_state(r) for r in rows}
+
+    async def set_retry(self, destination: str, state: RetryState) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(federation_destinations.delete().where(
+                federation_destinations.c.destination == destination,
+            ))
+            await conn.execute(federation_destinations.insert().values(
+                destination=destination, failure_count=state.failure_count,
+                retry_after_ts=state.retry_after_ts, last_success_ts=state.last_success_ts,
+            ))
+
+
+def _retry_state(row: Any) -> RetryState:
+    return RetryState(
+        failure_count=int(row.failure_count), retry_after_ts=int(row.retry_after_ts),
+        last_success_ts=None if row.last_success_ts is None else int(row.last_success_ts),
+    )

@@ -1,0 +1,176 @@
+"""``python -m homeserver testnet``: a real two-server network in subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import load_config
+from homeserver.testnet import TestnetError, _mysql_database_name, _server_names
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Per-run ports so parallel runs and a developer's own network do not clash
+# (20000-31999: below the usual ephemeral range).
+BASE_PORT = 20000 + (os.getpid() % 1500) * 8
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def run_testnet(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "homeserver", "testnet", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def health(url: str) -> str | None:
+    try:
+        with _NO_PROXY.open(f"{url}/health", timeout=5) as response:
+            return str(json.load(response)["status"])
+    except OSError:
+        return None
+
+
+def tls_handshake(url: str, cafile: str, hostname: str) -> None:
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=cafile)
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=hostname),
+    ):
+        pass
+
+
+def by_name(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {server["name"]: server for server in status["servers"]}
+
+
+@pytest.fixture
+def net_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "net"
+    yield directory
+    # Whatever happened, leave no server running.
+    state = directory / "testnet.json"
+    if state.exists():
+        run_testnet("down", "--dir", str(directory), check=False)
+    if state.exists():
+        for server in json.loads(state.read_text())["servers"]:
+            if server["pid"]:
+                with contextlib.suppress(OSError):
+                    os.kill(server["pid"], signal.SIGKILL)
+
+
+def test_up_stop_start_down(net_dir: Path) -> None:
+    d = str(net_dir)
+    up = json.loads(
+        run_testnet(
+            "up", "--servers", "2", "--dir", d, "--base-port", str(BASE_PORT), "--fast-passwords"
+        ).stdout
+    )
+    servers = by_name(up)
+    assert list(servers) == ["hs1.test", "hs2.test"]
+    hs1, hs2 = servers["hs1.test"], servers["hs2.test"]
+    assert hs1["client_url"] == f"http://127.0.0.1:{BASE_PORT}"
+    assert hs1["federation_url"] == f"https://127.0.0.1:{BASE_PORT + 1}"
+    assert hs2["client_url"] == f"http://127.0.0.1:{BASE_PORT + 2}"
+    assert hs2["federation_url"] == f"https://127.0.0.1:{BASE_PORT + 3}"
+    assert up["ca_file"] == str(net_dir / "ca" / "ca.crt")
+    for server in (hs1, hs2):
+        assert isinstance(server["pid"], int)
+        assert server["database"].startswith(f"sqlite+aiosqlite:///{net_dir}/")
+        assert health(server["client_url"]) == "ok"
+        cfg = load_config(server["config"], env={})
+        assert cfg.server_name == server["name"]
+        assert cfg.federation.ca_file == up["ca_file"]
+        assert cfg.federation.static_map == {
+            "hs1.test": f"127.0.0.1:{BASE_PORT + 1}",
+            "hs2.test": f"127.0.0.1:{BASE_PORT + 3}",
+        }
+        # The federation port speaks TLS with a certificate the network's CA vouches for.
+        tls_handshake(server["federation_url"], up["ca_file"], server["name"])
+    assert json.loads((net_dir / "testnet.json").read_text())["servers"][0]["pid"] == hs1["pid"]
+
+    # A second `up` on the same directory is refused.
+    again = run_testnet("up", "--dir", d, "--base-port", str(BASE_PORT), check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+    stopped = json.loads(run_testnet("stop", "hs2.test", "--dir", d).stdout)
+    assert stopped["health"] == "down"
+    status = by_name(json.loads(run_testnet("status", "--dir", d).stdout))
+    assert status["hs1.test"]["health"] == "ok"
+    assert status["hs2.test"]["health"] == "down" and status["hs2.test"]["pid"] is None
+    assert health(hs2["client_url"]) is None
+
+    started = json.loads(run_testnet("start", "hs2.test", "--dir", d).stdout)
+    assert started["health"] == "ok" and started["pid"] != hs2["pid"]
+    status = by_name(json.loads(run_testnet("status", "--dir", d).stdout))
+    assert [s["health"] for s in status.values()] == ["ok", "ok"]
+    assert status["hs2.test"]["pid"] == started["pid"]
+
+    unknown = run_testnet("stop", "hs9.test", "--dir", d, check=False)
+    assert unknown.returncode != 0 and "no server named 'hs9.test'" in unknown.stderr
+
+    pids = [status["hs1.test"]["pid"], started["pid"]]
+    down = json.loads(run_testnet("down", "--dir", d).stdout)
+    assert down["removed"] == d
+    assert not net_dir.exists()
+    for url in (hs1["client_url"], hs2["client_url"]):
+        assert health(url) is None
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or b"homeserver" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+
+
+def test_up_refuses_a_port_in_use(net_dir: Path) -> None:
+    base = BASE_PORT + 4
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", base + 1))
+        busy.listen()
+        result = run_testnet("up", "--dir", str(net_dir), "--base-port", str(base), check=False)
+    assert result.returncode == 1
+    assert f"port {base + 1} (federation port of hs1.test) is in use" in result.stderr
+    assert result.stdout == ""
+    assert not net_dir.exists()
+
+
+def test_commands_on_a_missing_network_fail_clearly(tmp_path: Path) -> None:
+    result = run_testnet("status", "--dir", str(tmp_path / "none"), check=False)
+    assert result.returncode == 1
+    assert "no test network in" in result.stderr
+
+
+def test_server_names() -> None:
+    assert _server_names(None, 3, [1, 3, 5]) == ["hs1.test", "hs2.test", "hs3.test"]
+    assert _server_names("ip", 2, [18201, 18203]) == ["127.0.0.1:18201", "127.0.0.1:18203"]
+    assert _server_names("a.test, b.test", 2, [1, 3]) == ["a.test", "b.test"]
+    with pytest.raises(TestnetError, match="lists 1 names but --servers is 2"):
+        _server_names("a.test", 2, [1, 3])
+    with pytest.raises(TestnetError, match="not a valid server name"):
+        _server_names("a.test,no good", 2, [1, 3])
+    with pytest.raises(TestnetError, match="twice"):
+        _server_names("a.test,a.test", 2, [1, 3])
+
+
+def test_mysql_database_names() -> None:
+    assert _mysql_database_name("hs1.test") == "tri_net_hs1_test"
+    assert _mysql_database_name("127.0.0.1:18201") == "tri_net_127_0_0_1_18201"
+    assert len(_mysql_database_name("x" * 300)) == 64
