@@ -1,7 +1,7 @@
 """Every table, in one MetaData. Migrations (alembic) create exactly these.
 
 Ids are case-sensitive in Matrix, so MySQL tables use a binary collation.
-Composite keys stay under InnoDB's 3072-byte index limit (utf8mb4).
+MariaDB gets utf8mb4_nopad_bin (see migrations/collation.py). Composite keys stay under InnoDB's 3072-byte index limit (utf8mb4).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData()
 
-_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_nopad_bin", "mysql_engine": "InnoDB"}
 
 Id = sa.String(255)
 # Event JSON can reach 64 KiB before `unsigned`; MySQL TEXT stops at 64 KiB.

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from storage.migrations.collation import collation
+
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -26,7 +28,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('token_id'),
     sa.UniqueConstraint('refresh_token'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('access_tokens', schema=None) as batch_op:
@@ -40,7 +42,7 @@ def upgrade() -> None:
     sa.Column('stream_id', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'room_id', 'type'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('current_state',
@@ -50,7 +52,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.PrimaryKeyConstraint('room_id', 'type', 'state_key'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('devices',
@@ -61,7 +63,7 @@ def upgrade() -> None:
     sa.Column('last_seen_ip', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('user_id', 'device_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('events',
@@ -86,7 +88,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('stream_ordering'),
     sa.UniqueConstraint('event_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
@@ -100,7 +102,7 @@ def upgrade() -> None:
     sa.Column('json', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'filter_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('forward_extremities',
@@ -108,7 +110,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.PrimaryKeyConstraint('room_id', 'event_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('redactions',
@@ -116,7 +118,7 @@ def upgrade() -> None:
     sa.Column('redacts', sa.String(length=255), nullable=False),
     sa.PrimaryKeyConstraint('event_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('redactions', schema=None) as batch_op:
@@ -128,7 +130,7 @@ def upgrade() -> None:
     sa.Column('creator', sa.String(length=255), nullable=True),
     sa.PrimaryKeyConstraint('alias'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('room_aliases', schema=None) as batch_op:
@@ -144,7 +146,7 @@ def upgrade() -> None:
     sa.Column('forgotten', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('room_id', 'user_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('room_members', schema=None) as batch_op:
@@ -156,7 +158,7 @@ def upgrade() -> None:
     sa.Column('max_depth', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('room_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('rooms',
@@ -167,7 +169,7 @@ def upgrade() -> None:
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('room_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('state_group_entries',
@@ -177,7 +179,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=255), nullable=True),
     sa.PrimaryKeyConstraint('group_id', 'type', 'state_key'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('state_groups',
@@ -187,7 +189,7 @@ def upgrade() -> None:
     sa.Column('chain_length', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('users',
@@ -200,7 +202,7 @@ def upgrade() -> None:
     sa.Column('deactivated', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('user_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     # ### end Alembic commands ###

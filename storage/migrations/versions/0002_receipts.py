@@ -7,6 +7,8 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
+from storage.migrations.collation import collation
+
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
@@ -25,7 +27,7 @@ def upgrade() -> None:
     sa.Column('stream_id', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('room_id', 'receipt_type', 'user_id', 'thread_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('receipts', schema=None) as batch_op:

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from storage.migrations.collation import collation
+
 revision = '0003'
 down_revision = '0002'
 branch_labels = None
@@ -23,7 +25,7 @@ def upgrade() -> None:
     sa.Column('last_success_ts', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('destination'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('federation_inbound_txns',
@@ -33,7 +35,7 @@ def upgrade() -> None:
     sa.Column('received_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('origin', 'txn_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('federation_outbox',
@@ -43,7 +45,7 @@ def upgrade() -> None:
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('federation_outbox', schema=None) as batch_op:
@@ -55,7 +57,7 @@ def upgrade() -> None:
     sa.Column('valid_until_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('server_name'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     op.create_table('server_keys',
@@ -67,7 +69,7 @@ def upgrade() -> None:
     sa.Column('fetched_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('server_name', 'key_id'),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin',
+    mysql_collate=collation(),
     mysql_engine='InnoDB'
     )
     # ### end Alembic commands ###
