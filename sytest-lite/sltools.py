@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,15 +87,18 @@ class HS:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             hdrs.setdefault("Content-Type", "application/json")
+        query: list[tuple[str, str]] | None = None
         if params:
-            params = {
-                k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()
-            }
+            # A list value repeats the key (``via=a&via=b``); booleans are lower-cased.
+            query = []
+            for k, v in params.items():
+                for item in v if isinstance(v, (list, tuple)) else [v]:
+                    query.append((k, str(item).lower() if isinstance(item, bool) else str(item)))
         async with self.session.request(
             method,
             self.base_url + path,
             data=body,
-            params=params,
+            params=query,
             headers=hdrs,
             timeout=aiohttp.ClientTimeout(total=time_limit),
         ) as r:
@@ -184,8 +188,12 @@ class User:
         assert isinstance(j.get("room_id"), str) and j["room_id"].startswith("!"), j
         return j["room_id"]
 
-    async def join(self, room_id_or_alias: str) -> Resp:
-        return await self.post(f"join/{quote(room_id_or_alias)}")
+    async def join(self, room_id_or_alias: str, via: list[str] | None = None) -> Resp:
+        """``POST /join/{roomIdOrAlias}``; ``via`` (servers to join through, for a room
+        this server is not in) is sent as both ``via`` (spec v1.12+) and ``server_name``
+        (older servers)."""
+        params = {"via": via, "server_name": via} if via else None
+        return await self.post(f"join/{quote(room_id_or_alias)}", params=params)
 
     async def join_room_id(self, room_id: str) -> Resp:
         return await self.post(f"rooms/{quote(room_id)}/join")
@@ -235,6 +243,27 @@ class User:
         params.setdefault("dir", "b")
         return await self.get(f"rooms/{quote(room_id)}/messages", params=params)
 
+    # ---- ephemeral and profile
+    async def set_typing(self, room_id: str, typing: bool = True, timeout_ms: int = 30000) -> Resp:
+        body: dict[str, Any] = {"typing": typing}
+        if typing:
+            body["timeout"] = timeout_ms
+        return await self.put(f"rooms/{quote(room_id)}/typing/{quote(self.user_id)}", body)
+
+    async def send_receipt(self, room_id: str, event_id: str, receipt_type: str = "m.read") -> Resp:
+        return await self.post(
+            f"rooms/{quote(room_id)}/receipt/{quote(receipt_type)}/{quote(event_id)}", {}
+        )
+
+    async def set_displayname(self, displayname: str) -> Resp:
+        return await self.put(
+            f"profile/{quote(self.user_id)}/displayname", {"displayname": displayname}
+        )
+
+    async def profile(self, user_id: str, field: str | None = None) -> Resp:
+        path = f"profile/{quote(user_id)}"
+        return await self.get(f"{path}/{quote(field)}" if field else path)
+
     # ---- sync
     async def sync(
         self,
@@ -278,6 +307,33 @@ class User:
             since = resp["next_batch"]
 
 
+# --------------------------------------------------------------------------- waiting
+
+
+FEDERATION_DEADLINE = 30.0  # seconds: generous, servers may back off and retry a peer
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]],
+    *,
+    deadline: float = FEDERATION_DEADLINE,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> Any:
+    """Await ``probe()`` until it returns something truthy and return that; fail after
+    ``deadline`` seconds with the last value seen. For things that happen
+    asynchronously (federation), never for timing assertions."""
+    end = time.monotonic() + deadline
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() >= end:
+            raise AssertionError(f"{what} not met within {deadline}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
 # --------------------------------------------------------------------------- sync helpers
 
 
@@ -308,3 +364,13 @@ def bodies(events: list[dict]) -> list[str]:
         for e in events
         if e.get("type") == "m.room.message" and "body" in e.get("content", {})
     ]
+
+
+def ephemeral_events(sync: dict, room_id: str, event_type: str | None = None) -> list[dict]:
+    room = joined(sync, room_id) or {}
+    events = room.get("ephemeral", {}).get("events", [])
+    return [e for e in events if event_type is None or e.get("type") == event_type]
+
+
+def invited(sync: dict, room_id: str) -> dict | None:
+    return sync.get("rooms", {}).get("invite", {}).get(room_id)

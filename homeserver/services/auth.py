@@ -50,6 +50,7 @@ class AuthService:
         self._secret = secret
         self._issuer = server_name
         self._live: LruCache[str, TokenRecord] = LruCache(100_000)
+        self._admins: LruCache[str, bool] = LruCache(100_000)  # user -> is_admin, for live users
 
     def _encode(self, user_id: str, device_id: str, token_id: str, expires_ts: int | None) -> str:
         claims: dict[str, Any] = {
@@ -118,10 +119,14 @@ class AuthService:
             self._live.put(token_id, record)
         if record.expires_ts is not None and record.expires_ts < now_ms():
             raise unknown_token("Access token has expired", soft_logout=True)
-        user = await self._users.get_user(record.user_id)
-        if user is None or user.deactivated:
-            raise unknown_token()
-        return Requester(record.user_id, record.device_id, token_id, user.is_admin)
+        is_admin = self._admins.get(record.user_id)
+        if is_admin is None:
+            user = await self._users.get_user(record.user_id)
+            if user is None or user.deactivated:
+                raise unknown_token()
+            is_admin = user.is_admin
+            self._admins.put(record.user_id, is_admin)
+        return Requester(record.user_id, record.device_id, token_id, is_admin)
 
     async def logout(self, requester: Requester) -> None:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):
@@ -129,6 +134,7 @@ class AuthService:
         self._live.pop(requester.token_id)
 
     async def logout_all(self, user_id: str, keep_device: str | None = None) -> None:
+        self._admins.pop(user_id)  # deactivation and admin changes come through here
         for tid in await self._users.delete_all_tokens(user_id, keep_device):
             self._live.pop(tid)
 

@@ -76,6 +76,8 @@ class ReceiptService:
         self._ids = ids
         self._wake_rooms = wake_rooms
         self.on_change: Callable[[Receipt], None] | None = None
+        self._floor = ids.last
+        self._room_last: dict[str, int] = {}
 
     @property
     def position(self) -> int:
@@ -90,6 +92,7 @@ class ReceiptService:
         pos = self._ids.next()
         receipt = Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, ts or now_ms(), pos)
         await self._store.put(receipt)
+        self._room_last[room_id] = pos
         self._wake_rooms(pos, (room_id,))
         if self.on_change is not None and receipt_type == "m.read":
             self.on_change(receipt)
@@ -97,6 +100,8 @@ class ReceiptService:
     async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
         """One m.receipt event per room with the receipts added after `since`."""
         out: dict[str, dict[str, Any]] = {}
+        if since >= self._floor and all(self._room_last.get(r, 0) <= since for r in room_ids):
+            return out  # nothing new: no need to ask the database
         for r in await self._store.since(room_ids, since, upto):
             if r.receipt_type == "m.read.private" and r.user_id != viewer:
                 continue

@@ -27,6 +27,7 @@ from homeserver.services.lru import LruCache
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.ports import FederationSenderPort
+from homeserver.services.recent import RecentEvents
 from storage.stores.events import (
     EventStore,
     MembershipChange,
@@ -100,6 +101,7 @@ class EventService:
         # Outliers and backfilled history count down from 0 (see EventStore.max_ids).
         self._outlier_ids = outlier_ids or IdGenerator(0)
         self._federation: FederationSenderPort | None = None
+        self.recent = RecentEvents(stream_ids.last)
 
     def attach_federation(self, sender: FederationSenderPort) -> None:
         """From now on, locally sent events are queued for every other server in the room."""
@@ -408,6 +410,8 @@ class EventService:
             batch.redactions.append((event.event_id, event.redacts))
         await self._persister.enqueue(batch)
         self._cache.put(event.event_id, se)
+        for m in batch.memberships:
+            self.recent.membership_changed(m.user_id, m.stream_ordering)
         if not soft_failed:
             self._heads[room_id] = new_head
             self._after_commit([se], new_head)
@@ -442,6 +446,7 @@ class EventService:
         for se in stored:
             self._cache.put(se.event.event_id, se)
         if invite_for is not None and stored:
+            self.recent.membership_changed(invite_for, self._stream_ids.last)
             self._notifier.on_events(self._stream_ids.last, [invite_for])
         return stored
 
@@ -486,10 +491,12 @@ class EventService:
         return all_dests
 
     def _after_commit(self, stored: list[StoredEvent], head: RoomHead) -> None:
+        self.recent.add(stored)
         wake = set(head.joined_local(self.server_name))
         for se in stored:
             if se.event.type == "m.room.member" and se.event.state_key:
                 wake.add(se.event.state_key)
+                self.recent.membership_changed(se.event.state_key, se.stream_ordering)
         self._notifier.on_events(stored[-1].stream_ordering, wake)
         for listener in self._listeners:
             listener(stored, head)

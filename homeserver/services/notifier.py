@@ -45,6 +45,9 @@ class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._positions = dict.fromkeys(STREAMS, 0)
+        # Per-user positions of changes seen since start (floor = position at start).
+        self._floor = dict.fromkeys(STREAMS, 0)
+        self._user_last: dict[tuple[str, str], int] = {}
 
     @property
     def events_position(self) -> int:
@@ -55,6 +58,11 @@ class Notifier:
 
     def seed(self, stream: str, position: int) -> None:
         self._positions[stream] = max(self._positions[stream], position)
+        self._floor[stream] = self._positions[stream]
+
+    def maybe_changed(self, stream: str, user_id: str, since: int) -> bool:
+        """False only when certainly nothing on `stream` concerned the user after `since`."""
+        return since < self._floor[stream] or self._user_last.get((stream, user_id), 0) > since
 
     def register(self, user_id: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -83,4 +91,5 @@ class Notifier:
         self.advance("events", position, user_ids)
 
     def on_account_data(self, position: int, user_id: str) -> None:
+        self._user_last[("account_data", user_id)] = position
         self.advance("account_data", position, (user_id,))

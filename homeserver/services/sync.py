@@ -16,6 +16,7 @@ from homeserver.services.ephemeral import PresenceService, ReceiptService, Typin
 from homeserver.services.events import EventService, RoomHead
 from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
+from homeserver.services.lru import LruCache
 from homeserver.services.notifier import Notifier, SyncToken
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.events import StoredEvent
@@ -60,6 +61,7 @@ class SyncService:
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
+        self._joined_cache: LruCache[str, tuple[int, list[str]]] = LruCache(100_000)
         self._events = events
         self._rooms = rooms
         self._timeline = timeline
@@ -118,10 +120,14 @@ class SyncService:
             changed_since = {r.room_id: r for r in rows}
             incremental_join: list[str] = []
         else:
-            changed = await self._rooms.membership_changes_since(user, since_ev)
+            recent = self._events.recent
+            changed = (
+                [] if recent.no_membership_change(user, since_ev)
+                else await self._rooms.membership_changes_since(user, since_ev)
+            )
             changed_since = {r.room_id: r for r in changed}
-            joined = await self._rooms.memberships_for_user(user, ["join"])
-            incremental_join = [r.room_id for r in joined if r.room_id not in changed_since]
+            joined = await self._joined_rooms(user)
+            incremental_join = [r for r in joined if r not in changed_since]
 
         rooms = resp["rooms"]
         for row in changed_since.values():
@@ -149,15 +155,31 @@ class SyncService:
         await self._ephemeral(requester, joined_ids, since or SyncToken(), now, rooms["join"])
         resp["presence"]["events"] = await self._presence.events_for(user, since.presence if since else 0)
 
-        for room_id, type_, content in await self._account_data.changed_since(
-            user, since.account_data if since else 0,
-        ):
+        ad_since = since.account_data if since else 0
+        changed_ad = (
+            await self._account_data.changed_since(user, ad_since)
+            if self._notifier.maybe_changed("account_data", user, ad_since) else []
+        )
+        joined_set = set(joined_ids)
+        for room_id, type_, content in changed_ad:
             event = {"type": type_, "content": content}
             if not room_id:
                 resp["account_data"]["events"].append(event)
-            elif room_id in rooms["join"]:
-                rooms["join"][room_id]["account_data"]["events"].append(event)
+            elif room_id in joined_set:
+                section = await self._ensure_section(requester, room_id, now, rooms["join"])
+                if section is not None:
+                    section["account_data"]["events"].append(event)
         return resp
+
+    async def _joined_rooms(self, user_id: str) -> list[str]:
+        """The user's joined rooms, cached until their memberships change."""
+        stamp = self._events.recent.member_stamp(user_id)
+        cached = self._joined_cache.get(user_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        rooms = [r.room_id for r in await self._rooms.memberships_for_user(user_id, ["join"])]
+        self._joined_cache.put(user_id, (stamp, rooms))
+        return rooms
 
     # -- sections --------------------------------------------------------------
 
@@ -168,16 +190,24 @@ class SyncService:
         typing = self._typing.changed_rooms(room_ids, since.typing)
         receipts = await self._receipts.events_for(room_ids, since.receipts, now.receipts, requester.user_id)
         for room_id in typing.keys() | receipts.keys():
-            section = out.get(room_id)
-            if section is None:
-                head = await self._events.room_head(room_id)
-                if head is None:
-                    continue
-                topo = await self._events.store.topo_at_stream(room_id, now.events)
-                section = out[room_id] = await self._section(
-                    requester, head, [], False, encode_topo(topo or (0, 0)), {}, SyncFilter(),
-                )
-            section["ephemeral"]["events"] += [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
+            section = await self._ensure_section(requester, room_id, now, out)
+            if section is not None:
+                section["ephemeral"]["events"] += [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
+
+    async def _ensure_section(
+        self, requester: Requester, room_id: str, now: SyncToken, out: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The room's join section, created empty when only ephemeral data or account data changed."""
+        section = out.get(room_id)
+        if section is None:
+            head = await self._events.room_head(room_id)
+            if head is None:
+                return None
+            topo = await self._events.store.topo_at_stream(room_id, now.events)
+            section = out[room_id] = await self._section(
+                requester, head, [], False, encode_topo(topo or (0, 0)), {}, SyncFilter(),
+            )
+        return section
 
     def _limit(self, f: SyncFilter) -> int:
         return f.timeline.limit if f.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT
@@ -231,7 +261,10 @@ class SyncService:
         if now.events <= since.events or not room_ids:
             return
         limit = self._limit(f)
-        recent = await self._events.store.room_events_after(room_ids, since.events, now.events, 2000)
+        if self._events.recent.covers(since.events):
+            recent = self._events.recent.room_events_after(room_ids, since.events, now.events, 2000)
+        else:
+            recent = await self._events.store.room_events_after(room_ids, since.events, now.events, 2000)
         by_room: dict[str, list[StoredEvent]] = {}
         for se in recent:
             by_room.setdefault(se.event.room_id, []).append(se)

@@ -39,7 +39,11 @@ class Timeline:
     ) -> list[dict[str, Any]]:
         """Client events, with redactions applied and prev_content filled in, in one read each."""
         ids = [se.event.event_id for se in stored]
-        redacted_by_id = await self._events.store.get_redactions_of(ids)
+        recent = self._events.recent
+        redacted_by_id = (
+            recent.redacted_by(ids) if recent.redactions_known(stored)
+            else await self._events.store.get_redactions_of(ids)
+        )
         extra_ids = list(redacted_by_id.values()) + [se.replaces_state for se in stored if se.replaces_state]
         extra = await self._events.get_events(extra_ids) if extra_ids else {}
         now = now_ms()

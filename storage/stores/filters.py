@@ -14,6 +14,8 @@ from storage.schema import account_data, filters
 class FilterStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Filters never change once created: every /sync names one, so keep them.
+        self._cache: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def add_filter(self, user_id: str, body: dict[str, Any]) -> int:
         async with self._engine.begin() as conn:
@@ -27,11 +29,19 @@ class FilterStore:
         return fid
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
+        hit = self._cache.get((user_id, filter_id))
+        if hit is not None:
+            return hit
         async with self._engine.connect() as conn:
             raw = (await conn.execute(sa.select(filters.c.json).where(
                 filters.c.user_id == user_id, filters.c.filter_id == filter_id,
             ))).scalar()
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        body = self._cache[(user_id, filter_id)] = json.loads(raw)
+        return body
 
 
 class AccountDataStore:

@@ -146,3 +146,39 @@ async def test_devices_of_other_users_are_invisible(hs: Matrix) -> None:
     bob = await hs.register("bob", device_id="BOBDEV")
     assert [d["device_id"] for d in (await bob.get("/devices"))["devices"]] == ["BOBDEV"]
     assert_error(await bob.get("/devices/ALICEDEV", expect=404), "M_NOT_FOUND")
+
+
+async def test_token_in_x_token_header_with_angle_brackets(hs: Matrix) -> None:
+    alice = await hs.register("alice")
+    me = await whoami(hs, headers={"x-token": f"Tricolor <{alice.token}>"})
+    assert me["user_id"] == alice.user_id
+
+
+async def test_deleting_a_device_needs_the_password_and_revokes_its_token(hs: Matrix) -> None:
+    alice = await hs.register("alice", device_id="PHONE")
+    laptop = await hs.login_user("alice", device_id="LAPTOP")
+    challenge = await alice.delete("/devices/LAPTOP", expect=401)
+    assert challenge["flows"] == [{"stages": ["m.login.password"]}] and challenge["session"]
+    await laptop.get("/account/whoami")  # still alive after the challenge
+    wrong = {"auth": {"type": "m.login.password", "session": challenge["session"],
+                      "identifier": {"type": "m.id.user", "user": "alice"}, "password": "nope"}}
+    r = await hs.raw("DELETE", "/devices/LAPTOP", wrong, token=alice.token)
+    assert r.status in (401, 403), r.text
+    await laptop.get("/account/whoami")
+    right = {"auth": {**wrong["auth"], "password": PASSWORD}}
+    assert await hs.call("DELETE", "/devices/LAPTOP", right, token=alice.token) == {}
+    assert_error(await whoami(hs, token=laptop.token, expect=401), "M_UNKNOWN_TOKEN")
+    assert [d["device_id"] for d in (await alice.get("/devices"))["devices"]] == ["PHONE"]
+
+
+async def test_change_password_logs_out_other_devices(hs: Matrix) -> None:
+    alice = await hs.register("alice", device_id="PHONE")
+    laptop = await hs.login_user("alice", device_id="LAPTOP")
+    body = {"new_password": "n3w password",
+            "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                     "password": PASSWORD}}
+    assert await alice.post("/account/password", body) == {}
+    assert (await alice.get("/account/whoami"))["device_id"] == "PHONE"
+    assert_error(await whoami(hs, token=laptop.token, expect=401), "M_UNKNOWN_TOKEN")
+    assert_error(await hs.login("alice", PASSWORD, expect=403), "M_FORBIDDEN")
+    assert (await hs.login("alice", "n3w password"))["user_id"] == alice.user_id

@@ -202,3 +202,23 @@ async def test_outsiders_cannot_read_members_of_a_private_room(hs: Matrix) -> No
     room = await alice.create_room()
     assert_error(await eve.get(f"/rooms/{q(room)}/members", expect=403), "M_FORBIDDEN")
     assert_error(await eve.get(f"/rooms/{q(room)}/joined_members", expect=403), "M_FORBIDDEN")
+
+
+async def test_inviting_someone_already_joined_is_forbidden(hs: Matrix) -> None:
+    alice, bob = await users(hs, "alice", "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    before = await alice.state_ids(room)
+    assert_error(await alice.invite(room, bob, expect=403), "M_FORBIDDEN")
+    assert await alice.state_ids(room) == before
+
+
+async def test_a_former_member_sees_state_as_it_was_when_they_left(hs: Matrix) -> None:
+    alice, bob = await users(hs, "alice", "bob")
+    room = await alice.create_room(preset="public_chat", topic="old topic")
+    await bob.join(room)
+    await bob.leave(room)
+    await alice.put_state(room, "m.room.topic", {"topic": "new topic"})
+    assert await bob.state(room, "m.room.topic") == {"topic": "old topic"}
+    assert (await bob.room_state(room))[("m.room.topic", "")]["content"] == {"topic": "old topic"}
+    assert await alice.state(room, "m.room.topic") == {"topic": "new topic"}

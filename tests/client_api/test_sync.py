@@ -356,3 +356,59 @@ async def test_next_batch_increases_with_every_change(hs: Matrix) -> None:
         tokens.append((await bob.sync(tokens[-1]))["next_batch"])
     positions = [sequence(t) for t in tokens]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+async def test_long_poll_wakes_up_when_the_user_is_kicked(hs: Matrix) -> None:
+    alice, bob, room = await chat(hs)
+    since = (await bob.sync())["next_batch"]
+    poll = asyncio.create_task(bob.sync(since, timeout=10_000))
+    await asyncio.sleep(0.1)
+    await alice.post(f"/rooms/{q(room)}/kick", {"user_id": bob.user_id})
+    sync = await asyncio.wait_for(poll, 15)
+    assert room in sync["rooms"]["leave"]
+
+
+# -- account data ----------------------------------------------------------------------
+
+
+async def test_account_data_round_trip_and_sync(hs: Matrix) -> None:
+    alice, bob, _ = await chat(hs)
+    path = f"/user/{q(alice.user_id)}/account_data/org.example.settings"
+    assert_error(await alice.get(path, expect=404), "M_NOT_FOUND")
+    since = (await alice.sync())["next_batch"]
+    poll = asyncio.create_task(alice.sync(since, timeout=10_000))
+    await asyncio.sleep(0.1)
+    await alice.put(path, {"theme": "dark"})
+    sync = await asyncio.wait_for(poll, 15)
+    assert {"type": "org.example.settings", "content": {"theme": "dark"}} in sync["account_data"]["events"]
+    assert await alice.get(path) == {"theme": "dark"}
+
+    assert_error(await bob.get(path, expect=403), "M_FORBIDDEN")
+    assert_error(await bob.put(path, {"theme": "light"}, expect=403), "M_FORBIDDEN")
+    assert await alice.get(path) == {"theme": "dark"}
+    assert {"type": "org.example.settings", "content": {"theme": "dark"}} in (
+        await alice.sync())["account_data"]["events"]
+
+
+async def test_room_account_data_round_trip(hs: Matrix) -> None:
+    alice, _, room = await chat(hs)
+    path = f"/user/{q(alice.user_id)}/rooms/{q(room)}/account_data/org.example.tag"
+    assert_error(await alice.get(path, expect=404), "M_NOT_FOUND")
+    await alice.put(path, {"pinned": True})
+    assert await alice.get(path) == {"pinned": True}
+    section = (await alice.sync())["rooms"]["join"][room]
+    assert {"type": "org.example.tag", "content": {"pinned": True}} in section["account_data"]["events"]
+    fully_read = f"/user/{q(alice.user_id)}/rooms/{q(room)}/account_data/m.fully_read"
+    assert (await alice.put(fully_read, {"event_id": "$x"}, expect=405))["errcode"] == "M_BAD_JSON"
+
+
+async def test_room_account_data_change_alone_reaches_incremental_sync(hs: Matrix) -> None:
+    alice, _, room = await chat(hs)
+    since = (await alice.sync())["next_batch"]
+    poll = asyncio.create_task(alice.sync(since, timeout=10_000))
+    await asyncio.sleep(0.1)
+    await alice.put(f"/user/{q(alice.user_id)}/rooms/{q(room)}/account_data/org.example.tag", {"pinned": True})
+    sync = await asyncio.wait_for(poll, 15)
+    section = sync["rooms"]["join"][room]
+    assert section["account_data"]["events"] == [{"type": "org.example.tag", "content": {"pinned": True}}]
+    assert section["timeline"]["events"] == []
