@@ -112,6 +112,10 @@ class Matrix:
         got = await self.call("POST", "/register", body)
         return User(self, got["user_id"], got["access_token"], got["device_id"], password, got)
 
+    async def users(self, *localparts: str) -> list[User]:
+        """Register several users at once (alice, bob, ...)."""
+        return [await self.register(name) for name in localparts]
+
     async def login(
         self, user: str, password: str = PASSWORD, *, expect: int = 200, **extra: Any,
     ) -> Any:

@@ -70,7 +70,7 @@ async def authenticate(request: web.Request, server_name: str, keyring: KeyringP
     if any(a.origin != origin for a in auths):
         raise MatrixError(401, "M_UNAUTHORIZED", "X-Matrix headers name different origins")
     if any(a.destination is not None and a.destination != server_name for a in auths):
-        raise MatrixError(403, "M_FORBIDDEN", "X-Matrix destination is not this server")
+        raise MatrixError(401, "M_UNAUTHORIZED", "X-Matrix destination is not this server")
 
     content: Any = None
     if request.body_exists:

@@ -20,6 +20,7 @@ from homeserver.core.errors import AuthError, MatrixError, forbidden
 from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu, validate_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.room_versions import get_room_version
+from homeserver.core.server_acl import server_allowed
 from homeserver.core.signing import SigningKey
 from homeserver.core.state_res import resolve_state_v2
 from homeserver.services.clock import now_ms
@@ -179,6 +180,11 @@ class EventService:
             return None
         se = await self.get_event(head.state[key])
         return se.event if se else None
+
+    async def server_allowed(self, room_id: str, server_name: str) -> bool:
+        """Whether the room's m.room.server_acl lets this server take part."""
+        acl = await self.current_state_event(room_id, ("m.room.server_acl", ""))
+        return server_allowed(acl.content if acl is not None else None, server_name)
 
     async def state_at_group(self, group: int | None) -> StateMap:
         return await self._state.get_state(group) if group is not None else {}

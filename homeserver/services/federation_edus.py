@@ -65,10 +65,6 @@ class EduRelay:
 
     # -- inbound ----------------------------------------------------------------
 
-    def _joined(self, room_id: str, user_id: str) -> bool:
-        head = self._events.cached_head(room_id)
-        return head is not None and head.members.get(user_id) == "join"
-
     async def on_edu(self, origin: str, edu: dict[str, Any]) -> None:
         kind, content = edu.get("edu_type"), edu.get("content")
         if not isinstance(content, dict):
@@ -77,7 +73,7 @@ class EduRelay:
             room_id, user_id = content.get("room_id"), content.get("user_id")
             if (isinstance(room_id, str) and isinstance(user_id, str) and server_of(user_id) == origin
                     and await self._joined_async(room_id, user_id)):
-                self._typing.set_typing(room_id, user_id, bool(content.get("typing")), 30_000)
+                self._typing.set_typing(room_id, user_id, content.get("typing") is True, 30_000)
         elif kind == "m.receipt":
             for room_id, by_type in content.items():
                 if not isinstance(by_type, dict) or not isinstance(by_type.get("m.read"), dict):
@@ -105,5 +101,9 @@ class EduRelay:
                 )
 
     async def _joined_async(self, room_id: str, user_id: str) -> bool:
+        """The user is joined and their server is not banned from the room by its ACL."""
         head = await self._events.room_head(room_id)
-        return head is not None and head.members.get(user_id) == "join"
+        return (
+            head is not None and head.members.get(user_id) == "join"
+            and await self._events.server_allowed(room_id, server_of(user_id))
+        )

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, SignatureError
 from homeserver.core.events import (
@@ -95,6 +97,8 @@ class FederationEventHandler:
             event_id = compute_event_id(room.room_version, pdu)
         except Exception:
             return None, None
+        if not await self._events.server_allowed(room.room_id, origin):
+            return event_id, "Server is banned from this room (m.room.server_acl)"
         try:
             await self.on_pdu(origin, room.room_version, pdu)
         except PduRejected as e:
@@ -259,14 +263,37 @@ class FederationEventHandler:
         return {e.state_tuple: e.event_id for e in state_events if e.is_state}
 
     async def store_outliers(self, rv: str, pdus: Any) -> list[Event]:
-        """Check (format, signatures, hash) and keep events as outliers; returns the good ones."""
-        good: list[Event] = []
+        """Check events that arrive outside the timeline (auth chains, state) and keep
+        them as outliers: format, signatures and hash, then each one against its own
+        auth events, oldest first. Events that fail are kept flagged as rejected (so
+        nothing citing them can pass); the accepted ones are returned."""
+        checked: dict[str, Event] = {}
         for pdu in pdus if isinstance(pdus, list) else []:
             if not isinstance(pdu, dict):
                 continue
             try:
-                good.append(await self.check_pdu(rv, pdu))
+                event = await self.check_pdu(rv, pdu)
             except PduRejected as e:
                 log.info("dropping outlier: %s", e)
-        await self._events.persist_outliers(good)
-        return good
+                continue
+            checked[event.event_id] = event
+        verdicts: dict[str, Event] = {}
+        for event in sorted(checked.values(), key=lambda e: (e.depth, e.event_id)):
+            verdicts[event.event_id] = await self._auth_checked(rv, event, verdicts)
+        await self._events.persist_outliers(list(verdicts.values()))
+        return [e for e in verdicts.values() if not e.rejected]
+
+    async def _auth_checked(self, rv: str, event: Event, batch: dict[str, Event]) -> Event:
+        """The event, flagged rejected unless it passes auth against its own auth events."""
+        ids = event.auth_event_ids
+        known = await self._events.get_events(i for i in ids if i not in batch)
+        auth = [batch[i] if i in batch else known[i].event for i in ids if i in batch or i in known]
+        try:
+            if len(auth) < len(set(ids)):
+                raise AuthError("missing auth events")
+            auth_rules.check_auth_events(rv, event, auth)
+            auth_rules.check_auth_rules(rv, event, auth_rules.auth_state_from_events(auth))
+        except AuthError as e:
+            log.info("outlier %s rejected: %s", event.event_id, e.error)
+            return attrs.evolve(event, rejected=True)
+        return event

@@ -54,8 +54,13 @@ class FederationRooms:
             raise not_found("Unknown room")
         return head
 
+    async def _check_acl(self, origin: str, room_id: str) -> None:
+        if not await self._events.server_allowed(room_id, origin):
+            raise forbidden("Server is banned from this room")
+
     async def _may_see_room(self, origin: str, head: RoomHead) -> None:
-        """A server sees a room's events if one of its users is or was in it."""
+        """A server sees a room's events if one of its users is or was in it (and the ACL allows it)."""
+        await self._check_acl(origin, head.room_id)
         if any(server_of(u) == origin for u in head.members):
             return
         hv = await self._events.current_state_event(head.room_id, ("m.room.history_visibility", ""))
@@ -69,6 +74,7 @@ class FederationRooms:
         if server_of(user_id) != origin:
             raise forbidden("A server can only make membership events for its own users")
         head = await self._resident_head(room_id)
+        await self._check_acl(origin, room_id)
         if membership == "join" and head.room_version not in versions:
             raise MatrixError(
                 400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
@@ -96,6 +102,7 @@ class FederationRooms:
     ) -> dict[str, Any]:
         """send_join / send_leave (v2): accept the signed event, answer with the room state."""
         head = await self._resident_head(room_id)
+        await self._check_acl(origin, room_id)
         if not isinstance(pdu, dict):
             raise MatrixError(400, "M_BAD_JSON", "Event must be an object")
         try:

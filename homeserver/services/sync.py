@@ -326,9 +326,17 @@ class SyncService:
 
     async def _invite(self, row: MemberRow) -> dict[str, Any]:
         invite = await self._events.get_event(row.event_id)
-        events: list[Event] = []
-        if invite is not None:
-            state = await self._events.state_at_group(invite.state_after)
-            wanted = {k: v for k, v in state.items() if k[0] in _INVITE_STATE_TYPES and k[1] == ""}
-            events = [*list((await self._events.state_events(wanted)).values()), invite.event]
+        if invite is None:
+            return {"invite_state": {"events": []}}
+        if invite.state_after is None:
+            # An invite from another server: it sent the room's stripped state along.
+            sent = invite.event.pdu.get("unsigned", {}).get("invite_room_state")
+            stripped = [
+                e for e in (sent if isinstance(sent, list) else [])
+                if isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("content"), dict)
+            ]
+            return {"invite_state": {"events": [*stripped, *stripped_state([invite.event])]}}
+        state = await self._events.state_at_group(invite.state_after)
+        wanted = {k: v for k, v in state.items() if k[0] in _INVITE_STATE_TYPES and k[1] == ""}
+        events: list[Event] = [*(await self._events.state_events(wanted)).values(), invite.event]
         return {"invite_state": {"events": stripped_state(events)}}

@@ -1,5 +1,7 @@
 """Messages, history and room state across servers."""
 
+import asyncio
+
 import pytest
 from fedtools import server_of, shared_room, wait_membership, wait_same_state
 from sltools import FEDERATION_DEADLINE, bodies, eventually, quote, timeline_events
@@ -128,6 +130,23 @@ async def test_unauthorised_remote_state_change_refused(alice, bob):
     assert r.expect(200)["name"] == "original name"
 
 
+async def test_both_servers_agree_on_room_state(alice, bob):
+    """After joins, a rename and a topic change, both servers report the same current state."""
+    room = await shared_room(alice, bob)
+    (await alice.put_state(room, "m.room.name", {"name": "agreed"})).expect(200)
+    topic = (await alice.put_state(room, "m.room.topic", {"topic": "agreement"})).expect(200)
+
+    async def bob_has_topic():
+        r = await bob.get_state(room, "m.room.topic")
+        return r.status == 200 and r.json.get("topic") == "agreement"
+
+    await eventually(bob_has_topic, what="bob's server has the topic")
+    await bob.send_message(room, "hello")
+    state = await wait_same_state(alice, bob, room)
+    assert ("m.room.member", bob.user_id) in state
+    assert state[("m.room.topic", "")] == topic["event_id"]
+
+
 @pytest.mark.known_bug(
     "tricolor",
     on="away",
@@ -136,12 +155,21 @@ async def test_unauthorised_remote_state_change_refused(alice, bob):
     "[head.state, state_after] before the incoming event can be fetched, so state "
     "resolution discards it (homeserver/services/events.py)",
 )
-async def test_both_servers_agree_on_room_state(alice, bob):
-    """After joins, a rename and a topic change, both servers report the same current state."""
+async def test_servers_converge_after_concurrent_state_and_messages(alice, bob):
+    """A state change on one server while the other sends messages (a fork in the room
+    DAG): once each has the other's events, both report the same current state, which
+    includes the state change (nothing in the fork conflicts with it)."""
     room = await shared_room(alice, bob)
-    (await alice.put_state(room, "m.room.name", {"name": "agreed"})).expect(200)
-    (await alice.put_state(room, "m.room.topic", {"topic": "state agreement"})).expect(200)
-    await bob.send_message(room, "hello")
+    put_topic, fork = await asyncio.gather(
+        alice.put_state(room, "m.room.topic", {"topic": "concurrent"}),
+        bob.send_message(room, "sent while the topic changes"),
+    )
+    topic = put_topic.expect(200)["event_id"]
+
+    async def has(user, event_id):
+        return (await user.get(f"rooms/{quote(room)}/event/{quote(event_id)}")).status == 200
+
+    await eventually(lambda: has(bob, topic), what="bob's server has the topic event")
+    await eventually(lambda: has(alice, fork), what="alice's server has bob's message")
     state = await wait_same_state(alice, bob, room)
-    assert ("m.room.member", bob.user_id) in state
-    assert ("m.room.topic", "") in state
+    assert state.get(("m.room.topic", "")) == topic

@@ -5,10 +5,6 @@ from __future__ import annotations
 from tests.helpers import Matrix, User, assert_error, q
 
 
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
-
-
 async def created_events(user: User, room: str) -> list[tuple[str, str | None]]:
     """(type, state_key) of the room's events in order, oldest first."""
     chunk = (await user.messages(room, "f", limit=50))["chunk"]
@@ -16,7 +12,7 @@ async def created_events(user: User, room: str) -> list[tuple[str, str | None]]:
 
 
 async def test_private_chat_by_default(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room()
     assert room.startswith("!") and room.endswith(":hs.test")
     assert (await alice.state(room, "m.room.join_rules"))["join_rule"] == "invite"
@@ -28,7 +24,7 @@ async def test_private_chat_by_default(hs: Matrix) -> None:
 
 
 async def test_public_chat_preset_lets_anyone_join(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     assert (await alice.state(room, "m.room.join_rules"))["join_rule"] == "public"
     assert (await alice.state(room, "m.room.guest_access"))["guest_access"] == "forbidden"
@@ -37,14 +33,14 @@ async def test_public_chat_preset_lets_anyone_join(hs: Matrix) -> None:
 
 
 async def test_public_visibility_without_preset_means_public_chat(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(visibility="public")
     assert (await alice.state(room, "m.room.join_rules"))["join_rule"] == "public"
     await bob.join(room)
 
 
 async def test_trusted_private_chat_gives_invitees_the_creators_power(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="trusted_private_chat", invite=[bob.user_id])
     pl = await alice.state(room, "m.room.power_levels")
     assert pl["users"] == {alice.user_id: 100, bob.user_id: 100}
@@ -54,7 +50,7 @@ async def test_trusted_private_chat_gives_invitees_the_creators_power(hs: Matrix
 
 
 async def test_default_power_levels(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     pl = await alice.state(await alice.create_room(preset="public_chat"), "m.room.power_levels")
     assert pl["users"] == {alice.user_id: 100}
     assert (pl["users_default"], pl["events_default"], pl["state_default"]) == (0, 0, 50)
@@ -65,7 +61,7 @@ async def test_default_power_levels(hs: Matrix) -> None:
 
 
 async def test_name_topic_and_initial_state(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room(
         name="Lunch", topic="Where shall we eat?",
         initial_state=[
@@ -80,7 +76,7 @@ async def test_name_topic_and_initial_state(hs: Matrix) -> None:
 
 
 async def test_creation_events_come_in_the_specified_order(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(
         preset="public_chat", room_alias_name="lunch", name="Lunch", topic="Food",
         initial_state=[{"type": "org.example.settings", "content": {"x": 1}}], invite=[bob.user_id],
@@ -101,7 +97,7 @@ async def test_creation_events_come_in_the_specified_order(hs: Matrix) -> None:
 
 
 async def test_room_alias_name_sets_canonical_alias_and_can_be_joined(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", room_alias_name="lunch")
     assert await alice.state(room, "m.room.canonical_alias") == {"alias": "#lunch:hs.test"}
     assert await bob.join("#lunch:hs.test") == {"room_id": room}
@@ -109,7 +105,7 @@ async def test_room_alias_name_sets_canonical_alias_and_can_be_joined(hs: Matrix
 
 
 async def test_a_taken_alias_is_refused_and_no_room_is_created(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     first = await alice.create_room(room_alias_name="lunch")
     err = await alice.post("/createRoom", {"room_alias_name": "lunch"}, expect=400)
     assert_error(err, "M_ROOM_IN_USE")
@@ -117,7 +113,7 @@ async def test_a_taken_alias_is_refused_and_no_room_is_created(hs: Matrix) -> No
 
 
 async def test_invite_list_invites_each_user(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(invite=[bob.user_id, carol.user_id])
     for invitee in (bob, carol):
         invites = (await invitee.sync())["rooms"]["invite"]
@@ -128,7 +124,7 @@ async def test_invite_list_invites_each_user(hs: Matrix) -> None:
 
 
 async def test_is_direct_marks_the_invite(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="trusted_private_chat", is_direct=True, invite=[bob.user_id])
     member = await alice.state(room, "m.room.member", bob.user_id)
     assert member == {"membership": "invite", "is_direct": True}
@@ -139,7 +135,7 @@ async def test_is_direct_marks_the_invite(hs: Matrix) -> None:
 
 
 async def test_power_level_content_override(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(
         preset="public_chat",
         power_level_content_override={
@@ -159,7 +155,7 @@ async def test_power_level_content_override(hs: Matrix) -> None:
 
 
 async def test_room_version_11(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room(room_version="11")
     create = await alice.state(room, "m.room.create")
     assert create["room_version"] == "11"
@@ -170,14 +166,14 @@ async def test_room_version_11(hs: Matrix) -> None:
 
 
 async def test_room_version_10_records_the_creator(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room(room_version="10", creation_content={"m.federate": False})
     create = await alice.state(room, "m.room.create")
     assert create == {"room_version": "10", "creator": alice.user_id, "m.federate": False}
 
 
 async def test_default_room_version_is_advertised_in_capabilities(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     caps = (await alice.get("/capabilities"))["capabilities"]["m.room_versions"]
     assert set(caps["available"]) >= {"10", "11"}
     room = await alice.create_room()
@@ -185,7 +181,7 @@ async def test_default_room_version_is_advertised_in_capabilities(hs: Matrix) ->
 
 
 async def test_unsupported_room_version_is_refused_and_no_room_is_created(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     for version in ("999", "1", 11):
         err = await alice.post("/createRoom", {"room_version": version}, expect=400)
         assert_error(err, "M_UNSUPPORTED_ROOM_VERSION")
@@ -193,7 +189,7 @@ async def test_unsupported_room_version_is_refused_and_no_room_is_created(hs: Ma
 
 
 async def test_bad_create_room_bodies_are_refused(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     assert_error(await alice.post("/createRoom", {"name": 5}, expect=400), "M_BAD_JSON")
     assert_error(await alice.post("/createRoom", {"initial_state": {"a": 1}}, expect=400), "M_BAD_JSON")
     err = await alice.post("/createRoom", {"preset": "party"}, expect=400)

@@ -5,10 +5,6 @@ from __future__ import annotations
 from tests.helpers import Matrix, User, assert_error, q
 
 
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
-
-
 async def membership(user: User, room: str, target: User) -> str | None:
     """The target's membership as the room state says (None when absent)."""
     state = await user.room_state(room)
@@ -21,7 +17,7 @@ async def joined(user: User, room: str) -> set[str]:
 
 
 async def test_join_by_room_id_with_both_endpoints(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat")
     assert await bob.post(f"/rooms/{q(room)}/join") == {"room_id": room}
     assert await carol.join(room) == {"room_id": room}
@@ -31,14 +27,14 @@ async def test_join_by_room_id_with_both_endpoints(hs: Matrix) -> None:
 
 
 async def test_join_unknown_room_is_404(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     assert_error(await alice.join("!nope:hs.test", expect=404), "M_NOT_FOUND")
     assert_error(await alice.join("#nope:hs.test", expect=404), "M_NOT_FOUND")
     assert await alice.joined_rooms() == []
 
 
 async def test_invite_then_join(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room()
     assert_error(await bob.join(room, expect=403), "M_FORBIDDEN")
     assert await alice.invite(room, bob) == {}
@@ -50,14 +46,14 @@ async def test_invite_then_join(hs: Matrix) -> None:
 
 
 async def test_only_members_can_invite(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat")
     assert_error(await bob.invite(room, carol, expect=403), "M_FORBIDDEN")
     assert await membership(alice, room, carol) is None
 
 
 async def test_invite_needs_the_invite_power_level(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat")  # invite: 50
     await bob.join(room)
     assert_error(await bob.invite(room, carol, expect=403), "M_FORBIDDEN")
@@ -65,14 +61,14 @@ async def test_invite_needs_the_invite_power_level(hs: Matrix) -> None:
 
 
 async def test_inviting_an_unknown_local_user_fails(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     err = await alice.post(f"/rooms/{q(room)}/invite", {"user_id": "@ghost:hs.test"}, expect=404)
     assert_error(err, "M_NOT_FOUND")
 
 
 async def test_leave(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     assert await bob.leave(room) == {}
@@ -83,7 +79,7 @@ async def test_leave(hs: Matrix) -> None:
 
 
 async def test_rejecting_an_invite_by_leaving(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(invite=[bob.user_id])
     await bob.leave(room)
     assert await membership(alice, room, bob) == "leave"
@@ -91,7 +87,7 @@ async def test_rejecting_an_invite_by_leaving(hs: Matrix) -> None:
 
 
 async def test_kick(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     await carol.join(room)
@@ -108,7 +104,7 @@ async def test_kick(hs: Matrix) -> None:
 
 
 async def test_ban_and_unban(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     await carol.join(room)
@@ -134,14 +130,14 @@ async def test_ban_and_unban(hs: Matrix) -> None:
 
 
 async def test_ban_a_user_who_never_joined(hs: Matrix) -> None:
-    alice, troll = await users(hs, "alice", "troll")
+    alice, troll = await hs.users("alice", "troll")
     room = await alice.create_room(preset="public_chat")
     await alice.post(f"/rooms/{q(room)}/ban", {"user_id": troll.user_id})
     assert_error(await troll.join(room, expect=403), "M_FORBIDDEN")
 
 
 async def test_membership_actions_need_a_user_id(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     for action in ("invite", "kick", "ban", "unban"):
         err = await alice.post(f"/rooms/{q(room)}/{action}", {}, expect=400)
@@ -149,7 +145,7 @@ async def test_membership_actions_need_a_user_id(hs: Matrix) -> None:
 
 
 async def test_forget(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     err = await bob.post(f"/rooms/{q(room)}/forget", expect=400)
@@ -164,7 +160,7 @@ async def test_forget(hs: Matrix) -> None:
 
 
 async def test_joined_rooms_lists_only_joined_rooms(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     one = await alice.create_room(preset="public_chat")
     two = await alice.create_room(preset="public_chat")
     invited = await alice.create_room(invite=[bob.user_id])
@@ -177,7 +173,7 @@ async def test_joined_rooms_lists_only_joined_rooms(hs: Matrix) -> None:
 
 
 async def test_members_and_joined_members(hs: Matrix) -> None:
-    alice, bob, carol = await users(hs, "alice", "bob", "carol")
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
     room = await alice.create_room(preset="public_chat", invite=[carol.user_id])
     await bob.join(room)
     chunk = (await alice.get(f"/rooms/{q(room)}/members"))["chunk"]
@@ -198,14 +194,14 @@ async def test_members_and_joined_members(hs: Matrix) -> None:
 
 
 async def test_outsiders_cannot_read_members_of_a_private_room(hs: Matrix) -> None:
-    alice, eve = await users(hs, "alice", "eve")
+    alice, eve = await hs.users("alice", "eve")
     room = await alice.create_room()
     assert_error(await eve.get(f"/rooms/{q(room)}/members", expect=403), "M_FORBIDDEN")
     assert_error(await eve.get(f"/rooms/{q(room)}/joined_members", expect=403), "M_FORBIDDEN")
 
 
 async def test_inviting_someone_already_joined_is_forbidden(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     before = await alice.state_ids(room)
@@ -214,7 +210,7 @@ async def test_inviting_someone_already_joined_is_forbidden(hs: Matrix) -> None:
 
 
 async def test_a_former_member_sees_state_as_it_was_when_they_left(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", topic="old topic")
     await bob.join(room)
     await bob.leave(room)
@@ -222,3 +218,15 @@ async def test_a_former_member_sees_state_as_it_was_when_they_left(hs: Matrix) -
     assert await bob.state(room, "m.room.topic") == {"topic": "old topic"}
     assert (await bob.room_state(room))[("m.room.topic", "")]["content"] == {"topic": "old topic"}
     assert await alice.state(room, "m.room.topic") == {"topic": "new topic"}
+
+
+async def test_moderators_cannot_kick_or_ban_those_above_them(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(
+        preset="public_chat", power_level_content_override={"users": {alice.user_id: 100, bob.user_id: 50}},
+    )
+    await bob.join(room)
+    for action in ("kick", "ban"):
+        err = await bob.post(f"/rooms/{q(room)}/{action}", {"user_id": alice.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+    assert await membership(bob, room, alice) == "join"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import Matrix, User, assert_error, bodies, q, timeline
 
 
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
-
-
 async def chat(hs: Matrix) -> tuple[User, User, str]:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     return alice, bob, room
@@ -39,7 +37,7 @@ async def test_unknown_event_is_404(hs: Matrix) -> None:
 
 
 async def test_outsiders_cannot_read_events_of_a_private_room(hs: Matrix) -> None:
-    alice, eve = await users(hs, "alice", "eve")
+    alice, eve = await hs.users("alice", "eve")
     room = await alice.create_room()
     event_id = await alice.send(room, "secret")
     assert_error(await eve.get(f"/rooms/{q(room)}/event/{q(event_id)}", expect=403), "M_FORBIDDEN")
@@ -89,7 +87,7 @@ async def test_non_members_cannot_send(hs: Matrix) -> None:
 
 
 async def test_send_to_unknown_room_is_404(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     assert_error(await alice.send("!nope:hs.test", "hi", expect=404), "M_NOT_FOUND")
 
 
@@ -216,3 +214,32 @@ async def test_a_former_member_sees_history_only_up_to_leaving(hs: Matrix) -> No
     page = await bob.messages(room, "b", limit=20)
     assert bodies(page["chunk"]) == ["while bob was here"]
     assert_error(await bob.get(f"/rooms/{q(room)}/event/{q(secret)}", expect=404), "M_NOT_FOUND")
+
+
+async def test_world_readable_rooms_can_be_read_without_joining(hs: Matrix) -> None:
+    alice, eve = await hs.users("alice", "eve")
+    room = await alice.create_room(preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}},
+    ])
+    event_id = await alice.send(room, "for everyone")
+    assert bodies((await eve.messages(room, "b", limit=5))["chunk"]) == ["for everyone"]
+    assert (await eve.get(f"/rooms/{q(room)}/event/{q(event_id)}"))["content"]["body"] == "for everyone"
+    assert_error(await eve.send(room, "but not writable", expect=403), "M_FORBIDDEN")
+
+
+@pytest.mark.xfail(
+    reason="history_visibility 'joined' is not enforced: a new member reads earlier events via "
+    "/messages, /event and /sync (homeserver/services/rooms.py _readable_head/visible_upto only "
+    "bound history at the leave point, never at the join point)", strict=True,
+)
+async def test_joined_history_visibility_hides_what_came_before_joining(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}},
+    ])
+    secret = await alice.send(room, "before bob joined")
+    await bob.join(room)
+    await alice.send(room, "after bob joined")
+    assert bodies((await bob.messages(room, "b", limit=20))["chunk"]) == ["after bob joined"]
+    assert_error(await bob.get(f"/rooms/{q(room)}/event/{q(secret)}", expect=404), "M_NOT_FOUND")
+    assert bodies(timeline(await bob.sync(), room)) == ["after bob joined"]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from tests.helpers import Matrix, User, assert_error, q, timeline
-
-
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
+from tests.helpers import Matrix, assert_error, q, timeline
 
 
 async def test_new_users_are_named_after_their_localpart(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     assert await bob.get(f"/profile/{q(alice.user_id)}") == {"displayname": "alice"}
     assert await bob.get(f"/profile/{q(alice.user_id)}/displayname") == {"displayname": "alice"}
 
@@ -22,7 +18,7 @@ async def test_profile_can_be_read_without_a_token(hs: Matrix) -> None:
 
 
 async def test_set_displayname_and_avatar(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     await alice.put(f"/profile/{q(alice.user_id)}/displayname", {"displayname": "Alice Liddell"})
     await alice.put(f"/profile/{q(alice.user_id)}/avatar_url", {"avatar_url": "mxc://hs.test/rabbit"})
     assert await alice.get(f"/profile/{q(alice.user_id)}") == {
@@ -32,7 +28,7 @@ async def test_set_displayname_and_avatar(hs: Matrix) -> None:
 
 
 async def test_profile_change_updates_member_events_in_joined_rooms(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     one = await alice.create_room(preset="public_chat")
     two = await alice.create_room(preset="public_chat")
     await bob.join(one)
@@ -54,7 +50,7 @@ async def test_profile_change_updates_member_events_in_joined_rooms(hs: Matrix) 
 
 
 async def test_rooms_joined_after_a_change_use_the_new_name(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     await bob.put(f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bobby"})
     await bob.put(f"/profile/{q(bob.user_id)}/avatar_url", {"avatar_url": "mxc://hs.test/bob"})
     room = await alice.create_room(preset="public_chat")
@@ -64,7 +60,7 @@ async def test_rooms_joined_after_a_change_use_the_new_name(hs: Matrix) -> None:
 
 
 async def test_nobody_else_may_change_a_profile(hs: Matrix) -> None:
-    alice, eve = await users(hs, "alice", "eve")
+    alice, eve = await hs.users("alice", "eve")
     room = await alice.create_room()
     err = await eve.put(f"/profile/{q(alice.user_id)}/displayname", {"displayname": "Evil Alice"}, expect=403)
     assert_error(err, "M_FORBIDDEN")
@@ -75,7 +71,7 @@ async def test_nobody_else_may_change_a_profile(hs: Matrix) -> None:
 
 
 async def test_profile_put_needs_a_token_and_a_value(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     path = f"/profile/{q(alice.user_id)}/displayname"
     assert_error(await hs.call("PUT", path, {"displayname": "x"}, expect=401), "M_MISSING_TOKEN")
     assert_error(await alice.put(path, {}, expect=400), "M_MISSING_PARAM")
@@ -84,5 +80,5 @@ async def test_profile_put_needs_a_token_and_a_value(hs: Matrix) -> None:
 
 
 async def test_unknown_users_have_no_profile(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     assert_error(await alice.get(f"/profile/{q('@ghost:hs.test')}", expect=404), "M_NOT_FOUND")

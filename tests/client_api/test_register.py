@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import PASSWORD, Matrix, assert_error
 
 
@@ -130,3 +132,22 @@ async def test_login_can_ask_for_a_refresh_token(hs: Matrix) -> None:
     assert got["refresh_token"] and got["expires_in_ms"] > 0
     fresh = await hs.call("POST", "/refresh", {"refresh_token": got["refresh_token"]})
     assert (await whoami(hs, fresh["access_token"]))["device_id"] == got["device_id"]
+
+
+async def test_an_expired_refreshable_token_is_a_soft_logout_and_refresh_recovers(
+    hs: Matrix, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import homeserver.services.auth as auth_module
+
+    got = await hs.call("POST", "/register", {
+        "username": "alice", "password": PASSWORD, "refresh_token": True,
+        "auth": {"type": "m.login.dummy"},
+    })
+    later = auth_module.now_ms() + got["expires_in_ms"] + 60_000
+    monkeypatch.setattr(auth_module, "now_ms", lambda: later)
+    err = await whoami(hs, got["access_token"], expect=401)
+    assert_error(err, "M_UNKNOWN_TOKEN")
+    assert err.get("soft_logout") is True
+    monkeypatch.undo()  # back to the real clock (new tokens are issued "now")
+    fresh = await hs.call("POST", "/refresh", {"refresh_token": got["refresh_token"]})
+    assert (await whoami(hs, fresh["access_token"]))["user_id"] == "@alice:hs.test"

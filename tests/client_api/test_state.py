@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from tests.helpers import CS, Matrix, User, assert_error, q
-
-
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
+from tests.helpers import CS, Matrix, assert_error, q
 
 
 async def test_put_and_get_state_with_an_empty_state_key_in_every_path_form(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     base = f"/rooms/{q(room)}/state/m.room.topic"
     first = (await alice.put(base, {"topic": "no slash"}))["event_id"]
@@ -27,7 +23,7 @@ async def test_put_and_get_state_with_an_empty_state_key_in_every_path_form(hs: 
 
 
 async def test_state_with_a_state_key(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     await alice.put_state(room, "org.example.pin", {"n": 1}, key="one")
     await alice.put_state(room, "org.example.pin", {"n": 2}, key="two")
@@ -43,21 +39,21 @@ async def test_state_with_a_state_key(hs: Matrix) -> None:
 
 
 async def test_state_with_a_slash_in_the_state_key(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     await alice.put(f"/rooms/{q(room)}/state/org.example.path/a/b", {"v": 1})
     assert await alice.get(f"/rooms/{q(room)}/state/org.example.path/a/b") == {"v": 1}
 
 
 async def test_missing_state_is_404(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     assert_error(await alice.state(room, "m.room.topic", expect=404), "M_NOT_FOUND")
     assert_error(await alice.state("!nope:hs.test", "m.room.topic", expect=404), "M_NOT_FOUND")
 
 
 async def test_format_event_returns_the_whole_event(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room(name="Lunch")
     event_id = await alice.put_state(room, "m.room.name", {"name": "Dinner"})
     event = await alice.get(f"/rooms/{q(room)}/state/m.room.name/", params={"format": "event"})
@@ -69,7 +65,7 @@ async def test_format_event_returns_the_whole_event(hs: Matrix) -> None:
 
 
 async def test_whole_state_lists_every_current_entry_once(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", name="One")
     await alice.put_state(room, "m.room.name", {"name": "Two"})
     await bob.join(room)
@@ -84,7 +80,7 @@ async def test_whole_state_lists_every_current_entry_once(hs: Matrix) -> None:
 
 
 async def test_state_change_without_power_is_forbidden_and_changes_nothing(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", name="Alice's room")
     await bob.join(room)
     before = await bob.state_ids(room)
@@ -98,7 +94,7 @@ async def test_state_change_without_power_is_forbidden_and_changes_nothing(hs: M
 
 
 async def test_outsiders_cannot_read_or_write_state(hs: Matrix) -> None:
-    alice, eve = await users(hs, "alice", "eve")
+    alice, eve = await hs.users("alice", "eve")
     room = await alice.create_room(name="Secret")
     assert_error(await eve.state(room, "m.room.name", expect=403), "M_FORBIDDEN")
     assert_error(await eve.get(f"/rooms/{q(room)}/state", expect=403), "M_FORBIDDEN")
@@ -107,7 +103,7 @@ async def test_outsiders_cannot_read_or_write_state(hs: Matrix) -> None:
 
 
 async def test_member_state_needs_a_membership(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     err = await alice.put_state(room, "m.room.member", {"displayname": "x"}, key=alice.user_id, expect=400)
     assert_error(err, "M_BAD_JSON")
@@ -115,7 +111,7 @@ async def test_member_state_needs_a_membership(hs: Matrix) -> None:
 
 
 async def test_power_levels_change_takes_effect(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat")
     await bob.join(room)
     pl = await alice.state(room, "m.room.power_levels")
@@ -126,7 +122,7 @@ async def test_power_levels_change_takes_effect(hs: Matrix) -> None:
 
 
 async def test_state_path_percent_decoding(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     # the room id fully escaped, as matrix-js-sdk sends it
     path = f"{CS}/rooms/{q(room)}/state/m.room.topic/"

@@ -8,12 +8,8 @@ import time
 from tests.helpers import Matrix, User, assert_error, bodies, q, timeline
 
 
-async def users(hs: Matrix, *names: str) -> list[User]:
-    return [await hs.register(n) for n in names]
-
-
 async def chat(hs: Matrix) -> tuple[User, User, str]:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", name="Chat")
     await bob.join(room)
     return alice, bob, room
@@ -34,7 +30,7 @@ def sequence(token: str) -> tuple[int, ...]:
 
 
 async def test_create_and_get_a_filter(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     body = {"room": {"timeline": {"limit": 5, "types": ["m.room.message"]}}, "presence": {"types": []}}
     got = await alice.post(f"/user/{q(alice.user_id)}/filter", body)
     assert isinstance(got["filter_id"], str) and got["filter_id"]
@@ -44,13 +40,13 @@ async def test_create_and_get_a_filter(hs: Matrix) -> None:
 
 
 async def test_unknown_filter_is_404(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     for fid in ("12345", "abc"):
         assert_error(await alice.get(f"/user/{q(alice.user_id)}/filter/{fid}", expect=404), "M_NOT_FOUND")
 
 
 async def test_filters_of_other_users_are_private(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     fid = (await alice.post(f"/user/{q(alice.user_id)}/filter", {"room": {}}))["filter_id"]
     assert_error(await bob.get(f"/user/{q(alice.user_id)}/filter/{fid}", expect=403), "M_FORBIDDEN")
     assert_error(await bob.post(f"/user/{q(alice.user_id)}/filter", {}, expect=403), "M_FORBIDDEN")
@@ -58,7 +54,7 @@ async def test_filters_of_other_users_are_private(hs: Matrix) -> None:
 
 
 async def test_malformed_filter_is_refused(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     err = await alice.post(f"/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": "ten"}}}, expect=400)
     assert_error(err, "M_BAD_JSON")
 
@@ -87,13 +83,13 @@ async def test_sync_honours_timeline_types_in_an_inline_filter(hs: Matrix) -> No
 
 
 async def test_sync_with_an_unknown_filter_id_fails(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     err = await alice.get("/sync", params={"filter": "999"}, expect=400)
     assert err["errcode"] in ("M_INVALID_PARAM", "M_NOT_FOUND")
 
 
 async def test_sync_rooms_filter(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     one = await alice.create_room()
     two = await alice.create_room()
     sync = await alice.sync(filter={"room": {"rooms": [two]}})
@@ -141,7 +137,7 @@ async def test_initial_sync_timeline_and_state_do_not_overlap(hs: Matrix) -> Non
 
 
 async def test_initial_sync_with_a_small_room_is_not_limited(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room(name="Small")
     section = (await alice.sync())["rooms"]["join"][room]
     assert section["timeline"]["limited"] is False
@@ -209,7 +205,7 @@ async def test_full_state_returns_the_whole_state_on_an_incremental_sync(hs: Mat
 
 
 async def test_invalid_since_is_refused(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     err = await alice.get("/sync", params={"since": "not-a-token"}, expect=400)
     assert err["errcode"] == "M_INVALID_PARAM"
 
@@ -231,7 +227,7 @@ async def test_long_poll_wakes_up_when_a_message_arrives(hs: Matrix) -> None:
 
 
 async def test_long_poll_wakes_up_for_an_invite(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room()
     since = (await bob.sync())["next_batch"]
     poll = asyncio.create_task(bob.sync(since, timeout=10_000))
@@ -257,7 +253,7 @@ async def test_long_poll_ignores_rooms_the_user_is_not_in(hs: Matrix) -> None:
 
 
 async def test_long_poll_times_out_with_an_empty_response(hs: Matrix) -> None:
-    (alice,) = await users(hs, "alice")
+    (alice,) = await hs.users("alice")
     room = await alice.create_room()
     since = (await alice.sync())["next_batch"]
     sync = await alice.sync(since, timeout=200)
@@ -270,7 +266,7 @@ async def test_long_poll_times_out_with_an_empty_response(hs: Matrix) -> None:
 
 
 async def test_invite_appears_with_stripped_state(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(name="Secret plans", topic="shh")
     since = (await bob.sync())["next_batch"]
     await alice.invite(room, bob)
@@ -290,7 +286,7 @@ async def test_invite_appears_with_stripped_state(hs: Matrix) -> None:
 
 
 async def test_a_room_joined_since_the_token_comes_with_full_state(hs: Matrix) -> None:
-    alice, bob = await users(hs, "alice", "bob")
+    alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", name="Joined later")
     for n in range(1, 4):
         await alice.send(room, f"m{n}")
@@ -412,3 +408,37 @@ async def test_room_account_data_change_alone_reaches_incremental_sync(hs: Matri
     section = sync["rooms"]["join"][room]
     assert section["account_data"]["events"] == [{"type": "org.example.tag", "content": {"pinned": True}}]
     assert section["timeline"]["events"] == []
+
+
+async def test_a_rejected_invite_moves_from_invite_to_leave(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(invite=[bob.user_id])
+    first = await bob.sync()
+    assert list(first["rooms"]["invite"]) == [room]
+    await bob.leave(room)
+    sync = await bob.sync(first["next_batch"])
+    assert room not in sync["rooms"]["invite"] and room not in sync["rooms"]["join"]
+    assert room in sync["rooms"]["leave"]
+    assert (await bob.sync())["rooms"]["invite"] == {}
+
+
+async def test_leaving_and_rejoining_between_syncs_shows_the_room_as_joined(hs: Matrix) -> None:
+    alice, bob, room = await chat(hs)
+    since = (await bob.sync())["next_batch"]
+    await bob.leave(room)
+    await alice.send(room, "while bob was away")
+    await bob.join(room)
+    sync = await bob.sync(since)
+    assert room not in sync["rooms"]["leave"]
+    events = sync["rooms"]["join"][room]["timeline"]["events"]
+    memberships = [e["content"]["membership"] for e in events if e["type"] == "m.room.member"]
+    assert memberships[-1] == "join"
+
+
+async def test_an_invited_user_syncing_initially_sees_no_timeline_of_the_room(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(invite=[bob.user_id])
+    await alice.send(room, "not for bob yet")
+    sync = await bob.sync()
+    assert room not in sync["rooms"]["join"]
+    assert "timeline" not in sync["rooms"]["invite"][room]

@@ -225,7 +225,7 @@ async def test_request_errors(network: Network) -> None:
     # a.test reached under a name that is not its own: wrong destination.
     with pytest.raises(FederationRequestError) as e:
         await b.client.request("GET", "alias.test", "/_matrix/federation/v1/echo/x")
-    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN")
+    assert (e.value.status, e.value.errcode) == (401, "M_UNAUTHORIZED")
     with pytest.raises(FederationRequestError) as e:
         await b.client.request("GET", "down.test", "/_matrix/federation/v1/echo/x", timeout=5)
     assert e.value.status == 0

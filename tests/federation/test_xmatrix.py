@@ -214,7 +214,7 @@ async def test_middleware_rejections(make_client: Any) -> None:
     await expect(401, "M_UNAUTHORIZED", good, method="PUT", body=b"{}")
     await expect(401, "M_UNAUTHORIZED", [good, good.replace('origin="domain"', 'origin="other"')])
     await expect(401, "M_UNAUTHORIZED", sign_request(TEST_KEY, "other", "remote.example", "GET", uri))
-    await expect(403, "M_FORBIDDEN", sign_request(TEST_KEY, "domain", "elsewhere", "GET", uri))
+    await expect(401, "M_UNAUTHORIZED", sign_request(TEST_KEY, "domain", "elsewhere", "GET", uri))
     put = sign_request(TEST_KEY, "domain", "remote.example", "PUT", uri, {})
     await expect(400, "M_NOT_JSON", put, method="PUT", body=b"{nope")
 
