@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from aiohttp import web
@@ -48,8 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "https" if listener.tls else "http", listener.host, listener.port,
                 ", ".join(listener.resources),
             )
+        # SIGTERM/SIGINT stop the server cleanly: queued writes are flushed first.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 

@@ -17,12 +17,13 @@ from client_api.http import SERVICES
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import HomeserverConfig
+from config.tls import client_ssl_context
 from federation.inbound import keys, transactions
 from federation.inbound import rooms as fed_rooms
 from federation.inbound.auth import make_xmatrix_middleware
 from federation.inbound.context import FEDERATION, FederationContext
 from federation.inbound.keys import KEYRING
-from federation.outbound.client import FederationClient, make_ssl_context
+from federation.outbound.client import FederationClient
 from federation.outbound.keyring import Keyring
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
@@ -161,7 +162,7 @@ async def build_federation(
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
-        make_ssl_context(fed.ca_file, fed.verify_tls),
+        client_ssl_context(fed),
     )
     await client.start()
     keyring = Keyring(
@@ -212,7 +213,9 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     extra_middlewares = []
     if runtime.federation is not None:
         fed = runtime.federation
-        extra_middlewares.append(make_xmatrix_middleware(cfg.server_name, fed.keyring))
+        extra_middlewares.append(
+            make_xmatrix_middleware(cfg.server_name, fed.keyring, on_origin=fed.sender.retry_now),
+        )
     app = client_api.app.create_app(runtime.services, extra_middlewares)
     app[CONFIG] = cfg
     app.router.add_get("/health", health)

@@ -1,10 +1,16 @@
 """Fixtures shared by every test package.
 
-``db_url``     a fresh, empty database: SQLite (a file under tmp_path) and MariaDB (a new
+``db_url``     a fresh database: SQLite (a file under tmp_path) and MariaDB (a new
                ``tri_<hex>`` database on ``$TRICOLOR_TEST_MYSQL_URL``, dropped afterwards).
                Tests that use it (directly or through ``hs``) run once per database.
 ``hs_config``  a HomeserverConfig on that database with fast bcrypt and tmp_path keys.
 ``hs``         a ``tests.helpers.Matrix`` talking to a fresh in-process server.
+
+Speed: the real migrations run once per session and backend, into a template; each
+test's database is a copy of it (the SQLite file, or MariaDB's ``SHOW CREATE TABLE``
+statements), and ``create_app`` then finds it up to date. ``TRICOLOR_TEST_MIGRATE_EACH=1``
+migrates every test's empty database instead. The integration tests always start
+their server processes on empty databases.
 
 MariaDB missing: those cases are skipped, unless ``TRICOLOR_REQUIRE_MYSQL=1`` (CI),
 which turns the skip into a failure.
@@ -14,37 +20,44 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from config.schema import DatabaseConfig, HomeserverConfig
+from storage.engine import create_engine
+from storage.migrate import migrate
 from tests.helpers import Matrix
 
 SERVER_NAME = "hs.test"
 MYSQL_DEFAULT_URL = "mysql+asyncmy://root@127.0.0.1:3306/test"
+MIGRATE_EACH = os.environ.get("TRICOLOR_TEST_MIGRATE_EACH") == "1"
 
 _mysql_problem: list[str] = []  # why MariaDB is unusable, remembered for the session
+_templates: dict[str, Any] = {}  # "sqlite": migrated file; "mysql": [(sql, rows)]
 
 
 def _mysql_server_url() -> URL:
     return make_url(os.environ.get("TRICOLOR_TEST_MYSQL_URL", MYSQL_DEFAULT_URL))
 
 
-async def _mysql_admin(sql: str) -> None:
-    """Run one statement on the MariaDB server (no database selected)."""
+async def _mysql_run(statements: list[tuple[str, list[tuple[Any, ...]]]], database: str | None = None) -> None:
+    """Run statements (with executemany rows, or none) on the test MariaDB."""
     engine = create_async_engine(
-        _mysql_server_url().set(database=None), isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 3},
+        _mysql_server_url().set(database=database), isolation_level="AUTOCOMMIT",
+        poolclass=NullPool, connect_args={"connect_timeout": 3},
     )
     try:
         async with engine.connect() as conn:
-            await conn.execute(sa.text(sql))
+            for sql, rows in statements:
+                await conn.exec_driver_sql(sql, rows or None)
     finally:
         await engine.dispose()
 
@@ -59,30 +72,83 @@ def _mysql_unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
-async def create_mysql_database() -> str:
-    """A new, empty ``tri_<hex>`` database on the test MariaDB; returns its URL.
-    Skips (or fails, with TRICOLOR_REQUIRE_MYSQL=1) when MariaDB is unusable."""
+async def create_mysql_database(migrated: bool = False) -> str:
+    """A new ``tri_<hex>`` database on the test MariaDB (empty, or with the migrated
+    schema); returns its URL. Skips (or fails, with TRICOLOR_REQUIRE_MYSQL=1) when
+    MariaDB is unusable."""
     if _mysql_problem:
         _mysql_unavailable(_mysql_problem[0])
     name = "tri_" + secrets.token_hex(6)
     try:
-        await _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        await _mysql_run([(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", [])])
     except Exception as exc:
         _mysql_problem.append(f"{type(exc).__name__}: {exc}")
         _mysql_unavailable(_mysql_problem[0])
-    return _mysql_server_url().set(database=name).render_as_string(hide_password=False)
+    url = _mysql_server_url().set(database=name).render_as_string(hide_password=False)
+    if migrated:
+        try:
+            await _mysql_run(await _mysql_schema(), database=name)
+        except BaseException:
+            await drop_mysql_database(url)
+            raise
+    return url
 
 
 async def drop_mysql_database(url: str) -> None:
-    await _mysql_admin(f"DROP DATABASE IF EXISTS `{make_url(url).database}`")
+    await _mysql_run([(f"DROP DATABASE IF EXISTS `{make_url(url).database}`", [])])
+
+
+async def _mysql_schema() -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements that rebuild a migrated database: migrate a scratch database for
+    real (once per session), then read back its tables and rows."""
+    if "mysql" not in _templates:
+        url = await create_mysql_database()
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            statements: list[tuple[str, list[tuple[Any, ...]]]] = [("SET foreign_key_checks = 0", [])]
+            async with engine.connect() as conn:
+                tables = [r[0] for r in await conn.exec_driver_sql("SHOW TABLES")]
+                for table in tables:
+                    statements.append(((await conn.exec_driver_sql(f"SHOW CREATE TABLE `{table}`")).one()[1], []))
+                for table in tables:
+                    rows = [tuple(r) for r in await conn.exec_driver_sql(f"SELECT * FROM `{table}`")]
+                    if rows:
+                        marks = ", ".join(["%s"] * len(rows[0]))
+                        statements.append((f"INSERT INTO `{table}` VALUES ({marks})", rows))
+        finally:
+            await engine.dispose()
+            await drop_mysql_database(url)
+        _templates["mysql"] = statements
+    return _templates["mysql"]
+
+
+async def _sqlite_template(directory: Path) -> Path:
+    """A migrated SQLite file (made once per session by running the migrations)."""
+    if "sqlite" not in _templates:
+        path = directory / "template.db"
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await migrate(engine)
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            await engine.dispose()
+        _templates["sqlite"] = path
+    return _templates["sqlite"]
 
 
 @pytest.fixture(params=["sqlite", "mysql"], ids=["sqlite", "mysql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'homeserver.db'}"
+        path = tmp_path / "homeserver.db"
+        if not MIGRATE_EACH:
+            shutil.copyfile(await _sqlite_template(tmp_path_factory.getbasetemp()), path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
-    url = await create_mysql_database()
+    url = await create_mysql_database(migrated=not MIGRATE_EACH)
     try:
         yield url
     finally:

@@ -89,7 +89,11 @@ async def authenticate(request: web.Request, server_name: str, keyring: KeyringP
     return origin
 
 
-def make_xmatrix_middleware(server_name: str, keyring: KeyringPort) -> Callable[..., Awaitable[web.StreamResponse]]:
+def make_xmatrix_middleware(
+    server_name: str, keyring: KeyringPort, on_origin: Callable[[str], None] | None = None,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """`on_origin` hears of every authenticated peer (the sender retries a peer that is back)."""
+
     @web.middleware
     async def xmatrix_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if needs_auth(request.path):
@@ -99,6 +103,8 @@ def make_xmatrix_middleware(server_name: str, keyring: KeyringPort) -> Callable[
                 if e.status == 401:
                     log.info("rejected federation request %s %s: %s", request.method, request.path, e.error)
                 return _error(e.status, e.errcode, e.error)
+            if on_origin is not None:
+                on_origin(request[ORIGIN])
         return await handler(request)
 
     return xmatrix_auth

@@ -25,20 +25,6 @@ USER_AGENT = "Tricolor/0.1.0"
 MAX_RESPONSE_BYTES = 100 * 1024 * 1024
 
 
-def make_ssl_context(ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """The system trust store plus ``ca_file`` (e.g. Complement's CA).
-
-    ``verify=False`` turns checking off entirely; only for explicitly configured test setups.
-    """
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def build_uri(path: str, query: Mapping[str, str | list[str]] | None = None) -> str:
     """``path`` (already percent-encoded) plus an encoded query: the exact string signed and sent."""
     if not path.startswith("/"):

@@ -147,10 +147,15 @@ class RoomService:
         if "topic" in body:
             specs.append(EventSpec("m.room.topic", creator, {"topic": body["topic"]}, ""))
         is_direct = bool(body.get("is_direct"))
-        for invitee in invitees:
-            extra = {"is_direct": True} if is_direct else {}
+        extra = {"is_direct": True} if is_direct else {}
+        local = [u for u in invitees if ids.server_of(u) == self.server_name]
+        remote = [u for u in invitees if ids.server_of(u) != self.server_name]
+        for invitee in local:
             specs.append(EventSpec("m.room.member", creator, {"membership": "invite", **extra}, invitee))
         await self._events.create_room(room_id, version, creator, specs)
+        # Remote invitees' servers must countersign their invites (one request each).
+        for invitee in remote:
+            await self._invite_remote(creator, room_id, invitee, extra)
         if alias:
             await self._rooms.create_alias(alias, room_id, creator)
         if visibility == "public":
@@ -226,26 +231,31 @@ class RoomService:
         if membership == "invite" and ids.server_of(target) == self.server_name:
             if await self._users.get_user(target) is None:
                 raise not_found("Unknown user")
-        countersign = None
         if membership == "invite" and ids.server_of(target) != self.server_name:
-            if self.remote is None:
-                raise forbidden("Federation is disabled on this server")
-            remote, version = self.remote, head.room_version
+            await self._invite_remote(requester.user_id, room_id, target, {"reason": reason} if reason else {})
+            return
+        await self._membership(requester.user_id, room_id, target, membership, reason)
 
-            async def countersign(event: Event) -> dict[str, Any]:
-                return await remote.invite_countersign(event, version)
+    async def _invite_remote(self, sender: str, room_id: str, target: str, extra: dict[str, Any]) -> None:
+        """Invite a user of another server: their server countersigns before we store it."""
+        if self.remote is None:
+            raise forbidden("Federation is disabled on this server")
+        head = await self.head_or_404(room_id)
+        remote, version = self.remote, head.room_version
 
-        await self._membership(requester.user_id, room_id, target, membership, reason, countersign)
+        async def countersign(event: Event) -> dict[str, Any]:
+            return await remote.invite_countersign(event, version)
+
+        await self._events.send_event(
+            room_id, EventSpec("m.room.member", sender, {"membership": "invite", **extra}, target), countersign,
+        )
 
     async def _membership(
         self, sender: str, room_id: str, target: str, membership: str, reason: str | None,
-        countersign: Any = None,
     ) -> StoredEvent:
         extra = {"reason": reason} if isinstance(reason, str) else {}
         content = await self._member_content(target, membership, extra)
-        return await self._events.send_event(
-            room_id, EventSpec("m.room.member", sender, content, target), countersign,
-        )
+        return await self._events.send_event(room_id, EventSpec("m.room.member", sender, content, target))
 
     async def forget(self, requester: Requester, room_id: str) -> None:
         row = await self._rooms.get_membership(room_id, requester.user_id)

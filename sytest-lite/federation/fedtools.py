@@ -46,7 +46,9 @@ async def state_event_ids(user: User, room_id: str) -> dict[tuple[str, str], str
     return {(e["type"], e["state_key"]): e["event_id"] for e in events}
 
 
-async def wait_same_state(a: User, b: User, room_id: str) -> dict[tuple[str, str], str]:
+async def wait_same_state(
+    a: User, b: User, room_id: str, deadline: float = FEDERATION_DEADLINE
+) -> dict[tuple[str, str], str]:
     """Wait until both servers report the same current state (same event IDs)."""
     seen: dict[str, Any] = {}
 
@@ -56,7 +58,9 @@ async def wait_same_state(a: User, b: User, room_id: str) -> dict[tuple[str, str
         return sa if sa == sb else None
 
     try:
-        return await eventually(probe, what="identical room state on both servers")
+        return await eventually(
+            probe, deadline=deadline, what="identical room state on both servers"
+        )
     except AssertionError:
         sa, sb = seen.get("a", {}), seen.get("b", {})
         diff = {k: (sa.get(k), sb.get(k)) for k in set(sa) | set(sb) if sa.get(k) != sb.get(k)}

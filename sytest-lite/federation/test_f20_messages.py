@@ -171,5 +171,6 @@ async def test_servers_converge_after_concurrent_state_and_messages(alice, bob):
 
     await eventually(lambda: has(bob, topic), what="bob's server has the topic event")
     await eventually(lambda: has(alice, fork), what="alice's server has bob's message")
-    state = await wait_same_state(alice, bob, room)
+    # Both servers now hold the same events: the state must agree (almost) at once.
+    state = await wait_same_state(alice, bob, room, deadline=10)
     assert state.get(("m.room.topic", "")) == topic

@@ -243,3 +243,18 @@ async def test_joined_history_visibility_hides_what_came_before_joining(hs: Matr
     assert bodies((await bob.messages(room, "b", limit=20))["chunk"]) == ["after bob joined"]
     assert_error(await bob.get(f"/rooms/{q(room)}/event/{q(secret)}", expect=404), "M_NOT_FOUND")
     assert bodies(timeline(await bob.sync(), room)) == ["after bob joined"]
+
+
+async def test_messages_end_is_omitted_exactly_when_history_runs_out(hs: Matrix) -> None:
+    alice, _, room = await chat(hs)
+    total = len((await alice.messages(room, "f", limit=100))["chunk"])
+    everything = await alice.messages(room, "b", limit=total)
+    assert len(everything["chunk"]) == total
+    assert everything["chunk"][-1]["type"] == "m.room.create"
+    if "end" in everything:  # allowed, but then the next page must be empty
+        rest = await alice.messages(room, "b", limit=10, **{"from": everything["end"]})
+        assert rest["chunk"] == [] and "end" not in rest
+    almost = await alice.messages(room, "b", limit=total - 1)
+    assert "end" in almost
+    last = await alice.messages(room, "b", limit=10, **{"from": almost["end"]})
+    assert [e["type"] for e in last["chunk"]] == ["m.room.create"]

@@ -442,3 +442,21 @@ async def test_an_invited_user_syncing_initially_sees_no_timeline_of_the_room(hs
     sync = await bob.sync()
     assert room not in sync["rooms"]["join"]
     assert "timeline" not in sync["rooms"]["invite"][room]
+
+
+async def test_limited_is_exact_at_the_timeline_limit(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    room = await alice.create_room(name="Exact")
+    total = len((await alice.messages(room, "f", limit=100))["chunk"])
+    exact = (await alice.sync(filter={"room": {"timeline": {"limit": total}}}))["rooms"]["join"][room]
+    assert len(exact["timeline"]["events"]) == total and exact["timeline"]["limited"] is False
+    short = (await alice.sync(filter={"room": {"timeline": {"limit": total - 1}}}))["rooms"]["join"][room]
+    assert len(short["timeline"]["events"]) == total - 1 and short["timeline"]["limited"] is True
+    assert short["state"]["events"][0]["type"] == "m.room.create"
+
+    since = (await alice.sync())["next_batch"]
+    for n in range(3):
+        await alice.send(room, f"m{n}")
+    section = (await alice.sync(since, filter={"room": {"timeline": {"limit": 3}}}))["rooms"]["join"][room]
+    assert bodies(section["timeline"]["events"]) == ["m0", "m1", "m2"]
+    assert section["timeline"]["limited"] is False

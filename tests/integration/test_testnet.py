@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,34 @@ from config.loader import load_config
 from homeserver.testnet import TestnetError, _mysql_database_name, _server_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Per-run ports so parallel runs and a developer's own network do not clash
-# (20000-31999: below the usual ephemeral range).
-BASE_PORT = 20000 + (os.getpid() % 1500) * 8
+
+
+def _free_block(size: int = 8) -> int:
+    """The first port P >= a per-run start with P..P+size-1 free on 127.0.0.1.
+
+    20000-31999: below Linux's ephemeral range; other services and other test runs
+    live there too, hence the probing rather than a fixed number.
+    """
+    start = (os.getpid() % 1500) * size
+    for offset in range(0, 12000, size):
+        base = 20000 + (start + offset) % 12000
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    probe = stack.enter_context(socket.socket())
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports in 20000-31999")
+
+
+@pytest.fixture
+def base_port() -> int:
+    return _free_block()
+
+
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -36,7 +62,7 @@ def run_testnet(*args: str, check: bool = True) -> subprocess.CompletedProcess[s
         timeout=90,
     )
     if check:
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, f"testnet {' '.join(args)}:\n{result.stderr}"
     return result
 
 
@@ -77,20 +103,20 @@ def net_dir(tmp_path: Path) -> Iterator[Path]:
                     os.kill(server["pid"], signal.SIGKILL)
 
 
-def test_up_stop_start_down(net_dir: Path) -> None:
+def test_up_stop_start_down(net_dir: Path, base_port: int) -> None:
     d = str(net_dir)
     up = json.loads(
         run_testnet(
-            "up", "--servers", "2", "--dir", d, "--base-port", str(BASE_PORT), "--fast-passwords"
+            "up", "--servers", "2", "--dir", d, "--base-port", str(base_port), "--fast-passwords"
         ).stdout
     )
     servers = by_name(up)
     assert list(servers) == ["hs1.test", "hs2.test"]
     hs1, hs2 = servers["hs1.test"], servers["hs2.test"]
-    assert hs1["client_url"] == f"http://127.0.0.1:{BASE_PORT}"
-    assert hs1["federation_url"] == f"https://127.0.0.1:{BASE_PORT + 1}"
-    assert hs2["client_url"] == f"http://127.0.0.1:{BASE_PORT + 2}"
-    assert hs2["federation_url"] == f"https://127.0.0.1:{BASE_PORT + 3}"
+    assert hs1["client_url"] == f"http://127.0.0.1:{base_port}"
+    assert hs1["federation_url"] == f"https://127.0.0.1:{base_port + 1}"
+    assert hs2["client_url"] == f"http://127.0.0.1:{base_port + 2}"
+    assert hs2["federation_url"] == f"https://127.0.0.1:{base_port + 3}"
     assert up["ca_file"] == str(net_dir / "ca" / "ca.crt")
     for server in (hs1, hs2):
         assert isinstance(server["pid"], int)
@@ -100,15 +126,15 @@ def test_up_stop_start_down(net_dir: Path) -> None:
         assert cfg.server_name == server["name"]
         assert cfg.federation.ca_file == up["ca_file"]
         assert cfg.federation.static_map == {
-            "hs1.test": f"127.0.0.1:{BASE_PORT + 1}",
-            "hs2.test": f"127.0.0.1:{BASE_PORT + 3}",
+            "hs1.test": f"127.0.0.1:{base_port + 1}",
+            "hs2.test": f"127.0.0.1:{base_port + 3}",
         }
         # The federation port speaks TLS with a certificate the network's CA vouches for.
         tls_handshake(server["federation_url"], up["ca_file"], server["name"])
     assert json.loads((net_dir / "testnet.json").read_text())["servers"][0]["pid"] == hs1["pid"]
 
     # A second `up` on the same directory is refused.
-    again = run_testnet("up", "--dir", d, "--base-port", str(BASE_PORT), check=False)
+    again = run_testnet("up", "--dir", d, "--base-port", str(base_port), check=False)
     assert again.returncode != 0 and "already exists" in again.stderr
 
     stopped = json.loads(run_testnet("stop", "hs2.test", "--dir", d).stdout)
@@ -140,8 +166,8 @@ def test_up_stop_start_down(net_dir: Path) -> None:
         )
 
 
-def test_up_refuses_a_port_in_use(net_dir: Path) -> None:
-    base = BASE_PORT + 4
+def test_up_refuses_a_port_in_use(net_dir: Path, base_port: int) -> None:
+    base = base_port
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", base + 1))
         busy.listen()
@@ -174,3 +200,107 @@ def test_mysql_database_names() -> None:
     assert _mysql_database_name("hs1.test") == "tri_net_hs1_test"
     assert _mysql_database_name("127.0.0.1:18201") == "tri_net_127_0_0_1_18201"
     assert len(_mysql_database_name("x" * 300)) == 64
+
+
+def _mysql_databases(url: str, pattern: str) -> list[str]:
+    import asyncio
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def query() -> list[str]:
+        engine = create_async_engine(
+            make_url(url).set(database=None), connect_args={"connect_timeout": 3}
+        )
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(sa.text("SHOW DATABASES LIKE :p"), {"p": pattern})
+                return [row[0] for row in result]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(query())
+
+
+def test_mysql_network(net_dir: Path, base_port: int) -> None:
+    url = os.environ.get("TRICOLOR_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+    try:
+        _mysql_databases(url, "x")
+    except Exception as exc:
+        if os.environ.get("TRICOLOR_REQUIRE_MYSQL") == "1":
+            raise
+        pytest.skip(f"MariaDB unusable: {exc}")
+    name = f"t{os.getpid()}.test"  # a database name no other run uses
+    database = _mysql_database_name(name)
+    d = str(net_dir)
+    up = json.loads(
+        run_testnet(
+            "up",
+            "--servers",
+            "1",
+            "--database",
+            "mysql",
+            "--names",
+            name,
+            "--dir",
+            d,
+            "--base-port",
+            str(base_port),
+            "--fast-passwords",
+        ).stdout
+    )
+    (server,) = up["servers"]
+    assert server["database"].startswith("mysql+asyncmy://") and server["database"].endswith(
+        f"/{database}"
+    )
+    assert health(server["client_url"]) == "ok"
+    assert _mysql_databases(url, database) == [database]
+    down = json.loads(run_testnet("down", "--dir", d).stdout)
+    assert down["dropped_databases"] == [database]
+    assert _mysql_databases(url, database) == []
+
+
+def _call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with _NO_PROXY.open(request, timeout=20) as response:
+        return json.load(response)
+
+
+def test_network_federates(net_dir: Path, base_port: int) -> None:
+    """The point of the network: hs1 and hs2 reach each other over verified TLS by name."""
+    d = str(net_dir)
+    up = json.loads(
+        run_testnet("up", "--dir", d, "--base-port", str(base_port), "--fast-passwords").stdout
+    )
+    hs1, hs2 = (s["client_url"] for s in up["servers"])
+    tokens = []
+    for base, user in ((hs1, "alice"), (hs2, "bob")):
+        body = {"username": user, "password": "correct horse", "auth": {"type": "m.login.dummy"}}
+        tokens.append(_call(base, "POST", "/_matrix/client/v3/register", body)["access_token"])
+    alice, bob = tokens
+    room = _call(hs1, "POST", "/_matrix/client/v3/createRoom", {"preset": "public_chat"}, alice)[
+        "room_id"
+    ]
+    _call(
+        hs1, "POST", f"/_matrix/client/v3/rooms/{room}/invite", {"user_id": "@bob:hs2.test"}, alice
+    )
+    _call(hs2, "POST", f"/_matrix/client/v3/join/{room}", {}, bob)
+    message = {"msgtype": "m.text", "body": "hello over federation"}
+    _call(hs1, "PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t1", message, alice)
+    deadline = time.monotonic() + 15
+    bodies: list[str] = []
+    while time.monotonic() < deadline:
+        chunk = _call(
+            hs2, "GET", f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=5", None, bob
+        )
+        bodies = [e.get("content", {}).get("body") for e in chunk["chunk"]]
+        if "hello over federation" in bodies:
+            break
+        time.sleep(0.2)
+    assert "hello over federation" in bodies
+    run_testnet("down", "--dir", d)

@@ -1,0 +1,203 @@
+"""Two real Tricolor processes federating over TLS, started with `testnet up` (the
+operators' path), on SQLite and on MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.integration.matrix_http import MatrixUser, eventually, q, timeline_bodies
+from tests.integration.test_testnet import _free_block, run_testnet
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if request.param == "mysql" and not _mysql_reachable():
+        if os.environ.get("TRICOLOR_REQUIRE_MYSQL") == "1":
+            pytest.fail("MariaDB is not reachable", pytrace=False)
+        pytest.skip("MariaDB is not reachable")
+    directory = tmp_path_factory.mktemp(f"net-{request.param}") / "net"
+    up = run_testnet(
+        "up", "--servers", "2", "--dir", str(directory), "--database", request.param,
+        "--base-port", str(_free_block()), "--fast-passwords",
+    )
+    info = json.loads(up.stdout)
+    info["dir"] = str(directory)
+    try:
+        yield info
+    finally:
+        run_testnet("down", "--dir", str(directory), check=False)
+
+
+def _mysql_reachable() -> bool:
+    url = make_url(os.environ.get("TRICOLOR_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test"))
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 3306), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def client_url(net: dict[str, Any], name: str) -> str:
+    return next(s["client_url"] for s in net["servers"] if s["name"] == name)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def pair(net: dict[str, Any], session: aiohttp.ClientSession) -> tuple[MatrixUser, MatrixUser]:
+    alice = await MatrixUser(session, client_url(net, "hs1.test")).register("alice")
+    bob = await MatrixUser(session, client_url(net, "hs2.test")).register("bob")
+    return alice, bob
+
+
+async def shared_room(alice: MatrixUser, bob: MatrixUser, **create: Any) -> str:
+    room = await alice.create_room(preset="private_chat", invite=[bob.user_id], **create)
+    await bob.sync_until(lambda d: room in d["rooms"]["invite"])
+    await bob.call("POST", f"/join/{q(room)}", {})
+    await alice.sync_until(lambda d: any(
+        e["type"] == "m.room.member" and e["state_key"] == bob.user_id and e["content"]["membership"] == "join"
+        for e in d["rooms"]["join"].get(room, {}).get("timeline", {}).get("events", [])
+    ))
+    return room
+
+
+async def test_invite_join_and_messages_both_ways(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    await alice.sync()
+    await bob.sync()
+    room = await alice.create_room(name="across", preset="private_chat")
+    await alice.call("POST", f"/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+    invited = await bob.sync_until(lambda d: room in d["rooms"]["invite"])
+    stripped = invited["rooms"]["invite"][room]["invite_state"]["events"]
+    assert any(e["type"] == "m.room.name" and e["content"]["name"] == "across" for e in stripped)
+    assert any(e["type"] == "m.room.member" and e["sender"] == alice.user_id for e in stripped)
+
+    await bob.call("POST", f"/join/{q(room)}", {})
+    await alice.send(room, "hello from hs1")
+    await bob.sync_until(lambda d: "hello from hs1" in timeline_bodies(d, room))
+    await bob.send(room, "hello from hs2")
+    await alice.sync_until(lambda d: "hello from hs2" in timeline_bodies(d, room))
+    assert room in (await bob.call("GET", "/joined_rooms"))["joined_rooms"]
+
+
+async def test_history_is_backfilled_for_a_late_joiner(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="public_chat")
+    for i in range(15):
+        await alice.send(room, f"before {i}")
+    await bob.call("POST", f"/join/{q(room)}", {}, params={"server_name": "hs1.test"})
+    bodies = [e["content"].get("body") for e in await bob.messages(room, limit=100) if e["type"] == "m.room.message"]
+    assert bodies == [f"before {i}" for i in range(15)]
+    assert (await bob.state_ids(room)) == (await alice.state_ids(room))
+
+
+async def test_typing_receipts_and_presence_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await shared_room(alice, bob)
+    await bob.call("PUT", f"/rooms/{q(room)}/typing/{q(bob.user_id)}", {"typing": True, "timeout": 20000})
+    await alice.sync_until(lambda d: any(
+        e["type"] == "m.typing" and bob.user_id in e["content"]["user_ids"]
+        for e in d["rooms"]["join"].get(room, {}).get("ephemeral", {}).get("events", [])
+    ))
+    event_id = await alice.send(room, "read me")
+    await bob.sync_until(lambda d: "read me" in timeline_bodies(d, room))
+    await bob.call("POST", f"/rooms/{q(room)}/receipt/m.read/{q(event_id)}", {})
+    await alice.sync_until(lambda d: any(
+        e["type"] == "m.receipt" and bob.user_id in e["content"].get(event_id, {}).get("m.read", {})
+        for e in d["rooms"]["join"].get(room, {}).get("ephemeral", {}).get("events", [])
+    ))
+    await bob.call("PUT", f"/presence/{q(bob.user_id)}/status", {"presence": "unavailable", "status_msg": "lunch"})
+    await alice.sync_until(lambda d: any(
+        e["sender"] == bob.user_id and e["content"].get("status_msg") == "lunch"
+        for e in d["presence"]["events"]
+    ))
+
+
+async def test_remote_profile_lookup(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    await bob.call("PUT", f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bob on hs2"})
+    assert (await alice.call("GET", f"/profile/{q(bob.user_id)}"))["displayname"] == "Bob on hs2"
+    short = bob.user_id[1:].replace(":", "@", 1)  # bob@hs2.test
+    assert (await alice.call("GET", f"/profile/{q(short)}"))["displayname"] == "Bob on hs2"
+    await alice.call("GET", f"/profile/{q('@nobody:hs2.test')}", expect=404)
+
+
+async def test_leave_is_seen_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await shared_room(alice, bob)
+    await bob.call("POST", f"/rooms/{q(room)}/leave", {})
+
+    async def bob_left() -> bool:
+        members = await alice.call("GET", f"/rooms/{q(room)}/members")
+        return any(e["state_key"] == bob.user_id and e["content"]["membership"] == "leave" for e in members["chunk"])
+
+    await eventually(bob_left)
+    assert room not in (await bob.call("GET", "/joined_rooms"))["joined_rooms"]
+
+
+async def test_room_alias_resolves_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    local = f"across{bob.user_id[4:10]}"
+    room = await alice.create_room(preset="public_chat", room_alias_name=local)
+    found = await bob.call("GET", f"/directory/room/{q(f'#{local}:hs1.test')}")
+    assert found["room_id"] == room and "hs1.test" in found["servers"]
+    assert (await bob.call("POST", f"/join/{q(f'#{local}:hs1.test')}", {}))["room_id"] == room
+
+
+async def test_simultaneous_sends_converge(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="public_chat")
+    await alice.call("PUT", f"/rooms/{q(room)}/state/m.room.power_levels", {
+        **(await alice.call("GET", f"/rooms/{q(room)}/state/m.room.power_levels")),
+        "users": {alice.user_id: 100, bob.user_id: 100},
+    })
+    await bob.call("POST", f"/join/{q(room)}", {}, params={"server_name": "hs1.test"})
+
+    async def burst(user: MatrixUser, tag: str) -> None:
+        for i in range(12):
+            await user.send(room, f"{tag} {i}")
+            if i % 4 == 0:
+                await user.call("PUT", f"/rooms/{q(room)}/state/m.room.topic", {"topic": f"{tag} {i}"})
+
+    await asyncio.gather(burst(alice, "a"), burst(bob, "b"))
+
+    async def converged() -> bool:
+        a, b = await alice.messages(room, 200), await bob.messages(room, 200)
+        same_msgs = {e["event_id"] for e in a} == {e["event_id"] for e in b}
+        return same_msgs and len([e for e in a if e["type"] == "m.room.message"]) == 24 and (
+            await alice.state_ids(room) == await bob.state_ids(room)
+        )
+
+    await eventually(converged, within=45)
+
+
+async def test_receiver_restarted_mid_burst_gets_every_message(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    alice, bob = await pair(net, session)
+    room = await shared_room(alice, bob)
+    sent = []
+    for i in range(10):
+        sent.append(f"burst {i}")
+        await alice.send(room, f"burst {i}")
+        if i == 3:
+            run_testnet("stop", "hs2.test", "--dir", net["dir"])
+    run_testnet("start", "hs2.test", "--dir", net["dir"])
+
+    async def all_arrived() -> bool:
+        got = [e["content"].get("body") for e in await bob.messages(room, 100) if e["type"] == "m.room.message"]
+        return got == sent
+
+    await eventually(all_arrived, within=60)

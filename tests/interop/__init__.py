@@ -1,0 +1,1 @@
+"""Interoperability tests: Tricolor federating with other homeservers (Synapse)."""
