@@ -156,9 +156,13 @@ async def get_state_event(request: web.Request) -> web.Response:
     event_type, state_key = _state_path_key(request)
     svc = services(request)
     event = await svc.rooms.state_event(req, _room_id(request), event_type, state_key)
+    stored = await svc.events.get_event(event.event_id)
+    formatted = (await svc.timeline.format([stored], req))[0] if stored else client_event(
+        StoredEvent(event, 0, None, None),
+    )
     if request.query.get("format") == "event":
-        return ok(client_event(StoredEvent(event, 0, None, None)))
-    return ok(event.content)
+        return ok(formatted)
+    return ok(formatted["content"])
 
 
 @routes.get(cs("/rooms/{room_id}/state"))

@@ -142,7 +142,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         sync=SyncService(
             events=events, rooms=rooms_store, timeline=timeline, notifier=notifier,
             account_data=account_data, server_name=cfg.server_name, typing=typing,
-            receipts=receipts, presence=presence,
+            receipts=receipts, presence=presence, room_service=rooms,
         ),
         profile=profile,
         account_data=AccountDataService(account_data, notifier, ad_ids),

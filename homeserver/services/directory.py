@@ -62,7 +62,7 @@ class DirectoryService:
         await self._store.delete_alias(alias)
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
-        await self._rooms.visible_upto(requester, room_id)
+        await self._rooms.visible_window(requester, room_id)
         return await self._store.aliases_of_room(room_id)
 
     async def get_visibility(self, room_id: str) -> str:

@@ -225,6 +225,13 @@ class EventService:
             head = await self.room_head(room_id)
             if head is None:
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+            if len(specs) == 1 and specs[0].txn is not None:
+                # A retry that raced the original request: answer with the original event.
+                device, txn_id = specs[0].txn
+                existing = await self.find_by_txn(specs[0].sender, device, txn_id)
+                se = await self.get_event(existing) if existing else None
+                if se is not None:
+                    return [se]
             return await self._send_locked(head, specs, None, countersign)
 
     async def send_event(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.events import Event
@@ -17,6 +19,17 @@ from storage.stores.users import UserStore
 
 if TYPE_CHECKING:
     from homeserver.services.federation_rooms import FederationRooms
+
+@attrs.frozen
+class Visibility:
+    """A user's readable window of a room, in stream positions (None = unbounded)."""
+
+    since: int | None  # history visibility 'joined'/'invited': nothing before this
+    upto: int | None  # a former member: nothing after they left
+
+    def allows(self, stream: int) -> bool:
+        return (self.since is None or stream >= self.since) and (self.upto is None or stream <= self.upto)
+
 
 _PRESETS = {
     "private_chat": ("invite", "shared", "can_join"),
@@ -293,15 +306,15 @@ class RoomService:
         return await self._events.find_by_txn(requester.user_id, requester.device_id, txn_id)
 
     async def current_state(self, requester: Requester, room_id: str) -> list[Event]:
-        head, upto = await self._readable_head(requester, room_id)
-        state = head.state if upto is None else await self._events.state_at_stream(room_id, upto)
+        head, window = await self._readable_head(requester, room_id)
+        state = head.state if window.upto is None else await self._events.state_at_stream(room_id, window.upto)
         return list((await self._events.state_events(state)).values())
 
     async def state_event(
         self, requester: Requester, room_id: str, event_type: str, state_key: str,
     ) -> Event:
-        head, upto = await self._readable_head(requester, room_id)
-        state = head.state if upto is None else await self._events.state_at_stream(room_id, upto)
+        head, window = await self._readable_head(requester, room_id)
+        state = head.state if window.upto is None else await self._events.state_at_stream(room_id, window.upto)
         eid = state.get((event_type, state_key))
         if eid is None:
             raise not_found("Event not found.")
@@ -310,27 +323,46 @@ class RoomService:
             raise not_found("Event not found.")
         return se.event
 
-    async def _readable_head(self, requester: Requester, room_id: str) -> tuple[RoomHead, int | None]:
-        """The room head and, for a former member, the stream position they left at."""
+    async def _readable_head(self, requester: Requester, room_id: str) -> tuple[RoomHead, Visibility]:
+        """The room head and the stream window of history this user may read."""
         head = await self.head_or_404(room_id)
         membership = head.members.get(requester.user_id)
-        if membership == "join":
-            return head, None
-        if membership in ("leave", "ban"):
+        visibility = await self.history_visibility(head)
+        if membership in ("join", "leave", "ban"):
             row = await self._rooms.get_membership(room_id, requester.user_id)
-            if row is not None:
-                return head, row.stream_ordering
-        if await self.history_visibility(head) == "world_readable":
-            return head, None
+            upto = row.stream_ordering if row is not None and membership != "join" else None
+            if membership == "join" or row is not None:
+                since = None
+                if visibility in ("joined", "invited") and row is not None:
+                    since = await self._membership_start(row.event_id, visibility == "invited")
+                return head, Visibility(since, upto)
+        if visibility == "world_readable":
+            return head, Visibility(None, None)
         raise forbidden(f"User {requester.user_id} not in room {room_id}, and room previews are disabled")
+
+    async def _membership_start(self, event_id: str, count_invite: bool) -> int | None:
+        """Stream position where the user's current (or last) stay in the room began:
+        walk back through their member events while they were joined (or invited)."""
+        wanted = {"join", "invite"} if count_invite else {"join"}
+        start: int | None = None
+        se = await self._events.get_event(event_id)
+        for _ in range(20):
+            if se is None:
+                break
+            if se.event.membership in wanted:
+                start = se.stream_ordering
+            elif start is not None or se.event.membership not in ("leave", "ban"):
+                break
+            se = await self._events.get_event(se.replaces_state) if se.replaces_state else None
+        return start
 
     async def history_visibility(self, head: RoomHead) -> str:
         ev = await self._events.current_state_event(head.room_id, ("m.room.history_visibility", ""))
         value = ev.content.get("history_visibility") if ev else None
         return value if isinstance(value, str) else "shared"
 
-    async def visible_upto(self, requester: Requester, room_id: str) -> int | None:
-        """None = everything visible; N = only events at or before stream N."""
+    async def visible_window(self, requester: Requester, room_id: str) -> Visibility:
+        """Which part of the room's history this user may read (raises if none)."""
         return (await self._readable_head(requester, room_id))[1]
 
     async def members(self, requester: Requester, room_id: str) -> list[Event]:

@@ -18,6 +18,7 @@ from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import Notifier, SyncToken
+from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.events import StoredEvent
 from storage.stores.filters import AccountDataStore
@@ -56,12 +57,13 @@ class SyncService:
     def __init__(
         self, *, events: EventService, rooms: RoomStore, timeline: Timeline, notifier: Notifier,
         account_data: AccountDataStore, server_name: str, typing: TypingService,
-        receipts: ReceiptService, presence: PresenceService,
+        receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
     ) -> None:
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
         self._joined_cache: LruCache[str, tuple[int, list[str]]] = LruCache(100_000)
+        self._rooms_svc = room_service
         self._events = events
         self._rooms = rooms
         self._timeline = timeline
@@ -239,6 +241,9 @@ class SyncService:
         if head is None:
             return None
         limit = self._limit(f)
+        visible = await self._rooms_svc.visible_window(requester, room_id)
+        if visible.since is not None:
+            after = max(after, visible.since - 1)  # history visibility 'joined'/'invited'
         window, limited = await self._window(room_id, after, upto, limit, f.timeline)
         if window and not limited and window[0].event.prev_event_ids:
             # History we do not hold (a room joined over federation): let clients paginate.

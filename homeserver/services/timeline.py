@@ -80,7 +80,8 @@ class Timeline:
     ) -> dict[str, Any]:
         if direction not in ("b", "f"):
             raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
-        upto = await self._rooms.visible_upto(requester, room_id)
+        window = await self._rooms.visible_window(requester, room_id)
+        upto = window.upto
         limit = max(0, min(limit, 1000))
         backwards = direction == "b"
         if from_token is None:
@@ -108,12 +109,16 @@ class Timeline:
                 page = [se for se in page if se.stream_ordering <= upto]
             for n, se in enumerate(page):
                 cursor = before_event(se) if backwards else se.topo
-                if event_filter.matches(se.event):
+                if backwards and window.since is not None and se.stream_ordering < window.since:
+                    exhausted = True  # history before the user joined is not theirs to read
+                    break
+                if window.allows(se.stream_ordering) and event_filter.matches(se.event):
                     chunk.append(se)
                     if len(chunk) >= limit:
                         exhausted = exhausted and n == len(page) - 1
                         break
-        if exhausted and backwards and len(chunk) < limit and self.remote is not None and to is None:
+        if (exhausted and backwards and len(chunk) < limit and self.remote is not None and to is None
+                and window.since is None):
             # We reached the start of what we hold; ask the room's other servers for more.
             oldest = chunk[-1] if chunk else await self._events.store.oldest_event(room_id)
             if oldest is not None and oldest.event.prev_event_ids and not oldest.outlier:
@@ -138,10 +143,8 @@ class Timeline:
         return out
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
-        upto = await self._rooms.visible_upto(requester, room_id)
+        window = await self._rooms.visible_window(requester, room_id)
         se = await self._events.get_event(event_id)
-        if se is None or se.event.room_id != room_id or se.outlier or (
-            upto is not None and se.stream_ordering > upto
-        ):
+        if se is None or se.event.room_id != room_id or se.outlier or not window.allows(se.stream_ordering):
             raise not_found("Event not found.")
         return (await self.format([se], requester))[0]

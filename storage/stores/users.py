@@ -170,11 +170,12 @@ class UserStore:
             rows = await conn.execute(
                 sa.select(devices).where(devices.c.user_id == user_id).order_by(devices.c.device_id)
             )
+            # Unknown values are null, not absent: matrix-nio's schema requires the keys.
             return [
-                {k: v for k, v in {
+                {
                     "device_id": r.device_id, "display_name": r.display_name,
                     "last_seen_ts": r.last_seen_ts, "last_seen_ip": r.last_seen_ip,
-                }.items() if v is not None}
+                }
                 for r in rows
             ]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.helpers import Matrix, User, assert_error, bodies, q, timeline
 
 
@@ -227,11 +225,6 @@ async def test_world_readable_rooms_can_be_read_without_joining(hs: Matrix) -> N
     assert_error(await eve.send(room, "but not writable", expect=403), "M_FORBIDDEN")
 
 
-@pytest.mark.xfail(
-    reason="history_visibility 'joined' is not enforced: a new member reads earlier events via "
-    "/messages, /event and /sync (homeserver/services/rooms.py _readable_head/visible_upto only "
-    "bound history at the leave point, never at the join point)", strict=True,
-)
 async def test_joined_history_visibility_hides_what_came_before_joining(hs: Matrix) -> None:
     alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room(preset="public_chat", initial_state=[

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.helpers import PASSWORD, Matrix, bodies, q
 
 
-@pytest.mark.xfail(
-    reason="concurrent PUT /send with the same txn id each create an event: RoomService.send "
-    "(homeserver/services/rooms.py) looks the txn up before taking the room lock", strict=True,
-)
 async def test_a_retry_racing_the_original_request_creates_one_event(hs: Matrix) -> None:
     alice = await hs.register("alice")
     room = await alice.create_room()

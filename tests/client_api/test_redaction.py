@@ -119,10 +119,6 @@ async def test_redacting_state_keeps_only_the_essential_keys(hs: Matrix) -> None
     assert state[("m.room.join_rules", "")]["content"] == {"join_rule": "public"}
 
 
-@pytest.mark.xfail(
-    reason="GET /rooms/{id}/state/{type}/{key} returns the unredacted content "
-    "(client_api/rooms.py get_state_event ignores redactions)", strict=True,
-)
 async def test_single_state_entry_is_served_redacted(hs: Matrix) -> None:
     alice, bob, _, room = await chat(hs)
     topic = await alice.put_state(room, "m.room.topic", {"topic": "to be redacted"})

@@ -176,10 +176,6 @@ async def test_login_logout_through_nio(real_server: RunningServer, nio_clients:
     assert isinstance(await alice.whoami(), WhoamiResponse)
 
 
-@pytest.mark.xfail(
-    reason="GET /devices drops null display_name/last_seen_ip/last_seen_ts keys; nio's schema "
-    "requires them (storage/stores/users.py list_devices)", strict=True,
-)
 async def test_device_list_through_nio(real_server: RunningServer, nio_clients: list[AsyncClient]) -> None:
     alice = await new_user(real_server, nio_clients, "alice")
     second = AsyncClient(real_server.base_url, alice.user_id)
