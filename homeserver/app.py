@@ -40,6 +40,7 @@ from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.remote_events import RemoteEvents
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -172,12 +173,15 @@ async def build_federation(
     sender = FederationSender(cfg.server_name, client, OutboxStore(engine))
     await sender.start()
     events = services.events
+    remote_events = RemoteEvents(events)
     handler = FederationEventHandler(
-        server_name=cfg.server_name, events=events, rooms=services.room_store, keyring=keyring,
+        server_name=cfg.server_name, events=events, remote=remote_events, rooms=services.room_store,
+        keyring=keyring,
         client=client, txns=InboundTxnStore(engine),
     )
     remote = FederationRooms(
-        server_name=cfg.server_name, signing_key=key, events=events, rooms=services.room_store,
+        server_name=cfg.server_name, signing_key=key, events=events, remote=remote_events,
+        rooms=services.room_store,
         users=services.users, handler=handler, client=client, keyring=keyring,
     )
     relay = EduRelay(

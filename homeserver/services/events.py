@@ -22,7 +22,6 @@ from homeserver.core.ids import server_of
 from homeserver.core.room_versions import get_room_version
 from homeserver.core.server_acl import server_allowed
 from homeserver.core.signing import SigningKey
-from homeserver.core.state_res import resolve_state_v2
 from homeserver.services.clock import now_ms
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import Notifier
@@ -38,7 +37,7 @@ from storage.stores.events import (
     StoredEvent,
 )
 from storage.stores.rooms import RoomStore
-from storage.stores.state import StateKey, StateMap, StateStore, plan_state_group
+from storage.stores.state import NewStateGroup, StateKey, StateMap, StateStore, plan_state_group
 
 
 @attrs.frozen
@@ -318,171 +317,49 @@ class EventService:
         self._after_commit(stored, work)
         return stored
 
-    # -- events from other servers (the caller holds the room lock) -----------
+    # -- write primitives shared with RemoteEvents (remote_events.py) ---------
 
-    async def _fetch_for_res(self, event_ids: Iterable[str]) -> dict[str, Event]:
-        return {k: v.event for k, v in (await self.get_events(event_ids)).items()}
+    def next_stream(self) -> int:
+        """A timeline position; allocate it with no await before enqueue (commit order)."""
+        return self._stream_ids.next()
 
-    async def resolve_states(self, room_version: str, states: Sequence[StateMap]) -> StateMap:
-        """State resolution v2 over several state maps (forks meeting)."""
-        distinct = {tuple(sorted(s.items())) for s in states}
-        if len(distinct) == 1:
-            return dict(states[0])
-        return await resolve_state_v2(room_version, states, self._fetch_for_res)
+    def next_outlier_position(self) -> int:
+        return self._outlier_ids.next()
 
-    async def commit_remote_locked(
-        self, room_id: str, event: Event, state_before: StateMap, *, before_group: int | None,
-        soft_failed: bool = False, new_room: NewRoom | None = None, apply_redaction: bool = True,
-    ) -> StoredEvent:
-        """Persist an event received over federation, already checked, with the state
-        before it. Moves the room forward (extremities, current state, members) unless
-        it was soft-failed; forks are merged with state resolution."""
-        head = self._heads.get(room_id) or await self.room_head(room_id)
-        if head is None:
-            if new_room is None:
-                raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
-            head = RoomHead(room_id, new_room.room_version, {}, 0, 0, [], 0, {})
-        batch = PersistBatch(received_ts=now_ms())
-        if new_room is not None:
-            batch.new_rooms.append(new_room)
-
-        if before_group is None:
-            g = plan_state_group(
-                self._group_ids.next(), room_id, head.state_group or None, head.chain_length,
-                head.state, state_before,
-            )
-            batch.state_groups.append(g)
-            self._state.remember(g, state_before)
-            before_group, before_chain = g.id, g.chain_length
-        else:
-            before_chain = (await self._state.get_state_and_chain(before_group))[1]
-        state_after, after_group, after_chain = state_before, before_group, before_chain
-        if event.is_state:
-            state_after = {**state_before, event.state_tuple: event.event_id}
-            g = plan_state_group(
-                self._group_ids.next(), room_id, before_group, before_chain, state_before, state_after,
-            )
-            batch.state_groups.append(g)
-            self._state.remember(g, state_after)
-            after_group, after_chain = g.id, g.chain_length
-
-        new_head = head
-        member_events: dict[str, Event] = {}
-        delta: dict[StateKey, str | None] = {}
-        if not soft_failed:
-            prevs = set(event.prev_event_ids)
-            forked = any(e not in prevs for e in head.extremities)
-            current = (
-                await self.resolve_states(head.room_version, [head.state, state_after])
-                if forked else state_after
-            )
-            cur_group, cur_chain = after_group, after_chain
-            if current != state_after:
-                g = plan_state_group(
-                    self._group_ids.next(), room_id, after_group, after_chain, state_after, current,
-                )
-                batch.state_groups.append(g)
-                self._state.remember(g, current)
-                cur_group, cur_chain = g.id, g.chain_length
-            delta = {k: v for k, v in current.items() if head.state.get(k) != v}
-            delta.update({k: None for k in head.state.keys() - current.keys()})
-            changed_members = [v for k, v in delta.items() if k[0] == "m.room.member" and v]
-            fetched = await self.get_events(e for e in changed_members if e != event.event_id)
-            member_events = {eid: se.event for eid, se in fetched.items()}
-            if event.type == "m.room.member":
-                member_events[event.event_id] = event
-            members = dict(head.members)
-            for k, v in delta.items():
-                if k[0] == "m.room.member":
-                    ev = member_events.get(v or "")
-                    members[k[1]] = (ev.membership or "leave") if ev else "leave"
-            extremities = [e for e in head.extremities if e not in prevs] + [event.event_id]
-            new_head = RoomHead(
-                room_id, head.room_version, current, cur_group, cur_chain, extremities[-20:],
-                max(head.max_depth, event.depth), members,
-            )
-            batch.room_updates.append(RoomUpdate(
-                room_id, cur_group, new_head.max_depth, delta, tuple(new_head.extremities),
-            ))
-
-        # No awaits from here to enqueue: stream ids must commit in order.
-        stream = self._stream_ids.next()
-        for k, v in delta.items():
-            if k[0] == "m.room.member":
-                ev = member_events.get(v or "")
-                batch.memberships.append(MembershipChange(
-                    room_id, k[1], (ev.membership or "leave") if ev else "leave", v or event.event_id,
-                    ev.sender if ev else event.sender, stream,
-                ))
-        replaces = state_before.get(event.state_tuple) if event.is_state else None
-        se = StoredEvent(
-            event, stream, before_group, after_group, soft_failed=soft_failed, replaces_state=replaces,
+    def new_state_group(
+        self, room_id: str, prev_group: int | None, prev_chain: int, prev_state: StateMap,
+        state: StateMap,
+    ) -> NewStateGroup:
+        group = plan_state_group(
+            self._group_ids.next(), room_id, prev_group, prev_chain, prev_state, state,
         )
-        batch.events.append(se)
-        if event.type == "m.room.redaction" and event.redacts and not soft_failed and apply_redaction:
-            batch.redactions.append((event.event_id, event.redacts))
-        await self._persister.enqueue(batch)
-        self._cache.put(event.event_id, se)
-        for m in batch.memberships:
-            self.recent.membership_changed(m.user_id, m.stream_ordering)
-        if not soft_failed:
-            self._heads[room_id] = new_head
-            self._after_commit([se], new_head)
-        return se
+        self._state.remember(group, state)
+        return group
 
-    async def persist_outliers(
-        self, events: Sequence[Event], new_room: NewRoom | None = None,
-        invite_for: str | None = None,
-    ) -> list[StoredEvent]:
-        """Store events that sit outside the room's timeline: auth chains and state
-        from a join, or an invite to a room we are not in (`invite_for`, a local user,
-        then sees it in /sync)."""
-        known = await self._events.known_event_ids(e.event_id for e in events)
-        fresh = [e for e in events if e.event_id not in known and e.event_id not in self._cache]
-        if not fresh and new_room is None:
-            return []
-        batch = PersistBatch(received_ts=now_ms())
-        if new_room is not None:
-            batch.new_rooms.append(new_room)
-        stored = []
-        for e in fresh:
-            if invite_for is not None and e.state_key == invite_for:
-                stream = self._stream_ids.next()
-                batch.memberships.append(MembershipChange(
-                    e.room_id, invite_for, e.membership or "invite", e.event_id, e.sender, stream,
-                ))
-            else:
-                stream = self._outlier_ids.next()
-            stored.append(StoredEvent(e, stream, None, None, outlier=True))
-        batch.events = stored
+    async def state_and_chain(self, group: int) -> tuple[StateMap, int]:
+        return await self._state.get_state_and_chain(group)
+
+    async def commit(
+        self, batch: PersistBatch, stored: Sequence[StoredEvent], head: RoomHead | None,
+    ) -> None:
+        """Persist a batch built elsewhere; then cache, move the room head (if given)
+        and wake whoever the events concern."""
         await self._persister.enqueue(batch)
         for se in stored:
             self._cache.put(se.event.event_id, se)
-        if invite_for is not None and stored:
-            self.recent.membership_changed(invite_for, self._stream_ids.last)
-            self._notifier.on_events(self._stream_ids.last, [invite_for])
-        return stored
+        for m in batch.memberships:
+            self.recent.membership_changed(m.user_id, m.stream_ordering)
+        if head is not None:
+            self._heads[head.room_id] = head
+            self._after_commit(list(stored), head)
 
-    async def persist_backfilled(self, events: Sequence[Event]) -> list[StoredEvent]:
-        """Older history fetched from another server: visible to /messages, never to
-        /sync, and it does not move the room's state."""
-        ids = [e.event_id for e in events]
-        in_timeline = await self._events.known_event_ids(ids, include_outliers=False)
-        as_outlier = await self._events.known_event_ids(ids) - in_timeline
-        if as_outlier:
-            # Already held outside the timeline (e.g. room state from the join): place them in it.
-            await self._events.mark_in_timeline(as_outlier)
-            for eid in as_outlier:
-                self._cache.pop(eid)
-        fresh = sorted(
-            (e for e in events if e.event_id not in in_timeline and e.event_id not in as_outlier),
-            key=lambda e: -e.depth,
-        )
-        batch = PersistBatch(received_ts=now_ms())
-        batch.events = [StoredEvent(e, self._outlier_ids.next(), None, None) for e in fresh]
-        if fresh:
-            await self._persister.enqueue(batch)
-        return batch.events + [se for se in (await self.get_events(as_outlier)).values()]
+    def forget_cached(self, event_ids: Iterable[str]) -> None:
+        for eid in event_ids:
+            self._cache.pop(eid)
+
+    def notify_membership(self, user_id: str, stream: int) -> None:
+        self.recent.membership_changed(user_id, stream)
+        self._notifier.on_events(stream, [user_id])
 
     def _queue_for_federation(
         self, batch: PersistBatch, stored: list[StoredEvent], head: RoomHead,

@@ -30,6 +30,7 @@ from homeserver.core.redaction import redact_pdu
 from homeserver.services.clock import now_ms
 from homeserver.services.events import EventService
 from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
+from homeserver.services.remote_events import RemoteEvents
 from storage.stores.federation import InboundTxnStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateMap
@@ -47,11 +48,12 @@ class PduRejected(Exception):
 
 class FederationEventHandler:
     def __init__(
-        self, *, server_name: str, events: EventService, rooms: RoomStore, keyring: KeyringPort,
+        self, *, server_name: str, events: EventService, remote: RemoteEvents, rooms: RoomStore, keyring: KeyringPort,
         client: FederationClientPort, txns: InboundTxnStore,
     ) -> None:
         self.server_name = server_name
         self._events = events
+        self._remote = remote
         self._rooms = rooms
         self._keyring = keyring
         self._client = client
@@ -167,7 +169,7 @@ class FederationEventHandler:
             state_before = await self._events.state_at_group(before_group)
         else:
             states = [await self._events.state_at_group(have[p].state_after) for p in prevs]
-            state_before = await self._events.resolve_states(rv, states)
+            state_before = await self._remote.resolve_states(rv, states)
         keys = auth_rules.auth_types_for_event(rv, event.type, event.sender, event.state_key, event.content)
         try:
             auth_rules.check_auth_rules(rv, event, await self._state_subset(state_before, keys))
@@ -185,7 +187,7 @@ class FederationEventHandler:
         apply_redaction = True
         if event.type == "m.room.redaction":
             apply_redaction = await self._redaction_allowed(event, state_before)
-        await self._events.commit_remote_locked(
+        await self._remote.persist_received(
             event.room_id, event, state_before, before_group=before_group,
             soft_failed=soft_failed, apply_redaction=apply_redaction,
         )
@@ -280,7 +282,7 @@ class FederationEventHandler:
         verdicts: dict[str, Event] = {}
         for event in sorted(checked.values(), key=lambda e: (e.depth, e.event_id)):
             verdicts[event.event_id] = await self._auth_checked(rv, event, verdicts)
-        await self._events.persist_outliers(list(verdicts.values()))
+        await self._remote.persist_outliers(list(verdicts.values()))
         return [e for e in verdicts.values() if not e.rejected]
 
     async def _auth_checked(self, rv: str, event: Event, batch: dict[str, Event]) -> Event:

@@ -14,10 +14,11 @@ from homeserver.core.ids import server_of
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.core.signing import SigningKey, sign_json
 from homeserver.services.clock import now_ms
-from homeserver.services.events import EventService, RoomHead
+from homeserver.services.events import EventService
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
 from homeserver.services.formatting import stripped_state
 from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
+from homeserver.services.remote_events import RemoteEvents, RoomHead
 from storage.stores.events import NewRoom
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
@@ -33,13 +34,15 @@ MAX_BACKFILL = 100
 
 class FederationRooms:
     def __init__(
-        self, *, server_name: str, signing_key: SigningKey, events: EventService, rooms: RoomStore,
+        self, *, server_name: str, signing_key: SigningKey, events: EventService, remote: RemoteEvents,
+        rooms: RoomStore,
         users: UserStore, handler: FederationEventHandler, client: FederationClientPort,
         keyring: KeyringPort,
     ) -> None:
         self.server_name = server_name
         self._key = signing_key
         self._events = events
+        self._remote = remote
         self._rooms = rooms
         self._users = users
         self._handler = handler
@@ -170,7 +173,7 @@ class FederationRooms:
         signed = sign_json(event.pdu, self.server_name, self._key)
         stripped = body.get("invite_room_state") or []
         kept = dict(signed, unsigned={**signed.get("unsigned", {}), "invite_room_state": stripped})
-        await self._events.persist_outliers(
+        await self._remote.persist_outliers(
             [event_from_pdu(version, kept)], NewRoom(room_id, version, "", now_ms()), invite_for=target,
         )
         return {"event": signed}
@@ -302,7 +305,7 @@ class FederationRooms:
                 if create:
                     ce = await self._events.get_event(create)
                     creator = ce.event.sender if ce else ""
-                await self._events.commit_remote_locked(
+                await self._remote.persist_received(
                     room_id, join, state, before_group=None,
                     new_room=NewRoom(room_id, version, creator, now_ms()),
                 )
@@ -352,7 +355,7 @@ class FederationRooms:
                 await self._client.request(
                     "PUT", server, f"/_matrix/federation/v2/send_leave/{room_id}/{leave.event_id}", body=signed,
                 )
-                await self._events.persist_outliers([leave], NewRoom(room_id, version, "", now_ms()), invite_for=user_id)
+                await self._remote.persist_outliers([leave], NewRoom(room_id, version, "", now_ms()), invite_for=user_id)
                 return
             except (FederationRequestError, KeyError, TypeError) as e:
                 last = e
@@ -379,7 +382,7 @@ class FederationRooms:
                         good.append(await self._handler.check_pdu(head.room_version, pdu))
                     except PduRejected:
                         continue
-            stored = await self._events.persist_backfilled(good)
+            stored = await self._remote.persist_backfilled(good)
             if stored:
                 return len(stored)
         return 0

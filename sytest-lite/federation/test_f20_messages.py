@@ -2,7 +2,6 @@
 
 import asyncio
 
-import pytest
 from fedtools import server_of, shared_room, wait_membership, wait_same_state
 from sltools import FEDERATION_DEADLINE, bodies, eventually, quote, timeline_events
 
@@ -147,14 +146,6 @@ async def test_both_servers_agree_on_room_state(alice, bob):
     assert state[("m.room.topic", "")] == topic["event_id"]
 
 
-@pytest.mark.known_bug(
-    "tricolor",
-    on="away",
-    reason="a remote state event arriving on a fork (its prev_events miss a local event "
-    "sent meanwhile) is dropped from the current state: commit_remote_locked resolves "
-    "[head.state, state_after] before the incoming event can be fetched, so state "
-    "resolution discards it (homeserver/services/events.py)",
-)
 async def test_servers_converge_after_concurrent_state_and_messages(alice, bob):
     """A state change on one server while the other sends messages (a fork in the room
     DAG): once each has the other's events, both report the same current state, which

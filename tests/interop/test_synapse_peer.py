@@ -415,14 +415,6 @@ async def _wait_state_is(user: User, room: str, key: tuple[str, str], event_id: 
     await eventually(probe, what=f"{user.hs.base_url} has {key} = {event_id}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tricolor bug: a remote state event arriving on a fork (its prev_events miss a "
-    "local event sent meanwhile) is dropped from Tricolor's current state: "
-    "EventService.commit_remote_locked resolves [head.state, state_after] before the "
-    "incoming event can be fetched, so resolve_state_v2 discards it "
-    "(homeserver/services/events.py)",
-)
 async def test_state_converges_after_a_fork(network: Network, tri: HS, syn: HS) -> None:
     """Synapse changes the topic while the Tricolor user sends a message (a fork): once
     both have both events, both must report the same state, with the new topic."""
