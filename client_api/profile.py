@@ -89,3 +89,17 @@ async def get_room_account_data(request: web.Request) -> web.Response:
     return ok(await services(request).account_data.get(
         req.user_id, request.match_info["room_id"], request.match_info["type"],
     ))
+
+
+@routes.post(cs("/user_directory/search"))
+async def search_user_directory(request: web.Request) -> web.Response:
+    """POST /user_directory/search {search_term, limit}"""
+    req = await requester(request)
+    body = await json_body(request)
+    term = body.get("search_term")
+    limit = body.get("limit", 10)
+    if not isinstance(term, str):
+        raise MatrixError(400, "M_BAD_JSON", "search_term must be a string")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise MatrixError(400, "M_BAD_JSON", "limit must be a non-negative integer")
+    return ok(await services(request).profile.search_users(req.user_id, term, min(limit, 100)))

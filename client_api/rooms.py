@@ -8,12 +8,19 @@ from typing import Any
 from aiohttp import web
 
 from client_api.http import cs, json_body, ok, query_int, requester, services, str_field
-from homeserver.core.errors import MatrixError, bad_json
+from homeserver.core.errors import MatrixError, bad_json, too_large
+from homeserver.core.events import MAX_PDU_BYTES
 from homeserver.services.filtering import EventFilter
 from homeserver.services.formatting import client_event
 from storage.stores.events import StoredEvent
 
 routes = web.RouteTableDef()
+
+
+def _refuse_oversized_event(request: web.Request) -> None:
+    """A body over the event size limit cannot become an event: refuse before any work."""
+    if request.content_length is not None and request.content_length > MAX_PDU_BYTES:
+        raise too_large("Event too large")
 
 
 def _room_id(request: web.Request) -> str:
@@ -100,6 +107,7 @@ async def joined_rooms(request: web.Request) -> web.Response:
 @routes.put(cs("/rooms/{room_id}/send/{event_type}/{txn_id}"))
 async def send(request: web.Request) -> web.Response:
     """PUT /rooms/{roomId}/send/{eventType}/{txnId} (idempotent per device and txn id)"""
+    _refuse_oversized_event(request)
     req = await requester(request)
     body = await json_body(request)
     event_id = await services(request).rooms.send(
@@ -141,6 +149,7 @@ def _state_path_key(request: web.Request) -> tuple[str, str]:
 @routes.put("/_matrix/client/{_version:(?:v3|r0)}/rooms/{room_id}/state/{event_type}/{state_key:.*}")
 async def put_state(request: web.Request) -> web.Response:
     """PUT /rooms/{roomId}/state/{eventType}/{stateKey}"""
+    _refuse_oversized_event(request)
     req = await requester(request)
     body = await json_body(request)
     event_type, state_key = _state_path_key(request)

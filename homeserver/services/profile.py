@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.ids import server_of
+from homeserver.core.ids import normalize_user_id, server_of
 from homeserver.services.events import EventService, EventSpec
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator
@@ -39,6 +39,47 @@ class ProfileService:
         if user is None:
             raise not_found("Profile not found")
         return {k: v for k, v in (("displayname", user.displayname), ("avatar_url", user.avatar_url)) if v is not None}
+
+    async def search_users(self, requester_id: str, term: str, limit: int) -> dict[str, Any]:
+        """The user directory: local users, and everyone (local or remote) who shares a
+        room with the searcher, matched on user id or display name. A full id in either
+        form (`@alice:hs2` or `alice@hs2`) also finds that user on their own server."""
+        needle = term.strip().lower()
+        results: dict[str, dict[str, Any]] = {}
+
+        def add(user_id: str, displayname: Any, avatar_url: Any) -> None:
+            entry: dict[str, Any] = {"user_id": user_id}
+            if isinstance(displayname, str):
+                entry["display_name"] = displayname
+            if isinstance(avatar_url, str):
+                entry["avatar_url"] = avatar_url
+            results.setdefault(user_id, entry)
+
+        for user in await self._users.search(needle, limit + 1):
+            add(user.user_id, user.displayname, user.avatar_url)
+        for row in await self._rooms.memberships_for_user(requester_id, ["join"]):
+            head = await self._events.room_head(row.room_id)
+            if head is None:
+                continue
+            joined = {k: v for k, v in head.state.items() if k[0] == "m.room.member" and head.members.get(k[1]) == "join"}
+            for (_, uid), ev in (await self._events.state_events(joined)).items():
+                name = ev.content.get("displayname")
+                if needle in uid.lower() or (isinstance(name, str) and needle in name.lower()):
+                    add(uid, name, ev.content.get("avatar_url"))
+        if ("@" in term or ":" in term) and len(results) <= limit:
+            try:
+                uid = normalize_user_id(term.strip(), self.server_name)
+            except MatrixError:
+                uid = None
+            if uid and uid not in results:
+                try:
+                    profile = await self.get_profile(uid, allow_remote=True)
+                except MatrixError:
+                    profile = None
+                if profile is not None:
+                    add(uid, profile.get("displayname"), profile.get("avatar_url"))
+        ordered = sorted(results.values(), key=lambda e: e["user_id"])
+        return {"results": ordered[:limit], "limited": len(ordered) > limit}
 
     async def set_field(self, requester_id: str, user_id: str, field: str, value: Any) -> None:
         if requester_id != user_id:

@@ -62,6 +62,22 @@ class UserStore:
             row.avatar_url, bool(row.deactivated),
         )
 
+    async def search(self, term: str, limit: int) -> list[UserRecord]:
+        """Active users whose id or display name contains `term` (case-insensitive)."""
+        pattern = "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = sa.select(users).where(
+            users.c.deactivated.is_(False),
+            sa.or_(
+                sa.func.lower(users.c.user_id).like(pattern, escape="\\"),
+                sa.func.lower(users.c.displayname).like(pattern, escape="\\"),
+            ),
+        ).order_by(users.c.user_id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [
+                UserRecord(r.user_id, None, bool(r.is_admin), r.displayname, r.avatar_url, False)
+                for r in await conn.execute(q)
+            ]
+
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(

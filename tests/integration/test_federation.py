@@ -132,6 +132,8 @@ async def test_remote_profile_lookup(net: dict[str, Any], session: aiohttp.Clien
     short = bob.user_id[1:].replace(":", "@", 1)  # bob@hs2.test
     assert (await alice.call("GET", f"/profile/{q(short)}"))["displayname"] == "Bob on hs2"
     await alice.call("GET", f"/profile/{q('@nobody:hs2.test')}", expect=404)
+    found = await alice.call("POST", "/user_directory/search", {"search_term": short})
+    assert {"user_id": bob.user_id, "display_name": "Bob on hs2"} in found["results"]
 
 
 async def test_leave_is_seen_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
