@@ -55,8 +55,9 @@ async def measure(base: str, pid: int | None, n_send: int, concurrency: int, wai
         async def wait(m: Client, since: str) -> None:
             while True:
                 resp = await m.sync(since, timeout=30000)
-                if room in resp["rooms"]["join"] and any(
-                    e.get("content", {}).get("body") == "fan-out" for e in resp["rooms"]["join"][room]["timeline"]["events"]
+                joined = resp.get("rooms", {}).get("join", {})  # Synapse omits empty sections
+                if room in joined and any(
+                    e.get("content", {}).get("body") == "fan-out" for e in joined[room]["timeline"]["events"]
                 ):
                     done.append(time.perf_counter())
                     return

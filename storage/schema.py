@@ -139,18 +139,14 @@ room_members = sa.Table(
     **_MYSQL,
 )
 
-forward_extremities = sa.Table(
-    "forward_extremities", metadata,
-    sa.Column("room_id", Id, primary_key=True),
-    sa.Column("event_id", Id, primary_key=True),
-    **_MYSQL,
-)
-
+# The head of each room we take part in: current state group, depth, and the
+# forward extremities (a JSON list; at most 20). One row, one UPDATE per event.
 room_state_meta = sa.Table(
     "room_state_meta", metadata,
     sa.Column("room_id", Id, primary_key=True),
     sa.Column("current_group", sa.BigInteger, nullable=False),
     sa.Column("max_depth", sa.BigInteger, nullable=False),
+    sa.Column("extremities", sa.Text, nullable=False),
     **_MYSQL,
 )
 

@@ -287,11 +287,8 @@ class RoomService:
         self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
         state_key: str | None = None, txn_id: str | None = None, redacts: str | None = None,
     ) -> str:
+        # A repeated txn id is answered with the original event (checked under the room lock).
         txn = (requester.device_id, txn_id) if txn_id is not None else None
-        if txn_id is not None:
-            existing = await self._events_store_txn(requester, txn_id)
-            if existing is not None:
-                return existing
         await self.head_or_404(room_id)
         if event_type == "m.room.member" and state_key is not None:
             membership = content.get("membership")
@@ -301,9 +298,6 @@ class RoomService:
             event_type, requester.user_id, content, state_key, redacts, txn,
         ))
         return se.event.event_id
-
-    async def _events_store_txn(self, requester: Requester, txn_id: str) -> str | None:
-        return await self._events.find_by_txn(requester.user_id, requester.device_id, txn_id)
 
     async def current_state(self, requester: Requester, room_id: str) -> list[Event]:
         head, window = await self._readable_head(requester, room_id)

@@ -20,7 +20,6 @@ from storage.schema import (
     current_state,
     events,
     federation_outbox,
-    forward_extremities,
     redactions,
     room_members,
     room_state_meta,
@@ -309,15 +308,15 @@ async def _apply_room_update(conn: AsyncConnection, u: RoomUpdate) -> None:
     ]
     if inserts:
         await conn.execute(current_state.insert(), inserts)
-    await conn.execute(forward_extremities.delete().where(forward_extremities.c.room_id == u.room_id))
-    if u.forward_extremities:
-        await conn.execute(forward_extremities.insert(), [
-            {"room_id": u.room_id, "event_id": e} for e in u.forward_extremities
-        ])
-    await conn.execute(room_state_meta.delete().where(room_state_meta.c.room_id == u.room_id))
-    await conn.execute(room_state_meta.insert().values(
-        room_id=u.room_id, current_group=u.current_group, max_depth=u.max_depth,
-    ))
+    head = {
+        "current_group": u.current_group, "max_depth": u.max_depth,
+        "extremities": json.dumps(list(u.forward_extremities)),
+    }
+    res = await conn.execute(
+        room_state_meta.update().where(room_state_meta.c.room_id == u.room_id).values(head)
+    )
+    if res.rowcount == 0:
+        await conn.execute(room_state_meta.insert().values(room_id=u.room_id, **head))
 
 
 def _select_events() -> sa.Select[Any]:

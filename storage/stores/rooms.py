@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import attrs
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.schema import forward_extremities, room_aliases, room_members, room_state_meta, rooms
+from storage.schema import room_aliases, room_members, room_state_meta, rooms
 
 
 @attrs.frozen
@@ -45,13 +46,9 @@ class RoomStore:
             meta = (await conn.execute(
                 sa.select(room_state_meta).where(room_state_meta.c.room_id == room_id)
             )).first()
-            if meta is None:
-                return None
-            ext = [r.event_id for r in await conn.execute(
-                sa.select(forward_extremities.c.event_id)
-                .where(forward_extremities.c.room_id == room_id)
-            )]
-        return meta.current_group, meta.max_depth, ext
+        if meta is None:
+            return None
+        return meta.current_group, meta.max_depth, json.loads(meta.extremities)
 
     async def set_public(self, room_id: str, public: bool) -> None:
         async with self._engine.begin() as conn:
