@@ -89,7 +89,9 @@ events = sa.Table(
     sa.Column("txn_device", sa.String(128)),
     sa.Index("events_room_stream", "room_id", "stream_ordering"),
     sa.Index("events_room_topo", "room_id", "depth", "stream_ordering"),
-    sa.Index("events_txn", "sender", "txn_device", "txn_id"),
+    # A client's txn id maps to one event: the database enforces it, so a retry
+    # after a restart can never store a second copy.
+    sa.Index("events_txn", "sender", "txn_device", "txn_id", unique=True),
     **_MYSQL,
 )
 

@@ -34,6 +34,7 @@ from storage.stores.events import (
     NewRoom,
     PersistBatch,
     RoomUpdate,
+    StoreConflict,
     StoredEvent,
 )
 from storage.stores.rooms import RoomStore
@@ -97,6 +98,8 @@ class EventService:
         self._heads: dict[str, RoomHead] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: LruCache[str, StoredEvent] = LruCache(50_000)
+        # (sender, device, txn id) of events sent by this process: retries need no query.
+        self._recent_txns: LruCache[tuple[str, str, str], StoredEvent] = LruCache(100_000)
         self._listeners: list[NewEventsListener] = []
         # Outliers and backfilled history count down from 0 (see EventStore.max_ids).
         self._outlier_ids = outlier_ids or IdGenerator(0)
@@ -224,14 +227,27 @@ class EventService:
             head = await self.room_head(room_id)
             if head is None:
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
-            if len(specs) == 1 and specs[0].txn is not None:
-                # A retry that raced the original request: answer with the original event.
-                device, txn_id = specs[0].txn
-                existing = await self.find_by_txn(specs[0].sender, device, txn_id)
+            spec = specs[0] if len(specs) == 1 else None
+            if spec is not None and spec.txn is not None:
+                # A retry (also one racing the original request): the original event.
+                known = self._recent_txns.get((spec.sender, *spec.txn))
+                if known is not None:
+                    return [known]
+            try:
+                stored = await self._send_locked(head, specs, None, countersign)
+            except StoreConflict:
+                # Sent before this process started: the database knows the txn id.
+                if spec is None or spec.txn is None:
+                    raise
+                existing = await self.find_by_txn(spec.sender, *spec.txn)
                 se = await self.get_event(existing) if existing else None
-                if se is not None:
-                    return [se]
-            return await self._send_locked(head, specs, None, countersign)
+                if se is None:
+                    raise
+                return [se]
+            for se in stored:
+                if se.txn_id is not None and se.txn_device is not None:
+                    self._recent_txns.put((se.event.sender, se.txn_device, se.txn_id), se)
+            return stored
 
     async def send_event(
         self, room_id: str, spec: EventSpec, countersign: Countersign | None = None,

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event
@@ -28,6 +29,10 @@ from storage.schema import (
     state_groups,
 )
 from storage.stores.state import NewStateGroup, StateKey
+
+
+class StoreConflict(Exception):
+    """A write broke a uniqueness rule (an event or a client txn id stored twice)."""
 
 
 @attrs.frozen
@@ -117,8 +122,11 @@ class EventStore:
         return int(s or 0), int(g or 0), min(int(m or 0), 0)
 
     async def persist(self, batch: PersistBatch) -> None:
-        async with self._engine.begin() as conn:
-            await self._write(conn, batch)
+        try:
+            async with self._engine.begin() as conn:
+                await self._write(conn, batch)
+        except IntegrityError as e:
+            raise StoreConflict(str(e.orig)) from e
 
     async def _write(self, conn: AsyncConnection, b: PersistBatch) -> None:
         for r in b.new_rooms:
