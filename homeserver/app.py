@@ -45,7 +45,7 @@ from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 from storage.engine import create_engine
-from storage.migrate import migrate
+from storage.migrate import migrate_in_subprocess
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
@@ -93,7 +93,7 @@ CONFIG = web.AppKey("config", HomeserverConfig)
 async def build_services(cfg: HomeserverConfig) -> Runtime:
     """Open the database, apply migrations and wire every service."""
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
-    await migrate(engine)
+    await migrate_in_subprocess(engine, cfg.database.url)
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
     secret = ensure_token_secret(cfg.token_secret_path)
 

@@ -7,7 +7,10 @@ never loaded.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ROOT = Path(__file__).resolve().parents[1]
 _REVISION = re.compile(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
 _DOWN = re.compile(r"^down_revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
 
@@ -49,6 +53,32 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
         except sa.exc.DBAPIError:
             return None
+
+
+async def migrate_in_subprocess(engine: AsyncEngine, url: str) -> None:
+    """Migrate in a child process, so a long-running server never holds alembic."""
+    if await current_revision(engine) == head_revision():
+        return
+    code = "import asyncio, sys; from storage.migrate import migrate_url; asyncio.run(migrate_url(sys.argv[1]))"
+    root = str(ROOT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, url, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError("database migration failed:\n" + out.decode(errors="replace")[-4000:])
+
+
+async def migrate_url(url: str) -> None:
+    from storage.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
 
 
 async def migrate(engine: AsyncEngine) -> None:
