@@ -8,7 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from client_api.http import cs, json_body, ok, requester, services, str_field
+from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.services.auth import Requester
 
 routes = web.RouteTableDef()
 
@@ -16,9 +18,11 @@ _DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
 _PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
 
 
-def _uia_challenge(flows: dict[str, Any], session: str | None = None, **extra: Any) -> web.Response:
-    body = {**flows, "session": session or secrets.token_urlsafe(16), **extra}
-    return ok(body, status=401)
+def _uia_challenge(flows: dict[str, Any], auth: Any) -> web.HTTPUnauthorized:
+    """The 401 that starts (or continues) user-interactive auth, raised as an exception."""
+    session = auth.get("session") if isinstance(auth, dict) else None
+    body = {**flows, "session": session or secrets.token_urlsafe(16)}
+    return web.HTTPUnauthorized(text=encode_json(body), content_type="application/json")
 
 
 @routes.post(cs("/register"))
@@ -36,7 +40,7 @@ async def register(request: web.Request) -> web.Response:
         await accounts.check_available(username)
     auth = body.get("auth")
     if not isinstance(auth, dict) or auth.get("type") != "m.login.dummy":
-        return _uia_challenge(_DUMMY_FLOWS, auth.get("session") if isinstance(auth, dict) else None)
+        raise _uia_challenge(_DUMMY_FLOWS, auth)
     device_id = str_field(body, "device_id", required=False)
     display = str_field(body, "initial_device_display_name", required=False)
     return ok(await accounts.register(
@@ -125,12 +129,12 @@ async def threepids(request: web.Request) -> web.Response:
     return ok({"threepids": []})
 
 
-async def _password_uia(request: web.Request, body: dict[str, Any]) -> web.Response | None:
-    """Check an m.login.password UIA stage for the requester; a 401 challenge if absent."""
+async def _password_confirmed(request: web.Request, body: dict[str, Any]) -> Requester:
+    """The requester, once an m.login.password UIA stage proves it is them (else a 401 challenge)."""
     req = await requester(request)
     auth = body.get("auth")
     if not isinstance(auth, dict) or auth.get("type") != "m.login.password":
-        return _uia_challenge(_PASSWORD_FLOWS, auth.get("session") if isinstance(auth, dict) else None)
+        raise _uia_challenge(_PASSWORD_FLOWS, auth)
     accounts = services(request).accounts
     ident = auth.get("identifier")
     who = ident.get("user") if isinstance(ident, dict) else auth.get("user", req.user_id)
@@ -140,17 +144,14 @@ async def _password_uia(request: web.Request, body: dict[str, Any]) -> web.Respo
     if accounts.resolve_login_user(who) != req.user_id:
         raise forbidden("You can only authenticate as yourself")
     await accounts.verify_password(req.user_id, password)
-    return None
+    return req
 
 
 @routes.post(cs("/account/password"))
 async def change_password(request: web.Request) -> web.Response:
     """POST /account/password (UIA m.login.password)"""
     body = await json_body(request)
-    challenge = await _password_uia(request, body)
-    if challenge is not None:
-        return challenge
-    req = await requester(request)
+    req = await _password_confirmed(request, body)
     new = str_field(body, "new_password")
     assert new is not None
     keep = None if body.get("logout_devices", True) else req.device_id
@@ -190,10 +191,7 @@ async def put_device(request: web.Request) -> web.Response:
 async def delete_device(request: web.Request) -> web.Response:
     """DELETE /devices/{deviceId} (UIA m.login.password)"""
     body = await json_body(request, allow_empty=True)
-    challenge = await _password_uia(request, body)
-    if challenge is not None:
-        return challenge
-    req = await requester(request)
+    req = await _password_confirmed(request, body)
     await services(request).auth.delete_device(req.user_id, request.match_info["device_id"])
     return ok()
 
@@ -202,10 +200,7 @@ async def delete_device(request: web.Request) -> web.Response:
 async def deactivate(request: web.Request) -> web.Response:
     """POST /account/deactivate (UIA m.login.password): leaves every room, then locks the account."""
     body = await json_body(request, allow_empty=True)
-    challenge = await _password_uia(request, body)
-    if challenge is not None:
-        return challenge
-    req = await requester(request)
+    req = await _password_confirmed(request, body)
     svc = services(request)
     for room_id in await svc.rooms.joined_rooms(req.user_id):
         await svc.rooms.leave(req, room_id)

@@ -49,6 +49,11 @@ def make_error_middleware(max_request_bytes: int) -> Callable[..., Awaitable[web
             resp = _error(405, "M_UNRECOGNIZED", "Unrecognized request")
         except web.HTTPNotFound:
             resp = _error(404, "M_UNRECOGNIZED", "Unrecognized request")
+        except web.HTTPUnauthorized as e:
+            if e.content_type == "application/json":  # a user-interactive auth challenge
+                resp = web.Response(body=e.body, status=401, content_type="application/json")
+            else:
+                resp = _error(401, "M_UNKNOWN_TOKEN", e.reason)
         except web.HTTPException as e:
             if e.status >= 400:
                 resp = _error(e.status, "M_UNKNOWN", e.reason)

@@ -13,6 +13,7 @@
 # The server name is localhost:PORT. Re-running with the same DATA_DIR reuses the
 # existing config, keys and database. Stop it with stop.sh (same arguments).
 set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 PORT="${1:-${SYNAPSE_PORT:-18008}}"
 DATA_DIR="${2:-${SYNAPSE_DIR:-/tmp/sytest-synapse-$PORT}}"
@@ -83,7 +84,6 @@ if [ ! -f "$CONFIG" ]; then
 fi
 
 # Later -c files win per top-level key, so everything we need is overridden here.
-BIG='{per_second: 100000, burst_count: 1000000}'
 cat > "$OVERRIDES" <<YAML
 # Written by sytest-lite/synapse/start.sh; regenerated on every start.
 server_name: "$SERVER_NAME"
@@ -116,37 +116,10 @@ room_list_publication_rules:
 alias_creation_rules:
   - {user_id: "*", alias: "*", room_id: "*", action: allow}
 bcrypt_rounds: 4  # fast password hashing: tests register hundreds of users
-rc_message: $BIG
-rc_registration: $BIG
-rc_registration_token_validity: $BIG
-rc_login:
-  address: $BIG
-  account: $BIG
-  failed_attempts: $BIG
-rc_admin_redaction: $BIG
-rc_joins:
-  local: $BIG
-  remote: $BIG
-rc_joins_per_room: $BIG
-rc_key_requests: $BIG
-rc_3pid_validation: $BIG
-rc_invites:
-  per_room: $BIG
-  per_user: $BIG
-  per_issuer: $BIG
-rc_third_party_invite: $BIG
-rc_media_create: $BIG
-rc_presence:
-  per_user: $BIG
-rc_delayed_event_mgmt: $BIG
-rc_room_creation: $BIG
-rc_reports: $BIG
-rc_user_directory: $BIG
-rc_profile: $BIG
 YAML
 
 (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
-    -c "$CONFIG" -c "$OVERRIDES" --daemonize)
+    -c "$CONFIG" -c "$OVERRIDES" -c "$HERE/ratelimits.yaml" --daemonize)
 
 for i in $(seq 1 120); do
     if [ "$i" -gt 10 ] && ! synapse_alive; then

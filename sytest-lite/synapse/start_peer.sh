@@ -145,7 +145,6 @@ if [ ! -f "$CONFIG" ]; then
 fi
 
 # Later -c files win per top-level key, so everything we need is overridden here.
-BIG='{per_second: 100000, burst_count: 1000000}'
 cat > "$OVERRIDES" <<YAML
 # Written by sytest-lite/synapse/start_peer.sh; regenerated on every start.
 server_name: "$SERVER_NAME"
@@ -204,37 +203,10 @@ rc_federation:
   sleep_delay: 1
   reject_limit: 100000
   concurrent: 1000
-rc_message: $BIG
-rc_registration: $BIG
-rc_registration_token_validity: $BIG
-rc_login:
-  address: $BIG
-  account: $BIG
-  failed_attempts: $BIG
-rc_admin_redaction: $BIG
-rc_joins:
-  local: $BIG
-  remote: $BIG
-rc_joins_per_room: $BIG
-rc_key_requests: $BIG
-rc_3pid_validation: $BIG
-rc_invites:
-  per_room: $BIG
-  per_user: $BIG
-  per_issuer: $BIG
-rc_third_party_invite: $BIG
-rc_media_create: $BIG
-rc_presence:
-  per_user: $BIG
-rc_delayed_event_mgmt: $BIG
-rc_room_creation: $BIG
-rc_reports: $BIG
-rc_user_directory: $BIG
-rc_profile: $BIG
 YAML
 
 (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
-    -c "$CONFIG" -c "$OVERRIDES" --daemonize)
+    -c "$CONFIG" -c "$OVERRIDES" -c "$HERE/ratelimits.yaml" --daemonize)
 
 STEPS=$((TIMEOUT * 2))
 for i in $(seq 1 "$STEPS"); do
