@@ -11,13 +11,12 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import canonicaljson
+
 from homeserver.core.errors import MatrixError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
-_canonical_encoder = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-)
 _compact_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -43,8 +42,8 @@ def _check_canonical(value: Any) -> None:
 
 def encode_canonical_json(value: Any) -> bytes:
     """The spec's canonical encoding; ValueError on floats, out-of-range ints or bad keys."""
-    _check_canonical(value)
-    return _canonical_encoder.encode(value).encode("utf-8")
+    _check_canonical(value)  # canonicaljson would write floats; the spec forbids them
+    return canonicaljson.encode_canonical_json(value)
 
 
 def encode_json(value: Any) -> str:
