@@ -97,7 +97,7 @@ class EventService:
         self.recall_window_ms = recall_window_ms
         self._heads: dict[str, RoomHead] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._cache: LruCache[str, StoredEvent] = LruCache(50_000)
+        self._cache: LruCache[str, StoredEvent] = LruCache(10_000)
         # (sender, device, txn id) of events sent by this process: retries need no query.
         self._recent_txns: LruCache[tuple[str, str, str], StoredEvent] = LruCache(100_000)
         self._listeners: list[NewEventsListener] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from storage.stores.events import EventStore, PersistBatch
+from storage.stores.events import EventStore, PersistBatch, StoreConflict
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class Persister:
                 merged.extend(batch)
             try:
                 await self._store.persist(merged)
+            except StoreConflict:
+                log.info("a batched write met a uniqueness conflict; retrying batches one by one")
             except Exception:
                 log.exception("batched write failed; retrying batches one by one")
             else:

@@ -16,7 +16,7 @@ from storage.stores.events import StoredEvent
 
 
 class RecentEvents:
-    def __init__(self, start_stream: int, capacity: int = 20_000) -> None:
+    def __init__(self, start_stream: int, capacity: int = 10_000) -> None:
         self.start_stream = start_stream
         self._floor = start_stream  # every event with stream > floor is in the ring
         self._streams: list[int] = []

@@ -48,20 +48,27 @@ def plan_state_group(
 
 
 class StateStore:
-    def __init__(self, engine: AsyncEngine, cache_size: int = 2048) -> None:
+    def __init__(self, engine: AsyncEngine, cache_entries: int = 200_000) -> None:
         self._engine = engine
         self._cache: OrderedDict[int, tuple[StateMap, int]] = OrderedDict()
-        self._cache_size = cache_size
+        # Bounded by state entries, not groups: one group of a 10,000-member room
+        # weighs as much as a thousand groups of small rooms.
+        self._cache_entries = cache_entries
+        self._cached = 0
 
     def remember(self, group: NewStateGroup, full_state: StateMap) -> None:
         """Seed the cache with a group just written, so the next read is free."""
         self._put(group.id, dict(full_state), group.chain_length)
 
     def _put(self, group_id: int, state: StateMap, chain: int) -> None:
+        old = self._cache.pop(group_id, None)
+        if old is not None:
+            self._cached -= len(old[0])
         self._cache[group_id] = (state, chain)
-        self._cache.move_to_end(group_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cached += len(state)
+        while self._cached > self._cache_entries and len(self._cache) > 1:
+            _, (evicted, _) = self._cache.popitem(last=False)
+            self._cached -= len(evicted)
 
     async def get_state(self, group_id: int) -> StateMap:
         """The full state map of a group (a fresh dict the caller may modify)."""
