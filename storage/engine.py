@@ -23,11 +23,12 @@ def create_engine(url: str, pool_size: int = 10, echo: bool = False) -> AsyncEng
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets readers run while the single writer commits; NORMAL sync
-            # is still crash-safe in WAL mode (a commit survives a process crash).
+            # WAL lets readers run while the single writer commits. FULL syncs the
+            # WAL on every commit, so an acknowledged event survives a power cut,
+            # not just a process crash (~0.4 ms a commit; commits are batched).
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
