@@ -39,22 +39,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         app = await create_app(cfg)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
-            site = web.TCPSite(
-                runner, listener.host, listener.port, reuse_address=True, ssl_context=ssl_context
-            )
-            await site.start()
-            logging.getLogger("tricolor").info(
-                "%s listening on %s://%s:%d (%s)", cfg.server_name,
-                "https" if listener.tls else "http", listener.host, listener.port,
-                ", ".join(listener.resources),
-            )
-        # SIGTERM/SIGINT stop the server cleanly: queued writes are flushed first.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         try:
+            for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
+                site = web.TCPSite(
+                    runner, listener.host, listener.port, reuse_address=True, ssl_context=ssl_context,
+                )
+                await site.start()
+                logging.getLogger("tricolor").info(
+                    "%s listening on %s://%s:%d (%s)", cfg.server_name,
+                    "https" if listener.tls else "http", listener.host, listener.port,
+                    ", ".join(listener.resources),
+                )
+            # SIGTERM/SIGINT stop the server cleanly: queued writes are flushed first.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
             await runner.cleanup()
@@ -63,6 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # a port in use, an unreadable data directory: say so plainly
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
