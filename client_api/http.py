@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.core.canonical_json import parse_json
+from homeserver.core.canonical_json import encode_json, parse_json
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.services.auth import Requester, token_from_headers
 from homeserver.services.container import Services
@@ -25,8 +25,6 @@ def services(request: web.Request) -> Services:
 
 
 def ok(body: Any = None, status: int = 200) -> web.Response:
-    from homeserver.core.canonical_json import encode_json
-
     return web.Response(
         text=encode_json({} if body is None else body), status=status, content_type="application/json",
     )

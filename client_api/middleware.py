@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,6 @@ CORS_HEADERS = {
 
 
 def _error(status: int, errcode: str, message: str, **extra: object) -> web.Response:
-    from homeserver.core.canonical_json import encode_json
-
     resp = web.Response(
         text=encode_json({"errcode": errcode, "error": message, **extra}), status=status,
         content_type="application/json",

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from client_api.http import cs, json_body, ok, requester, services
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.ids import normalize_user_id
 
 routes = web.RouteTableDef()
 
@@ -17,8 +18,6 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 def _user(request: web.Request) -> str:
-    from homeserver.core.ids import normalize_user_id
-
     return normalize_user_id(request.match_info["user_id"], services(request).server_name)
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from client_api.http import cs, json_body, ok, query_int, requester, services, str_field
 from homeserver.core.errors import MatrixError, bad_json, too_large
 from homeserver.core.events import MAX_PDU_BYTES
+from homeserver.core.ids import normalize_user_id
 from homeserver.services.filtering import EventFilter
 from homeserver.services.formatting import client_event
 from storage.stores.events import StoredEvent
@@ -89,8 +90,6 @@ async def change_membership(request: web.Request) -> web.Response:
     room_id = _room_id(request)
     if action == "unban":
         head = await rooms.head_or_404(room_id)
-        from homeserver.core.ids import normalize_user_id
-
         if head.members.get(normalize_user_id(target, rooms.server_name)) != "ban":
             return ok()
     await rooms.set_membership(req, room_id, target, _MEMBERSHIP_ACTIONS[action], body.get("reason"))

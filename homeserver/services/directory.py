@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core import ids
+from homeserver.core.auth_rules import user_power_level
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import Requester
 from homeserver.services.events import EventService
@@ -75,9 +76,8 @@ class DirectoryService:
         if visibility not in ("public", "private"):
             raise MatrixError(400, "M_INVALID_PARAM", "visibility must be public or private")
         head = await self._rooms.require_joined(requester, room_id)
-        from homeserver.core.auth_rules import user_power_level
-
-        state = await self._events.state_events({k: v for k, v in head.state.items() if k == ("m.room.power_levels", "")} | {("m.room.create", ""): head.state[("m.room.create", "")]})
+        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
+        state = await self._events.state_events({k: head.state[k] for k in keys if k in head.state})
         if user_power_level(state, requester.user_id) < 50 and not requester.is_admin:
             raise forbidden("You need to be a room moderator to publish a room")
         await self._store.set_public(room_id, visibility == "public")

@@ -9,8 +9,9 @@ from typing import Any
 
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
-from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu
+from homeserver.core.events import Event, compute_event_id, event_from_pdu, hash_and_sign_pdu
 from homeserver.core.ids import server_of
+from homeserver.core.redaction import redact_pdu
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.core.signing import SigningKey, sign_json
 from homeserver.services.clock import now_ms
@@ -197,8 +198,6 @@ class FederationRooms:
         state = await self._events.state_at_group(se.state_before)
         if ids_only:
             chain = await self.auth_chain(state.values())
-            from homeserver.core.events import compute_event_id
-
             return {
                 "pdu_ids": list(state.values()),
                 "auth_chain_ids": [compute_event_id(head.room_version, p) for p in chain],
@@ -334,7 +333,7 @@ class FederationRooms:
             raise MatrixError(502, "M_UNKNOWN", "The invitee's server did not sign the invite")
         merged = dict(event.pdu)
         merged["signatures"] = {**event.pdu.get("signatures", {}), server_of(target): theirs}
-        await self._keyring.verify_json(_redacted_for_check(room_version, merged), server_of(target))
+        await self._keyring.verify_json(redact_pdu(room_version, merged), server_of(target), event.origin_server_ts)
         return merged
 
     async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None:
@@ -411,8 +410,3 @@ class FederationRooms:
             raise not_found("Room alias not found")
         return {"room_id": resp["room_id"], "servers": list(resp.get("servers") or [server_of(alias)])}
 
-
-def _redacted_for_check(room_version: str, pdu: dict[str, Any]) -> dict[str, Any]:
-    from homeserver.core.redaction import redact_pdu
-
-    return redact_pdu(room_version, pdu)
