@@ -324,6 +324,7 @@ class EventService:
         ))
         destinations = self._queue_for_federation(batch, stored, work)
         await self._persister.enqueue(batch)
+        self.recent.redactions_applied(batch.redactions)
         if destinations and self._federation is not None:
             self._federation.wake(destinations)
 
@@ -361,6 +362,7 @@ class EventService:
         """Persist a batch built elsewhere; then cache, move the room head (if given)
         and wake whoever the events concern."""
         await self._persister.enqueue(batch)
+        self.recent.redactions_applied(batch.redactions)
         for se in stored:
             self._cache.put(se.event.event_id, se)
         for m in batch.memberships:

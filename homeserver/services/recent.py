@@ -32,13 +32,16 @@ class RecentEvents:
             i = bisect.bisect(self._streams, se.stream_ordering)
             self._streams.insert(i, se.stream_ordering)
             self._events.insert(i, se)
-            if se.event.type == "m.room.redaction" and se.event.redacts:
-                self._redacted_by[se.event.redacts] = se.event.event_id
         overflow = len(self._events) - self._capacity
         if overflow > 0:
             self._floor = self._streams[overflow - 1]
             del self._streams[:overflow]
             del self._events[:overflow]
+
+    def redactions_applied(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """(redaction event, target) pairs just committed as applied (not merely received)."""
+        for redaction_id, target in pairs:
+            self._redacted_by[target] = redaction_id
 
     def membership_changed(self, user_id: str, stream: int) -> None:
         self._member_changes[user_id] = max(stream, self._member_changes.get(user_id, 0))

@@ -886,3 +886,30 @@ async def test_hostile_edus(world: World) -> None:
     presence = await w.alice.get(f"/presence/{q(alice)}/status")
     assert presence["presence"] == "online", presence
     await w.mallory_says("still here")
+
+
+# ---- redactions across servers --------------------------------------------------------------
+
+
+async def test_remote_redaction_of_a_local_event_needs_power(world: World) -> None:
+    """Spec 'Handling redactions': a redaction from another server's user with no redact
+    power is accepted into the room but never applied to a local user's event; one of
+    mallory's own events she may redact."""
+    w = world
+    target = await w.alice.send(w.room, "alice's words")
+    pdu = w.peer.build_pdu(w.evil_room, "m.room.redaction", {}, redacts=target)
+    r = await w.send_txn([pdu])
+    assert r.status == 200 and r.json == {"pdus": {w.peer.event_id(pdu): {}}}, r.text
+    w.evil_room.advance(pdu, w.peer.event_id(pdu))
+    event = await w.alice.get(f"/rooms/{q(w.room)}/event/{q(target)}")
+    assert event["content"]["body"] == "alice's words" and "redacted_because" not in event["unsigned"]
+    synced = [e for e in (await w.alice.messages(w.room, limit=50))["chunk"] if e["event_id"] == target]
+    assert synced[0]["content"]["body"] == "alice's words"
+
+    own = await w.mallory_says("regrettable")
+    pdu = w.peer.build_pdu(w.evil_room, "m.room.redaction", {}, redacts=own)
+    r = await w.send_txn([pdu])
+    assert r.json == {"pdus": {w.peer.event_id(pdu): {}}}, r.text
+    w.evil_room.advance(pdu, w.peer.event_id(pdu))
+    redacted = await w.alice.get(f"/rooms/{q(w.room)}/event/{q(own)}")
+    assert redacted["content"] == {} and redacted["unsigned"]["redacted_because"]["sender"] == w.mallory
