@@ -10,8 +10,14 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from config.loader import load_config
+from config.schema import HomeserverConfig
 from homeserver.app import create_app
-from homeserver.core.signing import decode_base64, parse_signing_key, verify_json_signature
+from homeserver.core.signing import (
+    SigningKey,
+    decode_base64,
+    parse_signing_key,
+    verify_json_signature,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +27,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=True)
 
 
-async def test_rotated_key_is_published_as_old_and_new_key_signs(tmp_path: Path) -> None:
+def rotated_server(tmp_path: Path) -> tuple[HomeserverConfig, SigningKey, SigningKey]:
+    """A generated server whose key was rotated once: (config, old key, new key)."""
     cfg_path = tmp_path / "hs.yaml"
     cli("generate-config", "--server-name", "rot.test", "--port", "18555", "-o", str(cfg_path))
     cfg = load_config(str(cfg_path), env={})
@@ -29,6 +36,11 @@ async def test_rotated_key_is_published_as_old_and_new_key_signs(tmp_path: Path)
     out = cli("rotate-key", "-c", str(cfg_path)).stdout
     new = parse_signing_key(Path(cfg.signing_key_path).read_text())
     assert old.key_id in out and new.key_id in out and new.key_id != old.key_id
+    return cfg, old, new
+
+
+async def test_rotated_key_is_published_as_old_and_new_key_signs(tmp_path: Path) -> None:
+    cfg, old, new = rotated_server(tmp_path)
 
     client = TestClient(TestServer(await create_app(cfg)))
     await client.start_server()
