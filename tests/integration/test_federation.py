@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -196,6 +197,31 @@ async def test_receiver_restarted_mid_burst_gets_every_message(
         await alice.send(room, f"burst {i}")
         if i == 3:
             run_testnet("stop", "hs2.test", "--dir", net["dir"])
+    run_testnet("start", "hs2.test", "--dir", net["dir"])
+
+    async def all_arrived() -> bool:
+        got = [e["content"].get("body") for e in await bob.messages(room, 100) if e["type"] == "m.room.message"]
+        return got == sent
+
+    await eventually(all_arrived, within=60)
+
+
+async def test_sender_crash_loses_nothing_it_acknowledged(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """hs2 is down; alice's messages are acknowledged by hs1, which then crashes
+    (SIGKILL). After both come back, hs2 has every message: the outbox is durable."""
+    alice, bob = await pair(net, session)
+    room = await shared_room(alice, bob)
+    run_testnet("stop", "hs2.test", "--dir", net["dir"])
+    sent = [f"queued {i}" for i in range(6)]
+    for text in sent:
+        await alice.send(room, text)
+    status = json.loads(run_testnet("status", "--dir", net["dir"]).stdout)
+    hs1_pid = next(s["pid"] for s in status["servers"] if s["name"] == "hs1.test")
+    os.kill(hs1_pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    run_testnet("start", "hs1.test", "--dir", net["dir"])
     run_testnet("start", "hs2.test", "--dir", net["dir"])
 
     async def all_arrived() -> bool:
