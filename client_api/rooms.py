@@ -9,7 +9,6 @@ from aiohttp import web
 
 from client_api.http import cs, json_body, ok, query_int, requester, services, str_field
 from homeserver.core.errors import MatrixError, bad_json, too_large
-from homeserver.core.events import MAX_PDU_BYTES
 from homeserver.core.ids import normalize_user_id
 from homeserver.services.filtering import EventFilter
 from homeserver.services.formatting import client_event
@@ -20,7 +19,7 @@ routes = web.RouteTableDef()
 
 def _refuse_oversized_event(request: web.Request) -> None:
     """A body over the event size limit cannot become an event: refuse before any work."""
-    if request.content_length is not None and request.content_length > MAX_PDU_BYTES:
+    if request.content_length is not None and request.content_length > services(request).max_event_bytes:
         raise too_large("Event too large")
 
 

@@ -108,6 +108,12 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else f"must be greater than 0, got {value}"
 
 
+def _event_bytes(value: int) -> str | None:
+    if 1 <= value <= 65_536:
+        return None
+    return f"must be from 1 to 65536 (the spec's event size limit), got {value}"
+
+
 def _non_negative(value: int) -> str | None:
     return None if value >= 0 else f"must not be negative, got {value}"
 
@@ -252,7 +258,9 @@ class RegistrationConfig:
 @attrs.frozen
 class LimitsConfig:
     max_request_bytes: int = setting(1_048_576, check=_positive)
-    max_event_bytes: int = setting(65_536, check=_positive)
+    # Client requests for a bigger event are refused before any work; the spec caps
+    # every PDU at 65536 bytes, so this may only be lowered.
+    max_event_bytes: int = setting(65_536, check=_event_bytes)
     max_upload_bytes: int = setting(52_428_800, check=_positive)
 
 

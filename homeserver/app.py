@@ -149,6 +149,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         account_data=AccountDataService(account_data, notifier, ad_ids),
         notifier=notifier, typing=typing, receipts=receipts, presence=presence, filters=filters,
         users=users, room_store=rooms_store, max_request_bytes=cfg.limits.max_request_bytes,
+        max_event_bytes=cfg.limits.max_event_bytes,
     )
     runtime = Runtime(services, persister, engine)
     if cfg.federation.enabled:

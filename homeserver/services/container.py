@@ -39,3 +39,4 @@ class Services:
     users: UserStore
     room_store: RoomStore
     max_request_bytes: int = 1_048_576
+    max_event_bytes: int = 65_536
