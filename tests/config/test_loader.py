@@ -341,14 +341,9 @@ def test_top_level_must_be_a_mapping(write_config: WriteConfig) -> None:
     assert "expected a mapping of settings at the top level, got a list" in err.problem
 
 
-def test_max_event_bytes_cannot_exceed_the_spec_limit(tmp_path) -> None:
-    import pytest as _pytest
-
-    from config.errors import ConfigError
-    from config.loader import load_config
-
+def test_max_event_bytes_cannot_exceed_the_spec_limit(tmp_path: Path) -> None:
     path = tmp_path / "hs.yaml"
     path.write_text('server_name: "a.test"\nlimits:\n  max_event_bytes: 70000\n')
-    with _pytest.raises(ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         load_config(str(path), env={})
     assert "limits.max_event_bytes" in str(e.value) and "65536" in str(e.value)
