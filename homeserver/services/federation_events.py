@@ -131,7 +131,10 @@ class FederationEventHandler:
 
     async def on_pdu(self, origin: str, room_version: str, pdu: dict[str, Any]) -> None:
         event = await self.check_pdu(room_version, pdu)
-        if await self._events.get_event(event.event_id) is not None:
+        known = await self._events.get_event(event.event_id)
+        if known is not None:
+            if known.event.rejected:
+                raise PduRejected("this event was rejected before")
             return
         async with self._events.lock(event.room_id):
             await self._process_locked(origin, room_version, event, fetch_missing=True)
@@ -158,6 +161,7 @@ class FederationEventHandler:
             auth_rules.check_auth_events(rv, event, auth_events)
             auth_rules.check_auth_rules(rv, event, auth_rules.auth_state_from_events(auth_events))
         except AuthError as e:
+            await self._keep_rejected(event)
             raise PduRejected(f"auth events: {e.error}") from None
 
         # 5. auth against the state before the event
@@ -174,6 +178,7 @@ class FederationEventHandler:
         try:
             auth_rules.check_auth_rules(rv, event, await self._state_subset(state_before, keys))
         except AuthError as e:
+            await self._keep_rejected(event)
             raise PduRejected(f"state before: {e.error}") from None
 
         # 6. soft-fail against the current state
@@ -191,6 +196,11 @@ class FederationEventHandler:
             event.room_id, event, state_before, before_group=before_group,
             soft_failed=soft_failed, apply_redaction=apply_redaction,
         )
+
+    async def _keep_rejected(self, event: Event) -> None:
+        """Remember a rejected event (spec: it stays in the graph, flagged), so it is not
+        fetched again and nothing that cites it as an auth event can pass."""
+        await self._remote.persist_outliers([attrs.evolve(event, rejected=True)])
 
     async def _state_subset(self, state: StateMap, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Event]:
         return await self._events.state_events({k: state[k] for k in keys if k in state})

@@ -181,7 +181,7 @@ class FederationRooms:
 
     async def get_event(self, origin: str, event_id: str) -> dict[str, Any]:
         se = await self._events.get_event(event_id)
-        if se is None:
+        if se is None or se.event.rejected:
             raise not_found("Unknown event")
         head = await self._events.room_head(se.event.room_id)
         if head is not None:

@@ -500,6 +500,11 @@ async def attack_unauthorised_events(w: World) -> None:
     assert (await w.alice.state(w.room, "m.room.name"))["name"] == "Victim's room"
     assert (await w.alice.state(w.room, "m.room.member", alice))["membership"] == "join"
     assert ("m.room.member", eve) not in await w.alice.state_ids(w.room)
+    # Sent again: still refused (the rejection is remembered), and never served back.
+    again = await w.send_txn([power_grab])
+    assert_pdu_error(again, ids[0])
+    await w.assert_unknown(ids[0])
+    assert await w.snapshot() == before
 
 
 async def test_unauthorised_events_rejected(world: World) -> None:
