@@ -152,6 +152,16 @@ room_state_meta = sa.Table(
     **_MYSQL,
 )
 
+# The DAG's edges from events received over federation (child -> each prev event),
+# so an older event that arrives late is recognised as history, not a new head.
+event_edges = sa.Table(
+    "event_edges", metadata,
+    sa.Column("event_id", Id, primary_key=True),
+    sa.Column("prev_event_id", Id, primary_key=True),
+    sa.Index("event_edges_prev", "prev_event_id"),
+    **_MYSQL,
+)
+
 # Applied redactions (redaction event -> target), so serving is one lookup.
 redactions = sa.Table(
     "redactions", metadata,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import attrs
+
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event
 from homeserver.core.state_res import resolve_state_v2
@@ -73,10 +75,26 @@ class RemoteEvents:
         new_head: RoomHead | None = None
         member_events: dict[str, Event] = {}
         delta: dict[StateKey, str | None] = {}
-        if not soft_failed:
+        batch.edges = [(event.event_id, p) for p in event.prev_event_ids]
+        # An event some later event already builds on arrived late: it is history,
+        # already reflected in its descendants' state, not a new head of the room.
+        late = await ev.store.has_children(event.event_id)
+        if not soft_failed and not late:
             new_head, delta, member_events = await self._advance(
                 head, event, state_after, after_group, after_chain, batch,
             )
+        elif late and not soft_failed:
+            # Its parents are no longer heads either (a known event now builds on them);
+            # state stays as it is: the descendants already carry this event's effects.
+            prevs = set(event.prev_event_ids)
+            extremities = [e for e in head.extremities if e not in prevs]
+            if extremities != head.extremities and extremities:
+                new_head = attrs.evolve(head, extremities=extremities)
+                batch.room_updates.append(RoomUpdate(
+                    room_id, head.state_group, head.max_depth, {}, tuple(extremities),
+                ))
+            else:
+                new_head = head
 
         # No awaits from here to enqueue: stream ids must commit in order.
         stream = ev.next_stream()
@@ -92,7 +110,7 @@ class RemoteEvents:
             event, stream, before_group, after_group, soft_failed=soft_failed, replaces_state=replaces,
         )
         batch.events.append(se)
-        if event.type == "m.room.redaction" and event.redacts and new_head is not None and apply_redaction:
+        if event.type == "m.room.redaction" and event.redacts and not soft_failed and apply_redaction:
             batch.redactions.append((event.event_id, event.redacts))
         await ev.commit(batch, [se], new_head)
         return se

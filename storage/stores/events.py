@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from homeserver.core.events import Event
 from storage.schema import (
     current_state,
+    event_edges,
     events,
     federation_outbox,
     redactions,
@@ -92,6 +93,7 @@ class PersistBatch:
     # Federation: (destination, PDU JSON) written with the events, so an event is
     # never committed without its delivery being queued (and vice versa).
     outbox: list[tuple[str, str]] = attrs.field(factory=list)
+    edges: list[tuple[str, str]] = attrs.field(factory=list)  # (event, prev event), received events
     received_ts: int = 0
 
     def extend(self, other: PersistBatch) -> None:
@@ -102,6 +104,7 @@ class PersistBatch:
         self.memberships += other.memberships
         self.redactions += other.redactions
         self.outbox += other.outbox
+        self.edges += other.edges
         self.received_ts = max(self.received_ts, other.received_ts)
 
 
@@ -171,6 +174,10 @@ class EventStore:
             await conn.execute(redactions.insert(), [
                 {"event_id": r, "redacts": t} for r, t in b.redactions
             ])
+        if b.edges:
+            await conn.execute(event_edges.insert(), [
+                {"event_id": e, "prev_event_id": p} for e, p in b.edges
+            ])
         if b.outbox:
             await conn.execute(federation_outbox.insert(), [
                 {"destination": d, "pdu_json": j, "created_ts": b.received_ts} for d, j in b.outbox
@@ -187,6 +194,13 @@ class EventStore:
             q = q.where(events.c.outlier.is_(False))
         async with self._engine.connect() as conn:
             return {r.event_id for r in await conn.execute(q)}
+
+    async def has_children(self, event_id: str) -> bool:
+        """Some received event already names this one as a prev event."""
+        async with self._engine.connect() as conn:
+            return (await conn.execute(
+                sa.select(event_edges.c.event_id).where(event_edges.c.prev_event_id == event_id).limit(1)
+            )).first() is not None
 
     async def mark_in_timeline(self, event_ids: Iterable[str]) -> None:
         async with self._engine.begin() as conn:
@@ -283,13 +297,15 @@ class EventStore:
         return _stored(row) if row else None
 
     async def topo_at_stream(self, room_id: str, stream: int) -> tuple[int, int] | None:
-        """The (depth, stream) of the room's newest event at or before a stream position."""
+        """The topologically last (depth, stream) among the room's events at or before a
+        stream position: where backwards pagination from that position starts. (The
+        newest by stream is not enough: an older event can arrive after its child.)"""
         async with self._engine.connect() as conn:
             row = (await conn.execute(
                 sa.select(events.c.depth, events.c.stream_ordering).where(
                     events.c.room_id == room_id, events.c.stream_ordering <= stream,
                     events.c.outlier.is_(False),
-                ).order_by(events.c.stream_ordering.desc()).limit(1)
+                ).order_by(events.c.depth.desc(), events.c.stream_ordering.desc()).limit(1)
             )).first()
         return (row.depth, row.stream_ordering) if row else None
 

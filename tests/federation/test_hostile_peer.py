@@ -918,3 +918,30 @@ async def test_remote_redaction_of_a_local_event_needs_power(world: World) -> No
     w.evil_room.advance(pdu, w.peer.event_id(pdu))
     redacted = await w.alice.get(f"/rooms/{q(w.room)}/event/{q(own)}")
     assert redacted["content"] == {} and redacted["unsigned"]["redacted_because"]["sender"] == w.mallory
+
+
+async def test_an_event_arriving_after_its_child_is_history_not_a_new_head(world: World) -> None:
+    """Out of order: mallory's second message arrives while the first is unknown and the
+    peer will not hand out missing events, so the victim asks for the state before it.
+    When the first message turns up later it is stored and shown, but it does not become
+    a head of the room: alice's next event builds on the second message only."""
+    w = world
+    state_pdus = await fetch_state_pdus(w)  # messages change no state: valid before both
+    first = w.message("first, delivered late")
+    first_id = w.peer.event_id(first)
+    w.evil_room.advance(first, first_id)
+    second = w.message("second, delivered first")
+    second_id = w.peer.event_id(second)
+    w.peer.answers[f"{V1}/get_missing_events/"] = {"events": []}
+    w.peer.answers[f"{V1}/state/"] = {"pdus": state_pdus, "auth_chain": []}
+    r = await w.send_txn([second])
+    assert r.json == {"pdus": {second_id: {}}}, r.text
+    w.evil_room.advance(second, second_id)
+    r = await w.send_txn([first])
+    assert r.json == {"pdus": {first_id: {}}}, r.text
+
+    bodies = [e["content"].get("body") for e in await w.timeline() if e["type"] == "m.room.message"]
+    assert "first, delivered late" in bodies and "second, delivered first" in bodies
+    reply = await w.alice.send(w.room, "after both")
+    got = await w.fed("GET", f"{V1}/event/{q(reply)}")
+    assert got.json["pdus"][0]["prev_events"] == [second_id]
