@@ -74,7 +74,6 @@ class RoomHead:
         return [u for u, m in self.members.items() if m == "join" and server_of(u) == server_name]
 
 
-NewEventsListener = Callable[[list[StoredEvent], RoomHead], None]
 Countersign = Callable[[Event], Awaitable[dict[str, Any]]]
 
 
@@ -100,7 +99,6 @@ class EventService:
         self._cache: LruCache[str, StoredEvent] = LruCache(10_000)
         # (sender, device, txn id) of events sent by this process: retries need no query.
         self._recent_txns: LruCache[tuple[str, str, str], StoredEvent] = LruCache(100_000)
-        self._listeners: list[NewEventsListener] = []
         # Outliers and backfilled history count down from 0 (see EventStore.max_ids).
         self._outlier_ids = outlier_ids or IdGenerator(0)
         self._federation: FederationSenderPort | None = None
@@ -109,10 +107,6 @@ class EventService:
     def attach_federation(self, sender: FederationSenderPort) -> None:
         """From now on, locally sent events are queued for every other server in the room."""
         self._federation = sender
-
-    def add_listener(self, listener: NewEventsListener) -> None:
-        """Called after each commit with the new events (federation sender, push, AI...)."""
-        self._listeners.append(listener)
 
     # -- reads --------------------------------------------------------------
 
@@ -406,8 +400,6 @@ class EventService:
                 wake.add(se.event.state_key)
                 self.recent.membership_changed(se.event.state_key, se.stream_ordering)
         self._notifier.on_events(stored[-1].stream_ordering, wake)
-        for listener in self._listeners:
-            listener(stored, head)
 
     def _build(self, work: RoomHead, spec: EventSpec, now: int) -> Event:
         rv = get_room_version(work.room_version)

@@ -76,9 +76,6 @@ class Notifier:
             if not waiting:
                 del self._waiters[user_id]
 
-    def waiting_count(self) -> int:
-        return sum(len(v) for v in self._waiters.values())
-
     def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
         """A stream moved to `position`; wake the users it concerns."""
         self._positions[stream] = max(self._positions[stream], position)

@@ -15,7 +15,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.schema import current_state, state_group_entries, state_groups
+from storage.schema import state_group_entries, state_groups
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -132,11 +132,3 @@ class StateStore:
         )
         rows = await conn.execute(sa.select(chain.c.id, chain.c.prev_group, chain.c.chain_length))
         return {r.id: (r.prev_group, r.chain_length) for r in rows}
-
-    async def get_current_state(self, room_id: str) -> StateMap:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(current_state.c.type, current_state.c.state_key, current_state.c.event_id)
-                .where(current_state.c.room_id == room_id)
-            )
-            return {(r.type, r.state_key): r.event_id for r in rows}

@@ -95,10 +95,6 @@ class UserStore:
                 deactivated=True, password_hash=None,
             ))
 
-    async def set_admin(self, user_id: str, is_admin: bool) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(users.update().where(users.c.user_id == user_id).values(is_admin=is_admin))
-
     # -- devices and tokens ---------------------------------------------------
 
     async def upsert_device_with_token(
