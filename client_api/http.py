@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.core.canonical_json import encode_json, parse_json
-from homeserver.core.errors import MatrixError, bad_json
+from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.services.auth import Requester, token_from_headers
 from homeserver.services.container import Services
 
@@ -55,6 +55,12 @@ async def requester(request: web.Request) -> Requester:
     req = await services(request).auth.authenticate(token)
     request[REQUESTER] = req
     return req
+
+
+def require_own_user(request: web.Request, user_id: str) -> None:
+    """Paths under /user/{userId}/... (filters, account data) are the requester's own."""
+    if request.match_info["user_id"] != user_id:
+        raise forbidden("You can only access your own data")
 
 
 def query_int(request: web.Request, name: str, default: int, minimum: int = 0) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, requester, services
-from homeserver.core.errors import MatrixError, forbidden
+from client_api.http import cs, json_body, ok, requester, require_own_user, services
+from homeserver.core.errors import MatrixError
 from homeserver.core.ids import normalize_user_id
 
 routes = web.RouteTableDef()
@@ -43,16 +43,12 @@ async def put_field(request: web.Request) -> web.Response:
     return ok()
 
 
-def _own(request: web.Request, user_id: str) -> None:
-    if request.match_info["user_id"] != user_id:
-        raise forbidden("Cannot access other users' account data")
-
 
 @routes.put(cs("/user/{user_id}/account_data/{type}"))
 async def put_account_data(request: web.Request) -> web.Response:
     """PUT /user/{userId}/account_data/{type}"""
     req = await requester(request)
-    _own(request, req.user_id)
+    require_own_user(request, req.user_id)
     body = await json_body(request)
     await services(request).account_data.put(req.user_id, "", request.match_info["type"], body)
     return ok()
@@ -62,7 +58,7 @@ async def put_account_data(request: web.Request) -> web.Response:
 async def get_account_data(request: web.Request) -> web.Response:
     """GET /user/{userId}/account_data/{type}"""
     req = await requester(request)
-    _own(request, req.user_id)
+    require_own_user(request, req.user_id)
     return ok(await services(request).account_data.get(req.user_id, "", request.match_info["type"]))
 
 
@@ -70,7 +66,7 @@ async def get_account_data(request: web.Request) -> web.Response:
 async def put_room_account_data(request: web.Request) -> web.Response:
     """PUT /user/{userId}/rooms/{roomId}/account_data/{type}"""
     req = await requester(request)
-    _own(request, req.user_id)
+    require_own_user(request, req.user_id)
     if request.match_info["type"] == "m.fully_read":
         raise MatrixError(405, "M_BAD_JSON", "Use /read_markers to set m.fully_read")
     body = await json_body(request)
@@ -84,7 +80,7 @@ async def put_room_account_data(request: web.Request) -> web.Response:
 async def get_room_account_data(request: web.Request) -> web.Response:
     """GET /user/{userId}/rooms/{roomId}/account_data/{type}"""
     req = await requester(request)
-    _own(request, req.user_id)
+    require_own_user(request, req.user_id)
     return ok(await services(request).account_data.get(
         req.user_id, request.match_info["room_id"], request.match_info["type"],
     ))

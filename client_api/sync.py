@@ -6,24 +6,20 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, query_int, requester, services
+from client_api.http import cs, json_body, ok, query_int, requester, require_own_user, services
 from homeserver.core.canonical_json import parse_json
-from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.errors import MatrixError, not_found
 from homeserver.services.filtering import SyncFilter
 
 routes = web.RouteTableDef()
 
-
-def _own_user(request: web.Request, user_id: str) -> None:
-    if request.match_info["user_id"] != user_id:
-        raise forbidden("Cannot use filters of other users")
 
 
 @routes.post(cs("/user/{user_id}/filter"))
 async def create_filter(request: web.Request) -> web.Response:
     """POST /user/{userId}/filter"""
     req = await requester(request)
-    _own_user(request, req.user_id)
+    require_own_user(request, req.user_id)
     body = await json_body(request)
     SyncFilter.parse(body)  # refuse filters we could not apply later
     fid = await services(request).filters.add_filter(req.user_id, body)
@@ -34,7 +30,7 @@ async def create_filter(request: web.Request) -> web.Response:
 async def get_filter(request: web.Request) -> web.Response:
     """GET /user/{userId}/filter/{filterId}"""
     req = await requester(request)
-    _own_user(request, req.user_id)
+    require_own_user(request, req.user_id)
     try:
         fid = int(request.match_info["filter_id"])
     except ValueError:

@@ -30,7 +30,7 @@ from homeserver.services.ports import FederationSenderPort
 from homeserver.services.recent import RecentEvents
 from storage.stores.events import (
     EventStore,
-    MembershipChange,
+    Membership,
     NewRoom,
     PersistBatch,
     RoomUpdate,
@@ -297,7 +297,7 @@ class EventService:
                 self._state.remember(new_group, state)
                 group, chain = new_group.id, new_group.chain_length
                 if event.type == "m.room.member":
-                    batch.memberships.append(MembershipChange(
+                    batch.memberships.append(Membership(
                         event.room_id, event.state_key or "", event.membership or "leave",
                         event.event_id, event.sender, stream,
                     ))

@@ -386,27 +386,28 @@ class FederationRooms:
                 return len(stored)
         return 0
 
-    async def query_profile(self, user_id: str) -> dict[str, Any]:
+    async def _query(self, kind: str, subject: str, param: str, missing: str) -> dict[str, Any]:
+        """GET /query/{kind} on the subject's own server; 404 there is 404 here."""
+        server = server_of(subject)
         try:
             resp = await self._client.request(
-                "GET", server_of(user_id), "/_matrix/federation/v1/query/profile", query={"user_id": user_id},
+                "GET", server, f"/_matrix/federation/v1/query/{kind}", query={param: subject},
             )
         except FederationRequestError as e:
             if e.status == 404:
-                raise not_found("Profile not found") from None
-            raise MatrixError(502, "M_UNKNOWN", f"Could not reach {server_of(user_id)}") from None
+                raise not_found(missing) from None
+            raise MatrixError(502, "M_UNKNOWN", f"Could not reach {server}") from None
+        if not isinstance(resp, dict):
+            raise not_found(missing)
+        return resp
+
+    async def query_profile(self, user_id: str) -> dict[str, Any]:
+        resp = await self._query("profile", user_id, "user_id", "Profile not found")
         return {k: resp[k] for k in ("displayname", "avatar_url") if isinstance(resp.get(k), str)}
 
     async def query_alias(self, alias: str) -> dict[str, Any]:
-        try:
-            resp = await self._client.request(
-                "GET", server_of(alias), "/_matrix/federation/v1/query/directory", query={"room_alias": alias},
-            )
-        except FederationRequestError as e:
-            if e.status == 404:
-                raise not_found("Room alias not found") from None
-            raise MatrixError(502, "M_UNKNOWN", f"Could not reach {server_of(alias)}") from None
-        if not isinstance(resp, dict) or not isinstance(resp.get("room_id"), str):
+        resp = await self._query("directory", alias, "room_alias", "Room alias not found")
+        if not isinstance(resp.get("room_id"), str):
             raise not_found("Room alias not found")
         return {"room_id": resp["room_id"], "servers": list(resp.get("servers") or [server_of(alias)])}
 

@@ -15,7 +15,7 @@ from homeserver.core.events import Event
 from homeserver.core.state_res import resolve_state_v2
 from homeserver.services.clock import now_ms
 from homeserver.services.events import EventService, RoomHead
-from storage.stores.events import MembershipChange, NewRoom, PersistBatch, RoomUpdate, StoredEvent
+from storage.stores.events import Membership, NewRoom, PersistBatch, RoomUpdate, StoredEvent
 from storage.stores.state import StateKey, StateMap
 
 
@@ -101,7 +101,7 @@ class RemoteEvents:
         for k, v in delta.items():
             if k[0] == "m.room.member":
                 member = member_events.get(v or "")
-                batch.memberships.append(MembershipChange(
+                batch.memberships.append(Membership(
                     room_id, k[1], (member.membership or "leave") if member else "leave",
                     v or event.event_id, member.sender if member else event.sender, stream,
                 ))
@@ -173,7 +173,7 @@ class RemoteEvents:
         for e in fresh:
             if invite_for is not None and e.state_key == invite_for:
                 invite_stream = ev.next_stream()
-                batch.memberships.append(MembershipChange(
+                batch.memberships.append(Membership(
                     e.room_id, invite_for, e.membership or "invite", e.event_id, e.sender, invite_stream,
                 ))
                 stored.append(StoredEvent(e, invite_stream, None, None, outlier=True))

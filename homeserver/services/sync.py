@@ -22,7 +22,7 @@ from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.events import StoredEvent
 from storage.stores.filters import AccountDataStore
-from storage.stores.rooms import MemberRow, RoomStore
+from storage.stores.rooms import Membership, RoomStore
 from storage.stores.state import StateMap
 
 DEFAULT_TIMELINE_LIMIT = 10
@@ -329,7 +329,7 @@ class SyncService:
             "m.invited_member_count": len(invited),
         }
 
-    async def _invite(self, row: MemberRow) -> dict[str, Any]:
+    async def _invite(self, row: Membership) -> dict[str, Any]:
         invite = await self._events.get_event(row.event_id)
         if invite is None:
             return {"invite_state": {"events": []}}

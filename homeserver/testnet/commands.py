@@ -59,7 +59,7 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
         server_dir = os.path.join(directory, _UNSAFE.sub("_", name))
         mysql_database = None
         if mysql_url is not None:
-            mysql_database = _mysql_database_name(name)
+            mysql_database = _mysql_database_name(name, directory)
             database_url = _with_database(mysql_url, mysql_database)
         else:
             database_url = (

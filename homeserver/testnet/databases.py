@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import re
 
 from homeserver.testnet.errors import TestnetError
@@ -11,8 +13,12 @@ from homeserver.testnet.errors import TestnetError
 DEFAULT_MYSQL_URL = "mysql+asyncmy://root@127.0.0.1:3306/test"
 
 
-def _mysql_database_name(server_name: str) -> str:
-    return ("tri_net_" + re.sub(r"[^a-z0-9]+", "_", server_name.lower()).strip("_"))[:64]
+def _mysql_database_name(server_name: str, directory: str) -> str:
+    """`tri_net_<server>_<network>`: the network's directory is part of the name, so two
+    networks (two test runs) on one MariaDB never drop each other's databases."""
+    network = hashlib.sha256(os.path.abspath(directory).encode()).hexdigest()[:8]
+    server = re.sub(r"[^a-z0-9]+", "_", server_name.lower()).strip("_")
+    return f"tri_net_{server[:46]}_{network}"
 
 
 def _with_database(url: str, database: str) -> str:

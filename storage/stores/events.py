@@ -62,7 +62,10 @@ class NewRoom:
 
 
 @attrs.frozen
-class MembershipChange:
+class Membership:
+    """A user's membership of a room as of one event (written with it, read back
+    from the room_members index)."""
+
     room_id: str
     user_id: str
     membership: str
@@ -88,7 +91,7 @@ class PersistBatch:
     new_rooms: list[NewRoom] = attrs.field(factory=list)
     state_groups: list[NewStateGroup] = attrs.field(factory=list)
     room_updates: list[RoomUpdate] = attrs.field(factory=list)
-    memberships: list[MembershipChange] = attrs.field(factory=list)
+    memberships: list[Membership] = attrs.field(factory=list)
     redactions: list[tuple[str, str]] = attrs.field(factory=list)  # (redaction id, target id)
     # Federation: (destination, PDU JSON) written with the events, so an event is
     # never committed without its delivery being queued (and vice versa).
@@ -157,7 +160,7 @@ class EventStore:
         for u in b.room_updates:
             await _apply_room_update(conn, u)
         if b.memberships:
-            latest: dict[tuple[str, str], MembershipChange] = {}
+            latest: dict[tuple[str, str], Membership] = {}
             for m in b.memberships:
                 latest[(m.room_id, m.user_id)] = m
             for (room_id, user_id) in latest:

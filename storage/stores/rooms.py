@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.schema import room_aliases, room_members, room_state_meta, rooms
+from storage.stores.events import Membership
 
 
 @attrs.frozen
@@ -19,16 +20,6 @@ class RoomRecord:
     room_version: str
     creator: str | None
     is_public: bool
-
-
-@attrs.frozen
-class MemberRow:
-    room_id: str
-    user_id: str
-    membership: str
-    event_id: str
-    sender: str
-    stream_ordering: int
 
 
 class RoomStore:
@@ -64,7 +55,7 @@ class RoomStore:
 
     async def memberships_for_user(
         self, user_id: str, memberships: Sequence[str] | None = None, include_forgotten: bool = False,
-    ) -> list[MemberRow]:
+    ) -> list[Membership]:
         q = sa.select(room_members).where(room_members.c.user_id == user_id)
         if memberships is not None:
             q = q.where(room_members.c.membership.in_(list(memberships)))
@@ -73,7 +64,7 @@ class RoomStore:
         async with self._engine.connect() as conn:
             return [_member(r) for r in await conn.execute(q)]
 
-    async def membership_changes_since(self, user_id: str, since_stream: int) -> list[MemberRow]:
+    async def membership_changes_since(self, user_id: str, since_stream: int) -> list[Membership]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(sa.select(room_members).where(
                 room_members.c.user_id == user_id,
@@ -82,14 +73,14 @@ class RoomStore:
             ))
             return [_member(r) for r in rows]
 
-    async def get_membership(self, room_id: str, user_id: str) -> MemberRow | None:
+    async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         async with self._engine.connect() as conn:
             r = (await conn.execute(sa.select(room_members).where(
                 room_members.c.room_id == room_id, room_members.c.user_id == user_id,
             ))).first()
         return _member(r) if r else None
 
-    async def members_of_room(self, room_id: str, membership: str | None = None) -> list[MemberRow]:
+    async def members_of_room(self, room_id: str, membership: str | None = None) -> list[Membership]:
         q = sa.select(room_members).where(room_members.c.room_id == room_id)
         if membership is not None:
             q = q.where(room_members.c.membership == membership)
@@ -133,5 +124,5 @@ class RoomStore:
             )]
 
 
-def _member(r: sa.Row) -> MemberRow:
-    return MemberRow(r.room_id, r.user_id, r.membership, r.event_id, r.sender, r.stream_ordering)
+def _member(r: sa.Row) -> Membership:
+    return Membership(r.room_id, r.user_id, r.membership, r.event_id, r.sender, r.stream_ordering)

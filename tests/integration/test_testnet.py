@@ -169,8 +169,9 @@ def test_up_stop_start_down(net_dir: Path, base_port: int) -> None:
 def test_up_refuses_a_port_in_use(net_dir: Path, base_port: int) -> None:
     base = base_port
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", base + 1))
-        busy.listen()
+        with contextlib.suppress(OSError):  # taken meanwhile by someone else: just as busy
+            busy.bind(("127.0.0.1", base + 1))
+            busy.listen()
         result = run_testnet("up", "--dir", str(net_dir), "--base-port", str(base), check=False)
     assert result.returncode == 1
     assert f"port {base + 1} (federation port of hs1.test) is in use" in result.stderr
@@ -197,9 +198,11 @@ def test_server_names() -> None:
 
 
 def test_mysql_database_names() -> None:
-    assert _mysql_database_name("hs1.test") == "tri_net_hs1_test"
-    assert _mysql_database_name("127.0.0.1:18201") == "tri_net_127_0_0_1_18201"
-    assert len(_mysql_database_name("x" * 300)) == 64
+    one = _mysql_database_name("hs1.test", "/tmp/net-a")
+    assert one.startswith("tri_net_hs1_test_") and one == _mysql_database_name("hs1.test", "/tmp/net-a")
+    assert _mysql_database_name("hs1.test", "/tmp/net-b") != one  # two networks never collide
+    assert _mysql_database_name("127.0.0.1:18201", "/x").startswith("tri_net_127_0_0_1_18201_")
+    assert len(_mysql_database_name("x" * 300, "/x")) <= 64
 
 
 def _mysql_databases(url: str, pattern: str) -> list[str]:
@@ -231,9 +234,9 @@ def test_mysql_network(net_dir: Path, base_port: int) -> None:
         if os.environ.get("TRICOLOR_REQUIRE_MYSQL") == "1":
             raise
         pytest.skip(f"MariaDB unusable: {exc}")
-    name = f"t{os.getpid()}.test"  # a database name no other run uses
-    database = _mysql_database_name(name)
+    name = "hs1.test"
     d = str(net_dir)
+    database = _mysql_database_name(name, d)
     up = json.loads(
         run_testnet(
             "up",
