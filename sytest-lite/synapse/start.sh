@@ -14,6 +14,8 @@
 # existing config, keys and database. Stop it with stop.sh (same arguments).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 
 PORT="${1:-${SYNAPSE_PORT:-18008}}"
 DATA_DIR="${2:-${SYNAPSE_DIR:-/tmp/sytest-synapse-$PORT}}"
@@ -42,24 +44,6 @@ PIDFILE="$DATA_DIR/homeserver.pid"
 
 URL="http://127.0.0.1:$PORT"
 
-# True when the pid in $PIDFILE is alive and is a Synapse (not a recycled pid).
-synapse_alive() {
-    local pid
-    [ -f "$PIDFILE" ] || return 1
-    pid="$(cat "$PIDFILE")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    [ ! -r "/proc/$pid/cmdline" ] || tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q synapse
-}
-
-# Exit 0 when $URL answers /_matrix/client/versions with 200.
-answers() {
-    "$SYNAPSE_PY" - "$URL/_matrix/client/versions" <<'PYEOF' 2>/dev/null
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)
-PYEOF
-}
-
 if synapse_alive; then
     echo "start.sh: Synapse already running (pid $(cat "$PIDFILE")) on $URL" >&2
     exit 0
@@ -75,13 +59,7 @@ if [ -f "$CONFIG" ] && ! grep -q "^server_name: \"$SERVER_NAME\"" "$CONFIG"; the
     exit 2
 fi
 
-if [ ! -f "$CONFIG" ]; then
-    (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
-        --server-name "$SERVER_NAME" \
-        --config-path "$CONFIG" \
-        --data-directory "$DATA_DIR" \
-        --generate-config --report-stats=no >/dev/null)
-fi
+generate_config_once
 
 # Later -c files win per top-level key, so everything we need is overridden here.
 cat > "$OVERRIDES" <<YAML

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 REPO="$(cd "$HERE/../.." && pwd)"
 
 if [ $# -lt 3 ]; then
@@ -81,24 +83,6 @@ CERT="$DATA_DIR/tls/server.crt"
 KEY="$DATA_DIR/tls/server.key"
 URL="http://127.0.0.1:$CLIENT_PORT"
 
-synapse_alive() {
-    local pid
-    [ -f "$PIDFILE" ] || return 1
-    pid="$(cat "$PIDFILE")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    [ ! -r "/proc/$pid/cmdline" ] || tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q synapse
-}
-
-# Exit 0 when $URL answers /_matrix/client/versions with 200.
-answers() {
-    "$SYNAPSE_PY" - "$URL/_matrix/client/versions" <<'PYEOF' 2>/dev/null
-import sys, urllib.request
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-with opener.open(sys.argv[1], timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)
-PYEOF
-}
-
 # Exit 0 when something accepts TCP connections on 127.0.0.1:$1.
 port_busy() {
     "$SYNAPSE_PY" - "$1" <<'PYEOF' 2>/dev/null
@@ -136,13 +120,7 @@ ca_cert, ca_key = ensure_ca(ca_dir)
 issue_server_cert(ca_cert, ca_key, host, cert, key)
 PYEOF
 
-if [ ! -f "$CONFIG" ]; then
-    (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \
-        --server-name "$SERVER_NAME" \
-        --config-path "$CONFIG" \
-        --data-directory "$DATA_DIR" \
-        --generate-config --report-stats=no >/dev/null)
-fi
+generate_config_once
 
 # Later -c files win per top-level key, so everything we need is overridden here.
 cat > "$OVERRIDES" <<YAML
