@@ -20,7 +20,9 @@ from homeserver.services.lru import LruCache
 from storage.stores.users import TokenRecord, UserStore
 
 REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
-_TRICOLOR_HEADER = re.compile(r"^\s*Tricolor\s*<?\s*([^\s<>]+)\s*>?\s*$")
+# `x-token: Tricolor<jwt>`; the prefix is optional, since a bare token is an
+# obvious intent and refusing it as "missing" misleads whoever sent it.
+_TRICOLOR_HEADER = re.compile(r"^\s*(?:Tricolor\s*)?<?\s*([^\s<>]+)\s*>?\s*$")
 
 
 @attrs.frozen
@@ -32,7 +34,7 @@ class Requester:
 
 
 def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:
-    """Pick the access token from `Authorization: Bearer`, `x-token: Tricolor<jwt>` or the query."""
+    """Pick the access token from `Authorization: Bearer`, `x-token: [Tricolor]<jwt>` or the query."""
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():

@@ -65,7 +65,7 @@ async def test_token_in_authorization_bearer_header(hs: Matrix) -> None:
     assert me["user_id"] == alice.user_id
 
 
-@pytest.mark.parametrize("form", ["Tricolor{}", "Tricolor {}"])
+@pytest.mark.parametrize("form", ["Tricolor{}", "Tricolor {}", "{}", "<{}>"])
 async def test_token_in_x_token_header(hs: Matrix, form: str) -> None:
     alice = await hs.register("alice")
     me = await whoami(hs, headers={"x-token": form.format(alice.token)})
@@ -89,7 +89,8 @@ async def test_bad_tokens_are_401_unknown_token(hs: Matrix) -> None:
     alice = await hs.register("alice")
     for token in ("garbage", alice.token[:-4] + "AAAA", "Bearer"):
         assert_error(await whoami(hs, token=token, expect=401), "M_UNKNOWN_TOKEN")
-    assert_error(await whoami(hs, headers={"x-token": "Tricolor garbage"}, expect=401), "M_UNKNOWN_TOKEN")
+    for x_token in ("Tricolor garbage", "garbage"):
+        assert_error(await whoami(hs, headers={"x-token": x_token}, expect=401), "M_UNKNOWN_TOKEN")
     assert_error(await whoami(hs, params={"access_token": "garbage"}, expect=401), "M_UNKNOWN_TOKEN")
 
 
