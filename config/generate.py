@@ -67,7 +67,7 @@ def generate_config(
     """
     output = os.path.abspath(os.path.expanduser(output))
     if os.path.exists(output) and not force:
-        raise ConfigError("already exists; choose another path or pass force=True", file=output)
+        raise ConfigError("already exists; choose another path or pass --force", file=output)
     config_dir = os.path.dirname(output)
     if data_dir is None:
         data_dir = os.path.join(config_dir, "data-" + _UNSAFE_DIR_CHARS.sub("_", server_name))
@@ -129,7 +129,7 @@ def generate_config(
         raise ConfigError(exc.problem, file=file, key=exc.key) from None
     except FileExistsError:
         raise ConfigError(
-            "already exists; choose another path or pass force=True", file=output
+            "already exists; choose another path or pass --force", file=output
         ) from None
     finally:
         if os.path.exists(tmp):

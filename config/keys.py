@@ -15,6 +15,7 @@ import string
 import nacl.signing
 
 from config.errors import ConfigError
+from homeserver.core.signing import SigningKey, parse_signing_key
 
 TOKEN_SECRET_BYTES = 32
 _VERSION_ALPHABET = string.ascii_letters + string.digits
@@ -32,6 +33,14 @@ def ensure_signing_key(path: str) -> str:
         encoded = base64.b64encode(seed).decode("ascii").rstrip("=")
         _create_private_file(path, f"ed25519 {version} {encoded}\n")
     return _read_text(path)
+
+
+def load_signing_key(path: str) -> SigningKey:
+    """The signing key at ``path`` (created if absent); ``ConfigError`` naming the file if unusable."""
+    try:
+        return parse_signing_key(ensure_signing_key(path))
+    except ValueError as exc:
+        raise ConfigError(f"not a signing key file: {exc}", file=path) from None
 
 
 def ensure_token_secret(path: str) -> bytes:
@@ -58,9 +67,12 @@ def _create_private_file(path: str, text: str) -> None:
     (a second worker starting at the same moment) won the race, its key is kept.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create secret file: {exc.strerror}", file=path) from None
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(text)

@@ -183,10 +183,21 @@ def _url(*schemes: str) -> Check:
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
+# The engines Tricolor ships drivers for; anything else would fail only when first used.
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "mysql+asyncmy")
+_DATABASE_FORMS = "sqlite+aiosqlite:///FILE or mysql+asyncmy://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
 def _database_url(value: str) -> str | None:
-    if _URL_RE.match(value):
-        return None
-    return f"{value!r} is not a database URL (e.g. 'sqlite+aiosqlite:///./data/homeserver.db')"
+    if not _URL_RE.match(value):
+        return f"{value!r} is not a database URL (e.g. 'sqlite+aiosqlite:///./data/homeserver.db')"
+    scheme, _, rest = value.partition("://")
+    # Only the scheme is quoted back: the rest of the URL may hold a password.
+    if scheme.lower() not in DATABASE_SCHEMES:
+        return f"unsupported database {scheme + '://'!r}; use {_DATABASE_FORMS}"
+    if scheme.lower().startswith("mysql") and not rest.partition("?")[0].partition("/")[2]:
+        return f"names no database; use {_DATABASE_FORMS}"
+    return None
 
 
 def _resources(value: tuple[str, ...]) -> str | None:

@@ -1,18 +1,27 @@
-"""Command line: run | generate-config | migrate | register-user."""
+"""Command line: run | generate-config | migrate | register-user | rotate-key | testnet.
+
+Operator mistakes (a config key, an unreachable database, an unreadable key file)
+end in one line naming the setting and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
 from config.errors import ConfigError
 from config.loader import load_config
 from config.schema import HomeserverConfig
+
+T = TypeVar("T")
 
 
 def _load(path: str) -> HomeserverConfig:
@@ -23,8 +32,45 @@ def _load(path: str) -> HomeserverConfig:
         raise SystemExit(2) from None
 
 
+def _load_server(path: str) -> HomeserverConfig:
+    """The config, with its key files checked (and created) before anything starts."""
+    from config.keys import ensure_token_secret, load_signing_key
+
+    cfg = _load(path)
+    checks: list[tuple[str, Callable[[str], object], str]] = [
+        ("signing_key_path", load_signing_key, cfg.signing_key_path),
+        ("token_secret_path", ensure_token_secret, cfg.token_secret_path),
+    ]
+    for key, check, file in checks:
+        try:
+            check(file)
+        except ConfigError as e:
+            print(f"config error: {cfg.config_path}: {key}: {file}: {e.problem}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return cfg
+
+
+def _database_setting(cfg: HomeserverConfig) -> str:
+    """Where the database URL came from, as the operator wrote it."""
+    for name in ("TRICOLOR_DATABASE_URL", "TRICOLOR_DATABASE__URL"):  # the alias wins
+        if name in os.environ:
+            return f"${name}"
+    return f"{cfg.config_path}: database.url"
+
+
+def _run_on_database(cfg: HomeserverConfig, main: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(main())``; a database that cannot be opened exits 2 with one line."""
+    from storage.engine import DatabaseUnavailable
+
+    try:
+        return asyncio.run(main())
+    except DatabaseUnavailable as e:
+        print(f"database error: {_database_setting(cfg)}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = _load_server(args.config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from config.tls import listener_ssl_context
     from homeserver.app import create_app
@@ -60,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     try:
-        asyncio.run(serve())
+        _run_on_database(cfg, serve)
     except KeyboardInterrupt:
         pass
     except OSError as e:  # a port in use, an unreadable data directory: say so plainly
@@ -100,33 +146,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         engine = create_engine(cfg.database.url)
-        await migrate(engine)
-        await engine.dispose()
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
 
-    asyncio.run(run())
+    _run_on_database(cfg, run)
     print("database is up to date")
     return 0
 
 
 def cmd_register_user(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = _load_server(args.config)
     from homeserver.app import build_services
     from homeserver.core.errors import MatrixError
 
     async def run() -> int:
-        services, persister, engine = await build_services(cfg)
+        runtime = await build_services(cfg)
         try:
-            user_id = await services.accounts.create_user(args.user, args.password, is_admin=args.admin)
+            user_id = await runtime.services.accounts.create_user(
+                args.user, args.password, is_admin=args.admin,
+            )
         except MatrixError as e:
             print(f"{e.errcode}: {e.error}", file=sys.stderr)
             return 1
         finally:
-            await persister.stop()
-            await engine.dispose()
+            await runtime.close()
         print(user_id)
         return 0
 
-    return asyncio.run(run())
+    return _run_on_database(cfg, run)
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:

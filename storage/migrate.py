@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.engine import check_connection
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 ROOT = Path(__file__).resolve().parents[1]
 _REVISION = re.compile(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
@@ -56,7 +58,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def migrate_in_subprocess(engine: AsyncEngine, url: str) -> None:
-    """Migrate in a child process, so a long-running server never holds alembic."""
+    """Migrate in a child process, so a long-running server never holds alembic.
+
+    Raises ``DatabaseUnavailable`` when the database cannot be opened at all.
+    """
+    await check_connection(engine)
     if await current_revision(engine) == head_revision():
         return
     code = "import asyncio, sys; from storage.migrate import migrate_url; asyncio.run(migrate_url(sys.argv[1]))"
@@ -82,6 +88,8 @@ async def migrate_url(url: str) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
+    """Apply every pending migration; ``DatabaseUnavailable`` when the database cannot be opened."""
+    await check_connection(engine)
     if await current_revision(engine) == head_revision():
         return
 
