@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
 
+    log = logging.getLogger("tricolor")
+
     async def serve() -> None:
         app = await create_app(cfg)
         runner = web.AppRunner(app, access_log=None)
@@ -91,19 +93,29 @@ def cmd_run(args: argparse.Namespace) -> int:
                     runner, listener.host, listener.port, reuse_address=True, ssl_context=ssl_context,
                 )
                 await site.start()
-                logging.getLogger("tricolor").info(
+                log.info(
                     "%s listening on %s://%s:%d (%s)", cfg.server_name,
                     "https" if listener.tls else "http", listener.host, listener.port,
                     ", ".join(listener.resources),
                 )
-            # SIGTERM/SIGINT stop the server cleanly: queued writes are flushed first.
+            # SIGTERM/SIGINT stop the server cleanly: long-polls answer at once, in-flight
+            # requests finish, queued writes are flushed. A second signal exits at once.
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
+
+            def on_signal(sig: signal.Signals) -> None:
+                if stop.is_set():
+                    log.warning("%s again: exiting without waiting", sig.name)
+                    os._exit(128 + sig)
+                log.info("%s received: stopping (send it again to exit at once)", sig.name)
+                stop.set()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
             await stop.wait()
         finally:
             await runner.cleanup()
+        log.info("stopped")
 
     try:
         _run_on_database(cfg, serve)

@@ -230,9 +230,16 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         for module in (keys, transactions, fed_rooms):
             app.router.add_routes(module.routes)
 
+    async def answer_long_polls(app: web.Application) -> None:
+        # on_shutdown runs before aiohttp waits for in-flight requests to finish.
+        woken = runtime.services.notifier.close()
+        log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
+        log.info("flushing queued writes and closing the database")
         await runtime.close()
 
+    app.on_shutdown.append(answer_long_polls)
     app.cleanup_ctx.append(lifecycle)
     return app

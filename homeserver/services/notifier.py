@@ -48,6 +48,26 @@ class Notifier:
         # Per-user positions of changes seen since start (floor = position at start).
         self._floor = dict.fromkeys(STREAMS, 0)
         self._user_last: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the server is shutting down: waits end at once."""
+        return self._closed
+
+    def close(self) -> int:
+        """Shutting down: wake every waiter now, and make later waits return at once,
+        so long-polls answer instead of holding the shutdown for their whole timeout.
+        Returns how many waiters were woken."""
+        self._closed = True
+        woken = 0
+        for waiting in self._waiters.values():
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(None)
+                    woken += 1
+        self._waiters.clear()
+        return woken
 
     @property
     def events_position(self) -> int:
@@ -66,7 +86,10 @@ class Notifier:
 
     def register(self, user_id: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(user_id, set()).add(fut)
+        if self._closed:
+            fut.set_result(None)
+        else:
+            self._waiters.setdefault(user_id, set()).add(fut)
         return fut
 
     def unregister(self, user_id: str, fut: asyncio.Future[None]) -> None:

@@ -99,7 +99,9 @@ class SyncService:
                         return resp
                     since_token = current
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                # Shutting down: an empty answer now lets the client resume from the same
+                # token on the next server, instead of the poll holding the shutdown.
+                if remaining <= 0 or self._notifier.closed:
                     return empty_response(since_token.encode())
                 try:
                     await asyncio.wait_for(waiter, remaining)
