@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -220,7 +221,7 @@ async def test_sender_crash_loses_nothing_it_acknowledged(
     status = json.loads(run_testnet("status", "--dir", net["dir"]).stdout)
     hs1_pid = next(s["pid"] for s in status["servers"] if s["name"] == "hs1.test")
     os.kill(hs1_pid, signal.SIGKILL)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: asyncio.to_thread(_dead, hs1_pid), within=10)  # its ports are free once it is
     run_testnet("start", "hs1.test", "--dir", net["dir"])
     run_testnet("start", "hs2.test", "--dir", net["dir"])
 
@@ -229,3 +230,12 @@ async def test_sender_crash_loses_nothing_it_acknowledged(
         return got == sent
 
     await eventually(all_arrived, within=60)
+
+
+def _dead(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie awaiting its parent): its sockets are closed."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True
+    return stat.rpartition(b")")[2].split()[0] in (b"Z", b"X")

@@ -169,9 +169,11 @@ def test_up_stop_start_down(net_dir: Path, base_port: int) -> None:
 def test_up_refuses_a_port_in_use(net_dir: Path, base_port: int) -> None:
     base = base_port
     with socket.socket() as busy:
-        with contextlib.suppress(OSError):  # taken meanwhile by someone else: just as busy
-            busy.bind(("127.0.0.1", base + 1))
-            busy.listen()
+        # A real listener, or the test proves nothing: SO_REUSEADDR lets it bind over a
+        # connection in TIME_WAIT, and an error here fails the test instead of hiding.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", base + 1))
+        busy.listen()
         result = run_testnet("up", "--dir", str(net_dir), "--base-port", str(base), check=False)
     assert result.returncode == 1
     assert f"port {base + 1} (federation port of hs1.test) is in use" in result.stderr
