@@ -6,7 +6,8 @@
 #   DATA_DIR  where config, sqlite database, keys, media and logs live
 #             (default /tmp/sytest-synapse-PORT)
 # Environment:
-#   SYNAPSE_VENV   virtualenv holding matrix-synapse (default /tmp/synapse-venv);
+#   SYNAPSE_VENV   virtualenv holding matrix-synapse (default .cache/synapse-venv
+#                  in the repository, ignored by git);
 #                  created and populated with `pip install matrix-synapse` if missing.
 #   SYNAPSE_PYTHON python used to create the venv (default python3, needs >= 3.10)
 #
@@ -19,7 +20,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 PORT="${1:-${SYNAPSE_PORT:-18008}}"
 DATA_DIR="${2:-${SYNAPSE_DIR:-/tmp/sytest-synapse-$PORT}}"
-VENV="${SYNAPSE_VENV:-/tmp/synapse-venv}"
+VENV="${SYNAPSE_VENV:-$(cd "$HERE/../.." && pwd)/.cache/synapse-venv}"
 PY="${SYNAPSE_PYTHON:-python3}"
 SERVER_NAME="localhost:$PORT"
 
@@ -29,7 +30,7 @@ if ! [[ "$PORT" =~ ^[0-9]+$ ]]; then
 fi
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
-    echo "start.sh: creating $VENV and installing matrix-synapse" >&2
+    echo "start.sh: installing matrix-synapse (about 240 MB, once) into $VENV" >&2
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/pip" install --quiet matrix-synapse

@@ -11,7 +11,8 @@
 #   DATA_DIR     config, sqlite database, keys, certificate, media, log and pid
 #                (default /tmp/sytest-synapse-peer-FED_PORT)
 # Environment:
-#   SYNAPSE_VENV     virtualenv holding matrix-synapse (default /tmp/synapse-venv);
+#   SYNAPSE_VENV     virtualenv holding matrix-synapse (default .cache/synapse-venv
+#                    in the repository, ignored by git);
 #                    created with `pip install matrix-synapse` when missing.
 #   SYNAPSE_PYTHON   python used to create that venv (default python3, needs >= 3.10)
 #   TRICOLOR_PYTHON  python that can import the repository's config/tls.py, used to issue
@@ -40,7 +41,7 @@ CA_DIR="$1"
 CLIENT_PORT="$2"
 FED_PORT="$3"
 DATA_DIR="${4:-/tmp/sytest-synapse-peer-$FED_PORT}"
-VENV="${SYNAPSE_VENV:-/tmp/synapse-venv}"
+VENV="${SYNAPSE_VENV:-$REPO/.cache/synapse-venv}"
 PY="${SYNAPSE_PYTHON:-python3}"
 TIMEOUT="${SYNAPSE_START_TIMEOUT:-90}"
 SERVER_NAME="127.0.0.1:$FED_PORT"
@@ -65,7 +66,7 @@ else
 fi
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
-    echo "start_peer.sh: creating $VENV and installing matrix-synapse" >&2
+    echo "start_peer.sh: installing matrix-synapse (about 240 MB, once) into $VENV" >&2
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/pip" install --quiet matrix-synapse
