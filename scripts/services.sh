@@ -3,7 +3,7 @@
 # without password, database `test`), Redis (127.0.0.1:6379) and RabbitMQ
 # (127.0.0.1:5672). A service that already answers is left alone, so this is
 # safe to run any number of times. Commands and fresh-install gotchas are the
-# ones checked by hand in design/SERVICES.md.
+# ones docs/services.md describes.
 #
 # Usage: scripts/services.sh [mariadb|redis|rabbitmq ...]   (default: all three)
 # Exit status: 0 when every requested service answers; 1 naming the ones that
