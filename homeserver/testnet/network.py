@@ -14,7 +14,8 @@ from homeserver.core.ids import is_valid_server_name
 from homeserver.testnet.databases import _masked
 from homeserver.testnet.errors import TestnetError
 
-DEFAULT_DIR = "testnet"
+# Under ./local/, which git ignores: a network holds private keys and a CA.
+DEFAULT_DIR = "local/testnet"
 DEFAULT_BASE_PORT = 18200
 STATE_FILE = "testnet.json"
 HEALTH_TIMEOUT = 30.0  # seconds for a server to answer GET /health after it was started
