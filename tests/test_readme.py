@@ -92,6 +92,8 @@ class Walkthrough:
         assert argv[:3] == [sys.executable, "-m", "homeserver"], f"not a homeserver command: {argv}"
         sub = argv[3] if argv[3] != "testnet" else f"testnet {argv[4]}"
         self.ran.add(sub)
+        if sub == "testnet up":  # copied as is, a second network would collide with the first
+            assert "--base-port" in argv, "the README's testnet up must show --base-port"
         if sub == "run":  # a server: started now, checked and stopped after the block
             config = self.workdir / argv[argv.index("-c") + 1]
             log = open(config.with_suffix(".log"), "wb")  # the child keeps its own copy
@@ -165,3 +167,22 @@ def test_user_facing_files_point_only_at_files_in_the_repository(name: str) -> N
     for ref in re.findall(r"[\w./-]*[\w-]\.md\b", text):
         ref = ref.removeprefix("./")
         assert (REPO / ref).exists() or (path.parent / ref).exists(), f"{name} mentions {ref}, which is missing"
+
+
+def test_readme_says_what_its_client_snippet_needs_installed() -> None:
+    text = README.read_text()
+    if "from nio import" in text:  # scripts/run installs only the server
+        assert "pip install matrix-nio" in text
+
+
+# Every top-level entry of the repository, so a stray file (a committed `pid`) fails here.
+ROOT_ENTRIES = {
+    ".ci", ".gitignore", "README.md", "bench", "client_api", "config", "docs", "federation",
+    "homeserver", "homeserver.yaml", "pyproject.toml", "scripts", "storage", "sytest-lite", "tests",
+}
+
+
+def test_the_repository_root_holds_only_known_entries() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    unknown = {path.split("/", 1)[0] for path in tracked.splitlines()} - ROOT_ENTRIES
+    assert not unknown, f"unexpected files at the repository root: {sorted(unknown)} (add them here if meant)"
