@@ -167,12 +167,13 @@ async def build_federation(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
         client_ssl_context(fed),
     )
+    transport = transport_from_config(cfg, client)  # may refuse (ConfigError): before any I/O
     await client.start()
     keyring = Keyring(
         cfg.server_name, key, load_old_keys(cfg.signing_key_path), KeyStore(engine), client,
         fed.trusted_key_servers,
     )
-    sender = FederationSender(cfg.server_name, transport_from_config(cfg, client), OutboxStore(engine))
+    sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
     events = services.events
     remote_events = RemoteEvents(events)
