@@ -167,7 +167,7 @@ async def build_federation(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
         client_ssl_context(fed),
     )
-    transport = transport_from_config(cfg, client)  # may refuse (ConfigError): before any I/O
+    transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()
     keyring = Keyring(
         cfg.server_name, key, load_old_keys(cfg.signing_key_path), KeyStore(engine), client,
