@@ -241,15 +241,19 @@ def test_attrs_validates_items_too() -> None:
 def test_amqp_transport_is_refused_until_it_exists(write_config: WriteConfig) -> None:
     """The config loads (the value is known), but the server will not run on a transport it
     does not have: a one-line config error naming the file and the key, not silence."""
+    from federation.outbound.client import FederationClient
+    from federation.outbound.resolver import ServerResolver
     from federation.outbound.transport import HttpsTransport, TransportRouter, from_config
+    from homeserver.core.signing import generate_signing_key
 
+    client = FederationClient("hs1", generate_signing_key("k1"), ServerResolver({}), None)
     path = write_config("server_name: hs1\nfederation:\n  transport: amqp\n")
     with pytest.raises(ConfigError) as err:
-        from_config(load_config(path, env={}), client=None)  # type: ignore[arg-type]
+        from_config(load_config(path, env={}), client)
     assert str(err.value) == (
         f"{path}: federation.transport: amqp transport is not available yet; use https"
     )
-    https = from_config(load_config(write_config("server_name: hs1\n"), env={}), client=None)  # type: ignore[arg-type]
+    https = from_config(load_config(write_config("server_name: hs1\n"), env={}), client)
     assert isinstance(https, TransportRouter) and isinstance(https.default, HttpsTransport)
 
 
