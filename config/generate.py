@@ -242,7 +242,7 @@ federation:
   static_map:{_render_map(static_map)}
   # Notary servers to ask for keys of unreachable servers; [] fetches from each origin.
   trusted_key_servers: []
-  # https (the Matrix standard). amqp is reserved for a later release.
+  # https (the Matrix standard). amqp is not available yet: the server refuses to start with it.
   transport: {_q(federation.transport)}
 
 # Ed25519 key that signs events and federation requests; created if missing.

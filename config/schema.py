@@ -303,7 +303,8 @@ class FederationConfig:
     )
     # Notary servers asked for keys of servers that cannot be reached; () = ask each origin.
     trusted_key_servers: tuple[str, ...] = setting((), check_item=_server_name)
-    # How transactions travel: "https" (the Matrix standard) or "amqp" (reserved for later).
+    # How transactions travel: "https" (the Matrix standard) or "amqp" (known, but refused at
+    # start-up by federation.outbound.transport.from_config until the AMQP transport exists).
     transport: str = setting("https", check=_transport)
 
 

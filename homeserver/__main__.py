@@ -121,6 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _run_on_database(cfg, serve)
     except KeyboardInterrupt:
         pass
+    except ConfigError as e:  # found while composing (e.g. a transport not available yet)
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # a port in use, an unreadable data directory: say so plainly
         print(f"cannot start: {e}", file=sys.stderr)
         return 1

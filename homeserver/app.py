@@ -27,6 +27,7 @@ from federation.outbound.client import FederationClient
 from federation.outbound.keyring import Keyring
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
+from federation.outbound.transport import from_config as transport_from_config
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
@@ -166,12 +167,13 @@ async def build_federation(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
         client_ssl_context(fed),
     )
+    transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()
     keyring = Keyring(
         cfg.server_name, key, load_old_keys(cfg.signing_key_path), KeyStore(engine), client,
         fed.trusted_key_servers,
     )
-    sender = FederationSender(cfg.server_name, client, OutboxStore(engine))
+    sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
     events = services.events
     remote_events = RemoteEvents(events)

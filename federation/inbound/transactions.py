@@ -1,4 +1,9 @@
-"""PUT /send/{txnId}: the HTTP face of the one transaction handler."""
+"""PUT /send/{txnId}: the HTTP face of the one transport-neutral transaction handler.
+
+Spec: Server-Server API, "PUT /_matrix/federation/v1/send/{txnId}". X-Matrix verification
+(the middleware) has set the origin; everything else, deduplication by (origin, txnId)
+included, is ``receive_transaction``, which the AMQP consumer will call the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from aiohttp import web
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
 from homeserver.core.canonical_json import encode_json, parse_json
-from homeserver.core.errors import forbidden
 
 routes = web.RouteTableDef()
 
@@ -15,10 +19,7 @@ routes = web.RouteTableDef()
 @routes.put("/_matrix/federation/v1/send/{txn_id}")
 async def send_transaction(request: web.Request) -> web.Response:
     """PUT /_matrix/federation/v1/send/{txnId}"""
-    body = parse_json(await request.read())
-    if isinstance(body, dict) and body.get("origin") not in (None, request[ORIGIN]):
-        raise forbidden("Transaction origin does not match the signing server")
-    result = await request.app[FEDERATION].handler.on_transaction(
-        request[ORIGIN], request.match_info["txn_id"], body,
+    result = await request.app[FEDERATION].handler.receive_transaction(
+        request[ORIGIN], request.match_info["txn_id"], parse_json(await request.read()),
     )
     return web.Response(text=encode_json(result), content_type="application/json")

@@ -1,35 +1,38 @@
-"""Outbound federation: one transaction queue per destination (federation.md §4 "Sender rules").
+"""Outbound federation: one transaction queue per destination.
+
+Spec: Server-Server API, "Transactions" (https://spec.matrix.org/v1.11/server-server-api/#transactions).
+This module queues, batches, backs off and persists; how a transaction travels, and what the
+peer's answer means, is the business of a ``Transport`` (``federation.outbound.transport``).
 
 PDUs are durable. ``send_pdu`` commits one ``federation_outbox`` row per destination before it
-returns; a row is deleted only after the destination answered 200 to a transaction that
-carried it, so a crash or restart loses nothing (``start()`` resends every pending row).
+returns; a row is deleted only after the transport reported the transaction that carried it
+delivered, so a crash or restart loses nothing (``start()`` resends every pending row).
 EDUs are best effort: they live in memory, coalesced per destination, and ride along with the
 next transaction.
 
 One asyncio worker per destination, started on demand and gone when it has nothing to send,
 keeps one transaction in flight at a time: up to ``max_pdus`` PDUs (oldest first) and
-``max_edus`` EDUs, ``PUT /_matrix/federation/v1/send/{txnId}``. A batch keeps its txnId and
-body across retries, so a peer that already processed it (and we missed the answer) replays
-its stored response. txnIds are a per-process random prefix plus a counter, never an outbox
-id: SQLite reuses rowids once the newest rows are deleted, and a reused txnId would be
-deduplicated away by the receiver.
+``max_edus`` EDUs. A batch keeps its txnId and body across retries, so a peer that already
+processed it (and we missed the answer) replays its stored response. txnIds are a
+per-process random prefix plus a counter, never an outbox id: SQLite reuses rowids once the
+newest rows are deleted, and a reused txnId would be deduplicated away by the receiver.
 
-Outcomes of one attempt:
+Outcomes of one attempt (``Transport.deliver``):
 
-- 200: the batch is delivered. Per-PDU errors in the response (``{"pdus": {id: {"error"}}}``)
-  mean the peer looked at the PDU and refused it; retrying cannot help, so they are logged
-  and count as delivered. The rows are deleted; the backoff resets.
-- status 0 (unreachable), 408, 429 or 5xx, or any other exception from the client: retry the
-  same batch with exponential backoff (``backoff_initial_ms`` doubling to ``backoff_max_ms``,
-  +/-20 % jitter). The failure count and the next retry time are kept in
+- ``Delivered``: per-PDU errors in it mean the peer looked at the PDU and refused it;
+  retrying cannot help, so they are logged and count as delivered. The rows are deleted;
+  the backoff resets.
+- ``Retry``: retry the same batch with exponential backoff (``backoff_initial_ms`` doubling
+  to ``backoff_max_ms``, +/-20 % jitter; longer if the peer asked for it, up to
+  ``backoff_max_ms``). The failure count and the next retry time are kept in
   ``federation_destinations``, so the backoff survives restarts. PDUs wait forever.
-- any other 4xx (400, 401, 403, 404 M_UNRECOGNIZED ...): the peer answered but refused the
-  whole transaction. The batch's EDUs are dropped (they are best effort, and a bad EDU must
-  not keep spoiling the transaction), the PDUs are retried in a new transaction (new txnId:
-  the body changed) with the same backoff. After ``max_rejections`` refused attempts of the
-  same batch its PDUs are dropped with an error log, and the queue moves on: a peer that can
-  never accept a transaction must not block everything behind it. Some of these are transient
-  (a 401 while the peer cannot fetch our keys), hence the retries first.
+- ``Refused``: the peer answered but refused the whole transaction. The batch's EDUs are
+  dropped (they are best effort, and a bad EDU must not keep spoiling the transaction), the
+  PDUs are retried in a new transaction (new txnId: the body changed) with the same backoff.
+  After ``max_rejections`` refused attempts of the same batch its PDUs are dropped with an
+  error log, and the queue moves on: a peer that can never accept a transaction must not
+  block everything behind it. Some refusals are transient (a peer that cannot fetch our
+  keys yet), hence the retries first.
 
 Two ways in besides send_pdu/send_edu:
 
@@ -57,23 +60,25 @@ from typing import Any
 
 import attrs
 
+from federation.outbound.transport.base import (
+    Delivered,
+    DeliveryResult,
+    Refused,
+    Retry,
+    Transaction,
+    Transport,
+)
 from homeserver.core.canonical_json import encode_canonical_json
-from homeserver.services.ports import FederationClientPort, FederationRequestError
 from storage.stores.outbox import OutboxStore, RetryState
 
 logger = logging.getLogger(__name__)
 
-SEND_PATH = "/_matrix/federation/v1/send/"
 # last_success_ts is refreshed at most this often while a destination is healthy.
 _SUCCESS_WRITE_INTERVAL_MS = 60_000
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _is_retryable(status: int) -> bool:
-    return status == 0 or status >= 500 or status in (408, 429)
 
 
 @attrs.define
@@ -149,13 +154,13 @@ class FederationSender:
     """Implements ``FederationSenderPort``; see the module docstring for the behaviour."""
 
     def __init__(
-        self, server_name: str, client: FederationClientPort, outbox: OutboxStore, *,
+        self, server_name: str, transport: Transport, outbox: OutboxStore, *,
         clock: Callable[[], int] = _now_ms, max_pdus: int = 50, max_edus: int = 100,
         backoff_initial_ms: int = 1_000, backoff_max_ms: int = 600_000,
-        max_rejections: int = 10, max_pending_edus: int = 1_000, txn_timeout: float = 60.0,
+        max_rejections: int = 10, max_pending_edus: int = 1_000,
     ) -> None:
         self._server_name = server_name
-        self._client = client
+        self._transport = transport
         self._outbox = outbox
         self._clock = clock
         self._max_pdus = max_pdus
@@ -164,7 +169,6 @@ class FederationSender:
         self._backoff_max_ms = backoff_max_ms
         self._max_rejections = max_rejections
         self._max_pending_edus = max_pending_edus
-        self._txn_timeout = txn_timeout
         self._workers: dict[str, _Worker] = {}
         self._edus: dict[str, _EduQueue] = {}
         self._retry: dict[str, RetryState] = {}
@@ -314,8 +318,8 @@ class FederationSender:
                 return not worker.poked
             worker.batch = batch
 
-        status = await self._transmit(destination, batch)
-        if status == 200:
+        result = await self._transmit(destination, batch)
+        if isinstance(result, Delivered):
             await self._outbox.delete(destination, batch.ids)
             worker.batch = None
             await self._record_success(destination, state)
@@ -325,29 +329,31 @@ class FederationSender:
                 and not self._edus.get(destination)
             )
 
-        if not _is_retryable(status):
+        if isinstance(result, Refused):
             batch.rejections += 1
             if not batch.pdus or batch.rejections >= self._max_rejections:
                 if batch.pdus:
                     first = batch.pdus[0]
                     logger.error(
                         "federation sender %s: GIVING UP on %d PDUs (first: %s in %s) after "
-                        "%d refused transactions (last status %d)", destination,
+                        "%d refused transactions (last: %s)", destination,
                         len(batch.pdus), first.get("type"), first.get("room_id"),
-                        batch.rejections, status,
+                        batch.rejections, result.reason,
                     )
                 else:
-                    logger.warning("federation sender %s: dropping %d EDUs refused with %d",
-                                   destination, len(batch.edus), status)
+                    logger.warning("federation sender %s: dropping %d EDUs refused (%s)",
+                                   destination, len(batch.edus), result.reason)
                 await self._outbox.delete(destination, batch.ids)
                 worker.batch = None
             else:
                 if batch.edus:
                     logger.warning("federation sender %s: dropping %d EDUs of a transaction "
-                                   "refused with %d", destination, len(batch.edus), status)
+                                   "refused (%s)", destination, len(batch.edus), result.reason)
                 batch.edus = []
                 batch.txn_id = self._next_txn_id()  # the body changed
-        await self._record_failure(destination, state)
+        await self._record_failure(
+            destination, state, result.after_ms if isinstance(result, Retry) else None,
+        )
         return False
 
     async def _build_batch(self, destination: str) -> _Batch | None:
@@ -369,33 +375,21 @@ class FederationSender:
             edus=edus, origin_server_ts=self._clock(),
         )
 
-    async def _transmit(self, destination: str, batch: _Batch) -> int:
-        """Send the batch; the HTTP status (200 on success, 0 if unreachable)."""
-        body = {
-            "origin": self._server_name, "origin_server_ts": batch.origin_server_ts,
-            "pdus": batch.pdus, "edus": batch.edus,
-        }
-        try:
-            response = await self._client.request(
-                "PUT", destination, SEND_PATH + batch.txn_id, body=body, timeout=self._txn_timeout,
-            )
-        except FederationRequestError as e:
-            logger.info("federation sender %s: txn %s (%d PDUs, %d EDUs) failed: %s",
-                        destination, batch.txn_id, len(batch.pdus), len(batch.edus), e)
-            return e.status if e.status != 200 else 0
-        except Exception:
-            logger.warning("federation sender %s: txn %s failed", destination, batch.txn_id,
-                           exc_info=True)
-            return 0
-        results = response.get("pdus") if isinstance(response, Mapping) else None
-        if isinstance(results, Mapping):
-            for event_id, result in results.items():
-                if isinstance(result, Mapping) and result.get("error"):
-                    logger.info("federation sender %s: peer refused %s: %s",
-                                destination, event_id, result["error"])
-        logger.debug("federation sender %s: txn %s delivered (%d PDUs, %d EDUs)",
-                     destination, batch.txn_id, len(batch.pdus), len(batch.edus))
-        return 200
+    async def _transmit(self, destination: str, batch: _Batch) -> DeliveryResult:
+        txn = Transaction(
+            origin=self._server_name, destination=destination, txn_id=batch.txn_id,
+            origin_server_ts=batch.origin_server_ts, pdus=batch.pdus, edus=batch.edus,
+        )
+        result = await self._transport.deliver(txn)
+        if isinstance(result, Delivered):
+            for event_id, error in result.pdu_errors.items():
+                logger.info("federation sender %s: peer refused %s: %s", destination, event_id, error)
+            logger.debug("federation sender %s: txn %s delivered (%d PDUs, %d EDUs)",
+                         destination, batch.txn_id, len(batch.pdus), len(batch.edus))
+        else:
+            logger.info("federation sender %s: txn %s (%d PDUs, %d EDUs) not delivered: %s",
+                        destination, batch.txn_id, len(batch.pdus), len(batch.edus), result.reason)
+        return result
 
     # -- retry state -------------------------------------------------------------------
 
@@ -407,9 +401,13 @@ class FederationSender:
             state = self._retry.setdefault(destination, state or RetryState())
         return state
 
-    async def _record_failure(self, destination: str, state: RetryState) -> None:
+    async def _record_failure(
+        self, destination: str, state: RetryState, at_least_ms: int | None = None,
+    ) -> None:
         count = state.failure_count + 1
         delay = self._backoff_ms(count)
+        if at_least_ms is not None:  # the peer said when to come back (a 429's retry_after_ms)
+            delay = max(delay, min(at_least_ms, self._backoff_max_ms))
         new = RetryState(count, self._clock() + delay, state.last_success_ts)
         self._retry[destination] = new
         logger.info("federation sender %s: failure %d, next attempt in %d ms",

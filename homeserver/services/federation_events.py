@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from homeserver.core import auth_rules
-from homeserver.core.errors import AuthError, MatrixError, SignatureError
+from homeserver.core.errors import AuthError, MatrixError, SignatureError, forbidden
 from homeserver.core.events import (
     Event,
     check_content_hash,
@@ -62,8 +62,12 @@ class FederationEventHandler:
 
     # -- transactions ----------------------------------------------------------
 
-    async def on_transaction(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
-        """The one handler behind HTTP PUT /send/{txnId} and the AMQP consumer."""
+    async def receive_transaction(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
+        """A transaction from ``origin`` (already authenticated by the transport: X-Matrix for
+        HTTP PUT /send/{txnId}, the broker for AMQP); returns the response body. A repeated
+        (origin, txn_id) gets the stored response and changes nothing (spec: "Transactions")."""
+        if isinstance(body, dict) and body.get("origin") not in (None, origin):
+            raise forbidden("Transaction origin does not match the signing server")
         cached = await self._txns.get_response(origin, txn_id)
         if cached is not None:
             return cached

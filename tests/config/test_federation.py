@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import attrs
@@ -231,3 +233,44 @@ def test_attrs_validates_items_too() -> None:
         FederationConfig(transport="smtp")
     fed = FederationConfig(static_map={"hs2.test": "127.0.0.1:8449"})
     assert attrs.evolve(fed, verify_tls=False).static_map == {"hs2.test": "127.0.0.1:8449"}
+
+
+# ---- federation.transport at start-up -------------------------------------------------------
+
+
+def test_amqp_transport_is_refused_until_it_exists(write_config: WriteConfig) -> None:
+    """The config loads (the value is known), but the server will not run on a transport it
+    does not have: a one-line config error naming the file and the key, not silence."""
+    from federation.outbound.client import FederationClient
+    from federation.outbound.resolver import ServerResolver
+    from federation.outbound.transport import HttpsTransport, TransportRouter, from_config
+    from homeserver.core.signing import generate_signing_key
+
+    client = FederationClient("hs1", generate_signing_key("k1"), ServerResolver({}), None)
+    path = write_config("server_name: hs1\nfederation:\n  transport: amqp\n")
+    with pytest.raises(ConfigError) as err:
+        from_config(load_config(path, env={}), client)
+    assert str(err.value) == (
+        f"{path}: federation.transport: amqp transport is not available yet; use https"
+    )
+    https = from_config(load_config(write_config("server_name: hs1\n"), env={}), client)
+    assert isinstance(https, TransportRouter) and isinstance(https.default, HttpsTransport)
+
+
+def test_server_with_amqp_transport_exits_with_a_config_error(
+    write_config: WriteConfig, unused_tcp_port: int,
+) -> None:
+    path = write_config(
+        "server_name: hs1.test\n"
+        f"listeners: [{{port: {unused_tcp_port}}}]\n"
+        "database: {url: 'sqlite+aiosqlite:///./data/hs.db'}\n"
+        "federation: {transport: amqp}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "homeserver", "run", "-c", path],
+        capture_output=True, text=True, timeout=120, cwd=os.path.dirname(path),
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"config error: {path}: federation.transport: amqp transport is not available yet; use https"
+    )

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.outbound.sender import FederationSender
+from federation.outbound.transport import HttpsTransport
 from homeserver.services.ports import FederationRequestError, FederationSenderPort
 from storage.engine import create_engine
 from storage.migrate import migrate
@@ -106,7 +107,7 @@ async def make_sender(
     def make(client: FakeClient, **kw: Any) -> FederationSender:
         kw.setdefault("backoff_initial_ms", 5)
         kw.setdefault("backoff_max_ms", 20)
-        s = FederationSender(ME, client, OutboxStore(engine), **kw)
+        s = FederationSender(ME, HttpsTransport(client), OutboxStore(engine), **kw)
         senders.append(s)
         return s
 
