@@ -1,4 +1,5 @@
-"""Authorization rules for room versions 10 and 11 (auth-and-state-res.md §1-§3).
+"""Authorization rules for room versions 10 and 11
+(https://spec.matrix.org/v1.19/rooms/v10/#authorization-rules, .../rooms/v11/#authorization-rules).
 
 Rule numbers in comments follow the spec's v10 numbering. v11 differs only in
 who "the creator" is (see RoomVersion.creator_in_content) and in dropping
