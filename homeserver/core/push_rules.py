@@ -23,6 +23,9 @@ from homeserver.core.errors import MatrixError
 
 KINDS = ("override", "content", "room", "sender", "underride")
 MASTER = ".m.rule.master"
+LEGACY_MENTION_RULES = frozenset(
+    {".m.rule.contains_display_name", ".m.rule.roomnotif", ".m.rule.contains_user_name"},
+)
 # Historical actions clients and servers must strip (spec: "Historical Actions").
 _HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
 
@@ -36,8 +39,15 @@ def _match(key: str, pattern: str) -> dict[str, str]:
     return {"kind": "event_match", "key": key, "pattern": pattern}
 
 
+def localpart(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0]
+
+
 def _default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The server-default rules of spec v1.19 ("Predefined Rules"), in priority order."""
+    """The server-default rules of spec v1.19 ("Predefined Rules"), in priority order,
+    plus the three legacy body-mention rules the spec dropped in v1.17: clients that do
+    not send `m.mentions` (matrix-nio, bots, older apps) still highlight a user's name.
+    Like Synapse, we skip those three for events that carry `m.mentions`."""
     def rule(rule_id: str, conditions: list[dict[str, Any]], actions: list[Any], enabled: bool = True):
         return {"rule_id": rule_id, "default": True, "enabled": enabled,
                 "conditions": conditions, "actions": actions}
@@ -55,9 +65,14 @@ def _default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
                 "kind": "event_property_contains", "key": "content.m\\.mentions.user_ids",
                 "value": user_id,
             }], ["notify", _SOUND, _HIGHLIGHT]),
+            rule(".m.rule.contains_display_name", [{"kind": "contains_display_name"}],
+                 ["notify", _SOUND, _HIGHLIGHT]),
             rule(".m.rule.is_room_mention", [
                 {"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": True},
                 {"kind": "sender_notification_permission", "key": "room"},
+            ], ["notify", _HIGHLIGHT]),
+            rule(".m.rule.roomnotif", [
+                _match("content.body", "@room"), {"kind": "sender_notification_permission", "key": "room"},
             ], ["notify", _HIGHLIGHT]),
             rule(".m.rule.tombstone", [
                 _match("type", "m.room.tombstone"), _match("state_key", ""),
@@ -71,7 +86,10 @@ def _default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
                 "value": "m.replace",
             }], []),
         ],
-        "content": [],
+        "content": [{
+            "rule_id": ".m.rule.contains_user_name", "default": True, "enabled": True,
+            "pattern": localpart(user_id), "actions": ["notify", _SOUND, _HIGHLIGHT],
+        }],
         "room": [],
         "sender": [],
         "underride": [
@@ -253,9 +271,13 @@ class PushContext:
 def evaluate(rules: Mapping[str, Sequence[Mapping[str, Any]]], event: Mapping[str, Any], ctx: PushContext) -> list[Any] | None:
     """The actions of the first enabled rule that matches, or None when none does.
     Callers skip events the user sent themselves (spec: never notify for those)."""
+    content = event.get("content")
+    intentional = isinstance(content, dict) and "m.mentions" in content
     for kind in KINDS:
         for rule in rules.get(kind, ()):
             if not rule.get("enabled", True):
+                continue
+            if intentional and rule.get("rule_id") in LEGACY_MENTION_RULES:
                 continue
             if _rule_matches(kind, rule, event, ctx):
                 return [a for a in rule.get("actions", []) if a not in _HISTORICAL_ACTIONS]

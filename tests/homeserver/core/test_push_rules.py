@@ -113,7 +113,7 @@ def test_legacy_display_name_condition():
     user = put_rule(None, "override", "name", {"conditions": [{"kind": "contains_display_name"}],
                                                 "actions": ["notify", {"set_tweak": "highlight"}]})
     assert highlights(actions(msg("hey me myself, lunch?"), user))
-    assert not highlights(actions(msg("hey me myselfish"), user))
+    assert not highlights(actions(msg("hey memyselfish"), user))
 
 
 def test_member_count_operators():
@@ -146,7 +146,7 @@ def test_before_and_after_order_user_rules():
     user = put_rule(user, "content", "b", {"pattern": "b", "actions": []})  # newest first
     user = put_rule(user, "content", "c", {"pattern": "c", "actions": []}, after="a")
     user = put_rule(user, "content", "d", {"pattern": "d", "actions": []}, before="b")
-    assert [r["rule_id"] for r in ruleset(ME, user)["content"]] == ["d", "b", "a", "c"]
+    assert [r["rule_id"] for r in ruleset(ME, user)["content"] if not r["default"]] == ["d", "b", "a", "c"]
 
 
 def test_disabled_rule_is_skipped_and_replacing_keeps_enabled():
@@ -195,3 +195,12 @@ def test_unknown_rules_are_404():
 def test_historical_actions_are_stripped():
     user = put_rule(None, "override", "old", {"conditions": [], "actions": ["dont_notify"]})
     assert find_rule(ME, user, "override", "old")["actions"] == []
+
+
+def test_legacy_mentions_in_the_body_unless_the_event_uses_m_mentions():
+    assert highlights(actions(msg("is Me Myself around?")))      # .m.rule.contains_display_name
+    assert highlights(actions(msg("ping me please")))            # .m.rule.contains_user_name
+    assert not highlights(actions(msg("@room lunch")))           # sender below the room level
+    assert highlights(actions(msg("@room lunch"), ctx=PushContext(ME, None, 5, 50, {"room": 50})))
+    assert not highlights(actions(msg("ping me please", **{"m.mentions": {}})))
+    assert [r["rule_id"] for r in ruleset(ME, None)["content"]] == [".m.rule.contains_user_name"]
