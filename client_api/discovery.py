@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from client_api.http import cs, ok, requester, services
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 
 routes = web.RouteTableDef()
 
@@ -29,7 +30,9 @@ async def capabilities(request: web.Request) -> web.Response:
     await requester(request)
     default = services(request).rooms.default_room_version
     return ok({"capabilities": {
-        "m.room_versions": {"default": default, "available": {"10": "stable", "11": "stable"}},
+        "m.room_versions": {"default": default, "available": {
+            v.identifier: "stable" if v.stable else "unstable" for v in KNOWN_ROOM_VERSIONS.values()
+        }},
         "m.change_password": {"enabled": True},
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},

@@ -1,4 +1,5 @@
-"""Authorization rules for room versions 10 and 11 (auth-and-state-res.md §1-§3).
+"""Authorization rules for room versions 10 and 11
+(https://spec.matrix.org/v1.19/rooms/v10/#authorization-rules, .../rooms/v11/#authorization-rules).
 
 Rule numbers in comments follow the spec's v10 numbering. v11 differs only in
 who "the creator" is (see RoomVersion.creator_in_content) and in dropping
@@ -258,7 +259,7 @@ def _check_membership(
             return  # 4.6.2
         raise AuthError("Insufficient power level to ban")  # 4.6.3
     if membership == "knock":
-        if join_rule_of(state) not in ("knock", "knock_restricted"):
+        if join_rule_of(state) not in _knock_rules(version):
             raise AuthError("This room does not allow knocking")  # 4.7.1
         if sender != target:
             raise AuthError("Cannot knock on behalf of another user")  # 4.7.2
@@ -266,6 +267,12 @@ def _check_membership(
             raise AuthError(f"Cannot knock while {sender_membership}")  # 4.7.4
         return
     raise AuthError(f"Unknown membership {membership!r}")  # 4.8
+
+
+def _knock_rules(version: RoomVersion) -> tuple[str, ...]:
+    """Join rules that admit knocks in this room version (rule 4.7.1)."""
+    rules = ("knock",) if version.knock_join_rule else ()
+    return rules + (("knock_restricted",) if version.knock_restricted_join_rule else ())
 
 
 def _has_signature_from(event: Event, server: str) -> bool:
@@ -287,11 +294,13 @@ def _check_join(
     if sender_membership == "ban":
         raise AuthError(f"{sender} is banned from the room")  # 4.3.3
     rule = join_rule_of(state)
-    if rule in ("invite", "knock"):  # 4.3.4
+    if rule == "invite" or (rule == "knock" and version.knock_join_rule):  # 4.3.4
         if sender_membership in ("invite", "join"):
             return
         raise AuthError("You are not invited to this room")
-    if rule in ("restricted", "knock_restricted"):  # 4.3.5
+    if (rule == "restricted" and version.restricted_join_rule) or (
+        rule == "knock_restricted" and version.knock_restricted_join_rule
+    ):  # 4.3.5
         if sender_membership in ("invite", "join"):
             return
         authoriser = event.content.get("join_authorised_via_users_server")

@@ -85,7 +85,8 @@ class Event:
 
 
 # ---------------------------------------------------------------------------
-# Hashes, signatures, ids and format checks (events-and-crypto.md §5, §7).
+# Hashes, signatures, ids and format checks (https://spec.matrix.org/v1.19/server-server-api/#signing-events,
+# https://spec.matrix.org/v1.19/rooms/v10/#event-format).
 
 # Legacy internal keys Synapse strips before hashing; never in well-formed PDUs.
 _NOT_HASHED = frozenset({"unsigned", "signatures", "hashes", "age_ts", "outlier", "destinations"})
@@ -194,7 +195,8 @@ def validate_pdu(
     *,
     enforce_list_limits: bool = True,
 ) -> None:
-    """Check a PDU's format and size limits (events-and-crypto.md §7).
+    """Check a PDU's format and size limits
+    (https://spec.matrix.org/v1.19/rooms/v10/#event-format, https://spec.matrix.org/v1.19/client-server-api/#size-limits).
 
     Raises 400 M_BAD_JSON for a malformed PDU and 413 M_TOO_LARGE when the
     canonical encoding exceeds 65536 bytes. Pass ``enforce_list_limits=False``

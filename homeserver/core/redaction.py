@@ -1,4 +1,4 @@
-"""The redaction algorithm (events-and-crypto.md §6): what survives a redaction.
+"""The redaction algorithm (https://spec.matrix.org/v1.19/rooms/v11/#redactions): what survives a redaction.
 
 Used for signing, for event ids (reference hashes) and for serving redacted
 events, so it must match the spec key by key for each room version.

@@ -15,20 +15,17 @@ class RoomVersion:
     creator_in_content: bool
     # v11: m.room.redaction has content.redacts instead of a top-level redacts.
     redacts_in_content: bool
-    # v11 redaction algorithm (events-and-crypto.md §6).
+    # v11 redaction algorithm (https://spec.matrix.org/v1.19/rooms/v11/#redactions).
     v11_redaction: bool
-    # Both versions: power-level values must be real integers (auth rule 9).
-    enforce_int_power_levels: bool = True
-    # Both versions: floats / out-of-range integers make an event invalid.
-    strict_canonical_json: bool = True
-    # Join rules understood by the auth rules.
+    # Join rules the version's auth rules know (knock: v7+, restricted: v8+,
+    # knock_restricted: v10+); a join rule the version does not know admits nobody.
     restricted_join_rule: bool = True
     knock_join_rule: bool = True
     knock_restricted_join_rule: bool = True
-    # Event ids are "$" + url-safe unpadded base64 of the reference hash (v4+).
-    event_id_urlsafe: bool = True
+    # Advertised as "stable" (not "unstable") in the client capabilities.
     stable: bool = True
-
+    # Behaviours every version here shares (integer-only power levels, strict canonical
+    # JSON, url-safe reference-hash event ids) get flags when older versions arrive.
 
 V10 = RoomVersion("10", creator_in_content=True, redacts_in_content=False, v11_redaction=False)
 V11 = RoomVersion("11", creator_in_content=False, redacts_in_content=True, v11_redaction=True)

@@ -1,4 +1,4 @@
-"""State resolution v2 (room versions 2-11), auth-and-state-res.md §6.
+"""State resolution v2 (room versions 2-11): https://spec.matrix.org/v1.19/rooms/v2/#state-resolution
 
 Pure apart from ``fetch_events``, the one awaitable the caller supplies: it
 is called with batches of event ids and returns whichever of them it has.

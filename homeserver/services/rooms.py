@@ -10,7 +10,7 @@ import attrs
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.events import Event
-from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.auth import Requester
 from homeserver.services.events import EventService, EventSpec, RoomHead
 from storage.stores.events import StoredEvent
@@ -133,7 +133,7 @@ class RoomService:
 
         room_id = ids.new_room_id(self.server_name)
         create_content = {**body.get("creation_content", {}), "room_version": version}
-        if version == "10":
+        if get_room_version(version).creator_in_content:
             create_content["creator"] = creator
         join_rule, history, guest = _PRESETS[preset]
         pl = default_power_levels(creator, preset, invitees)

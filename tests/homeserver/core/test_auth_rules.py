@@ -580,3 +580,37 @@ def test_check_auth_events():
     with pytest.raises(AuthError, match="not joined"):
         check_event_auth("10", message, auth[:2])
     assert message.room_id == ROOM
+
+
+# --- join rules a room version does not know ------------------------------------
+
+
+def _without(**flags):
+    import attrs
+
+    from homeserver.core.room_versions import V10
+
+    return attrs.evolve(V10, **flags)
+
+
+def test_knock_refused_where_the_version_has_no_knocking():
+    # Before v7 there was no knocking: "knock" admits neither knocks nor joins.
+    room = Room(join_rule="knock")
+    version = _without(knock_join_rule=False, knock_restricted_join_rule=False)
+    with pytest.raises(AuthError, match="knock"):
+        check_auth_rules(version, room.member(BOB, "knock"), room.state)
+    room.add(room.member(ALICE, "invite", BOB))
+    with pytest.raises(AuthError, match="join rule"):
+        check_auth_rules(version, room.member(BOB, "join"), room.state)
+    allowed(room, room.member(BOB, "join"))  # the same join in a version that knows knock
+
+
+@pytest.mark.parametrize(
+    ("rule", "flag"), [("restricted", "restricted_join_rule"), ("knock_restricted", "knock_restricted_join_rule")],
+)
+def test_restricted_rules_admit_nobody_where_unknown(rule, flag):
+    room = Room(join_rule=rule, pl={"users": {ALICE: 100}, "invite": 50})
+    room.add(room.member(ALICE, "invite", BOB))
+    with pytest.raises(AuthError, match="join rule"):
+        check_auth_rules(_without(**{flag: False}), room.member(BOB, "join"), room.state)
+    allowed(room, room.member(BOB, "join"))

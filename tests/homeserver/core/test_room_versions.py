@@ -21,6 +21,7 @@ def test_flags():
     assert V10.creator_in_content and not V11.creator_in_content
     assert V11.redacts_in_content and not V10.redacts_in_content
     assert V11.v11_redaction and not V10.v11_redaction
+    assert all(v.knock_join_rule and v.restricted_join_rule and v.stable for v in (V10, V11))
 
 
 @pytest.mark.parametrize("identifier", ["1", "9", "12", "", None, 10])
