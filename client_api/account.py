@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, requester, services, str_field
+from client_api.http import cs, json_body, requester, services, str_field
 from homeserver.core.canonical_json import encode_json
-from homeserver.core.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.core.errors import MatrixError, bad_json, forbidden
+from homeserver.http.responses import ok
 from homeserver.services.auth import Requester
 
 routes = web.RouteTableDef()
@@ -163,17 +164,14 @@ async def change_password(request: web.Request) -> web.Response:
 async def list_devices(request: web.Request) -> web.Response:
     """GET /devices"""
     req = await requester(request)
-    return ok({"devices": await services(request).users.list_devices(req.user_id)})
+    return ok({"devices": await services(request).devices.list(req.user_id)})
 
 
 @routes.get(cs("/devices/{device_id}"))
 async def get_device(request: web.Request) -> web.Response:
     """GET /devices/{deviceId}"""
     req = await requester(request)
-    device = await services(request).users.get_device(req.user_id, request.match_info["device_id"])
-    if device is None:
-        raise not_found("Unknown device")
-    return ok(device)
+    return ok(await services(request).devices.get(req.user_id, request.match_info["device_id"]))
 
 
 @routes.put(cs("/devices/{device_id}"))
@@ -182,8 +180,7 @@ async def put_device(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await json_body(request)
     name = str_field(body, "display_name", required=False)
-    if not await services(request).users.set_device_display_name(req.user_id, request.match_info["device_id"], name):
-        raise not_found("Unknown device")
+    await services(request).devices.rename(req.user_id, request.match_info["device_id"], name)
     return ok()
 
 

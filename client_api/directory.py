@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, requester, services, str_field
+from client_api.http import cs, json_body, requester, services, str_field
 from homeserver.core.errors import MatrixError
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
 

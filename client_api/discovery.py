@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.http import cs, ok, requester, services
+from client_api.http import cs, requester, services
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
+# Served at the root, outside the client sub-app's prefix.
+well_known_routes = web.RouteTableDef()
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
 
 
-@routes.get("/_matrix/client/versions")
+@routes.get("/versions")
 async def versions(request: web.Request) -> web.Response:
     """GET /_matrix/client/versions"""
     return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
 
 
-@routes.get("/.well-known/matrix/client")
+@well_known_routes.get("/.well-known/matrix/client")
 async def well_known(request: web.Request) -> web.Response:
     """GET /.well-known/matrix/client"""
     return ok({"m.homeserver": {"base_url": f"{request.scheme}://{request.host}"}})

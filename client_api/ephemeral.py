@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, requester, services
+from client_api.http import cs, json_body, requester, services
 from homeserver.core.errors import MatrixError, bad_json, forbidden
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.services.auth import Requester, token_from_headers
 from homeserver.services.container import Services
@@ -15,19 +15,18 @@ SERVICES = web.AppKey("services", Services)
 REQUESTER = web.RequestKey("requester", Requester)
 
 
+PREFIX = "/_matrix/client"  # where homeserver.app mounts this sub-app
+VERSIONED = "/{_version:(?:v3|r0)}"
+
+
 def cs(path: str) -> str:
-    """A client-server route under v3 and its r0 alias, with an optional trailing slash."""
-    return "/_matrix/client/{_version:(?:v3|r0)}" + path + "{_slash:/?}"
+    """A client-server route under v3 and its r0 alias, with an optional trailing slash
+    (relative to the sub-app's PREFIX)."""
+    return VERSIONED + path + "{_slash:/?}"
 
 
 def services(request: web.Request) -> Services:
     return request.app[SERVICES]
-
-
-def ok(body: Any = None, status: int = 200) -> web.Response:
-    return web.Response(
-        text=encode_json({} if body is None else body), status=status, content_type="application/json",
-    )
 
 
 async def json_body(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, requester, require_own_user, services
+from client_api.http import cs, json_body, requester, require_own_user, services
 from homeserver.core.errors import MatrixError
 from homeserver.core.ids import normalize_user_id
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, query_int, requester, services, str_field
+from client_api.http import VERSIONED, cs, json_body, query_int, requester, services, str_field
 from homeserver.core.errors import MatrixError, bad_json, too_large
 from homeserver.core.ids import normalize_user_id
+from homeserver.http.responses import ok
 from homeserver.services.filtering import EventFilter
-from homeserver.services.formatting import client_event
-from storage.stores.events import StoredEvent
+from homeserver.services.formatting import bare_client_event
 
 routes = web.RouteTableDef()
 
@@ -144,7 +144,7 @@ def _state_path_key(request: web.Request) -> tuple[str, str]:
 
 
 @routes.put(cs("/rooms/{room_id}/state/{event_type}"))
-@routes.put("/_matrix/client/{_version:(?:v3|r0)}/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+@routes.put(VERSIONED + "/rooms/{room_id}/state/{event_type}/{state_key:.*}")
 async def put_state(request: web.Request) -> web.Response:
     """PUT /rooms/{roomId}/state/{eventType}/{stateKey}"""
     _refuse_oversized_event(request)
@@ -156,7 +156,7 @@ async def put_state(request: web.Request) -> web.Response:
 
 
 @routes.get(cs("/rooms/{room_id}/state/{event_type}"))
-@routes.get("/_matrix/client/{_version:(?:v3|r0)}/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+@routes.get(VERSIONED + "/rooms/{room_id}/state/{event_type}/{state_key:.*}")
 async def get_state_event(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/state/{eventType}/{stateKey} -> content (or the event with format=event)"""
     req = await requester(request)
@@ -164,9 +164,7 @@ async def get_state_event(request: web.Request) -> web.Response:
     svc = services(request)
     event = await svc.rooms.state_event(req, _room_id(request), event_type, state_key)
     stored = await svc.events.get_event(event.event_id)
-    formatted = (await svc.timeline.format([stored], req))[0] if stored else client_event(
-        StoredEvent(event, 0, None, None),
-    )
+    formatted = (await svc.timeline.format([stored], req))[0] if stored else bare_client_event(event)
     if request.query.get("format") == "event":
         return ok(formatted)
     return ok(formatted["content"])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from client_api.http import cs, json_body, ok, query_int, requester, require_own_user, services
+from client_api.http import cs, json_body, query_int, requester, require_own_user, services
 from homeserver.core.canonical_json import parse_json
-from homeserver.core.errors import MatrixError, not_found
+from homeserver.http.responses import ok
 from homeserver.services.filtering import SyncFilter
 
 routes = web.RouteTableDef()
@@ -20,10 +18,8 @@ async def create_filter(request: web.Request) -> web.Response:
     """POST /user/{userId}/filter"""
     req = await requester(request)
     require_own_user(request, req.user_id)
-    body = await json_body(request)
-    SyncFilter.parse(body)  # refuse filters we could not apply later
-    fid = await services(request).filters.add_filter(req.user_id, body)
-    return ok({"filter_id": str(fid)})
+    fid = await services(request).filters.create(req.user_id, await json_body(request))
+    return ok({"filter_id": fid})
 
 
 @routes.get(cs("/user/{user_id}/filter/{filter_id}"))
@@ -31,32 +27,16 @@ async def get_filter(request: web.Request) -> web.Response:
     """GET /user/{userId}/filter/{filterId}"""
     req = await requester(request)
     require_own_user(request, req.user_id)
-    try:
-        fid = int(request.match_info["filter_id"])
-    except ValueError:
-        raise not_found("No such filter") from None
-    body = await services(request).filters.get_filter(req.user_id, fid)
-    if body is None:
-        raise not_found("No such filter")
-    return ok(body)
+    return ok(await services(request).filters.get(req.user_id, request.match_info["filter_id"]))
 
 
 async def _load_filter(request: web.Request, user_id: str) -> SyncFilter:
     raw = request.query.get("filter")
     if not raw:
         return SyncFilter()
-    body: Any
     if raw.lstrip().startswith("{"):
-        body = parse_json(raw)
-    else:
-        try:
-            fid = int(raw)
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be an id or JSON") from None
-        body = await services(request).filters.get_filter(user_id, fid)
-        if body is None:
-            raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")
-    return SyncFilter.parse(body)
+        return SyncFilter.parse(parse_json(raw))
+    return await services(request).filters.for_sync(user_id, raw)
 
 
 @routes.get(cs("/sync"))

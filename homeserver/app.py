@@ -1,6 +1,9 @@
 """Composition root: config -> stores -> services -> aiohttp application.
 
-The only module that sees every layer.
+The only module that sees every layer. The application is a root app (errors, CORS,
+/health, .well-known) with one sub-app per API: client (/_matrix/client), federation
+(/_matrix/federation) and key server (/_matrix/key), each with its own middlewares and
+body limit.
 """
 
 from __future__ import annotations
@@ -13,31 +16,35 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
-from client_api.http import SERVICES
+from client_api import discovery
+from client_api.http import PREFIX as CLIENT_PREFIX
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import HomeserverConfig
 from config.tls import client_ssl_context
-from federation.inbound import keys, transactions
-from federation.inbound import rooms as fed_rooms
-from federation.inbound.auth import make_xmatrix_middleware
-from federation.inbound.context import FEDERATION, FederationContext
-from federation.inbound.keys import KEYRING
+from federation.inbound import keys
+from federation.inbound.app import PREFIX as FEDERATION_PREFIX
+from federation.inbound.app import create_federation_app, create_key_app
+from federation.inbound.context import FederationContext
 from federation.outbound.client import FederationClient
 from federation.outbound.keyring import Keyring
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
 from homeserver.core.signing import SigningKey, parse_signing_key
+from homeserver.http.middleware import matrix_errors
+from homeserver.http.responses import ok
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
+from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService
 from homeserver.services.federation_edus import EduRelay
 from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
+from homeserver.services.filters import FilterService
 from homeserver.services.notifier import Notifier
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -148,8 +155,8 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         ),
         profile=profile,
         account_data=AccountDataService(account_data, notifier, ad_ids),
-        notifier=notifier, typing=typing, receipts=receipts, presence=presence, filters=filters,
-        users=users, room_store=rooms_store, max_request_bytes=cfg.limits.max_request_bytes,
+        notifier=notifier, typing=typing, receipts=receipts, presence=presence,
+        devices=DeviceService(users), filters=FilterService(filters),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
     runtime = Runtime(services, persister, engine)
@@ -176,16 +183,17 @@ async def build_federation(
     sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
     events = services.events
+    rooms_store = RoomStore(engine)
     remote_events = RemoteEvents(events)
     handler = FederationEventHandler(
-        server_name=cfg.server_name, events=events, remote=remote_events, rooms=services.room_store,
+        server_name=cfg.server_name, events=events, remote=remote_events, rooms=rooms_store,
         keyring=keyring,
         client=client, txns=InboundTxnStore(engine),
     )
     remote = FederationRooms(
         server_name=cfg.server_name, signing_key=key, events=events, remote=remote_events,
-        rooms=services.room_store,
-        users=services.users, handler=handler, client=client, keyring=keyring,
+        rooms=rooms_store,
+        users=UserStore(engine), handler=handler, client=client, keyring=keyring,
     )
     relay = EduRelay(
         server_name=cfg.server_name, events=events, sender=sender, typing=services.typing,
@@ -196,41 +204,42 @@ async def build_federation(
     services.rooms.remote = remote
     services.profile.remote = remote
     services.timeline.remote = remote
-    context = FederationContext(cfg.server_name, handler, remote, services.profile, services.room_store)
+    context = FederationContext(cfg.server_name, handler, remote, services.profile, services.directory)
     return FederationRuntime(context, keyring, client, sender)
+
+
+HEALTH = web.AppKey("health", AccountService)
 
 
 async def health(request: web.Request) -> web.Response:
     """GET /health: ok once the database answers."""
-    services = request.app[SERVICES]
-    try:
-        await services.users.get_user("@health-check:invalid")
-    except Exception:
-        return web.json_response({"status": "unavailable"}, status=503)
-    return web.json_response({"status": "ok"})
+    if not await request.app[HEALTH].database_ok():
+        return ok({"status": "unavailable"}, status=503)
+    return ok({"status": "ok"})
 
 
 async def create_app(cfg: HomeserverConfig) -> web.Application:
-    """The whole homeserver as one aiohttp app: client API, federation, keys, health.
+    """The whole homeserver: a root app with the client, federation and key sub-apps.
 
     Every listener serves every prefix (as Synapse does by default); the
     federation listener is the one with TLS that peers are pointed at.
     """
     runtime = await build_services(cfg)
-    extra_middlewares = []
+    limit = cfg.limits.max_request_bytes
+    # Root middlewares run for every path, matched by a sub-app or not: Matrix errors
+    # (404/405 M_UNRECOGNIZED included) and CORS everywhere.
+    app = web.Application(middlewares=[matrix_errors], client_max_size=limit)
+    app[CONFIG] = cfg
+    app[HEALTH] = runtime.services.accounts
+    app.router.add_get("/health", health)
+    app.router.add_routes(discovery.well_known_routes)
+    app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
-        extra_middlewares.append(
-            make_xmatrix_middleware(cfg.server_name, fed.keyring, on_origin=fed.sender.retry_now),
-        )
-    app = client_api.app.create_app(runtime.services, extra_middlewares)
-    app[CONFIG] = cfg
-    app.router.add_get("/health", health)
-    if runtime.federation is not None:
-        app[FEDERATION] = runtime.federation.context
-        app[KEYRING] = runtime.federation.keyring
-        for module in (keys, transactions, fed_rooms):
-            app.router.add_routes(module.routes)
+        app.add_subapp(FEDERATION_PREFIX, create_federation_app(
+            fed.context, fed.keyring, limit, on_origin=fed.sender.retry_now,
+        ))
+        app.add_subapp(keys.PREFIX, create_key_app(fed.keyring, limit))
 
     async def answer_long_polls(app: web.Application) -> None:
         # on_shutdown runs before aiohttp waits for in-flight requests to finish.

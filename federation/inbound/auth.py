@@ -1,6 +1,6 @@
-"""X-Matrix request authentication for every ``/_matrix/federation/`` route (federation.md §3).
+"""X-Matrix request authentication for the federation sub-app.
 
-Runs before any handler: a request either carries a valid signature of its
+Spec: "Request Authentication" (server-server API). Runs before any handler: a request either carries a valid signature of its
 origin over {method, raw uri, origin, destination=us, content?}, or it is
 answered here with a Matrix JSON error. Handlers read the authenticated origin
 from ``request[ORIGIN]`` and never trust ``origin`` fields in bodies.
@@ -20,8 +20,9 @@ from federation.outbound.xmatrix import (
     parse_xmatrix_header,
     request_json_for_signing,
 )
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError
+from homeserver.http.responses import error
 from homeserver.services.ports import FederationRequestError, KeyringPort
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,6 @@ UNAUTHENTICATED_PATHS = frozenset({
 })
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, errcode: str, message: str) -> web.Response:
-    return web.Response(
-        text=encode_json({"errcode": errcode, "error": message}), status=status,
-        content_type="application/json",
-    )
 
 
 def _raw_target(request: web.Request) -> str:
@@ -102,7 +96,7 @@ def make_xmatrix_middleware(
             except MatrixError as e:
                 if e.status == 401:
                     log.info("rejected federation request %s %s: %s", request.method, request.path, e.error)
-                return _error(e.status, e.errcode, e.error)
+                return error(e.status, e.errcode, e.error)
             if on_origin is not None:
                 on_origin(request[ORIGIN])
         return await handler(request)

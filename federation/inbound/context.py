@@ -5,10 +5,10 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
+from homeserver.services.directory import DirectoryService
 from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.profile import ProfileService
-from storage.stores.rooms import RoomStore
 
 
 @attrs.frozen
@@ -17,7 +17,7 @@ class FederationContext:
     handler: FederationEventHandler
     rooms: FederationRooms
     profile: ProfileService
-    room_store: RoomStore
+    directory: DirectoryService
 
 
 FEDERATION = web.AppKey("federation", FederationContext)

@@ -1,4 +1,7 @@
-"""The key API (ours and the notary's) and ``/version``: all unauthenticated (federation.md §2)."""
+"""The key API (ours and the notary's) and ``/version``: all unauthenticated.
+
+Spec: "Retrieving server keys" and "GET /_matrix/federation/v1/version" (server-server API).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from federation.outbound.keyring import Keyring
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import bad_json, invalid_param, not_json
+from homeserver.http.responses import ok
 
 KEYRING = web.AppKey("keyring", Keyring)
 
@@ -18,21 +22,19 @@ SERVER_VERSION = "0.1.0"
 # One notary request may not make us contact more servers than this.
 MAX_QUERY_SERVERS = 100
 
+PREFIX = "/_matrix/key"  # the key sub-app; ``version_routes`` belong to the federation sub-app
 routes = web.RouteTableDef()
-
-
-def _json(body: Any) -> web.Response:
-    return web.Response(text=encode_json(body), content_type="application/json")
+version_routes = web.RouteTableDef()
 
 
 async def _own_keys(request: web.Request) -> web.Response:
-    return _json(request.app[KEYRING].own_key_response())
+    return ok(request.app[KEYRING].own_key_response())
 
 
 # Older servers ask for a trailing slash or a specific key id; the answer is the same.
-routes.get("/_matrix/key/v2/server")(_own_keys)
-routes.get("/_matrix/key/v2/server/")(_own_keys)
-routes.get("/_matrix/key/v2/server/{key_id}")(_own_keys)
+routes.get("/v2/server")(_own_keys)
+routes.get("/v2/server/")(_own_keys)
+routes.get("/v2/server/{key_id}")(_own_keys)
 
 
 def _min_valid(value: Any) -> int | None:
@@ -50,7 +52,7 @@ async def _lookup_all(keyring: Keyring, wanted: dict[str, tuple[list[str], int |
     return [r for r in results if r is not None]
 
 
-@routes.post("/_matrix/key/v2/query")
+@routes.post("/v2/query")
 async def query_keys(request: web.Request) -> web.Response:
     """POST /_matrix/key/v2/query {"server_keys": {server: {key_id: {minimum_valid_until_ts}}}}"""
     raw = await request.read()
@@ -74,10 +76,10 @@ async def query_keys(request: web.Request) -> web.Response:
                 mins.append(m)
         # Empty inner object = all keys; several criteria: the strictest one wins.
         wanted[server] = (list(keys), max(mins) if mins else None)
-    return _json({"server_keys": await _lookup_all(request.app[KEYRING], wanted)})
+    return ok({"server_keys": await _lookup_all(request.app[KEYRING], wanted)})
 
 
-@routes.get("/_matrix/key/v2/query/{server_name}")
+@routes.get("/v2/query/{server_name}")
 async def query_server_keys(request: web.Request) -> web.Response:
     """GET /_matrix/key/v2/query/{serverName}?minimum_valid_until_ts="""
     text = request.query.get("minimum_valid_until_ts")
@@ -88,10 +90,10 @@ async def query_server_keys(request: web.Request) -> web.Response:
         except ValueError as e:
             raise invalid_param("minimum_valid_until_ts must be an integer") from e
     server = request.match_info["server_name"]
-    return _json({"server_keys": await _lookup_all(request.app[KEYRING], {server: ([], min_valid)})})
+    return ok({"server_keys": await _lookup_all(request.app[KEYRING], {server: ([], min_valid)})})
 
 
-@routes.get("/_matrix/federation/v1/version")
+@version_routes.get("/v1/version")
 async def version(request: web.Request) -> web.Response:
     """GET /_matrix/federation/v1/version"""
-    return _json({"server": {"name": SERVER_NAME, "version": SERVER_VERSION}})
+    return ok({"server": {"name": SERVER_NAME, "version": SERVER_VERSION}})

@@ -8,16 +8,13 @@ from aiohttp import web
 
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
-V1 = "/_matrix/federation/v1"
-V2 = "/_matrix/federation/v2"
-
-
-def _ok(body: Any) -> web.Response:
-    return web.Response(text=encode_json(body), content_type="application/json")
+V1 = "/v1"  # relative to the federation sub-app's PREFIX
+V2 = "/v2"
 
 
 async def _body(request: web.Request) -> Any:
@@ -29,7 +26,7 @@ async def _body(request: web.Request) -> Any:
 async def make_join(request: web.Request) -> web.Response:
     """GET /make_join/{roomId}/{userId}?ver=..."""
     versions = request.query.getall("ver", ["1"])
-    return _ok(await request.app[FEDERATION].rooms.make_membership(
+    return ok(await request.app[FEDERATION].rooms.make_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "join", versions,
     ))
 
@@ -37,7 +34,7 @@ async def make_join(request: web.Request) -> web.Response:
 @routes.get(V1 + "/make_leave/{room_id}/{user_id}")
 async def make_leave(request: web.Request) -> web.Response:
     """GET /make_leave/{roomId}/{userId}"""
-    return _ok(await request.app[FEDERATION].rooms.make_membership(
+    return ok(await request.app[FEDERATION].rooms.make_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "leave", [],
     ))
 
@@ -45,7 +42,7 @@ async def make_leave(request: web.Request) -> web.Response:
 @routes.put(V2 + "/send_join/{room_id}/{event_id}")
 async def send_join(request: web.Request) -> web.Response:
     """PUT /v2/send_join/{roomId}/{eventId}"""
-    return _ok(await request.app[FEDERATION].rooms.send_membership(
+    return ok(await request.app[FEDERATION].rooms.send_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
         await _body(request), "join",
     ))
@@ -54,7 +51,7 @@ async def send_join(request: web.Request) -> web.Response:
 @routes.put(V2 + "/send_leave/{room_id}/{event_id}")
 async def send_leave(request: web.Request) -> web.Response:
     """PUT /v2/send_leave/{roomId}/{eventId}"""
-    return _ok(await request.app[FEDERATION].rooms.send_membership(
+    return ok(await request.app[FEDERATION].rooms.send_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
         await _body(request), "leave",
     ))
@@ -63,7 +60,7 @@ async def send_leave(request: web.Request) -> web.Response:
 @routes.put(V2 + "/invite/{room_id}/{event_id}")
 async def invite(request: web.Request) -> web.Response:
     """PUT /v2/invite/{roomId}/{eventId}"""
-    return _ok(await request.app[FEDERATION].rooms.on_invite(
+    return ok(await request.app[FEDERATION].rooms.on_invite(
         request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"], await _body(request),
     ))
 
@@ -71,7 +68,7 @@ async def invite(request: web.Request) -> web.Response:
 @routes.get(V1 + "/event/{event_id}")
 async def get_event(request: web.Request) -> web.Response:
     """GET /event/{eventId}"""
-    return _ok(await request.app[FEDERATION].rooms.get_event(request[ORIGIN], request.match_info["event_id"]))
+    return ok(await request.app[FEDERATION].rooms.get_event(request[ORIGIN], request.match_info["event_id"]))
 
 
 def _event_id_param(request: web.Request) -> str:
@@ -84,7 +81,7 @@ def _event_id_param(request: web.Request) -> str:
 @routes.get(V1 + "/state/{room_id}")
 async def state(request: web.Request) -> web.Response:
     """GET /state/{roomId}?event_id="""
-    return _ok(await request.app[FEDERATION].rooms.state_at(
+    return ok(await request.app[FEDERATION].rooms.state_at(
         request[ORIGIN], request.match_info["room_id"], _event_id_param(request), ids_only=False,
     ))
 
@@ -92,7 +89,7 @@ async def state(request: web.Request) -> web.Response:
 @routes.get(V1 + "/state_ids/{room_id}")
 async def state_ids(request: web.Request) -> web.Response:
     """GET /state_ids/{roomId}?event_id="""
-    return _ok(await request.app[FEDERATION].rooms.state_at(
+    return ok(await request.app[FEDERATION].rooms.state_at(
         request[ORIGIN], request.match_info["room_id"], _event_id_param(request), ids_only=True,
     ))
 
@@ -100,7 +97,7 @@ async def state_ids(request: web.Request) -> web.Response:
 @routes.get(V1 + "/event_auth/{room_id}/{event_id}")
 async def event_auth(request: web.Request) -> web.Response:
     """GET /event_auth/{roomId}/{eventId}"""
-    return _ok(await request.app[FEDERATION].rooms.event_auth(
+    return ok(await request.app[FEDERATION].rooms.event_auth(
         request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
     ))
 
@@ -112,7 +109,7 @@ async def backfill(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "10"))
     except ValueError:
         raise MatrixError(400, "M_INVALID_PARAM", "limit must be an integer") from None
-    return _ok(await request.app[FEDERATION].rooms.backfill(
+    return ok(await request.app[FEDERATION].rooms.backfill(
         request[ORIGIN], request.match_info["room_id"], request.query.getall("v", []), limit,
     ))
 
@@ -127,7 +124,7 @@ async def get_missing_events(request: web.Request) -> web.Response:
     limit = body.get("limit", 10)
     if not isinstance(earliest, list) or not isinstance(latest, list) or not isinstance(limit, int):
         raise MatrixError(400, "M_BAD_JSON", "earliest_events, latest_events and limit are required")
-    return _ok(await request.app[FEDERATION].rooms.missing_events(
+    return ok(await request.app[FEDERATION].rooms.missing_events(
         request[ORIGIN], request.match_info["room_id"], earliest, latest, max(1, min(limit, 100)),
     ))
 
@@ -142,15 +139,10 @@ async def query_profile(request: web.Request) -> web.Response:
     field = request.query.get("field")
     if field:
         profile = {k: v for k, v in profile.items() if k == field}
-    return _ok(profile)
+    return ok(profile)
 
 
 @routes.get(V1 + "/query/directory")
 async def query_directory(request: web.Request) -> web.Response:
     """GET /query/directory?room_alias="""
-    alias = request.query.get("room_alias", "")
-    ctx = request.app[FEDERATION]
-    found = await ctx.room_store.get_alias(alias)
-    if found is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
-    return _ok({"room_id": found[0], "servers": [ctx.server_name]})
+    return ok(await request.app[FEDERATION].directory.local_alias(request.query.get("room_alias", "")))

@@ -11,15 +11,16 @@ from aiohttp import web
 
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import parse_json
+from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
 
 
-@routes.put("/_matrix/federation/v1/send/{txn_id}")
+@routes.put("/v1/send/{txn_id}")
 async def send_transaction(request: web.Request) -> web.Response:
     """PUT /_matrix/federation/v1/send/{txnId}"""
     result = await request.app[FEDERATION].handler.receive_transaction(
         request[ORIGIN], request.match_info["txn_id"], parse_json(await request.read()),
     )
-    return web.Response(text=encode_json(result), content_type="application/json")
+    return ok(result)

@@ -110,6 +110,14 @@ class AccountService:
         await self._users.set_password_hash(user_id, await self.hash_password(new_password))
         await self._auth.logout_all(user_id, keep_device=keep_device)
 
+    async def database_ok(self) -> bool:
+        """Whether the user database answers (for /health)."""
+        try:
+            await self._users.get_user("@health-check:invalid")
+        except Exception:
+            return False
+        return True
+
     async def deactivate(self, user_id: str) -> None:
         """Lock the account for good: no password, no tokens."""
         await self._users.set_deactivated(user_id)

@@ -1,4 +1,7 @@
-"""The services the HTTP adapters call, assembled once by homeserver.app."""
+"""The services the HTTP adapters call, assembled once by homeserver.app.
+
+Services only: handlers never see a store.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,16 @@ import attrs
 
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.events import EventService
+from homeserver.services.filters import FilterService
 from homeserver.services.notifier import Notifier
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
-from storage.stores.filters import FilterStore
-from storage.stores.rooms import RoomStore
-from storage.stores.users import UserStore
 
 
 @attrs.frozen
@@ -35,8 +37,6 @@ class Services:
     typing: TypingService
     receipts: ReceiptService
     presence: PresenceService
-    filters: FilterStore
-    users: UserStore
-    room_store: RoomStore
-    max_request_bytes: int = 1_048_576
+    devices: DeviceService
+    filters: FilterService
     max_event_bytes: int = 65_536

@@ -53,6 +53,13 @@ class DirectoryService:
             return await self._rooms.remote.query_alias(alias)
         raise not_found(f"Room alias {alias} not found")
 
+    async def local_alias(self, alias: str) -> dict[str, Any]:
+        """An alias we hold, as a peer asks for it (spec: "GET /_matrix/federation/v1/query/directory")."""
+        found = await self._store.get_alias(alias)
+        if found is None:
+            raise not_found("Room alias not found")
+        return {"room_id": found[0], "servers": [self.server_name]}
+
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         _check_alias(alias)
         found = await self._store.get_alias(alias)

@@ -35,11 +35,14 @@ def client_event(
         unsigned["prev_content"] = prev_content
         unsigned["replaces_state"] = se.replaces_state
     if redacted_by is not None:
-        unsigned["redacted_because"] = client_event(
-            StoredEvent(redacted_by, 0, None, None), include_room_id=include_room_id, now=now,
-        )
+        unsigned["redacted_because"] = bare_client_event(redacted_by, include_room_id=include_room_id, now=now)
     out["unsigned"] = unsigned
     return out
+
+
+def bare_client_event(event: Event, *, include_room_id: bool = True, now: int | None = None) -> dict[str, Any]:
+    """An event with nothing of ours attached (no transaction id, no prev_content, no redaction)."""
+    return client_event(StoredEvent(event, 0, None, None), include_room_id=include_room_id, now=now)
 
 
 def stripped_state(events: Sequence[Event]) -> list[dict[str, Any]]:

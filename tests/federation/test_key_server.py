@@ -12,8 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from federation.inbound.app import create_key_app
 from federation.inbound.auth import ORIGIN, make_xmatrix_middleware
-from federation.inbound.keys import KEYRING, routes
+from federation.inbound.keys import PREFIX, version_routes
 from federation.outbound.client import FederationClient
 from federation.outbound.keyring import DAY_MS, Keyring, parse_key_response
 from federation.outbound.resolver import ServerResolver
@@ -103,10 +104,12 @@ async def network(
         client = FederationClient(name, key, ServerResolver(static), None, scheme="http")
         await client.start()
         keyring = Keyring(name, key, {}, KeyStore(engine), client, refetch_interval_ms=0)
-        app = web.Application(middlewares=[matrix_errors, make_xmatrix_middleware(name, keyring)])
-        app[KEYRING] = keyring
-        app.add_routes(routes)
-        app.router.add_route("*", "/_matrix/federation/v1/echo/{tail:.*}", echo)
+        federation = web.Application(middlewares=[make_xmatrix_middleware(name, keyring)])
+        federation.add_routes(version_routes)
+        federation.router.add_route("*", "/v1/echo/{tail:.*}", echo)
+        app = web.Application(middlewares=[matrix_errors])
+        app.add_subapp("/_matrix/federation", federation)
+        app.add_subapp(PREFIX, create_key_app(keyring, 1_048_576))
         http = await aiohttp_server(app, port=ports[name])
         net.servers[name] = Server(name, key, keyring, client, http)
     yield net
