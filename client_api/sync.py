@@ -5,9 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from client_api.http import cs, json_body, query_int, requester, require_own_user, services
-from homeserver.core.canonical_json import parse_json
 from homeserver.http.responses import ok
-from homeserver.services.filtering import SyncFilter
 
 routes = web.RouteTableDef()
 
@@ -30,21 +28,12 @@ async def get_filter(request: web.Request) -> web.Response:
     return ok(await services(request).filters.get(req.user_id, request.match_info["filter_id"]))
 
 
-async def _load_filter(request: web.Request, user_id: str) -> SyncFilter:
-    raw = request.query.get("filter")
-    if not raw:
-        return SyncFilter()
-    if raw.lstrip().startswith("{"):
-        return SyncFilter.parse(parse_json(raw))
-    return await services(request).filters.for_sync(user_id, raw)
-
-
 @routes.get(cs("/sync"))
 async def sync(request: web.Request) -> web.Response:
     """GET /sync?since=&timeout=&filter=&full_state="""
     req = await requester(request)
     svc = services(request)
-    flt = await _load_filter(request, req.user_id)
+    flt = await svc.filters.for_sync(req.user_id, request.query.get("filter"))
     result = await svc.sync.sync(
         req, request.query.get("since"), query_int(request, "timeout", 0), flt,
         full_state=request.query.get("full_state", "false").lower() == "true",

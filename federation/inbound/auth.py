@@ -1,9 +1,10 @@
 """X-Matrix request authentication for the federation sub-app.
 
-Spec: "Request Authentication" (server-server API). Runs before any handler: a request either carries a valid signature of its
-origin over {method, raw uri, origin, destination=us, content?}, or it is
-answered here with a Matrix JSON error. Handlers read the authenticated origin
-from ``request[ORIGIN]`` and never trust ``origin`` fields in bodies.
+Spec: "Request Authentication" (server-server API). Runs before any handler: a
+request either carries a valid signature of its origin over {method, raw uri,
+origin, destination=us, content?}, or it is answered here with a Matrix JSON
+error. Handlers read the authenticated origin from ``request[ORIGIN]`` and never
+trust ``origin`` fields in bodies.
 """
 
 from __future__ import annotations

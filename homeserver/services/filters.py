@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError, not_found
 from homeserver.services.filtering import SyncFilter
 from storage.stores.filters import FilterStore
@@ -30,10 +31,14 @@ class FilterService:
             raise not_found("No such filter")
         return body
 
-    async def for_sync(self, user_id: str, filter_id: str) -> SyncFilter:
-        """The stored filter a ``/sync?filter=<id>`` names (inline JSON is parsed by the caller)."""
+    async def for_sync(self, user_id: str, raw: str | None) -> SyncFilter:
+        """The filter a ``/sync?filter=`` names: none, inline JSON, or a stored filter's id."""
+        if not raw:
+            return SyncFilter()
+        if raw.lstrip().startswith("{"):
+            return SyncFilter.parse(parse_json(raw))
         try:
-            fid = int(filter_id)
+            fid = int(raw)
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be an id or JSON") from None
         body = await self._store.get_filter(user_id, fid)
