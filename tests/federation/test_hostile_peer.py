@@ -945,3 +945,22 @@ async def test_an_event_arriving_after_its_child_is_history_not_a_new_head(world
     reply = await w.alice.send(w.room, "after both")
     got = await w.fed("GET", f"{V1}/event/{q(reply)}")
     assert got.json["pdus"][0]["prev_events"] == [second_id]
+
+
+async def test_only_the_federation_api_asks_for_x_matrix(victim: Matrix) -> None:
+    """Each API is its own sub-app: the key server, /version, the client API and /health
+    answer strangers; every other federation path (known or not) wants a signature."""
+    for path in ("/_matrix/key/v2/server", f"{V1}/version", "/_matrix/client/versions", "/health"):
+        r = await victim.raw("GET", path)
+        assert r.status == 200, (path, r.text)
+    for path in (f"{V1}/query/profile?user_id=%40a%3Avictim.test", f"{V1}/no/such/endpoint"):
+        r = await victim.raw("GET", path)
+        assert r.status == 401, (path, r.text)
+        assert_error(r.json, "M_UNAUTHORIZED")
+    r = await victim.raw("GET", "/_matrix/key/v2/nothing")
+    assert r.status == 404
+    assert_error(r.json, "M_UNRECOGNIZED")
+    huge = {"pdus": [], "edus": [{"edu_type": "m.x", "content": {"blob": "x" * (2 * 1024 * 1024)}}]}
+    r = await victim.raw("PUT", f"{V1}/send/big", huge)
+    assert r.status == 413
+    assert_error(r.json, "M_TOO_LARGE")
