@@ -1,4 +1,4 @@
-"""Composition root: config -> stores -> services -> aiohttp application.
+"""Composition root: config -> stores -> outbound -> services -> aiohttp application.
 
 The only module that sees every layer. The application is a root app (errors, CORS,
 /health, .well-known) with one sub-app per API: client (/_matrix/client), federation
@@ -39,19 +39,29 @@ from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
-from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.events import EventService
-from homeserver.services.federation_edus import EduRelay
+from homeserver.services.ephemeral import (
+    EphemeralListener,
+    PresenceService,
+    ReceiptService,
+    TypingService,
+)
+from homeserver.services.fanout import CommitSubscriber, WakeOutbox
+from homeserver.services.federation_edus import EduInbound, EduOutbound
 from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
-from homeserver.services.notifier import Notifier
+from homeserver.services.local_events import LocalEventBuilder
+from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
-from homeserver.services.remote_events import RemoteEvents
+from homeserver.services.reader import EventReader
+from homeserver.services.recent import RecentEvents
+from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.migrate import migrate_in_subprocess
 from storage.stores.events import EventStore
@@ -99,58 +109,102 @@ CONFIG = web.AppKey("config", HomeserverConfig)
 
 
 async def build_services(cfg: HomeserverConfig) -> Runtime:
-    """Open the database, apply migrations and wire every service."""
+    """Open the database, apply migrations and build every service, bottom-up:
+    stores -> federation outbound -> reader, writer and its subscribers -> services
+    -> what peers call. Every dependency goes in through a constructor."""
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
     secret = ensure_token_secret(cfg.token_secret_path)
+    name = cfg.server_name
 
+    # -- stores and positions
     users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
+    receipt_store = ReceiptStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
+    ad_ids = IdGenerator(await account_data.max_stream_id())
+    receipt_ids = IdGenerator(await receipt_store.max_stream_id())
+
+    # -- federation outbound (what the services send through)
+    outbound = await build_outbound(cfg, key, engine) if cfg.federation.enabled else None
+
+    # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
     notifier.seed("events", max_stream)
-    ad_ids = IdGenerator(await account_data.max_stream_id())
     notifier.seed("account_data", ad_ids.last)
+    notifier.seed("receipts", receipt_ids.last)
     persister = Persister(events_store)
     persister.start()
-
-    auth = AuthService(users, secret, cfg.server_name)
-    accounts = AccountService(users, auth, cfg.server_name, cfg.registration.enabled, cfg.bcrypt_rounds)
-    events = EventService(
-        server_name=cfg.server_name, signing_key=key, events=events_store, state=state_store,
-        rooms=rooms_store, persister=persister, notifier=notifier,
+    heads = RoomHeads(rooms_store, state_store)
+    recent = RecentEvents(max_stream)
+    reader = EventReader(
+        server_name=name, events=events_store, state=state_store, rooms=rooms_store,
+        heads=heads, recent=recent,
+    )
+    subscribers: list[CommitSubscriber] = [reader, recent, WakeOnCommit(notifier, name)]
+    if outbound is not None:
+        subscribers.append(WakeOutbox(outbound.sender))
+    writer = RoomWriter(
+        server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
+        persister=persister,
+        builder=LocalEventBuilder(
+            server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
+        ),
         stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
         outlier_ids=IdGenerator(min_stream, step=-1),
-        recall_window_ms=cfg.recall_window_ms,
+        subscribers=subscribers, queue_outbox=outbound is not None,
     )
-    rooms = RoomService(
-        events=events, rooms=rooms_store, users=users, server_name=cfg.server_name,
-        default_room_version=cfg.default_room_version,
-    )
-    timeline = Timeline(events=events, rooms=rooms, notifier=notifier)
-    receipt_store = ReceiptStore(engine)
-    receipt_ids = IdGenerator(await receipt_store.max_stream_id())
-    notifier.seed("receipts", receipt_ids.last)
 
+    # -- ephemeral streams; federation hears of our users' changes
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
-        return lambda pos, room_ids: notifier.advance(stream, pos, events.local_members(room_ids))
+        return lambda pos, room_ids: notifier.advance(stream, pos, reader.local_members(room_ids))
 
-    typing = TypingService(wake_rooms("typing"))
-    receipts = ReceiptService(receipt_store, receipt_ids, wake_rooms("receipts"))
+    listeners: list[EphemeralListener] = []
+    if outbound is not None:
+        listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
+    typing = TypingService(wake_rooms("typing"), listeners)
+    receipts = ReceiptService(receipt_store, receipt_ids, wake_rooms("receipts"), listeners)
     presence = PresenceService(
-        lambda pos, users: notifier.advance("presence", pos, users), events.users_sharing_rooms,
+        lambda pos, users: notifier.advance("presence", pos, users), reader.users_sharing_rooms,
+        listeners,
     )
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
-    profile = ProfileService(users=users, rooms=rooms_store, events=events, server_name=cfg.server_name)
+
+    # -- federation: receiving events, and acting for our users in remote rooms
+    handler: FederationEventHandler | None = None
+    remote: RemoteRoomsPort = NullRemoteRooms()
+    if outbound is not None:
+        handler = FederationEventHandler(
+            server_name=name, events=reader, writer=writer, rooms=rooms_store,
+            keyring=outbound.keyring, client=outbound.client, txns=InboundTxnStore(engine),
+            edus=EduInbound(events=reader, typing=typing, receipts=receipts, presence=presence),
+        )
+        remote = RemoteRooms(
+            server_name=name, signing_key=key, events=reader, writer=writer, handler=handler,
+            client=outbound.client, keyring=outbound.keyring,
+        )
+
+    # -- client-facing services
+    auth = AuthService(users, secret, name)
+    rooms = RoomService(
+        events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
+        server_name=name, default_room_version=cfg.default_room_version,
+    )
+    timeline = Timeline(events=reader, rooms=rooms, notifier=notifier, remote=remote)
+    profile = ProfileService(
+        users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
+    )
+    directory = DirectoryService(rooms=rooms, store=rooms_store, events=reader, server_name=name)
     services = Services(
-        server_name=cfg.server_name, auth=auth, accounts=accounts, events=events, rooms=rooms,
-        directory=DirectoryService(rooms=rooms, store=rooms_store, events=events, server_name=cfg.server_name),
-        timeline=timeline,
+        server_name=name, auth=auth,
+        accounts=AccountService(users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds),
+        events=reader, rooms=rooms,
+        directory=directory, timeline=timeline,
         sync=SyncService(
-            events=events, rooms=rooms_store, timeline=timeline, notifier=notifier,
-            account_data=account_data, server_name=cfg.server_name, typing=typing,
+            events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
+            account_data=account_data, server_name=name, typing=typing,
             receipts=receipts, presence=presence, room_service=rooms,
         ),
         profile=profile,
@@ -159,16 +213,28 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         devices=DeviceService(users), filters=FilterService(filters),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
-    runtime = Runtime(services, persister, engine)
-    if cfg.federation.enabled:
-        runtime.federation = await build_federation(cfg, key, engine, services)
-    return runtime
+
+    # -- what peers call
+    federation: FederationRuntime | None = None
+    if outbound is not None and handler is not None:
+        serving = FederationRooms(
+            server_name=name, signing_key=key, events=reader, writer=writer, users=users,
+            handler=handler,
+        )
+        context = FederationContext(name, handler, serving, profile, directory)
+        federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
+    return Runtime(services, persister, engine, federation)
 
 
-async def build_federation(
-    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, services: Services,
-) -> FederationRuntime:
-    """Keyring, signed client, persisted sender, inbound handlers; plugged into the services."""
+@attrs.frozen
+class Outbound:
+    client: FederationClient
+    keyring: Keyring
+    sender: FederationSender
+
+
+async def build_outbound(cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine) -> Outbound:
+    """Signed client, keyring and the persisted sender: how we reach other servers."""
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
@@ -182,30 +248,7 @@ async def build_federation(
     )
     sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
-    events = services.events
-    rooms_store = RoomStore(engine)
-    remote_events = RemoteEvents(events)
-    handler = FederationEventHandler(
-        server_name=cfg.server_name, events=events, remote=remote_events, rooms=rooms_store,
-        keyring=keyring,
-        client=client, txns=InboundTxnStore(engine),
-    )
-    remote = FederationRooms(
-        server_name=cfg.server_name, signing_key=key, events=events, remote=remote_events,
-        rooms=rooms_store,
-        users=UserStore(engine), handler=handler, client=client, keyring=keyring,
-    )
-    relay = EduRelay(
-        server_name=cfg.server_name, events=events, sender=sender, typing=services.typing,
-        receipts=services.receipts, presence=services.presence,
-    )
-    handler.edu_handler = relay.on_edu
-    events.attach_federation(sender)
-    services.rooms.remote = remote
-    services.profile.remote = remote
-    services.timeline.remote = remote
-    context = FederationContext(cfg.server_name, handler, remote, services.profile, services.directory)
-    return FederationRuntime(context, keyring, client, sender)
+    return Outbound(client, keyring, sender)
 
 
 HEALTH = web.AppKey("health", AccountService)

@@ -12,10 +12,10 @@ from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.events import EventService
 from homeserver.services.filters import FilterService
-from homeserver.services.notifier import Notifier
+from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -26,14 +26,14 @@ class Services:
     server_name: str
     auth: AuthService
     accounts: AccountService
-    events: EventService
+    events: EventReader
     rooms: RoomService
     directory: DirectoryService
     timeline: Timeline
     sync: SyncService
     profile: ProfileService
     account_data: AccountDataService
-    notifier: Notifier
+    notifier: NotifierPort
     typing: TypingService
     receipts: ReceiptService
     presence: PresenceService

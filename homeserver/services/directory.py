@@ -8,7 +8,7 @@ from homeserver.core import ids
 from homeserver.core.auth_rules import user_power_level
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import Requester
-from homeserver.services.events import EventService
+from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
 from storage.stores.rooms import RoomStore
 
@@ -28,7 +28,7 @@ def _check_alias(alias: str) -> None:
 
 
 class DirectoryService:
-    def __init__(self, *, rooms: RoomService, store: RoomStore, events: EventService, server_name: str) -> None:
+    def __init__(self, *, rooms: RoomService, store: RoomStore, events: EventReader, server_name: str) -> None:
         self._rooms = rooms
         self._store = store
         self._events = events

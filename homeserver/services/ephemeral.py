@@ -8,8 +8,8 @@ so a token issued before a restart never hides what comes after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -25,14 +25,23 @@ PRESENCE_STATES = ("online", "offline", "unavailable")
 Wake = Callable[[int, Iterable[str]], None]  # (new position, room ids or user ids)
 
 
+class EphemeralListener(Protocol):
+    """Told of every change (local or remote users); federation relays local ones."""
+
+    def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None: ...
+
+    def receipt_changed(self, receipt: Receipt) -> None: ...
+
+    def presence_changed(self, user_id: str, content: dict[str, Any], audience: set[str]) -> None: ...
+
+
 class TypingService:
-    def __init__(self, wake_rooms: Wake) -> None:
+    def __init__(self, wake_rooms: Wake, listeners: Sequence[EphemeralListener] = ()) -> None:
         self._typing: dict[str, dict[str, asyncio.TimerHandle]] = {}
         self._changed_at: dict[str, int] = {}
         self._ids = IdGenerator(now_ms())
         self._wake_rooms = wake_rooms
-        # Federation: called for every change (the hook filters local users).
-        self.on_change: Callable[[str, str, bool], None] | None = None
+        self._listeners = tuple(listeners)
 
     @property
     def position(self) -> int:
@@ -51,8 +60,8 @@ class TypingService:
         elif old is None:
             return  # nothing changed
         self._changed(room_id)
-        if self.on_change is not None:
-            self.on_change(room_id, user_id, typing)
+        for listener in self._listeners:
+            listener.typing_changed(room_id, user_id, typing)
 
     def _changed(self, room_id: str) -> None:
         pos = self._ids.next()
@@ -71,11 +80,14 @@ class TypingService:
 
 
 class ReceiptService:
-    def __init__(self, store: ReceiptStore, ids: IdGenerator, wake_rooms: Wake) -> None:
+    def __init__(
+        self, store: ReceiptStore, ids: IdGenerator, wake_rooms: Wake,
+        listeners: Sequence[EphemeralListener] = (),
+    ) -> None:
         self._store = store
         self._ids = ids
         self._wake_rooms = wake_rooms
-        self.on_change: Callable[[Receipt], None] | None = None
+        self._listeners = tuple(listeners)
         self._floor = ids.last
         self._room_last: dict[str, int] = {}
 
@@ -94,8 +106,9 @@ class ReceiptService:
         await self._store.put(receipt)
         self._room_last[room_id] = pos
         self._wake_rooms(pos, (room_id,))
-        if self.on_change is not None and receipt_type == "m.read":
-            self.on_change(receipt)
+        if receipt_type == "m.read":
+            for listener in self._listeners:
+                listener.receipt_changed(receipt)
 
     async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
         """One m.receipt event per room with the receipts added after `since`."""
@@ -122,12 +135,15 @@ class PresenceState:
 
 
 class PresenceService:
-    def __init__(self, wake_users: Wake, audience: Callable[[str], Awaitable[set[str]]]) -> None:
+    def __init__(
+        self, wake_users: Wake, audience: Callable[[str], Awaitable[set[str]]],
+        listeners: Sequence[EphemeralListener] = (),
+    ) -> None:
         self._states: dict[str, PresenceState] = {}
         self._ids = IdGenerator(now_ms())
         self._wake_users = wake_users
         self._audience = audience  # user -> users who share a room with them
-        self.on_change: Callable[[str, dict[str, Any], set[str]], None] | None = None
+        self._listeners = tuple(listeners)
 
     @property
     def position(self) -> int:
@@ -164,8 +180,8 @@ class PresenceService:
         self._states[user_id] = st
         audience = await self._audience(user_id)
         self._wake_users(pos, {user_id, *audience})
-        if self.on_change is not None:
-            self.on_change(user_id, self._content(st), audience)
+        for listener in self._listeners:
+            listener.presence_changed(user_id, self._content(st), audience)
 
     def get(self, user_id: str) -> dict[str, Any]:
         st = self._states.get(user_id)

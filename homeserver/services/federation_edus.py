@@ -1,4 +1,6 @@
-"""Typing, receipts and presence across servers (EDUs), both directions."""
+"""Typing, receipts and presence across servers (EDUs), both directions: EduOutbound
+listens to the ephemeral services and sends our users' changes; EduInbound takes
+what peers send (spec: "Typing Notifications", "Receipts", "Presence" EDUs)."""
 
 from __future__ import annotations
 
@@ -7,27 +9,21 @@ from typing import Any
 
 from homeserver.core.ids import server_of
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.events import EventService
 from homeserver.services.ports import FederationSenderPort
+from homeserver.services.reader import EventReader
 from storage.stores.receipts import Receipt
 
 log = logging.getLogger(__name__)
 
 
-class EduRelay:
-    def __init__(
-        self, *, server_name: str, events: EventService, sender: FederationSenderPort,
-        typing: TypingService, receipts: ReceiptService, presence: PresenceService,
-    ) -> None:
+class EduOutbound:
+    """An EphemeralListener: our users' typing, receipts and presence go to the servers
+    that share a room with them."""
+
+    def __init__(self, *, server_name: str, events: EventReader, sender: FederationSenderPort) -> None:
         self.server_name = server_name
         self._events = events
         self._sender = sender
-        self._typing = typing
-        self._receipts = receipts
-        self._presence = presence
-        typing.on_change = self._typing_changed
-        receipts.on_change = self._receipt_changed
-        presence.on_change = self._presence_changed
 
     def _is_local(self, user_id: str) -> bool:
         return server_of(user_id) == self.server_name
@@ -38,16 +34,14 @@ class EduRelay:
             return set()
         return {server_of(u) for u, m in head.members.items() if m == "join"} - {self.server_name}
 
-    # -- outbound -------------------------------------------------------------
-
-    def _typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
+    def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
         if self._is_local(user_id):
             self._sender.send_edu(
                 self._room_servers(room_id), "m.typing",
                 {"room_id": room_id, "user_id": user_id, "typing": typing},
             )
 
-    def _receipt_changed(self, r: Receipt) -> None:
+    def receipt_changed(self, r: Receipt) -> None:
         if not self._is_local(r.user_id):
             return
         data: dict[str, Any] = {"ts": r.ts}
@@ -57,13 +51,22 @@ class EduRelay:
             r.room_id: {"m.read": {r.user_id: {"event_ids": [r.event_id], "data": data}}},
         })
 
-    def _presence_changed(self, user_id: str, content: dict[str, Any], audience: set[str]) -> None:
+    def presence_changed(self, user_id: str, content: dict[str, Any], audience: set[str]) -> None:
         if not self._is_local(user_id):
             return
         servers = {server_of(u) for u in audience} - {self.server_name}
         self._sender.send_edu(servers, "m.presence", {"push": [{"user_id": user_id, **content}]})
 
-    # -- inbound ----------------------------------------------------------------
+
+class EduInbound:
+    def __init__(
+        self, *, events: EventReader, typing: TypingService, receipts: ReceiptService,
+        presence: PresenceService,
+    ) -> None:
+        self._events = events
+        self._typing = typing
+        self._receipts = receipts
+        self._presence = presence
 
     async def on_edu(self, origin: str, edu: dict[str, Any]) -> None:
         kind, content = edu.get("edu_type"), edu.get("content")

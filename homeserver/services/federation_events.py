@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -27,13 +27,13 @@ from homeserver.core.events import (
 )
 from homeserver.core.ids import server_of
 from homeserver.core.redaction import redact_pdu
+from homeserver.core.state_groups import StateMap
 from homeserver.services.clock import now_ms
-from homeserver.services.events import EventService
 from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
-from homeserver.services.remote_events import RemoteEvents
+from homeserver.services.reader import EventReader
+from homeserver.services.writer import RoomWriterPort
 from storage.stores.federation import InboundTxnStore
 from storage.stores.rooms import RoomStore
-from storage.stores.state import StateMap
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,25 @@ class PduRejected(Exception):
     pass
 
 
+class EduReceiver(Protocol):
+    async def on_edu(self, origin: str, edu: dict[str, Any]) -> None:
+        """One EDU of a transaction from `origin` (typing, receipt, presence...)."""
+
+
 class FederationEventHandler:
     def __init__(
-        self, *, server_name: str, events: EventService, remote: RemoteEvents, rooms: RoomStore, keyring: KeyringPort,
-        client: FederationClientPort, txns: InboundTxnStore,
+        self, *, server_name: str, events: EventReader, writer: RoomWriterPort, rooms: RoomStore,
+        keyring: KeyringPort, client: FederationClientPort, txns: InboundTxnStore,
+        edus: EduReceiver,
     ) -> None:
         self.server_name = server_name
         self._events = events
-        self._remote = remote
+        self._writer = writer
         self._rooms = rooms
         self._keyring = keyring
         self._client = client
         self._txns = txns
-        self.edu_handler: Any = None  # set by the app: async (origin, edu) -> None
+        self._edus = edus
 
     # -- transactions ----------------------------------------------------------
 
@@ -84,9 +90,9 @@ class FederationEventHandler:
             if event_id is not None:
                 results[event_id] = {"error": error} if error else {}
         for edu in edus:
-            if isinstance(edu, dict) and self.edu_handler is not None:
+            if isinstance(edu, dict):
                 try:
-                    await self.edu_handler(origin, edu)
+                    await self._edus.on_edu(origin, edu)
                 except Exception:
                     log.exception("bad EDU from %s", origin)
         response = {"pdus": results}
@@ -140,7 +146,7 @@ class FederationEventHandler:
             if known.event.rejected:
                 raise PduRejected("this event was rejected before")
             return
-        async with self._events.lock(event.room_id):
+        async with self._writer.lock(event.room_id):
             await self._process_locked(origin, room_version, event, fetch_missing=True)
 
     async def _process_locked(
@@ -177,7 +183,7 @@ class FederationEventHandler:
             state_before = await self._events.state_at_group(before_group)
         else:
             states = [await self._events.state_at_group(have[p].state_after) for p in prevs]
-            state_before = await self._remote.resolve_states(rv, states)
+            state_before = await self._events.resolve_states(rv, states)
         keys = auth_rules.auth_types_for_event(rv, event.type, event.sender, event.state_key, event.content)
         try:
             auth_rules.check_auth_rules(rv, event, await self._state_subset(state_before, keys))
@@ -196,7 +202,7 @@ class FederationEventHandler:
         apply_redaction = True
         if event.type == "m.room.redaction":
             apply_redaction = await self._redaction_allowed(event, state_before)
-        await self._remote.persist_received(
+        await self._writer.append_received(
             event.room_id, event, state_before, before_group=before_group,
             soft_failed=soft_failed, apply_redaction=apply_redaction,
         )
@@ -204,7 +210,7 @@ class FederationEventHandler:
     async def _keep_rejected(self, event: Event) -> None:
         """Remember a rejected event (spec: it stays in the graph, flagged), so it is not
         fetched again and nothing that cites it as an auth event can pass."""
-        await self._remote.persist_outliers([attrs.evolve(event, rejected=True)])
+        await self._writer.append_outliers([attrs.evolve(event, rejected=True)])
 
     async def _state_subset(self, state: StateMap, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Event]:
         return await self._events.state_events({k: state[k] for k in keys if k in state})
@@ -296,7 +302,7 @@ class FederationEventHandler:
         verdicts: dict[str, Event] = {}
         for event in sorted(checked.values(), key=lambda e: (e.depth, e.event_id)):
             verdicts[event.event_id] = await self._auth_checked(rv, event, verdicts)
-        await self._remote.persist_outliers(list(verdicts.values()))
+        await self._writer.append_outliers(list(verdicts.values()))
         return [e for e in verdicts.values() if not e.rejected]
 
     async def _auth_checked(self, rv: str, event: Event, batch: dict[str, Event]) -> Event:

@@ -1,15 +1,21 @@
 """Wakes long-polling /sync (and WebSocket) waiters.
 
-Each idle waiter costs one future in a per-user set; a change wakes only
-the users it concerns. Nothing polls.
+NotifierPort is what the services use; Notifier is the in-process
+implementation (a Redis-backed one can replace it to wake waiters on other
+workers). Each idle waiter costs one future in a per-user set; a change wakes
+only the users it concerns. Nothing polls.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from homeserver.services.fanout import Committed
 
 STREAMS = ("events", "account_data", "typing", "receipts", "presence")
 
@@ -39,6 +45,33 @@ class SyncToken:
 
     def is_after(self, other: SyncToken) -> bool:
         return any(getattr(self, s) > getattr(other, s) for s in STREAMS)
+
+
+class NotifierPort(Protocol):
+    """Stream positions and per-user wake-ups for long-polling clients."""
+
+    @property
+    def events_position(self) -> int: ...
+
+    def current_token(self) -> SyncToken: ...
+
+    def seed(self, stream: str, position: int) -> None:
+        """The stream's position at start-up (nothing older is known to have changed)."""
+
+    def maybe_changed(self, stream: str, user_id: str, since: int) -> bool:
+        """False only when certainly nothing on `stream` concerned the user after `since`."""
+
+    def register(self, user_id: str) -> asyncio.Future[None]:
+        """A future resolved the next time something concerns the user."""
+
+    def unregister(self, user_id: str, fut: asyncio.Future[None]) -> None: ...
+
+    def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
+        """A stream moved to `position`; wake the users it concerns."""
+
+    def on_events(self, position: int, user_ids: Iterable[str]) -> None: ...
+
+    def on_account_data(self, position: int, user_id: str) -> None: ...
 
 
 class Notifier:
@@ -113,3 +146,20 @@ class Notifier:
     def on_account_data(self, position: int, user_id: str) -> None:
         self._user_last[("account_data", user_id)] = position
         self.advance("account_data", position, (user_id,))
+
+
+class WakeOnCommit:
+    """A subscriber of the room writer: a commit that moved a room wakes its joined
+    local users and anyone whose membership changed (an invite, a kick)."""
+
+    def __init__(self, notifier: NotifierPort, server_name: str) -> None:
+        self._notifier = notifier
+        self._server_name = server_name
+
+    def on_committed(self, commit: Committed) -> None:
+        if commit.head is None and not commit.membership_changes:
+            return
+        wake = {user for user, _ in commit.membership_changes}
+        if commit.head is not None:
+            wake.update(commit.head.joined_local(self._server_name))
+        self._notifier.on_events(commit.position, wake)

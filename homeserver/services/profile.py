@@ -8,9 +8,12 @@ from typing import Any
 
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.ids import normalize_user_id, server_of
-from homeserver.services.events import EventService, EventSpec
-from homeserver.services.notifier import Notifier
+from homeserver.services.local_events import EventSpec
+from homeserver.services.notifier import NotifierPort
 from homeserver.services.persister import IdGenerator
+from homeserver.services.reader import EventReader
+from homeserver.services.remote_rooms import RemoteRoomsPort
+from homeserver.services.writer import RoomWriterPort
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
@@ -21,19 +24,21 @@ FIELDS = ("displayname", "avatar_url")
 
 class ProfileService:
     def __init__(
-        self, *, users: UserStore, rooms: RoomStore, events: EventService, server_name: str,
+        self, *, users: UserStore, rooms: RoomStore, events: EventReader, writer: RoomWriterPort,
+        remote: RemoteRoomsPort, server_name: str,
     ) -> None:
         self._users = users
         self._rooms = rooms
         self._events = events
+        self._writer = writer
+        self._remote = remote
         self.server_name = server_name
-        self.remote: Any = None  # FederationRooms, when federation is on
 
     async def get_profile(self, user_id: str, allow_remote: bool = False) -> dict[str, Any]:
         """A user's profile; a remote user's is asked of their server when allowed."""
         if server_of(user_id) != self.server_name:
-            if allow_remote and self.remote is not None:
-                return await self.remote.query_profile(user_id)
+            if allow_remote and self._remote.enabled:
+                return await self._remote.query_profile(user_id)
             raise not_found("Profile not found")
         user = await self._users.get_user(user_id)
         if user is None:
@@ -99,13 +104,13 @@ class ProfileService:
             else:
                 content[field] = value
             try:
-                await self._events.send_event(row.room_id, EventSpec("m.room.member", user_id, content, user_id))
+                await self._writer.send_event(row.room_id, EventSpec("m.room.member", user_id, content, user_id))
             except MatrixError:
                 log.warning("could not update member event in %s", row.room_id)
 
 
 class AccountDataService:
-    def __init__(self, store: AccountDataStore, notifier: Notifier, ids: IdGenerator) -> None:
+    def __init__(self, store: AccountDataStore, notifier: NotifierPort, ids: IdGenerator) -> None:
         self._store = store
         self._notifier = notifier
         self._ids = ids

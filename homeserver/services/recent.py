@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from storage.stores.events import StoredEvent
+
+if TYPE_CHECKING:
+    from homeserver.services.fanout import Committed
 
 
 class RecentEvents:
@@ -24,6 +28,14 @@ class RecentEvents:
         self._capacity = capacity
         self._member_changes: dict[str, int] = {}
         self._redacted_by: dict[str, str] = {}
+
+    def on_committed(self, commit: Committed) -> None:
+        """A subscriber of the room writer: keep what it commits, in stream order."""
+        self.redactions_applied(commit.redactions)
+        for user_id, stream in commit.membership_changes:
+            self.membership_changed(user_id, stream)
+        if commit.head is not None:  # the room's timeline moved
+            self.add(commit.events)
 
     def add(self, stored: Iterable[StoredEvent]) -> None:
         for se in stored:

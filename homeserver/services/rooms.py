@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -12,13 +12,15 @@ from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.events import Event
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.auth import Requester
-from homeserver.services.events import EventService, EventSpec, RoomHead
+from homeserver.services.local_events import EventSpec
+from homeserver.services.reader import EventReader
+from homeserver.services.remote_rooms import RemoteRoomsPort
+from homeserver.services.room_heads import RoomHead
+from homeserver.services.writer import RoomWriterPort
 from storage.stores.events import StoredEvent
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
 
-if TYPE_CHECKING:
-    from homeserver.services.federation_rooms import FederationRooms
 
 @attrs.frozen
 class Visibility:
@@ -56,15 +58,16 @@ def default_power_levels(creator: str, preset: str, invitees: list[str]) -> dict
 
 class RoomService:
     def __init__(
-        self, *, events: EventService, rooms: RoomStore, users: UserStore, server_name: str,
-        default_room_version: str,
+        self, *, events: EventReader, writer: RoomWriterPort, remote: RemoteRoomsPort,
+        rooms: RoomStore, users: UserStore, server_name: str, default_room_version: str,
     ) -> None:
         self._events = events
+        self._writer = writer
+        self._remote = remote
         self._rooms = rooms
         self._users = users
         self.server_name = server_name
         self.default_room_version = default_room_version
-        self.remote: FederationRooms | None = None  # set when federation is on
 
     # -- helpers ------------------------------------------------------------
 
@@ -165,7 +168,7 @@ class RoomService:
         remote = [u for u in invitees if ids.server_of(u) != self.server_name]
         for invitee in local:
             specs.append(EventSpec("m.room.member", creator, {"membership": "invite", **extra}, invitee))
-        await self._events.create_room(room_id, version, creator, specs)
+        await self._writer.create_room(room_id, version, creator, specs)
         # Remote invitees' servers must countersign their invites (one request each).
         for invitee in remote:
             await self._invite_remote(creator, room_id, invitee, extra)
@@ -183,8 +186,8 @@ class RoomService:
             found = await self._rooms.get_alias(room_id_or_alias)
             if found is not None:
                 return found[0], [self.server_name]
-            if self.remote is not None and ids.server_of(room_id_or_alias) != self.server_name:
-                resolved = await self.remote.query_alias(room_id_or_alias)
+            if self._remote.enabled and ids.server_of(room_id_or_alias) != self.server_name:
+                resolved = await self._remote.query_alias(room_id_or_alias)
                 return resolved["room_id"], resolved["servers"]
             raise not_found("Room alias not found")
         if not room_id_or_alias.startswith("!") or ":" not in room_id_or_alias:
@@ -194,7 +197,7 @@ class RoomService:
     async def _is_resident(self, room_id: str) -> RoomHead | None:
         """The room head when this server takes part in the room (a local member is joined)."""
         head = await self._events.room_head(room_id)
-        if head is not None and (head.joined_local(self.server_name) or self.remote is None):
+        if head is not None and (head.joined_local(self.server_name) or not self._remote.enabled):
             return head
         return None
 
@@ -209,23 +212,23 @@ class RoomService:
                 return room_id  # joining twice is idempotent
             await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
             return room_id
-        if self.remote is None or (ids.server_of(room_id) == self.server_name and not via):
+        if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
             raise not_found("Unknown room")
         invite = await self._rooms.get_membership(room_id, requester.user_id)
         candidates = [*(via or []), *servers, ids.server_of(room_id)]
         if invite is not None and invite.membership == "invite":
             candidates.insert(0, ids.server_of(invite.sender))
         content = await self._member_content(requester.user_id, "join", {"reason": reason} if reason else {})
-        await self.remote.join_remote(requester.user_id, room_id, candidates, content)
+        await self._remote.join_remote(requester.user_id, room_id, candidates, content)
         return room_id
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
         head = await self._is_resident(room_id)
         if head is None:
             row = await self._rooms.get_membership(room_id, requester.user_id)
-            if row is None or row.membership != "invite" or self.remote is None:
+            if row is None or row.membership != "invite" or not self._remote.enabled:
                 raise forbidden("You are not in this room")
-            await self.remote.leave_remote(
+            await self._remote.leave_remote(
                 requester.user_id, room_id, [ids.server_of(row.sender), ids.server_of(room_id)],
             )
             return
@@ -251,15 +254,15 @@ class RoomService:
 
     async def _invite_remote(self, sender: str, room_id: str, target: str, extra: dict[str, Any]) -> None:
         """Invite a user of another server: their server countersigns before we store it."""
-        if self.remote is None:
+        if not self._remote.enabled:
             raise forbidden("Federation is disabled on this server")
         head = await self.head_or_404(room_id)
-        remote, version = self.remote, head.room_version
+        remote, version = self._remote, head.room_version
 
         async def countersign(event: Event) -> dict[str, Any]:
             return await remote.invite_countersign(event, version)
 
-        await self._events.send_event(
+        await self._writer.send_event(
             room_id, EventSpec("m.room.member", sender, {"membership": "invite", **extra}, target), countersign,
         )
 
@@ -268,7 +271,7 @@ class RoomService:
     ) -> StoredEvent:
         extra = {"reason": reason} if isinstance(reason, str) else {}
         content = await self._member_content(target, membership, extra)
-        return await self._events.send_event(room_id, EventSpec("m.room.member", sender, content, target))
+        return await self._writer.send_event(room_id, EventSpec("m.room.member", sender, content, target))
 
     async def forget(self, requester: Requester, room_id: str) -> None:
         row = await self._rooms.get_membership(room_id, requester.user_id)
@@ -294,7 +297,7 @@ class RoomService:
             membership = content.get("membership")
             if not isinstance(membership, str):
                 raise MatrixError(400, "M_BAD_JSON", "membership is required")
-        se = await self._events.send_event(room_id, EventSpec(
+        se = await self._writer.send_event(room_id, EventSpec(
             event_type, requester.user_id, content, state_key, redacts, txn,
         ))
         return se.event.event_id

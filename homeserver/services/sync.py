@@ -11,19 +11,20 @@ from typing import Any
 
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event
+from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.events import EventService, RoomHead
 from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
 from homeserver.services.lru import LruCache
-from homeserver.services.notifier import Notifier, SyncToken
+from homeserver.services.notifier import NotifierPort, SyncToken
+from homeserver.services.reader import EventReader
+from homeserver.services.room_heads import RoomHead
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.events import StoredEvent
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import Membership, RoomStore
-from storage.stores.state import StateMap
 
 DEFAULT_TIMELINE_LIMIT = 10
 _INVITE_STATE_TYPES = (
@@ -55,7 +56,7 @@ def _has_data(resp: dict[str, Any]) -> bool:
 
 class SyncService:
     def __init__(
-        self, *, events: EventService, rooms: RoomStore, timeline: Timeline, notifier: Notifier,
+        self, *, events: EventReader, rooms: RoomStore, timeline: Timeline, notifier: NotifierPort,
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
     ) -> None:
@@ -207,7 +208,7 @@ class SyncService:
             head = await self._events.room_head(room_id)
             if head is None:
                 return None
-            topo = await self._events.store.topo_at_stream(room_id, now.events)
+            topo = await self._events.topo_at_stream(room_id, now.events)
             section = out[room_id] = await self._section(
                 requester, head, [], False, encode_topo(topo or (0, 0)), {}, SyncFilter(),
             )
@@ -224,7 +225,7 @@ class SyncService:
         cursor = upto
         page_size = max(limit + 1, 10)
         while len(picked) <= limit:
-            page = await self._events.store.room_events_after([room_id], after, cursor, page_size)
+            page = await self._events.room_events_after([room_id], after, cursor, page_size)
             picked += [se for se in page if flt.matches(se.event)]
             if len(page) < page_size:
                 break
@@ -250,13 +251,13 @@ class SyncService:
         if window and not limited and window[0].event.prev_event_ids:
             # History we do not hold (a room joined over federation): let clients paginate.
             prevs = window[0].event.prev_event_ids
-            limited = len(await self._events.store.known_event_ids(prevs, include_outliers=False)) < len(set(prevs))
+            limited = len(await self._events.known_event_ids(prevs, include_outliers=False)) < len(set(prevs))
         if window:
             state = await self._events.state_at_group(window[0].state_before)
             prev_batch = encode_topo(before_event(window[0]))
         else:
             state = await self._events.state_at_stream(room_id, upto)
-            topo = await self._events.store.topo_at_stream(room_id, upto)
+            topo = await self._events.topo_at_stream(room_id, upto)
             prev_batch = encode_topo(topo or (0, 0))
         return await self._section(requester, head, window, limited, prev_batch, state, f)
 
@@ -271,7 +272,7 @@ class SyncService:
         if self._events.recent.covers(since.events):
             recent = self._events.recent.room_events_after(room_ids, since.events, now.events, 2000)
         else:
-            recent = await self._events.store.room_events_after(room_ids, since.events, now.events, 2000)
+            recent = await self._events.room_events_after(room_ids, since.events, now.events, 2000)
         by_room: dict[str, list[StoredEvent]] = {}
         for se in recent:
             by_room.setdefault(se.event.room_id, []).append(se)

@@ -8,10 +8,11 @@ from typing import Any
 from homeserver.core.errors import MatrixError, not_found
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
-from homeserver.services.events import EventService
 from homeserver.services.filtering import EventFilter
 from homeserver.services.formatting import client_event
-from homeserver.services.notifier import Notifier, SyncToken
+from homeserver.services.notifier import NotifierPort, SyncToken
+from homeserver.services.reader import EventReader
+from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.rooms import RoomService
 from storage.stores.events import StoredEvent
 
@@ -28,11 +29,14 @@ def before_event(se: StoredEvent) -> Topo:
 
 
 class Timeline:
-    def __init__(self, *, events: EventService, rooms: RoomService, notifier: Notifier) -> None:
+    def __init__(
+        self, *, events: EventReader, rooms: RoomService, notifier: NotifierPort,
+        remote: RemoteRoomsPort,
+    ) -> None:
         self._events = events
         self._rooms = rooms
         self._notifier = notifier
-        self.remote: Any = None  # FederationRooms, when federation is on: backfills history
+        self._remote = remote  # backfills history from the room's other servers
 
     async def format(
         self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
@@ -42,7 +46,7 @@ class Timeline:
         recent = self._events.recent
         redacted_by_id = (
             recent.redacted_by(ids) if recent.redactions_known(stored)
-            else await self._events.store.get_redactions_of(ids)
+            else await self._events.get_redactions_of(ids)
         )
         extra_ids = list(redacted_by_id.values()) + [se.replaces_state for se in stored if se.replaces_state]
         extra = await self._events.get_events(extra_ids) if extra_ids else {}
@@ -71,7 +75,7 @@ class Timeline:
             sync = SyncToken.parse(token)
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token") from None
-        topo = await self._events.store.topo_at_stream(room_id, sync.events)
+        topo = await self._events.topo_at_stream(room_id, sync.events)
         return topo or (0, 0)
 
     async def messages(
@@ -87,13 +91,13 @@ class Timeline:
         if from_token is None:
             if backwards:
                 head_stream = upto if upto is not None else self._notifier.events_position
-                start = await self._events.store.topo_at_stream(room_id, head_stream) or (0, 0)
+                start = await self._events.topo_at_stream(room_id, head_stream) or (0, 0)
             else:
                 start = (0, 0)
         else:
             start = await self.parse_token(room_id, from_token)
         if upto is not None:
-            cap = await self._events.store.topo_at_stream(room_id, upto) or (0, 0)
+            cap = await self._events.topo_at_stream(room_id, upto) or (0, 0)
             if backwards:
                 start = min(start, cap)
         to = await self.parse_token(room_id, to_token) if to_token else None
@@ -103,7 +107,7 @@ class Timeline:
         # Filtered-out events still advance the cursor; read pages until full.
         while len(chunk) < limit and not exhausted:
             want = max(limit * 2, 10)
-            page = await self._events.store.paginate(room_id, cursor, backwards, want, to)
+            page = await self._events.paginate(room_id, cursor, backwards, want, to)
             exhausted = len(page) < want
             if not backwards and upto is not None:
                 page = [se for se in page if se.stream_ordering <= upto]
@@ -117,16 +121,16 @@ class Timeline:
                     if len(chunk) >= limit:
                         exhausted = exhausted and n == len(page) - 1
                         break
-        if (exhausted and backwards and len(chunk) < limit and self.remote is not None and to is None
+        if (exhausted and backwards and len(chunk) < limit and self._remote.enabled and to is None
                 and window.since is None):
             # We reached the start of what we hold; ask the room's other servers for more.
-            oldest = chunk[-1] if chunk else await self._events.store.oldest_event(room_id)
+            oldest = chunk[-1] if chunk else await self._events.oldest_event(room_id)
             if oldest is not None and oldest.event.prev_event_ids and not oldest.outlier:
-                known = await self._events.store.known_event_ids(oldest.event.prev_event_ids, include_outliers=False)
+                known = await self._events.known_event_ids(oldest.event.prev_event_ids, include_outliers=False)
                 if len(known) < len(set(oldest.event.prev_event_ids)):
-                    got = await self.remote.backfill_from_peers(room_id, [oldest.event.event_id], limit)
+                    got = await self._remote.backfill_from_peers(room_id, [oldest.event.event_id], limit)
                     if got:
-                        more = await self._events.store.paginate(
+                        more = await self._events.paginate(
                             room_id, cursor, True, limit - len(chunk), to,
                         )
                         chunk += [se for se in more if event_filter.matches(se.event)]

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event
+from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
     current_state,
     event_edges,
@@ -29,7 +30,6 @@ from storage.schema import (
     state_group_entries,
     state_groups,
 )
-from storage.stores.state import NewStateGroup, StateKey
 
 
 class StoreConflict(Exception):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import random
 
+from homeserver.core.state_groups import MAX_CHAIN, plan_state_group
 from storage.engine import create_engine
 from storage.migrate import migrate
 from storage.stores.events import EventStore, PersistBatch
-from storage.stores.state import MAX_CHAIN, StateStore, plan_state_group
+from storage.stores.state import StateStore
 
 
 async def test_every_group_reads_back_exactly_from_a_cold_cache(db_url: str) -> None:

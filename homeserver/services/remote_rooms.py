@@ -1,0 +1,259 @@
+"""Rooms across servers, the part that acts for our users: joining and leaving rooms
+held by other servers, countersigned invites, backfill, profile and alias queries
+(spec: Server-Server API, "Joining Rooms", "Inviting to a room", "Querying for
+information"). The room, profile and timeline services receive it as RemoteRoomsPort;
+with federation off they get NullRemoteRooms, which refuses as Matrix errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from homeserver.core import auth_rules
+from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
+from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu
+from homeserver.core.ids import server_of
+from homeserver.core.redaction import redact_pdu
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.core.signing import SigningKey
+from homeserver.services.clock import now_ms
+from homeserver.services.federation_events import FederationEventHandler, PduRejected
+from homeserver.services.formatting import stripped_state
+from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
+from homeserver.services.reader import EventReader
+from homeserver.services.writer import RoomWriterPort
+from storage.stores.events import NewRoom
+
+log = logging.getLogger(__name__)
+
+INVITE_STATE_TYPES = (
+    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.topic",
+    "m.room.canonical_alias", "m.room.encryption",
+)
+
+
+class RemoteRoomsPort(Protocol):
+    @property
+    def enabled(self) -> bool:
+        """Federation is on: rooms may live on other servers."""
+
+    async def join_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
+    ) -> None: ...
+
+    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None: ...
+
+    async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
+        """The invite PDU with the invitee's server's signature added."""
+
+    async def backfill_from_peers(self, room_id: str, earliest: Sequence[str], limit: int) -> int:
+        """How many older events the room's other servers gave us."""
+
+    async def query_profile(self, user_id: str) -> dict[str, Any]: ...
+
+    async def query_alias(self, alias: str) -> dict[str, Any]: ...
+
+
+class NullRemoteRooms:
+    """Federation is off: every room and user is local; asking for others is refused."""
+
+    enabled = False
+
+    async def join_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
+    ) -> None:
+        raise not_found("Unknown room")
+
+    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None:
+        raise forbidden("You are not in this room")
+
+    async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
+        raise forbidden("Federation is disabled on this server")
+
+    async def backfill_from_peers(self, room_id: str, earliest: Sequence[str], limit: int) -> int:
+        return 0
+
+    async def query_profile(self, user_id: str) -> dict[str, Any]:
+        raise not_found("Profile not found")
+
+    async def query_alias(self, alias: str) -> dict[str, Any]:
+        raise not_found("Room alias not found")
+
+
+class RemoteRooms:
+    enabled = True
+
+    def __init__(
+        self, *, server_name: str, signing_key: SigningKey, events: EventReader,
+        writer: RoomWriterPort, handler: FederationEventHandler, client: FederationClientPort,
+        keyring: KeyringPort,
+    ) -> None:
+        self.server_name = server_name
+        self._key = signing_key
+        self._events = events
+        self._writer = writer
+        self._handler = handler
+        self._client = client
+        self._keyring = keyring
+
+    async def join_remote(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> None:
+        errors: list[str] = []
+        for server in dict.fromkeys(s for s in servers if s != self.server_name):
+            try:
+                await self._join_via(server, user_id, room_id, content)
+                return
+            except FederationRequestError as e:
+                if e.status in (400, 403, 404) and e.errcode != "M_UNRECOGNIZED":
+                    raise MatrixError(e.status, e.errcode, e.message) from None
+                errors.append(f"{server}: {e}")
+            except PduRejected as e:
+                errors.append(f"{server}: {e}")
+        raise MatrixError(404, "M_NOT_FOUND", "No server could join us to the room: " + "; ".join(errors) if errors else "No server to join the room through")
+
+    async def _join_via(self, server: str, user_id: str, room_id: str, content: dict[str, Any]) -> None:
+        made = await self._client.request(
+            "GET", server, f"/_matrix/federation/v1/make_join/{room_id}/{user_id}",
+            query={"ver": list(KNOWN_ROOM_VERSIONS)},
+        )
+        version = made.get("room_version", "1") if isinstance(made, dict) else "1"
+        if version not in KNOWN_ROOM_VERSIONS or not isinstance(made.get("event"), dict):
+            raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", f"Unsupported room version {version}")
+        template = dict(made["event"])
+        template.update({
+            "origin_server_ts": now_ms(), "sender": user_id, "state_key": user_id,
+            "type": "m.room.member", "room_id": room_id,
+            "content": {**template.get("content", {}), **content, "membership": "join"},
+        })
+        for key in ("hashes", "signatures", "unsigned", "event_id"):
+            template.pop(key, None)
+        signed = hash_and_sign_pdu(version, template, self.server_name, self._key)
+        join = event_from_pdu(version, signed)
+        resp = await self._client.request(
+            "PUT", server, f"/_matrix/federation/v2/send_join/{room_id}/{join.event_id}", body=signed,
+        )
+        if not isinstance(resp, dict):
+            raise PduRejected("bad send_join response")
+        await self._handler.store_outliers(version, resp.get("auth_chain", []))
+        state_events = await self._handler.store_outliers(version, resp.get("state", []))
+        state = {e.state_tuple: e.event_id for e in state_events if e.is_state}
+        keys = auth_rules.auth_types_for_event(version, join.type, join.sender, join.state_key, join.content)
+        auth_state = await self._events.state_events({k: state[k] for k in keys if k in state})
+        try:
+            auth_rules.check_auth_rules(version, join, auth_state)
+        except AuthError as e:
+            raise PduRejected(f"our join does not pass auth against the room state: {e.error}") from None
+        async with self._writer.lock(room_id):
+            if await self._events.get_event(join.event_id) is None:
+                creator = ""
+                create = state.get(("m.room.create", ""))
+                if create:
+                    ce = await self._events.get_event(create)
+                    creator = ce.event.sender if ce else ""
+                await self._writer.append_received(
+                    room_id, join, state, before_group=None,
+                    new_room=NewRoom(room_id, version, creator, now_ms()),
+                )
+
+    async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
+        """Ask the invitee's server to sign our invite (PUT /v2/invite)."""
+        head = await self._events.room_head(event.room_id)
+        stripped: list[dict[str, Any]] = []
+        if head is not None:
+            wanted = {k: v for k, v in head.state.items() if k[0] in INVITE_STATE_TYPES and k[1] == ""}
+            stripped = stripped_state(list((await self._events.state_events(wanted)).values()))
+        target = event.state_key or ""
+        try:
+            resp = await self._client.request(
+                "PUT", server_of(target), f"/_matrix/federation/v2/invite/{event.room_id}/{event.event_id}",
+                body={"event": event.pdu, "room_version": room_version, "invite_room_state": stripped},
+            )
+        except FederationRequestError as e:
+            raise MatrixError(e.status if e.status >= 400 else 502, e.errcode or "M_UNKNOWN", f"Invite refused: {e.message}") from None
+        signed = resp.get("event") if isinstance(resp, dict) else None
+        if not isinstance(signed, dict):
+            raise MatrixError(502, "M_UNKNOWN", "Bad invite response")
+        # Keep our event exactly, adding only the invitee server's signature.
+        theirs = signed.get("signatures", {}).get(server_of(target))
+        if not theirs:
+            raise MatrixError(502, "M_UNKNOWN", "The invitee's server did not sign the invite")
+        merged = dict(event.pdu)
+        merged["signatures"] = {**event.pdu.get("signatures", {}), server_of(target): theirs}
+        await self._keyring.verify_json(redact_pdu(room_version, merged), server_of(target), event.origin_server_ts)
+        return merged
+
+    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None:
+        """Reject an invite (or leave a room we hold no state for) through a resident server."""
+        last: Exception | None = None
+        for server in dict.fromkeys(s for s in servers if s != self.server_name):
+            try:
+                made = await self._client.request(
+                    "GET", server, f"/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
+                )
+                version = made.get("room_version", "10")
+                template = dict(made["event"])
+                template.update({"origin_server_ts": now_ms(), "sender": user_id, "state_key": user_id})
+                for key in ("hashes", "signatures", "unsigned", "event_id"):
+                    template.pop(key, None)
+                signed = hash_and_sign_pdu(version, template, self.server_name, self._key)
+                leave = event_from_pdu(version, signed)
+                await self._client.request(
+                    "PUT", server, f"/_matrix/federation/v2/send_leave/{room_id}/{leave.event_id}", body=signed,
+                )
+                await self._writer.append_outliers([leave], NewRoom(room_id, version, "", now_ms()), invite_for=user_id)
+                return
+            except (FederationRequestError, KeyError, TypeError) as e:
+                last = e
+        raise MatrixError(502, "M_UNKNOWN", f"Could not leave the room: {last}")
+
+    async def backfill_from_peers(self, room_id: str, earliest: Sequence[str], limit: int) -> int:
+        head = await self._events.room_head(room_id)
+        if head is None:
+            return 0
+        servers = sorted({server_of(u) for u, m in head.members.items() if m == "join"} - {self.server_name})
+        for server in servers:
+            try:
+                resp = await self._client.request(
+                    "GET", server, f"/_matrix/federation/v1/backfill/{room_id}",
+                    query={"v": list(earliest), "limit": str(limit)},
+                )
+            except FederationRequestError as e:
+                log.info("backfill from %s failed: %s", server, e)
+                continue
+            good = []
+            for pdu in resp.get("pdus", []) if isinstance(resp, dict) else []:
+                if isinstance(pdu, dict) and pdu.get("room_id") == room_id:
+                    try:
+                        good.append(await self._handler.check_pdu(head.room_version, pdu))
+                    except PduRejected:
+                        continue
+            stored = await self._writer.append_backfill(good)
+            if stored:
+                return len(stored)
+        return 0
+
+    async def _query(self, kind: str, subject: str, param: str, missing: str) -> dict[str, Any]:
+        """GET /query/{kind} on the subject's own server; 404 there is 404 here."""
+        server = server_of(subject)
+        try:
+            resp = await self._client.request(
+                "GET", server, f"/_matrix/federation/v1/query/{kind}", query={param: subject},
+            )
+        except FederationRequestError as e:
+            if e.status == 404:
+                raise not_found(missing) from None
+            raise MatrixError(502, "M_UNKNOWN", f"Could not reach {server}") from None
+        if not isinstance(resp, dict):
+            raise not_found(missing)
+        return resp
+
+    async def query_profile(self, user_id: str) -> dict[str, Any]:
+        resp = await self._query("profile", user_id, "user_id", "Profile not found")
+        return {k: resp[k] for k in ("displayname", "avatar_url") if isinstance(resp.get(k), str)}
+
+    async def query_alias(self, alias: str) -> dict[str, Any]:
+        resp = await self._query("directory", alias, "room_alias", "Room alias not found")
+        if not isinstance(resp.get("room_id"), str):
+            raise not_found("Room alias not found")
+        return {"room_id": resp["room_id"], "servers": list(resp.get("servers") or [server_of(alias)])}
+
