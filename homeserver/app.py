@@ -196,7 +196,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
     )
-    directory = DirectoryService(rooms=rooms, store=rooms_store, events=reader, server_name=name)
+    directory = DirectoryService(
+        rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
+    )
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds),

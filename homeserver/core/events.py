@@ -242,3 +242,23 @@ def validate_pdu(
         raise _bad(f"PDU is not valid canonical JSON: {e}") from e
     if size > MAX_PDU_BYTES:
         raise MatrixError(413, "M_TOO_LARGE", f"PDU is {size} bytes; the limit is {MAX_PDU_BYTES}")
+
+
+@attrs.frozen
+class StoredEvent:
+    """An event as this server holds it: its place in the timeline (stream position,
+    topological order), the state groups around it, and how it arrived."""
+
+    event: Event
+    stream_ordering: int
+    state_before: int | None
+    state_after: int | None
+    txn_device: str | None = None
+    txn_id: str | None = None
+    outlier: bool = False
+    soft_failed: bool = False
+    replaces_state: str | None = None
+
+    @property
+    def topo(self) -> tuple[int, int]:
+        return (self.event.depth, self.stream_ordering)

@@ -9,6 +9,7 @@ from homeserver.core.auth_rules import user_power_level
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import Requester
 from homeserver.services.reader import EventReader
+from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.rooms import RoomService
 from storage.stores.rooms import RoomStore
 
@@ -28,10 +29,14 @@ def _check_alias(alias: str) -> None:
 
 
 class DirectoryService:
-    def __init__(self, *, rooms: RoomService, store: RoomStore, events: EventReader, server_name: str) -> None:
+    def __init__(
+        self, *, rooms: RoomService, store: RoomStore, events: EventReader, remote: RemoteRoomsPort,
+        server_name: str,
+    ) -> None:
         self._rooms = rooms
         self._store = store
         self._events = events
+        self._remote = remote
         self.server_name = server_name
 
     async def create_alias(self, requester: Requester, alias: str, room_id: Any) -> None:
@@ -49,8 +54,8 @@ class DirectoryService:
         found = await self._store.get_alias(alias)
         if found is not None:
             return {"room_id": found[0], "servers": [self.server_name]}
-        if self._rooms.remote is not None and ids.server_of(alias) != self.server_name:
-            return await self._rooms.remote.query_alias(alias)
+        if self._remote.enabled and ids.server_of(alias) != self.server_name:
+            return await self._remote.query_alias(alias)
         raise not_found(f"Room alias {alias} not found")
 
     async def local_alias(self, alias: str) -> dict[str, Any]:

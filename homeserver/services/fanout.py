@@ -17,10 +17,10 @@ from typing import Protocol
 
 import attrs
 
+from homeserver.core.events import StoredEvent
 from homeserver.core.state_groups import StateKey
 from homeserver.services.ports import FederationSenderPort
 from homeserver.services.room_heads import RoomHead
-from storage.stores.events import StoredEvent
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.redaction import redact_pdu
 from homeserver.services.clock import now_ms
-from storage.stores.events import StoredEvent
 
 _CLIENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "state_key", "room_id")
 

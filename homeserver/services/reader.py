@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.server_acl import server_allowed
 from homeserver.core.state_groups import StateKey, StateMap
 from homeserver.core.state_res import resolve_state_v2
@@ -14,7 +14,7 @@ from homeserver.services.fanout import Committed
 from homeserver.services.lru import LruCache
 from homeserver.services.recent import RecentEvents
 from homeserver.services.room_heads import RoomHead, RoomHeads
-from storage.stores.events import EventStore, StoredEvent
+from storage.stores.events import EventStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
 

@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from storage.stores.events import StoredEvent
+from homeserver.core.events import StoredEvent
 
 if TYPE_CHECKING:
     from homeserver.services.fanout import Committed

@@ -9,7 +9,7 @@ import attrs
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.auth import Requester
 from homeserver.services.local_events import EventSpec
@@ -17,7 +17,6 @@ from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.writer import RoomWriterPort
-from storage.stores.events import StoredEvent
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
 

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from homeserver.core.errors import MatrixError
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
@@ -22,7 +22,6 @@ from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
-from storage.stores.events import StoredEvent
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import Membership, RoomStore
 

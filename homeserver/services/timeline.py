@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.core.errors import MatrixError, not_found
+from homeserver.core.events import StoredEvent
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.filtering import EventFilter
@@ -14,7 +15,6 @@ from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.rooms import RoomService
-from storage.stores.events import StoredEvent
 
 Topo = tuple[int, int]
 

@@ -21,7 +21,7 @@ import attrs
 
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.ids import server_of
 from homeserver.core.room_versions import get_room_version
 from homeserver.core.state_groups import NewStateGroup, StateKey, StateMap, plan_state_group
@@ -39,7 +39,6 @@ from storage.stores.events import (
     PersistBatch,
     RoomUpdate,
     StoreConflict,
-    StoredEvent,
 )
 from storage.stores.state import StateStore
 

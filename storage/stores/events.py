@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from homeserver.core.events import Event
+from homeserver.core.events import Event, StoredEvent
 from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
     current_state,
@@ -34,23 +34,6 @@ from storage.schema import (
 
 class StoreConflict(Exception):
     """A write broke a uniqueness rule (an event or a client txn id stored twice)."""
-
-
-@attrs.frozen
-class StoredEvent:
-    event: Event
-    stream_ordering: int
-    state_before: int | None
-    state_after: int | None
-    txn_device: str | None = None
-    txn_id: str | None = None
-    outlier: bool = False
-    soft_failed: bool = False
-    replaces_state: str | None = None
-
-    @property
-    def topo(self) -> tuple[int, int]:
-        return (self.event.depth, self.stream_ordering)
 
 
 @attrs.frozen

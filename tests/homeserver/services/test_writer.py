@@ -8,9 +8,10 @@ import asyncio
 import pytest
 
 from homeserver.core.errors import MatrixError
+from homeserver.core.events import StoredEvent
 from homeserver.services.fanout import Committed
 from storage.engine import create_engine
-from storage.stores.events import EventStore, PersistBatch, StoreConflict, StoredEvent
+from storage.stores.events import EventStore, PersistBatch, StoreConflict
 from tests.homeserver.services.writer_setup import (
     ALICE,
     Recorder,
