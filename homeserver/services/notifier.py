@@ -51,6 +51,13 @@ class NotifierPort(Protocol):
     """Stream positions and per-user wake-ups for long-polling clients."""
 
     @property
+    def closed(self) -> bool:
+        """True once the server is shutting down: waits end at once."""
+
+    def close(self) -> int:
+        """Wake every waiter and end later waits at once; how many were woken."""
+
+    @property
     def events_position(self) -> int: ...
 
     def current_token(self) -> SyncToken: ...
