@@ -146,8 +146,18 @@ class FederationEventHandler:
             if known.event.rejected:
                 raise PduRejected("this event was rejected before")
             return
+        await self.accept(origin, room_version, event)
+
+    async def accept(self, origin: str, room_version: str, event: Event) -> StateMap:
+        """Checks 4-6 of "Checks performed on receipt of a PDU" and the write, under the
+        room's lock (https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu).
+        Returns the room's current state just before the event (send_join answers with it);
+        raises PduRejected when the event fails auth."""
         async with self._writer.lock(event.room_id):
+            head = await self._events.room_head(event.room_id)
+            before = dict(head.state) if head is not None else {}
             await self._process_locked(origin, room_version, event, fetch_missing=True)
+            return before
 
     async def _process_locked(
         self, origin: str, rv: str, event: Event, *, fetch_missing: bool,

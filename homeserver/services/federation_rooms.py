@@ -106,12 +106,10 @@ class FederationRooms:
         if (event.type != "m.room.member" or event.membership != membership or event.room_id != room_id
                 or event.state_key != event.sender or server_of(event.sender) != origin):
             raise forbidden(f"Not a {membership} event of a user of {origin}")
-        async with self._writer.lock(room_id):
-            before = (await self._events.room_head(room_id) or head).state
-            try:
-                await self._handler._process_locked(origin, head.room_version, event, fetch_missing=True)
-            except PduRejected as e:
-                raise forbidden(str(e)) from None
+        try:
+            before = await self._handler.accept(origin, head.room_version, event)
+        except PduRejected as e:
+            raise forbidden(str(e)) from None
         stored = await self._events.get_event(event_id)
         if stored is None or stored.soft_failed:
             raise forbidden("The event was not accepted")
