@@ -1,4 +1,5 @@
-"""Server signing keys: ours to publish, theirs to fetch, cache and check (federation.md §2).
+"""Server signing keys: ours to publish, theirs to fetch, cache and check
+(https://spec.matrix.org/v1.19/server-server-api/#retrieving-server-keys).
 
 Implements ports.KeyringPort. Lookups go memory -> database -> the server itself
 (``GET /_matrix/key/v2/server``) -> notaries (``POST /_matrix/key/v2/query``).

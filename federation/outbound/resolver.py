@@ -1,4 +1,5 @@
-"""Server discovery (federation.md §1): server name -> (host, port, Host header, TLS name).
+"""Server discovery
+(https://spec.matrix.org/v1.19/server-server-api/#resolving-server-names): server name -> (host, port, Host header, TLS name).
 
 Order: the static map from config (tests, private networks), then the spec:
 IP literal, explicit port, ``/.well-known/matrix/server``, SRV

@@ -1,4 +1,5 @@
-"""X-Matrix request signing and header parsing (federation.md §3). Pure: no I/O.
+"""X-Matrix request signing and header parsing
+(https://spec.matrix.org/v1.19/server-server-api/#request-authentication). Pure: no I/O.
 
 The signed object is ``{method, uri, origin, destination, content?}``; ``uri``
 is the request target byte-for-byte as sent (path plus raw query), so callers

@@ -255,7 +255,8 @@ async def attack_transaction_auth(w: World) -> None:
         assert r.status == 401, (claimed, r.text)
         assert_error(r.json, "M_UNAUTHORIZED")
 
-    # Correctly signed, but for another destination: 401, as federation.md §3 says.
+    # Correctly signed, but for another destination: 401, as the spec's
+    # request authentication section says.
     r = await w.fed("PUT", path, body, destination="elsewhere.test")
     assert r.status == 401, r.text
     assert_error(r.json, "M_UNAUTHORIZED")
@@ -345,7 +346,8 @@ async def test_forged_sender(world: World) -> None:
 
 
 def malformed_pdus(w: World) -> list[dict[str, Any]]:
-    """Correctly hashed and signed PDUs that break the format rules (events-and-crypto.md §7)."""
+    """Correctly hashed and signed PDUs that break the format rules
+    (https://spec.matrix.org/v1.19/rooms/v10/#event-format)."""
     base = w.message("template")
 
     def variant(**changes: Any) -> dict[str, Any]:
@@ -453,7 +455,7 @@ async def attack_bad_content_hash(w: World) -> None:
     assert w.peer.event_id(pdu) == event_id
     r = await w.send_txn([pdu])
     assert r.status == 200, r.text
-    assert r.json == {"pdus": {event_id: {}}}, r.json  # not a rejection (federation.md §5 step 3)
+    assert r.json == {"pdus": {event_id: {}}}, r.json  # not a rejection (PDU receipt check 3)
     w.evil_room.advance(pdu, event_id)
     seen = [e for e in await w.timeline() if e["event_id"] == event_id]
     assert len(seen) == 1, seen

@@ -1,4 +1,5 @@
-"""X-Matrix signing against the events-and-crypto.md §9 vectors, and header parsing edge cases."""
+"""X-Matrix signing against the spec's signing test vectors
+(https://spec.matrix.org/v1.19/appendices/#signing-details), and header parsing edge cases."""
 
 from __future__ import annotations
 

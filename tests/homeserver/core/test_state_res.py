@@ -1,5 +1,5 @@
 """State resolution v2: the DAG scenarios of Synapse's tests/state/test_v2.py,
-re-expressed with our own harness (auth-and-state-res.md §7)."""
+re-expressed with our own harness."""
 
 from __future__ import annotations
 
@@ -316,7 +316,7 @@ def _ids(*node_ids: str) -> list[str]:
 
 
 async def test_power_order_and_mainline_order_internals():
-    # The intermediate orders quoted in auth-and-state-res.md §7.1 and §7.2.
+    # The intermediate orders those scenarios expect.
     from homeserver.core.room_versions import V10
     from homeserver.core.state_res import _EventCache, _mainline_order, _power_order
 
