@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import attrs
 
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.records import Receipt
 from homeserver.services.clock import now_ms
 from homeserver.services.persister import IdGenerator
-from storage.stores.receipts import Receipt, ReceiptStore
+from storage.stores.receipts import ReceiptStore
 
 MAX_TYPING_TIMEOUT_MS = 120_000
 RECEIPT_TYPES = ("m.read", "m.read.private", "m.fully_read")

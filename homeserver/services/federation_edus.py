@@ -8,10 +8,10 @@ import logging
 from typing import Any
 
 from homeserver.core.ids import server_of
+from homeserver.core.records import Receipt
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.ports import FederationSenderPort
 from homeserver.services.reader import EventReader
-from storage.stores.receipts import Receipt
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
 from homeserver.core.events import Event, compute_event_id, event_from_pdu
 from homeserver.core.ids import server_of
+from homeserver.core.records import NewRoom
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.core.signing import SigningKey, sign_json
 from homeserver.services.clock import now_ms
@@ -20,7 +21,6 @@ from homeserver.services.federation_events import FederationEventHandler, PduRej
 from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.writer import RoomWriterPort
-from storage.stores.events import NewRoom
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)

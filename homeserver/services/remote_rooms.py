@@ -14,6 +14,7 @@ from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
 from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu
 from homeserver.core.ids import server_of
+from homeserver.core.records import NewRoom
 from homeserver.core.redaction import redact_pdu
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.core.signing import SigningKey
@@ -23,7 +24,6 @@ from homeserver.services.formatting import stripped_state
 from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
 from homeserver.services.reader import EventReader
 from homeserver.services.writer import RoomWriterPort
-from storage.stores.events import NewRoom
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event, StoredEvent
+from homeserver.core.records import Membership
 from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
@@ -23,7 +24,7 @@ from homeserver.services.room_heads import RoomHead
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.filters import AccountDataStore
-from storage.stores.rooms import Membership, RoomStore
+from storage.stores.rooms import RoomStore
 
 DEFAULT_TIMELINE_LIMIT = 10
 _INVITE_STATE_TYPES = (

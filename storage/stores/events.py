@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event, StoredEvent
+from homeserver.core.records import Membership, NewRoom
 from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
     current_state,
@@ -34,27 +35,6 @@ from storage.schema import (
 
 class StoreConflict(Exception):
     """A write broke a uniqueness rule (an event or a client txn id stored twice)."""
-
-
-@attrs.frozen
-class NewRoom:
-    room_id: str
-    room_version: str
-    creator: str
-    created_ts: int
-
-
-@attrs.frozen
-class Membership:
-    """A user's membership of a room as of one event (written with it, read back
-    from the room_members index)."""
-
-    room_id: str
-    user_id: str
-    membership: str
-    event_id: str
-    sender: str
-    stream_ordering: int
 
 
 @attrs.frozen

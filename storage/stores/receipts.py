@@ -8,18 +8,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import Receipt
 from storage.schema import receipts
-
-
-@attrs.frozen
-class Receipt:
-    room_id: str
-    receipt_type: str
-    user_id: str
-    thread_id: str
-    event_id: str
-    ts: int
-    stream_id: int
 
 
 class ReceiptStore:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import Membership
 from storage.schema import room_aliases, room_members, room_state_meta, rooms
-from storage.stores.events import Membership
 
 
 @attrs.frozen
