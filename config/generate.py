@@ -30,6 +30,7 @@ from config.schema import (
     HomeserverConfig,
     LimitsConfig,
     ListenerConfig,
+    MediaConfig,
 )
 from config.tls import CA_CERT_NAME, create_self_signed, ensure_ca, issue_server_cert, split_host
 
@@ -174,6 +175,7 @@ def _render(
     database = DatabaseConfig()
     limits = LimitsConfig()
     federation = FederationConfig()
+    media = MediaConfig()
     top = {f.name: f.default for f in attrs.fields(HomeserverConfig)}
     return f"""\
 # Tricolor homeserver configuration for {server_name}.
@@ -217,6 +219,7 @@ limits:
   max_request_bytes: {limits.max_request_bytes}
   # 65536 is the Matrix limit for a whole event; peers reject larger ones.
   max_event_bytes: {limits.max_event_bytes}
+  # The largest file a user may upload, and a remote file we will fetch, in bytes.
   max_upload_bytes: {limits.max_upload_bytes}
 
 redis:
@@ -250,7 +253,19 @@ federation:
 signing_key_path: {_q(signing_key_path)}
 # Secret for signing access tokens; created if missing.
 token_secret_path: {_q(token_secret_path)}
+# Uploaded files, thumbnails and the cache of other servers' media.
 media_store_path: {_q(media_store_path)}
+
+media:
+  # Images with more pixels are not thumbnailed (protects against decompression bombs).
+  max_image_pixels: {media.max_image_pixels}
+  # Made for every uploaded image; other sizes are made on request. method: crop or scale.
+  thumbnail_sizes:
+{_render_thumbnail_sizes(media)}
+  # Media ids from POST /_matrix/media/v1/create a user may hold before uploading to them.
+  max_pending_uploads: {media.max_pending_uploads}
+  # How long such an id waits for its upload, in milliseconds.
+  unused_expiry_ms: {media.unused_expiry_ms}
 
 # Room version for new rooms: "10" or "11".
 default_room_version: {_q(top["default_room_version"])}
@@ -276,6 +291,13 @@ def _render_listener(listener: _Listener) -> str:
         f"    tls: {_yaml_bool(listener.tls is not None)}\n"
         f"    tls_certificate_path: {_q(cert)}\n"
         f"    tls_private_key_path: {_q(key)}\n"
+    )
+
+
+def _render_thumbnail_sizes(media: MediaConfig) -> str:
+    return "\n".join(
+        f"    - {{width: {s.width}, height: {s.height}, method: {s.method}}}"
+        for s in media.thumbnail_sizes
     )
 
 

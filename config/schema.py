@@ -30,6 +30,7 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 # What a listener may serve; extend this when a new sub-app appears.
 KNOWN_RESOURCES = ("client", "federation", "media", "keys", "metrics")
 FEDERATION_TRANSPORTS = ("https", "amqp")
+THUMBNAIL_METHODS = ("crop", "scale")
 
 Check = Callable[[Any], str | None]
 
@@ -222,6 +223,17 @@ def _listeners(value: tuple[ListenerConfig, ...]) -> str | None:
     return None
 
 
+def _thumbnail_method(value: str) -> str | None:
+    if value in THUMBNAIL_METHODS:
+        return None
+    return f"unknown thumbnail method {value!r} (use one of {', '.join(THUMBNAIL_METHODS)})"
+
+
+def _thumbnail_sizes(value: tuple[ThumbnailSize, ...]) -> str | None:
+    seen = {(s.width, s.height, s.method) for s in value}
+    return None if len(seen) == len(value) else "lists a size twice"
+
+
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -309,6 +321,41 @@ class FederationConfig:
 
 
 @attrs.frozen
+class ThumbnailSize:
+    """One thumbnail made for every uploaded image (content repository: Thumbnails)."""
+
+    width: int = setting(check=_positive)
+    height: int = setting(check=_positive)
+    method: str = setting("scale", check=_thumbnail_method)
+
+
+# The sizes the spec says servers SHOULD produce (client-server API, Thumbnails).
+DEFAULT_THUMBNAIL_SIZES = (
+    ThumbnailSize(32, 32, "crop"),
+    ThumbnailSize(96, 96, "crop"),
+    ThumbnailSize(320, 240, "scale"),
+    ThumbnailSize(640, 480, "scale"),
+    ThumbnailSize(800, 600, "scale"),
+)
+
+
+@attrs.frozen
+class MediaConfig:
+    """The content repository; uploads are capped by limits.max_upload_bytes, files live
+    under media_store_path."""
+
+    # Images with more pixels are never decoded (decompression bombs): no thumbnail.
+    max_image_pixels: int = setting(32_000_000, check=_positive)
+    thumbnail_sizes: tuple[ThumbnailSize, ...] = setting(
+        DEFAULT_THUMBNAIL_SIZES, check=_thumbnail_sizes
+    )
+    # POST /media/v1/create ids a user may hold before uploading to them (then 429).
+    max_pending_uploads: int = setting(10, check=_positive)
+    # How long an id from /create waits for its upload (the spec recommends 24 hours).
+    unused_expiry_ms: int = setting(86_400_000, check=_positive)
+
+
+@attrs.frozen
 class HomeserverConfig:
     server_name: str = setting(check=_server_name)
     listeners: tuple[ListenerConfig, ...] = setting(
@@ -320,6 +367,7 @@ class HomeserverConfig:
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
     federation: FederationConfig = attrs.field(factory=FederationConfig)
+    media: MediaConfig = attrs.field(factory=MediaConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -342,6 +390,8 @@ for _cls in (
     RedisConfig,
     RabbitMQConfig,
     FederationConfig,
+    ThumbnailSize,
+    MediaConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)
