@@ -264,3 +264,22 @@ federation_inbound_txns = sa.Table(
     sa.Column("received_ts", Ts, nullable=False),
     **_MYSQL,
 )
+
+# -- media ----------------------------------------------------------------------
+
+# The content repository: our uploads and the cached media of other servers, keyed by
+# their mxc:// URI. The bytes live in the media storage (storage/media_files.py).
+media = sa.Table(
+    "media", metadata,
+    sa.Column("server_name", Id, primary_key=True),
+    sa.Column("media_id", sa.String(255), primary_key=True),
+    sa.Column("user_id", Id),  # the uploader, for our own media
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("upload_name", sa.String(512)),
+    sa.Column("size", sa.BigInteger),  # null while pending (created, not yet uploaded)
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Column("uploaded_ts", Ts),  # null while pending
+    sa.Column("expires_ts", Ts),  # a pending id's unused_expires_at
+    sa.Index("media_pending", "user_id", "uploaded_ts"),
+    **_MYSQL,
+)

@@ -1,0 +1,70 @@
+"""The content repository's rows: one per mxc:// URI (ours, pending ones, cached remote)."""
+
+from __future__ import annotations
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import media
+
+
+@attrs.frozen
+class MediaRow:
+    server_name: str
+    media_id: str
+    user_id: str | None
+    content_type: str
+    upload_name: str | None
+    size: int | None
+    created_ts: int
+    uploaded_ts: int | None  # None: created by /create, content not uploaded yet
+    expires_ts: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.uploaded_ts is None
+
+
+class MediaStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, server_name: str, media_id: str) -> MediaRow | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(media).where(
+                media.c.server_name == server_name, media.c.media_id == media_id,
+            ))).first()
+        return MediaRow(**row._mapping) if row is not None else None
+
+    async def add(self, row: MediaRow) -> bool:
+        """Insert; False when the URI is already known (two fetches of one remote file)."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(media.insert().values(**attrs.asdict(row)))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    async def count_pending(self, user_id: str, now_ts: int) -> int:
+        """Ids ``user_id`` created and has not uploaded to yet, that have not expired."""
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(media).where(
+                media.c.user_id == user_id, media.c.uploaded_ts.is_(None),
+                media.c.expires_ts > now_ts,
+            ))).scalar() or 0)
+
+    async def complete_upload(
+        self, server_name: str, media_id: str, content_type: str, upload_name: str | None,
+        size: int, uploaded_ts: int,
+    ) -> bool:
+        """Mark a pending id uploaded; False when it was not pending any more."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(media.update().where(
+                media.c.server_name == server_name, media.c.media_id == media_id,
+                media.c.uploaded_ts.is_(None),
+            ).values(
+                content_type=content_type, upload_name=upload_name, size=size,
+                uploaded_ts=uploaded_ts, expires_ts=None,
+            ))
+        return result.rowcount == 1
