@@ -101,14 +101,7 @@ class FederationClient:
         self, method: str, destination: str, uri: str, body: Any,
         headers: dict[str, str], timeout: float,
     ) -> Any:
-        if self._session is None:
-            raise RuntimeError("FederationClient.start() was not called")
-        try:
-            target = await self._resolver.resolve(destination)
-        except ValueError as e:
-            raise FederationRequestError(0, "M_UNKNOWN", f"bad server name {destination!r}: {e}") from e
-        except Exception as e:
-            raise FederationRequestError(0, "M_UNKNOWN", f"cannot resolve {destination}: {e}") from e
+        target = await self._resolve(destination)
         data = None
         if body is not None:
             data = encode_json(body).encode("utf-8")
@@ -132,6 +125,65 @@ class FederationClient:
             ) from e
         return _decode(status, raw)
 
+    async def get_multipart(
+        self, destination: str, path: str, *, query: Mapping[str, str | list[str]] | None = None,
+        max_bytes: int, timeout: float,
+    ) -> list[tuple[Mapping[str, str], bytes]]:
+        """A signed GET answered with ``multipart/mixed`` (federation media): each part's
+        headers and bytes. Errors raise FederationRequestError, as ``request`` does."""
+        uri = build_uri(path, query)
+        headers = {"Authorization": sign_request(self._key, self.server_name, destination, "GET", uri, None)}
+        target = await self._resolve(destination)
+        headers["Host"] = target.host_header
+        try:
+            async with self._session.get(  # type: ignore[union-attr]
+                self._url(target, uri), headers=headers,
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=target.tls_server_name if self._scheme == "https" else None,
+                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+            ) as resp:
+                if not 200 <= resp.status < 300 or resp.content_type != "multipart/mixed":
+                    try:
+                        _decode(resp.status, await read_limited(resp, 65_536))
+                    except ValueError:  # an error body too long to be a Matrix error
+                        raise FederationRequestError(resp.status, "M_UNKNOWN", f"HTTP {resp.status}") from None
+                    raise FederationRequestError(resp.status, "M_UNKNOWN", "response is not multipart/mixed")
+                return await _read_parts(aiohttp.MultipartReader(resp.headers, resp.content), max_bytes)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, RuntimeError) as e:
+            # ValueError, RuntimeError: a malformed multipart body.
+            raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
+
+    async def get_url(self, url: str, *, max_bytes: int, timeout: float) -> tuple[Mapping[str, str], bytes]:
+        """An unsigned GET of an https URL a peer pointed us to (a media ``Location``)."""
+        if self._session is None:
+            raise RuntimeError("FederationClient.start() was not called")
+        if not url.startswith(("https://", f"{self._scheme}://")):
+            raise FederationRequestError(0, "M_UNKNOWN", f"refusing to fetch {url!r}")
+        try:
+            async with self._session.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout), max_redirects=3,
+                ssl=self._ssl if self._ssl is not None else True,
+            ) as resp:
+                try:
+                    raw = await read_limited(resp, max_bytes)
+                except ValueError as e:
+                    raise FederationRequestError(resp.status, "M_TOO_LARGE", str(e)) from e
+                if not 200 <= resp.status < 300:
+                    raise FederationRequestError(resp.status, "M_UNKNOWN", f"HTTP {resp.status}")
+                return resp.headers, raw
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"GET {url}: {type(e).__name__}: {e}") from e
+
+    async def _resolve(self, destination: str) -> Resolved:
+        if self._session is None:
+            raise RuntimeError("FederationClient.start() was not called")
+        try:
+            return await self._resolver.resolve(destination)
+        except ValueError as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"bad server name {destination!r}: {e}") from e
+        except Exception as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"cannot resolve {destination}: {e}") from e
+
     def _url(self, target: Resolved, uri: str) -> URL:
         # encoded=True: yarl must not re-quote, or the wire target would differ from what we signed.
         return URL(f"{self._scheme}://{target.netloc}{uri}", encoded=True)
@@ -153,3 +205,21 @@ def _decode(status: int, raw: bytes) -> Any:
         if isinstance(body.get("error"), str):
             error = body["error"]
     raise FederationRequestError(status, errcode, error, body)
+
+
+async def _read_parts(
+    reader: aiohttp.MultipartReader, max_bytes: int,
+) -> list[tuple[Mapping[str, str], bytes]]:
+    parts: list[tuple[Mapping[str, str], bytes]] = []
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            raise FederationRequestError(200, "M_UNKNOWN", "nested multipart in response")
+        data = bytearray()
+        while chunk := await part.read_chunk(65_536):
+            total += len(chunk)
+            if total > max_bytes:
+                raise FederationRequestError(200, "M_TOO_LARGE", f"response larger than {max_bytes} bytes")
+            data += chunk
+        parts.append((part.headers, bytes(data)))
+    return parts
