@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
+import client_api.media
 from client_api import discovery
 from client_api.http import PREFIX as CLIENT_PREFIX
 from config.key_rotation import load_old_keys
@@ -26,8 +27,11 @@ from federation.inbound import keys
 from federation.inbound.app import PREFIX as FEDERATION_PREFIX
 from federation.inbound.app import create_federation_app, create_key_app
 from federation.inbound.context import FederationContext
+from federation.inbound.media import FEDERATION_MEDIA
+from federation.inbound.media import routes as federation_media_routes
 from federation.outbound.client import FederationClient
 from federation.outbound.keyring import Keyring
+from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
@@ -51,6 +55,7 @@ from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.local_events import LocalEventBuilder
+from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -63,11 +68,13 @@ from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
+from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
 from storage.stores.keys import KeyStore
+from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.rooms import RoomStore
@@ -278,12 +285,25 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     app[HEALTH] = runtime.services.accounts
     app.router.add_get("/health", health)
     app.router.add_routes(discovery.well_known_routes)
+    # -- media (issue 8): the content repository's service and its two sub-apps
+    media = MediaService(
+        server_name=cfg.server_name, store=MediaStore(runtime.engine),
+        storage=LocalMediaStorage(cfg.media_store_path), config=cfg.media,
+        max_upload_bytes=cfg.limits.max_upload_bytes,
+        remote=FederationMediaFetcher(runtime.federation.client) if runtime.federation else None,
+    )
+    for prefix in client_api.media.ROUTES:
+        app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media))
+    # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
-        app.add_subapp(FEDERATION_PREFIX, create_federation_app(
+        federation_app = create_federation_app(
             fed.context, fed.keyring, limit, on_origin=fed.sender.retry_now,
-        ))
+        )
+        federation_app[FEDERATION_MEDIA] = media  # media (issue 8): our media for peers
+        federation_app.router.add_routes(federation_media_routes)
+        app.add_subapp(FEDERATION_PREFIX, federation_app)
         app.add_subapp(keys.PREFIX, create_key_app(fed.keyring, limit))
 
     async def answer_long_polls(app: web.Application) -> None:
