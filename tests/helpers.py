@@ -53,6 +53,22 @@ class Resp:
     json: Any
 
 
+@dataclass
+class BytesResp:
+    """A response whose body is bytes (media), with the JSON decoded when it is JSON."""
+
+    status: int
+    headers: Any
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
 class HttpError(AssertionError):
     pass
 
@@ -91,6 +107,20 @@ class Matrix:
             except ValueError:
                 parsed = None
             return Resp(r.status, r.headers, text, parsed)
+
+    async def raw_bytes(
+        self, method: str, path: str, data: bytes | None = None, *, token: str | None = None,
+        params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    ) -> BytesResp:
+        """One request with a bytes body and a bytes answer (uploads and downloads);
+        ``path`` is absolute (``/_matrix/media/v3/upload``)."""
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        async with self.client.request(
+            method, path, data=data, params=_params(params), headers=hdrs,
+        ) as r:
+            return BytesResp(r.status, r.headers, await r.read())
 
     async def call(
         self, method: str, path: str, body: Any = _NO_BODY, *, expect: int = 200, **kw: Any,
