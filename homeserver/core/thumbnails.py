@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import attrs
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -77,20 +78,29 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def render(data: bytes, box_w: int, box_h: int, method: str, max_pixels: int) -> Thumbnail:
-    """A thumbnail of ``data`` for the requested box; animated images give their first frame.
+    """A thumbnail of ``data`` for one requested box (see ``render_many``)."""
+    return render_many(data, [(box_w, box_h, method)], max_pixels)[0]
 
-    JPEG sources give JPEG thumbnails, everything else PNG (keeps transparency).
+
+def render_many(
+    data: bytes, boxes: Sequence[tuple[int, int, str]], max_pixels: int,
+) -> list[Thumbnail]:
+    """Thumbnails of ``data`` for several (width, height, method) boxes, decoding it once.
+
+    Animated images give their first frame. JPEG sources give JPEG thumbnails,
+    everything else PNG (keeps transparency).
     """
     image = _open(data, max_pixels)
-    source_format = image.format or ""
-    width, height = output_size(image.width, image.height, box_w, box_h, method)
-    same_size = (width, height) == image.size
-    animated = getattr(image, "n_frames", 1) > 1
-    if same_size and source_format in _TYPES and not animated:
-        return Thumbnail(data, _TYPES[source_format], width, height)
+    source_format, original = image.format or "", image.size
+    sizes = [output_size(*original, w, h, method) for w, h, method in boxes]
+    # The source itself is the answer for a box it fits in (never upscale, spec "Thumbnails").
+    as_is = source_format in _TYPES and getattr(image, "n_frames", 1) == 1
+    if as_is and all(size == original for size in sizes):
+        return [Thumbnail(data, _TYPES[source_format], *original) for _ in boxes]
     try:
         if source_format == "JPEG":
-            image.draft("RGB", (width, height))  # decode at a reduced scale: faster, less memory
+            # Decode at a reduced scale that still covers the largest box: faster, less memory.
+            image.draft("RGB", (max(w for w, _ in sizes), max(h for _, h in sizes)))
         image.seek(0)
         image.load()
         if source_format == "JPEG":
@@ -98,12 +108,18 @@ def render(data: bytes, box_w: int, box_h: int, method: str, max_pixels: int) ->
         else:
             has_alpha = "A" in image.mode or "transparency" in image.info
             image, save_as, content_type = image.convert("RGBA" if has_alpha else "RGB"), "PNG", "image/png"
-        if method == "crop":
-            frame = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-        else:
-            frame = image.resize((width, height), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        frame.save(out, save_as, **({"quality": 85} if save_as == "JPEG" else {}))
+        thumbnails = []
+        for (_, _, method), size in zip(boxes, sizes, strict=True):
+            if as_is and size == original:
+                thumbnails.append(Thumbnail(data, _TYPES[source_format], *original))
+                continue
+            if method == "crop":
+                frame = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+            else:
+                frame = image.resize(size, Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            frame.save(out, save_as, **({"quality": 85} if save_as == "JPEG" else {}))
+            thumbnails.append(Thumbnail(out.getvalue(), content_type, *size))
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise NotAnImage(str(e)) from e
-    return Thumbnail(out.getvalue(), content_type, frame.width, frame.height)
+    return thumbnails

@@ -26,9 +26,9 @@ from homeserver.core.media import (
 from homeserver.core.thumbnails import (
     ImageTooLarge,
     NotAnImage,
-    Thumbnail,
     content_type_of,
     render,
+    render_many,
 )
 from homeserver.services.clock import now_ms
 from homeserver.services.ports import FederationRequestError
@@ -296,13 +296,15 @@ class MediaService:
         """Make the configured thumbnails of a new image now, off the event loop."""
         if not content_type.startswith("image/") or content_type.startswith("image/svg"):
             return
-        for size in self._config.thumbnail_sizes:
-            try:
-                thumb: Thumbnail = await asyncio.to_thread(
-                    render, data, size.width, size.height, size.method, self._config.max_image_pixels,
-                )
-            except (ImageTooLarge, NotAnImage):
-                return  # not thumbnailable: thumbnail requests will say so
+        sizes = self._config.thumbnail_sizes
+        try:
+            thumbnails = await asyncio.to_thread(
+                render_many, data, [(s.width, s.height, s.method) for s in sizes],
+                self._config.max_image_pixels,
+            )
+        except (ImageTooLarge, NotAnImage):
+            return  # not thumbnailable: thumbnail requests will say so
+        for size, thumb in zip(sizes, thumbnails, strict=True):
             await self._storage.put(_thumbnail_key(mxc, size), thumb.data)
 
     def _is_local(self, mxc: MxcUri) -> bool:

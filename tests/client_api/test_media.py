@@ -333,6 +333,18 @@ async def test_thumbnails_crop_and_scale(hs: Matrix) -> None:
     assert (legacy.status, decoded(legacy.body).size) == (200, (32, 32))
 
 
+async def test_configured_thumbnails_are_made_at_upload(hs: Matrix, hs_config: HomeserverConfig) -> None:
+    alice = await hs.register("alice")
+    media_id = await upload(alice, image("PNG", (1000, 500)), "image/png")
+    made = Path(hs_config.media_store_path) / "thumbnails" / "hs.test" / media_id
+    assert sorted(p.name for p in made.iterdir()) == sorted(
+        f"{s.width}x{s.height}-{s.method}" for s in hs_config.media.thumbnail_sizes
+    )
+    assert {decoded(p.read_bytes()).size for p in made.iterdir()} == {
+        (32, 32), (96, 96), (320, 160), (640, 320), (800, 400),
+    }
+
+
 async def test_jpeg_gives_jpeg_thumbnails_and_small_images_come_back_as_they_are(hs: Matrix) -> None:
     alice = await hs.register("alice")
     jpeg = await upload(alice, image("JPEG", (800, 800)), "image/jpeg")
