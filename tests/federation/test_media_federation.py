@@ -19,7 +19,9 @@ from PIL import Image
 
 from config.schema import DatabaseConfig, FederationConfig, HomeserverConfig
 from config.tls import create_ca, issue_server_cert, server_ssl_context
-from tests.helpers import Matrix
+from federation.outbound.xmatrix import sign_request
+from homeserver.core.signing import parse_signing_key
+from tests.helpers import BytesResp, Matrix
 
 AUTHED = "/_matrix/client/v1/media"
 
@@ -64,6 +66,61 @@ async def pair(
         await site.start()
         servers[name] = Matrix(client, name)
     return servers
+
+
+async def as_hs2(tmp_path: Path, hs1: Matrix, path: str) -> BytesResp:
+    """GET ``path`` on hs1 as hs2 would: signed with hs2's key (X-Matrix)."""
+    key = parse_signing_key((tmp_path / "hs2.test" / "signing.key").read_text())
+    auth = sign_request(key, "hs2.test", "hs1.test", "GET", path, None)
+    return await hs1.raw_bytes("GET", path, headers={"Authorization": auth})
+
+
+def multipart(r: BytesResp) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/mixed answer: (headers, body)."""
+    kind, _, boundary = r.headers["Content-Type"].partition("; boundary=")
+    assert kind == "multipart/mixed", r.headers["Content-Type"]
+    chunks = r.body.split(b"--" + boundary.strip('"').encode())
+    assert chunks[-1].startswith(b"--")  # the close delimiter
+    parts = []
+    for chunk in chunks[1:-1]:
+        head, _, body = chunk.removeprefix(b"\r\n").removesuffix(b"\r\n").partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+        parts.append(({k.lower(): v for k, v in headers.items()}, body))
+    return parts
+
+
+async def test_peers_get_our_media_as_multipart(pair: dict[str, Matrix], tmp_path: Path) -> None:
+    hs1 = pair["hs1.test"]
+    alice = await hs1.register("alice")
+    picture = png((300, 200))
+    up = await hs1.raw_bytes(
+        "POST", "/_matrix/media/v3/upload", picture, token=alice.token,
+        params={"filename": "p.png"}, headers={"Content-Type": "image/png"},
+    )
+    media_id = up.json["content_uri"].removeprefix("mxc://hs1.test/")
+
+    r = await as_hs2(tmp_path, hs1, f"/_matrix/federation/v1/media/download/{media_id}")
+    assert r.status == 200, r.body[:300]
+    (meta_headers, meta), (file_headers, data) = multipart(r)
+    assert meta_headers["content-type"] == "application/json" and meta == b"{}"
+    assert file_headers["content-type"] == "image/png"
+    assert file_headers["content-disposition"] == 'inline; filename="p.png"'
+    assert data == picture
+
+    r = await as_hs2(
+        tmp_path, hs1, f"/_matrix/federation/v1/media/thumbnail/{media_id}?width=32&height=32&method=crop",
+    )
+    assert r.status == 200, r.body[:300]
+    (_, meta), (file_headers, data) = multipart(r)
+    assert file_headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(data)).size == (32, 32)
+
+    r = await as_hs2(tmp_path, hs1, "/_matrix/federation/v1/media/download/noSuchMedia")
+    assert (r.status, r.json["errcode"]) == (404, "M_NOT_FOUND")
+    r = await as_hs2(tmp_path, hs1, f"/_matrix/federation/v1/media/thumbnail/{media_id}?width=32")
+    assert (r.status, r.json["errcode"]) == (400, "M_MISSING_PARAM")
+    r = await hs1.raw_bytes("GET", f"/_matrix/federation/v1/media/download/{media_id}")
+    assert (r.status, r.json["errcode"]) == (401, "M_UNAUTHORIZED")
 
 
 def png(size: tuple[int, int]) -> bytes:
