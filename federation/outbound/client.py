@@ -161,7 +161,8 @@ class FederationClient:
             raise FederationRequestError(0, "M_UNKNOWN", f"refusing to fetch {url!r}")
         try:
             async with self._session.get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout), max_redirects=3,
+                # No redirects: they could lead anywhere, plain HTTP included.
+                url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
                 ssl=self._ssl if self._ssl is not None else True,
             ) as resp:
                 try:

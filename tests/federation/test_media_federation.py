@@ -17,13 +17,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from config.schema import DatabaseConfig, FederationConfig, HomeserverConfig
+from config.schema import DatabaseConfig, FederationConfig, HomeserverConfig, LimitsConfig
 from config.tls import create_ca, issue_server_cert, server_ssl_context
 from federation.outbound.xmatrix import sign_request
 from homeserver.core.signing import parse_signing_key
 from tests.helpers import BytesResp, Matrix
 
 AUTHED = "/_matrix/client/v1/media"
+HS2_MAX_BYTES = 100_000
 
 
 def _free_port() -> int:
@@ -55,6 +56,8 @@ async def pair(
             token_secret_path=str(directory / "token.secret"),
             media_store_path=str(directory / "media"),
             bcrypt_rounds=4,
+            # hs2 takes smaller files than hs1 serves, to see a remote file that is too big.
+            limits=LimitsConfig(max_upload_bytes=HS2_MAX_BYTES if name == "hs2.test" else 10**7),
             federation=FederationConfig(
                 static_map={n: f"127.0.0.1:{p}" for n, p in ports.items() if n != name},
                 ca_file=ca_cert,
@@ -159,6 +162,12 @@ async def test_remote_media_is_fetched_cached_and_served_while_the_origin_is_dow
 
     missing = await hs2.raw_bytes("GET", f"{AUTHED}/download/hs1.test/noSuchMedia", token=bob.token)
     assert (missing.status, missing.json["errcode"]) == (404, "M_NOT_FOUND")
+
+    big = (await hs1.raw_bytes(
+        "POST", "/_matrix/media/v3/upload", b"z" * (HS2_MAX_BYTES + 1), token=alice.token,
+    )).json["content_uri"].removeprefix("mxc://hs1.test/")
+    too_big = await hs2.raw_bytes("GET", f"{AUTHED}/download/hs1.test/{big}", token=bob.token)
+    assert (too_big.status, too_big.json["errcode"]) == (502, "M_TOO_LARGE")
 
     await hs1.client.close()  # hs1 stops: unreachable from now on
 
