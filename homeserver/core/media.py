@@ -56,6 +56,25 @@ class MxcUri:
 
 
 @attrs.frozen
+class MediaRecord:
+    """One mxc:// URI as the service and the store hand it to each other."""
+
+    server_name: str
+    media_id: str
+    user_id: str | None
+    content_type: str
+    upload_name: str | None
+    size: int | None
+    created_ts: int
+    uploaded_ts: int | None  # None: created by /create, content not uploaded yet
+    expires_ts: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.uploaded_ts is None
+
+
+@attrs.frozen
 class RemoteMedia:
     """What another server answered for one of its media ids."""
 

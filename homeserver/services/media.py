@@ -17,6 +17,7 @@ from config.schema import MediaConfig, ThumbnailSize
 from homeserver.core.errors import MatrixError, not_found
 from homeserver.core.media import (
     DEFAULT_CONTENT_TYPE,
+    MediaRecord,
     MxcUri,
     RemoteMedia,
     checked_content_type,
@@ -32,7 +33,7 @@ from homeserver.core.thumbnails import (
 )
 from homeserver.services.clock import now_ms
 from homeserver.services.ports import FederationRequestError
-from storage.stores.media import MediaRow, MediaStore
+from storage.stores.media import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class MediaService:
         media_id = new_media_id()
         await self._storage.put(_local_key(media_id), data)
         now = now_ms()
-        await self._store.add(MediaRow(
+        await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, ct, filename, len(data), now, now, None,
         ))
         await self._pregenerate(MxcUri(self.server_name, media_id), ct, data)
@@ -134,7 +135,7 @@ class MediaService:
             raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many pending uploads")
         media_id = new_media_id()
         expires = now + self._config.unused_expiry_ms
-        await self._store.add(MediaRow(
+        await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, DEFAULT_CONTENT_TYPE, None, None, now, None, expires,
         ))
         return str(MxcUri(self.server_name, media_id)), expires
@@ -191,7 +192,7 @@ class MediaService:
         """Federation /media/download: only our own media is served to other servers."""
         return await self.download(self.server_name, media_id, allow_remote=False, timeout_ms=timeout_ms)
 
-    async def _uploaded_row(self, media_id: str, timeout_ms: int) -> MediaRow:
+    async def _uploaded_row(self, media_id: str, timeout_ms: int) -> MediaRecord:
         """Our media's row once uploaded, waiting up to ``timeout_ms`` for a pending id."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
@@ -233,7 +234,7 @@ class MediaService:
             content_type = DEFAULT_CONTENT_TYPE  # the spec's answer to a missing or bogus type
         await self._storage.put(_remote_key(mxc), got.data)
         now = now_ms()
-        await self._store.add(MediaRow(
+        await self._store.add(MediaRecord(
             mxc.server_name, mxc.media_id, None, content_type, got.filename, len(got.data),
             now, now, None,
         ))

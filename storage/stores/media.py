@@ -6,38 +6,22 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.media import MediaRecord
 from storage.schema import media
-
-
-@attrs.frozen
-class MediaRow:
-    server_name: str
-    media_id: str
-    user_id: str | None
-    content_type: str
-    upload_name: str | None
-    size: int | None
-    created_ts: int
-    uploaded_ts: int | None  # None: created by /create, content not uploaded yet
-    expires_ts: int | None
-
-    @property
-    def pending(self) -> bool:
-        return self.uploaded_ts is None
 
 
 class MediaStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def get(self, server_name: str, media_id: str) -> MediaRow | None:
+    async def get(self, server_name: str, media_id: str) -> MediaRecord | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(media).where(
                 media.c.server_name == server_name, media.c.media_id == media_id,
             ))).first()
-        return MediaRow(**row._mapping) if row is not None else None
+        return MediaRecord(**row._mapping) if row is not None else None
 
-    async def add(self, row: MediaRow) -> bool:
+    async def add(self, row: MediaRecord) -> bool:
         """Insert; False when the URI is already known (two fetches of one remote file)."""
         try:
             async with self._engine.begin() as conn:
