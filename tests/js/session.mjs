@@ -130,7 +130,8 @@ await step("create a room with a name and a topic", async () => {
     const { room_id } = await state.alice.createRoom({ name: "Tricolor js-sdk", topic: "A session", preset: "private_chat" });
     state.roomId = room_id;
     const room = await waitFor(state.alice, sdk.ClientEvent.Room, () => state.alice.getRoom(room_id), "room in alice's client");
-    await waitFor(room, sdk.RoomStateEvent.Events, () => room.name === "Tricolor js-sdk", "room name");
+    // The name is recalculated once a sync's state is applied: re-checked after each sync.
+    await waitFor(state.alice, sdk.ClientEvent.Sync, () => room.name === "Tricolor js-sdk", "room name");
     assert(room.currentState.getStateEvents("m.room.topic", "")?.getContent().topic === "A session", "topic not set");
 });
 
