@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, json_body, requester, services, str_field
+from client_api.http import cs, parse_body, parse_query, requester, services
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
@@ -17,6 +18,65 @@ routes = web.RouteTableDef()
 
 _DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
 _PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
+
+AuthData = dict[str, Any]  # spec "User-interactive authentication API": checked per stage
+
+
+@attrs.frozen
+class RegisterQuery:
+    kind: Literal["user", "guest"] = "user"
+
+
+@attrs.frozen
+class RegisterBody:
+    username: str | None = None
+    password: str | None = None
+    device_id: str | None = None
+    initial_device_display_name: str | None = None
+    inhibit_login: bool = False
+    refresh_token: bool = False
+    auth: AuthData | None = None
+
+
+@attrs.frozen
+class AvailableQuery:
+    username: str
+
+
+@attrs.frozen
+class LoginBody:
+    type: str
+    identifier: dict[str, Any] | None = None
+    user: str | None = None
+    password: str | None = None
+    device_id: str | None = None
+    initial_device_display_name: str | None = None
+    refresh_token: bool = False
+
+
+@attrs.frozen
+class RefreshBody:
+    refresh_token: str
+
+
+@attrs.frozen
+class PasswordBody:
+    new_password: str
+    logout_devices: bool = True
+    auth: AuthData | None = None
+
+
+@attrs.frozen
+class DeviceBody:
+    display_name: str | None = None
+
+
+@attrs.frozen
+class UiaBody:
+    """DELETE /devices/{id} and /account/deactivate: only the auth stage is read."""
+    auth: AuthData | None = None
+    erase: bool = False
+    id_server: str | None = None
 
 
 def _uia_challenge(flows: dict[str, Any], auth: Any) -> web.HTTPUnauthorized:
@@ -29,31 +89,26 @@ def _uia_challenge(flows: dict[str, Any], auth: Any) -> web.HTTPUnauthorized:
 @routes.post(cs("/register"))
 async def register(request: web.Request) -> web.Response:
     """POST /register: user-interactive auth with a single m.login.dummy stage."""
-    if request.query.get("kind", "user") == "guest":
+    if parse_query(request, RegisterQuery).kind == "guest":
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
-    body = await json_body(request)
+    body = await parse_body(request, RegisterBody)
     accounts = services(request).accounts
     if not accounts.registration_enabled:
         raise forbidden("Registration has been disabled")
-    username = str_field(body, "username", required=False)
-    password = str_field(body, "password", required=False)
-    if username is not None:
-        await accounts.check_available(username)
-    auth = body.get("auth")
-    if not isinstance(auth, dict) or auth.get("type") != "m.login.dummy":
-        raise _uia_challenge(_DUMMY_FLOWS, auth)
-    device_id = str_field(body, "device_id", required=False)
-    display = str_field(body, "initial_device_display_name", required=False)
+    if body.username is not None:
+        await accounts.check_available(body.username)
+    if body.auth is None or body.auth.get("type") != "m.login.dummy":
+        raise _uia_challenge(_DUMMY_FLOWS, body.auth)
     return ok(await accounts.register(
-        username, password, device_id, display, bool(body.get("inhibit_login")),
-        bool(body.get("refresh_token")),
+        body.username, body.password, body.device_id, body.initial_device_display_name,
+        body.inhibit_login, body.refresh_token,
     ))
 
 
 @routes.get(cs("/register/available"))
 async def register_available(request: web.Request) -> web.Response:
     """GET /register/available?username="""
-    username = request.query.get("username")
+    username = parse_query(request, AvailableQuery).username
     if not username:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
     await services(request).accounts.check_available(username)
@@ -69,35 +124,30 @@ async def login_flows(request: web.Request) -> web.Response:
 @routes.post(cs("/login"))
 async def login(request: web.Request) -> web.Response:
     """POST /login with m.login.password (localpart, @user:server or user@server)."""
-    body = await json_body(request)
-    if body.get("type") != "m.login.password":
+    body = await parse_body(request, LoginBody)
+    if body.type != "m.login.password":
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
-    identifier = body.get("identifier")
-    user: Any = None
-    if isinstance(identifier, dict):
-        if identifier.get("type", "m.id.user") != "m.id.user":
+    user: Any = body.user
+    if body.identifier is not None:
+        if body.identifier.get("type", "m.id.user") != "m.id.user":
             raise MatrixError(400, "M_UNKNOWN", "Unsupported identifier type")
-        user = identifier.get("user")
-    else:
-        user = body.get("user")
-    if not isinstance(user, str) or not user:
+        user = body.identifier.get("user")
+    if user is not None and not isinstance(user, str):
+        raise bad_json("identifier.user must be a string")
+    if not user:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
-    password = str_field(body, "password")
-    assert password is not None
+    if body.password is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     return ok(await services(request).accounts.login_password(
-        user, password, str_field(body, "device_id", required=False),
-        str_field(body, "initial_device_display_name", required=False),
-        bool(body.get("refresh_token")),
+        user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
     ))
 
 
 @routes.post(cs("/refresh"))
 async def refresh(request: web.Request) -> web.Response:
     """POST /refresh"""
-    body = await json_body(request)
-    token = str_field(body, "refresh_token")
-    assert token is not None
-    return ok(await services(request).auth.refresh(token))
+    body = await parse_body(request, RefreshBody)
+    return ok(await services(request).auth.refresh(body.refresh_token))
 
 
 @routes.post(cs("/logout"))
@@ -130,11 +180,10 @@ async def threepids(request: web.Request) -> web.Response:
     return ok({"threepids": []})
 
 
-async def _password_confirmed(request: web.Request, body: dict[str, Any]) -> Requester:
+async def _password_confirmed(request: web.Request, auth: AuthData | None) -> Requester:
     """The requester, once an m.login.password UIA stage proves it is them (else a 401 challenge)."""
     req = await requester(request)
-    auth = body.get("auth")
-    if not isinstance(auth, dict) or auth.get("type") != "m.login.password":
+    if auth is None or auth.get("type") != "m.login.password":
         raise _uia_challenge(_PASSWORD_FLOWS, auth)
     accounts = services(request).accounts
     ident = auth.get("identifier")
@@ -151,12 +200,12 @@ async def _password_confirmed(request: web.Request, body: dict[str, Any]) -> Req
 @routes.post(cs("/account/password"))
 async def change_password(request: web.Request) -> web.Response:
     """POST /account/password (UIA m.login.password)"""
-    body = await json_body(request)
-    req = await _password_confirmed(request, body)
-    new = str_field(body, "new_password")
-    assert new is not None
-    keep = None if body.get("logout_devices", True) else req.device_id
-    await services(request).accounts.change_password(req.user_id, new, keep_device=keep or req.device_id)
+    body = await parse_body(request, PasswordBody)
+    req = await _password_confirmed(request, body.auth)
+    keep = None if body.logout_devices else req.device_id
+    await services(request).accounts.change_password(
+        req.user_id, body.new_password, keep_device=keep or req.device_id,
+    )
     return ok()
 
 
@@ -178,17 +227,16 @@ async def get_device(request: web.Request) -> web.Response:
 async def put_device(request: web.Request) -> web.Response:
     """PUT /devices/{deviceId} {display_name}"""
     req = await requester(request)
-    body = await json_body(request)
-    name = str_field(body, "display_name", required=False)
-    await services(request).devices.rename(req.user_id, request.match_info["device_id"], name)
+    body = await parse_body(request, DeviceBody)
+    await services(request).devices.rename(req.user_id, request.match_info["device_id"], body.display_name)
     return ok()
 
 
 @routes.delete(cs("/devices/{device_id}"))
 async def delete_device(request: web.Request) -> web.Response:
     """DELETE /devices/{deviceId} (UIA m.login.password)"""
-    body = await json_body(request, allow_empty=True)
-    req = await _password_confirmed(request, body)
+    body = await parse_body(request, UiaBody, allow_empty=True)
+    req = await _password_confirmed(request, body.auth)
     await services(request).auth.delete_device(req.user_id, request.match_info["device_id"])
     return ok()
 
@@ -196,8 +244,8 @@ async def delete_device(request: web.Request) -> web.Response:
 @routes.post(cs("/account/deactivate"))
 async def deactivate(request: web.Request) -> web.Response:
     """POST /account/deactivate (UIA m.login.password): leaves every room, then locks the account."""
-    body = await json_body(request, allow_empty=True)
-    req = await _password_confirmed(request, body)
+    body = await parse_body(request, UiaBody, allow_empty=True)
+    req = await _password_confirmed(request, body.auth)
     svc = services(request)
     for room_id in await svc.rooms.joined_rooms(req.user_id):
         await svc.rooms.leave(req, room_id)

@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, json_body, requester, services, str_field
-from homeserver.core.errors import MatrixError
+from client_api.http import cs, parse_body, parse_query, requester, services
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class AliasBody:
+    room_id: str
+
+
+@attrs.frozen
+class VisibilityBody:
+    visibility: Literal["public", "private"] = "public"
+
+
+@attrs.frozen
+class PublicRoomsQuery:
+    limit: int | None = None
+    since: str | None = None
+    server: str | None = None
+
+
+@attrs.frozen
+class PublicRoomsFilter:
+    generic_search_term: str | None = None
+
+
+@attrs.frozen
+class PublicRoomsBody:
+    limit: int | None = None
+    since: str | None = None
+    filter: PublicRoomsFilter | None = None
+    include_all_networks: bool = False
+    third_party_instance_id: str | None = None
 
 
 @routes.put(cs("/directory/room/{alias}"))
 async def put_alias(request: web.Request) -> web.Response:
     """PUT /directory/room/{roomAlias} {room_id}"""
     req = await requester(request)
-    body = await json_body(request)
-    await services(request).directory.create_alias(req, request.match_info["alias"], body.get("room_id"))
+    body = await parse_body(request, AliasBody)
+    await services(request).directory.create_alias(req, request.match_info["alias"], body.room_id)
     return ok()
 
 
@@ -51,36 +84,22 @@ async def get_visibility(request: web.Request) -> web.Response:
 async def put_visibility(request: web.Request) -> web.Response:
     """PUT /directory/list/room/{roomId} {visibility}"""
     req = await requester(request)
-    body = await json_body(request)
-    await services(request).directory.set_visibility(req, request.match_info["room_id"], body.get("visibility", "public"))
+    body = await parse_body(request, VisibilityBody)
+    await services(request).directory.set_visibility(req, request.match_info["room_id"], body.visibility)
     return ok()
-
-
-def _limit(value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise MatrixError(400, "M_INVALID_PARAM", "limit must be an integer") from None
 
 
 @routes.get(cs("/publicRooms"))
 async def public_rooms(request: web.Request) -> web.Response:
     """GET /publicRooms?limit&since"""
-    return ok(await services(request).directory.public_rooms(
-        _limit(request.query.get("limit")), request.query.get("since"), None,
-    ))
+    query = parse_query(request, PublicRoomsQuery)
+    return ok(await services(request).directory.public_rooms(query.limit, query.since, None))
 
 
 @routes.post(cs("/publicRooms"))
 async def search_public_rooms(request: web.Request) -> web.Response:
     """POST /publicRooms {limit, since, filter: {generic_search_term}}"""
     await requester(request)
-    body = await json_body(request, allow_empty=True)
-    flt = body.get("filter") or {}
-    term = flt.get("generic_search_term") if isinstance(flt, dict) else None
-    if term is not None and not isinstance(term, str):
-        raise MatrixError(400, "M_BAD_JSON", "generic_search_term must be a string")
-    since = str_field(body, "since", required=False)
-    return ok(await services(request).directory.public_rooms(_limit(body.get("limit")), since, term))
+    body = await parse_body(request, PublicRoomsBody, allow_empty=True)
+    term = body.filter.generic_search_term if body.filter else None
+    return ok(await services(request).directory.public_rooms(body.limit, body.since, term))

@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, json_body, requester, require_own_user, services
+from client_api.http import (
+    cs,
+    json_body,
+    parse_body,
+    requester,
+    require_own_user,
+    services,
+    validate,
+)
 from homeserver.core.errors import MatrixError
 from homeserver.core.ids import normalize_user_id
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class DisplaynameBody:
+    displayname: str | None
+
+
+@attrs.frozen
+class AvatarUrlBody:
+    avatar_url: str | None
+
+
+_FIELD_BODIES: dict[str, type[DisplaynameBody] | type[AvatarUrlBody]] = {
+    "displayname": DisplaynameBody, "avatar_url": AvatarUrlBody,
+}
+
+
+@attrs.frozen
+class UserSearchBody:
+    search_term: str
+    limit: int = 10
 
 
 @routes.get(cs("/profile/{user_id}"))
@@ -36,11 +66,9 @@ async def get_field(request: web.Request) -> web.Response:
 async def put_field(request: web.Request) -> web.Response:
     """PUT /profile/{userId}/displayname|avatar_url"""
     req = await requester(request)
-    body = await json_body(request)
     field = request.match_info["field"]
-    if field not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {field}")
-    await services(request).profile.set_field(req.user_id, _user(request), field, body[field])
+    value = getattr(validate(await json_body(request), _FIELD_BODIES[field]), field)
+    await services(request).profile.set_field(req.user_id, _user(request), field, value)
     return ok()
 
 
@@ -91,11 +119,7 @@ async def get_room_account_data(request: web.Request) -> web.Response:
 async def search_user_directory(request: web.Request) -> web.Response:
     """POST /user_directory/search {search_term, limit}"""
     req = await requester(request)
-    body = await json_body(request)
-    term = body.get("search_term")
-    limit = body.get("limit", 10)
-    if not isinstance(term, str):
-        raise MatrixError(400, "M_BAD_JSON", "search_term must be a string")
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    body = await parse_body(request, UserSearchBody)
+    if body.limit < 0:
         raise MatrixError(400, "M_BAD_JSON", "limit must be a non-negative integer")
-    return ok(await services(request).profile.search_users(req.user_id, term, min(limit, 100)))
+    return ok(await services(request).profile.search_users(req.user_id, body.search_term, min(body.limit, 100)))

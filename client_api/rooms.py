@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
+import attrs
 from aiohttp import web
 
-from client_api.http import VERSIONED, cs, json_body, query_int, requester, services, str_field
+from client_api.http import (
+    VERSIONED,
+    cs,
+    json_body,
+    parse_body,
+    parse_query,
+    requester,
+    services,
+    validate,
+)
 from homeserver.core.errors import MatrixError, bad_json, too_large
 from homeserver.core.ids import normalize_user_id
 from homeserver.http.responses import ok
@@ -15,6 +25,82 @@ from homeserver.services.filtering import EventFilter
 from homeserver.services.formatting import bare_client_event
 
 routes = web.RouteTableDef()
+
+Membership = Literal["invite", "join", "knock", "leave", "ban"]
+
+
+@attrs.frozen
+class Invite3pid:
+    id_server: str
+    id_access_token: str
+    medium: str
+    address: str
+
+
+@attrs.frozen
+class InitialStateEvent:
+    type: str
+    content: dict[str, Any]
+    state_key: str = ""
+
+
+@attrs.frozen
+class CreateRoomBody:
+    """POST /createRoom (spec: "Creation")."""
+    visibility: Literal["public", "private"] | None = None
+    room_alias_name: str | None = None
+    name: str | None = None
+    topic: str | None = None
+    invite: list[str] = attrs.field(factory=list)
+    invite_3pid: list[Invite3pid] = attrs.field(factory=list)
+    # Any value the server does not support, a number included, is M_UNSUPPORTED_ROOM_VERSION
+    # (spec "Creation"), which the service answers.
+    room_version: Any = None
+    creation_content: dict[str, Any] | None = None
+    initial_state: list[InitialStateEvent] = attrs.field(factory=list)
+    preset: Literal["private_chat", "public_chat", "trusted_private_chat"] | None = None
+    is_direct: bool = False
+    power_level_content_override: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class ReasonBody:
+    """join, leave and redact: an optional reason."""
+    reason: str | None = None
+
+
+@attrs.frozen
+class MembershipBody:
+    """invite, kick, ban, unban."""
+    user_id: str
+    reason: str | None = None
+
+
+@attrs.frozen
+class JoinQuery:
+    via: list[str] = attrs.field(factory=list)
+    server_name: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class StateQuery:
+    format: Literal["content", "event"] = "content"
+
+
+@attrs.frozen
+class MembersQuery:
+    membership: Membership | None = None
+    not_membership: Membership | None = None
+    at: str | None = None
+
+
+@attrs.frozen
+class MessagesQuery:
+    dir: Literal["b", "f"] = "b"
+    from_: str | None = None
+    to: str | None = None
+    limit: int = 10
+    filter: str | None = None
 
 
 def _refuse_oversized_event(request: web.Request) -> None:
@@ -35,6 +121,7 @@ async def create_room(request: web.Request) -> web.Response:
     """POST /createRoom"""
     req = await requester(request)
     body = await json_body(request)
+    validate(body, CreateRoomBody)  # the service reads the checked object as the spec names it
     return ok({"room_id": await services(request).rooms.create_room(req, body)})
 
 
@@ -42,9 +129,11 @@ async def create_room(request: web.Request) -> web.Response:
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
     """POST /join/{roomIdOrAlias}"""
     req = await requester(request)
-    body = await json_body(request, allow_empty=True)
-    via = request.query.getall("via", []) + request.query.getall("server_name", [])
-    room_id = await services(request).rooms.join(req, request.match_info["room"], body.get("reason"), via)
+    body = await parse_body(request, ReasonBody, allow_empty=True)
+    query = parse_query(request, JoinQuery)
+    room_id = await services(request).rooms.join(
+        req, request.match_info["room"], body.reason, query.via + query.server_name,
+    )
     return ok({"room_id": room_id})
 
 
@@ -52,8 +141,8 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
 async def join(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/join"""
     req = await requester(request)
-    body = await json_body(request, allow_empty=True)
-    room_id = await services(request).rooms.join(req, _room_id(request), body.get("reason"))
+    body = await parse_body(request, ReasonBody, allow_empty=True)
+    room_id = await services(request).rooms.join(req, _room_id(request), body.reason)
     return ok({"room_id": room_id})
 
 
@@ -61,8 +150,8 @@ async def join(request: web.Request) -> web.Response:
 async def leave(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/leave"""
     req = await requester(request)
-    body = await json_body(request, allow_empty=True)
-    await services(request).rooms.leave(req, _room_id(request), body.get("reason"))
+    body = await parse_body(request, ReasonBody, allow_empty=True)
+    await services(request).rooms.leave(req, _room_id(request), body.reason)
     return ok()
 
 
@@ -81,9 +170,8 @@ _MEMBERSHIP_ACTIONS = {"invite": "invite", "kick": "leave", "ban": "ban", "unban
 async def change_membership(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/invite|kick|ban|unban {user_id, reason?}"""
     req = await requester(request)
-    body = await json_body(request)
-    target = str_field(body, "user_id")
-    assert target is not None
+    body = await parse_body(request, MembershipBody)
+    target = body.user_id
     action = request.match_info["action"]
     rooms = services(request).rooms
     room_id = _room_id(request)
@@ -91,7 +179,7 @@ async def change_membership(request: web.Request) -> web.Response:
         head = await rooms.head_or_404(room_id)
         if head.members.get(normalize_user_id(target, rooms.server_name)) != "ban":
             return ok()
-    await rooms.set_membership(req, room_id, target, _MEMBERSHIP_ACTIONS[action], body.get("reason"))
+    await rooms.set_membership(req, room_id, target, _MEMBERSHIP_ACTIONS[action], body.reason)
     return ok()
 
 
@@ -128,10 +216,10 @@ async def send_post(request: web.Request) -> web.Response:
 async def redact(request: web.Request) -> web.Response:
     """PUT /rooms/{roomId}/redact/{eventId}/{txnId} {reason?}"""
     req = await requester(request)
-    body = await json_body(request, allow_empty=True)
+    body = await parse_body(request, ReasonBody, allow_empty=True)
     content: dict[str, Any] = {}
-    if "reason" in body:
-        content["reason"] = body["reason"]
+    if body.reason is not None:
+        content["reason"] = body.reason
     event_id = await services(request).rooms.send(
         req, _room_id(request), "m.room.redaction", content, txn_id=request.match_info["txn_id"],
         redacts=request.match_info["event_id"],
@@ -165,7 +253,7 @@ async def get_state_event(request: web.Request) -> web.Response:
     event = await svc.rooms.state_event(req, _room_id(request), event_type, state_key)
     stored = await svc.events.get_event(event.event_id)
     formatted = (await svc.timeline.format([stored], req))[0] if stored else bare_client_event(event)
-    if request.query.get("format") == "event":
+    if parse_query(request, StateQuery).format == "event":
         return ok(formatted)
     return ok(formatted["content"])
 
@@ -185,8 +273,9 @@ async def members(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/members?membership=&not_membership="""
     req = await requester(request)
     svc = services(request)
+    query = parse_query(request, MembersQuery)
     events = await svc.rooms.members(req, _room_id(request))
-    want, not_want = request.query.get("membership"), request.query.get("not_membership")
+    want, not_want = query.membership, query.not_membership
     events = [
         e for e in events
         if (want is None or e.membership == want) and (not_want is None or e.membership != not_want)
@@ -218,12 +307,11 @@ async def get_event(request: web.Request) -> web.Response:
 async def messages(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/messages?dir=b|f&from=&to=&limit=&filter="""
     req = await requester(request)
-    raw_filter = request.query.get("filter")
+    query = parse_query(request, MessagesQuery)
     try:
-        flt = EventFilter.parse(json.loads(raw_filter)) if raw_filter else EventFilter()
+        flt = EventFilter.parse(json.loads(query.filter)) if query.filter else EventFilter()
     except json.JSONDecodeError:
         raise bad_json("filter is not valid JSON") from None
     return ok(await services(request).timeline.messages(
-        req, _room_id(request), request.query.get("dir", "b"), request.query.get("from"),
-        request.query.get("to"), query_int(request, "limit", 10), flt,
+        req, _room_id(request), query.dir, query.from_, query.to, max(query.limit, 0), flt,
     ))

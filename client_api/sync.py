@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, json_body, query_int, requester, require_own_user, services
+from client_api.http import cs, json_body, parse_query, requester, require_own_user, services
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
 
+
+@attrs.frozen
+class SyncQuery:
+    since: str | None = None
+    timeout: int = 0
+    filter: str | None = None
+    full_state: bool = False
+    set_presence: Literal["online", "offline", "unavailable"] = "online"
+    use_state_after: bool = False
 
 
 @routes.post(cs("/user/{user_id}/filter"))
@@ -33,10 +45,10 @@ async def sync(request: web.Request) -> web.Response:
     """GET /sync?since=&timeout=&filter=&full_state="""
     req = await requester(request)
     svc = services(request)
-    flt = await svc.filters.for_sync(req.user_id, request.query.get("filter"))
+    query = parse_query(request, SyncQuery)
+    flt = await svc.filters.for_sync(req.user_id, query.filter)
     result = await svc.sync.sync(
-        req, request.query.get("since"), query_int(request, "timeout", 0), flt,
-        full_state=request.query.get("full_state", "false").lower() == "true",
-        set_presence=request.query.get("set_presence", "online"),
+        req, query.since, max(query.timeout, 0), flt, full_state=query.full_state,
+        set_presence=query.set_presence,
     )
     return ok(result)

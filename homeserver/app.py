@@ -36,7 +36,7 @@ from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
 from homeserver.core.signing import SigningKey, parse_signing_key
-from homeserver.http.middleware import matrix_errors
+from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
@@ -280,7 +280,9 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     limit = cfg.limits.max_request_bytes
     # Root middlewares run for every path, matched by a sub-app or not: Matrix errors
     # (404/405 M_UNRECOGNIZED included) and CORS everywhere.
-    app = web.Application(middlewares=[matrix_errors], client_max_size=limit)
+    app = web.Application(
+        middlewares=[matrix_errors], client_max_size=limit, handler_args=PARSER_LIMITS,
+    )
     app[CONFIG] = cfg
     app[HEALTH] = runtime.services.accounts
     app.router.add_get("/health", health)

@@ -8,7 +8,9 @@ sub-app matches, so errors and CORS live there; each sub-app adds its own limit
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +30,13 @@ CORS_HEADERS = {
 }
 
 
+# Header lines longer than this get a Matrix error from ``matrix_errors``. aiohttp's own
+# parser limit (``PARSER_LIMITS``, far higher) answers before any middleware runs, with a
+# plain-text body, so it is raised to where only a hostile client would reach it.
+MAX_HEADER_LINE = 8190
+PARSER_LIMITS: dict[str, Any] = {"max_line_size": 65536, "max_field_size": 65536}
+
+
 def _too_large() -> MatrixError:
     return MatrixError(413, "M_TOO_LARGE", "Request body too large")
 
@@ -38,6 +47,7 @@ async def matrix_errors(request: web.Request, handler: Handler) -> web.StreamRes
     if request.method == "OPTIONS":  # a CORS preflight: answered on any path, without auth
         return _with_cors(web.Response(status=204))
     try:
+        _check_request_head(request)
         resp = await handler(request)
     except MatrixError as e:
         resp = error(e.status, e.errcode, e.error, **e.extra)
@@ -61,6 +71,22 @@ async def matrix_errors(request: web.Request, handler: Handler) -> web.StreamRes
         log.exception("unhandled error in %s %s", request.method, request.path)
         resp = error(500, "M_UNKNOWN", "Internal server error")
     return _with_cors(resp)
+
+
+def _check_request_head(request: web.Request) -> None:
+    """Refuse what no handler should see: over-long headers, and a path or query whose
+    percent-escapes are not UTF-8 (spec "API Standards": all strings are UTF-8; aiohttp
+    would pass the undecodable escapes on verbatim)."""
+    if len(request.raw_path) > MAX_HEADER_LINE or any(
+        len(name) + len(value) + 2 > MAX_HEADER_LINE for name, value in request.raw_headers
+    ):
+        raise MatrixError(431, "M_TOO_LARGE", "Request header too large")
+    path, _, query = request.raw_path.partition("?")
+    try:
+        urllib.parse.unquote_to_bytes(path).decode("utf-8")
+        urllib.parse.unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MatrixError(400, "M_INVALID_PARAM", "The path or query is not UTF-8") from None
 
 
 def body_limit(max_bytes: int) -> Middleware:

@@ -139,7 +139,10 @@ class SyncService:
             if not f.room_allowed(row.room_id) or row.stream_ordering > now.events:
                 continue
             if row.membership == "join":
-                section = await self._room_full(requester, row.room_id, now.events, f, since_ev)
+                # A room joined since the token is synced as in an initial sync (its recent
+                # history, `limited` when there is more), so clients can paginate back.
+                after = since_ev if full_state else 0
+                section = await self._room_full(requester, row.room_id, now.events, f, after)
                 if section is not None:
                     rooms["join"][row.room_id] = section
             elif row.membership == "invite":

@@ -460,3 +460,25 @@ async def test_limited_is_exact_at_the_timeline_limit(hs: Matrix) -> None:
     section = (await alice.sync(since, filter={"room": {"timeline": {"limit": 3}}}))["rooms"]["join"][room]
     assert bodies(section["timeline"]["events"]) == ["m0", "m1", "m2"]
     assert section["timeline"]["limited"] is False
+
+
+async def test_a_room_joined_since_the_token_comes_with_its_history(hs: Matrix) -> None:
+    """A client that sees a join in an incremental sync must be able to scroll back to the
+    room's creation (matrix-js-sdk stops paginating when the timeline is not limited)."""
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat", name="History")
+    await alice.send(room, "before bob")
+    since = (await bob.sync())["next_batch"]
+    await bob.join(room)
+    section = (await bob.sync(since))["rooms"]["join"][room]
+    assert "before bob" in bodies(section["timeline"]["events"])
+    await bob.send(room, "after bob")
+    for _ in range(30):  # an incremental sync with more than the limit is limited and paginates
+        await alice.send(room, "filler")
+    since = (await bob.sync())["next_batch"]
+    await bob.leave(room)
+    await bob.join(room)
+    section = (await bob.sync(since))["rooms"]["join"][room]
+    assert section["timeline"]["limited"] is True
+    older = await bob.messages(room, "b", **{"from": section["timeline"]["prev_batch"], "limit": 100})
+    assert "m.room.create" in [e["type"] for e in older["chunk"]]
