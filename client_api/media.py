@@ -9,18 +9,15 @@ Spec: client-server API, "Content repository".
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
 
+import attrs
+import msgspec
 from aiohttp import web
 
-from client_api.http import SERVICES, query_int, requester
+from client_api.http import SERVICES, parse_query, requester
 from homeserver.core.errors import MatrixError, too_large
-from homeserver.core.media import (
-    SECURITY_HEADERS,
-    checked_filename,
-    content_disposition,
-    query_bool,
-    thumbnail_query,
-)
+from homeserver.core.media import SECURITY_HEADERS, checked_filename, content_disposition
 from homeserver.http.middleware import Handler, body_limit
 from homeserver.http.responses import error, ok
 from homeserver.services.container import Services
@@ -90,13 +87,43 @@ async def _read_upload(request: web.Request) -> bytes:
     return bytes(body)
 
 
+# -- query strings (one schema per endpoint, docs/inputs.md) -------------------------------
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+@attrs.frozen
+class UploadQuery:
+    filename: str | None = None
+
+
+@attrs.frozen
+class DownloadQuery:
+    # allow_remote exists on the legacy paths only (to stop loops between servers);
+    # allow_redirect: we never redirect, so the content itself is always fine.
+    allow_remote: bool = True
+    allow_redirect: bool = False
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_TIMEOUT_MS
+
+
+@attrs.frozen
+class ThumbnailQuery:
+    width: Positive
+    height: Positive
+    method: Literal["crop", "scale"] = "scale"
+    animated: bool = False  # valid either way: thumbnails are still images
+    allow_remote: bool = True
+    allow_redirect: bool = False
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_TIMEOUT_MS
+
+
 # -- upload -------------------------------------------------------------------------------
 
 
 async def upload(request: web.Request) -> web.Response:
     """POST /_matrix/media/v3/upload?filename=..."""
     user = await requester(request)
-    filename = checked_filename(request.query.get("filename"))
+    filename = checked_filename(parse_query(request, UploadQuery).filename)
     data = await _read_upload(request)
     uri = await _media(request).upload(user.user_id, data, request.headers.get("Content-Type"), filename)
     return ok({"content_uri": uri})
@@ -117,7 +144,7 @@ async def create(request: web.Request) -> web.Response:
 async def upload_to(request: web.Request) -> web.Response:
     """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
     user = await requester(request)
-    filename = checked_filename(request.query.get("filename"))
+    filename = checked_filename(parse_query(request, UploadQuery).filename)
     data = await _read_upload(request)
     await _media(request).upload_to(
         user.user_id, request.match_info["server_name"], request.match_info["media_id"], data,
@@ -134,13 +161,11 @@ def _download(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Resp
         """GET .../download/{serverName}/{mediaId}[/{fileName}]"""
         if authenticated:
             await requester(request)
+        query = parse_query(request, DownloadQuery)
         content = await _media(request).download(
             request.match_info["server_name"], request.match_info["media_id"],
-            # allow_remote exists on the legacy paths only (to stop loops between servers).
-            allow_remote=authenticated or query_bool(request.query, "allow_remote", True),
-            timeout_ms=query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS),
+            allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
         )
-        # allow_redirect: we never redirect, so the content itself is always fine.
         return _serve(content, checked_filename(request.match_info.get("file_name")))
 
     return download
@@ -151,11 +176,11 @@ def _thumbnail(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Res
         """GET .../thumbnail/{serverName}/{mediaId}?width=&height=&method="""
         if authenticated:
             await requester(request)
-        width, height, method = thumbnail_query(request.query)
+        query = parse_query(request, ThumbnailQuery)
         content = await _media(request).thumbnail(
-            request.match_info["server_name"], request.match_info["media_id"], width, height, method,
-            allow_remote=authenticated or query_bool(request.query, "allow_remote", True),
-            timeout_ms=query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS),
+            request.match_info["server_name"], request.match_info["media_id"],
+            query.width, query.height, query.method,
+            allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
         )
         return _serve(content)
 
