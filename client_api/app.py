@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api import account, directory, discovery, ephemeral, profile, rooms, sync
+from client_api import account, directory, discovery, ephemeral, keys, profile, rooms, sync
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory)
+MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys)
 
 
 def create_app(services: Services, max_request_bytes: int) -> web.Application:

@@ -43,6 +43,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e import E2eService, Membership, NullRemoteKeys, RemoteKeysPort
 from homeserver.services.ephemeral import (
     EphemeralListener,
     PresenceService,
@@ -70,6 +71,7 @@ from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
+from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
@@ -132,6 +134,8 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     max_stream, max_group, min_stream = await events_store.max_ids()
     ad_ids = IdGenerator(await account_data.max_stream_id())
     receipt_ids = IdGenerator(await receipt_store.max_stream_id())
+    e2e_store = E2eStore(engine)
+    to_device_ids, device_list_ids = (IdGenerator(i) for i in await e2e_store.max_stream_ids())
 
     # -- federation outbound (what the services send through)
     outbound = await build_outbound(cfg, key, engine) if cfg.federation.enabled else None
@@ -141,6 +145,8 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     notifier.seed("events", max_stream)
     notifier.seed("account_data", ad_ids.last)
     notifier.seed("receipts", receipt_ids.last)
+    notifier.seed("to_device", to_device_ids.last)
+    notifier.seed("device_lists", device_list_ids.last)
     persister = Persister(events_store)
     persister.start()
     heads = RoomHeads(rooms_store, state_store)
@@ -195,6 +201,16 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
 
     # -- client-facing services
     auth = AuthService(users, secret, name)
+    remote_keys: RemoteKeysPort = NullRemoteKeys()
+
+    async def devices_of(user_id: str) -> list[str]:
+        return [d["device_id"] for d in await users.list_devices(user_id)]
+
+    e2e = E2eService(
+        store=e2e_store, notifier=notifier, server_name=name,
+        membership=Membership(reader.users_sharing_rooms, devices_of), remote=remote_keys,
+        to_device_ids=to_device_ids, device_list_ids=device_list_ids,
+    )
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
@@ -214,12 +230,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         sync=SyncService(
             events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
             account_data=account_data, server_name=name, typing=typing,
-            receipts=receipts, presence=presence, room_service=rooms,
+            receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
         ),
         profile=profile,
         account_data=AccountDataService(account_data, notifier, ad_ids),
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
-        devices=DeviceService(users), filters=FilterService(filters),
+        devices=DeviceService(users), filters=FilterService(filters), e2e=e2e,
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

@@ -211,6 +211,71 @@ receipts = sa.Table(
     **_MYSQL,
 )
 
+# -- end-to-end encryption (the server stores and routes keys; it never decrypts) ---
+
+# Spec "Key management API": a device's identity keys, as uploaded (signed JSON).
+e2e_device_keys = sa.Table(
+    "e2e_device_keys", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("json", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+# One-time keys: each is handed out once by /keys/claim, then deleted.
+e2e_one_time_keys = sa.Table(
+    "e2e_one_time_keys", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("algorithm", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(128), primary_key=True),
+    sa.Column("json", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+# Fallback keys: one per algorithm, handed out when one-time keys run out, kept until replaced.
+e2e_fallback_keys = sa.Table(
+    "e2e_fallback_keys", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("algorithm", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(128), nullable=False),
+    sa.Column("json", sa.Text, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False, default=False),
+    **_MYSQL,
+)
+
+# Cross-signing keys (master, self_signing, user_signing), signatures merged in.
+e2e_cross_signing_keys = sa.Table(
+    "e2e_cross_signing_keys", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("key_type", sa.String(32), primary_key=True),
+    sa.Column("json", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+# To-device messages waiting for a device's next /sync; deleted once a later `since`
+# acknowledges them (spec "Send-to-Device messaging").
+device_inbox = sa.Table(
+    "device_inbox", metadata,
+    sa.Column("stream_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("json", sa.Text, nullable=False),
+    sa.Index("device_inbox_device", "user_id", "device_id", "stream_id"),
+    **_MYSQL,
+)
+
+# A row each time a user's device list or device keys changed (local or remote user):
+# what /sync's device_lists.changed and /keys/changes read.
+device_list_changes = sa.Table(
+    "device_list_changes", metadata,
+    sa.Column("stream_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Index("device_list_changes_user", "user_id", "stream_id"),
+    **_MYSQL,
+)
+
 # -- federation -----------------------------------------------------------------
 
 # Verify keys of other servers (and old keys of our own), cached until valid_until_ts.

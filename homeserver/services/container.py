@@ -11,6 +11,7 @@ from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
 from homeserver.services.notifier import NotifierPort
@@ -39,4 +40,5 @@ class Services:
     presence: PresenceService
     devices: DeviceService
     filters: FilterService
+    e2e: E2eService
     max_event_bytes: int = 65_536

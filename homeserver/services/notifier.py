@@ -17,19 +17,22 @@ import attrs
 if TYPE_CHECKING:
     from homeserver.services.fanout import Committed
 
-STREAMS = ("events", "account_data", "typing", "receipts", "presence")
+# Appended streams keep old tokens parseable: missing trailing positions read as 0.
+STREAMS = ("events", "account_data", "typing", "receipts", "presence", "to_device", "device_lists")
 
 
 @attrs.frozen
 class SyncToken:
     """A position on every stream a client syncs. Opaque to clients:
-    ``s{events}_{account_data}_{typing}_{receipts}_{presence}``."""
+    ``s{events}_{account_data}_{typing}_{receipts}_{presence}_{to_device}_{device_lists}``."""
 
     events: int = 0
     account_data: int = 0
     typing: int = 0
     receipts: int = 0
     presence: int = 0
+    to_device: int = 0
+    device_lists: int = 0
 
     def encode(self) -> str:
         return "s" + "_".join(str(getattr(self, s)) for s in STREAMS)

@@ -14,6 +14,7 @@ from homeserver.core.events import Event, StoredEvent
 from homeserver.core.records import Membership
 from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
+from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
@@ -50,7 +51,8 @@ def _has_data(resp: dict[str, Any]) -> bool:
     rooms = resp["rooms"]
     return bool(
         rooms["join"] or rooms["invite"] or rooms["leave"] or resp["account_data"]["events"]
-        or resp["presence"]["events"]
+        or resp["presence"]["events"] or resp["to_device"]["events"]
+        or resp["device_lists"]["changed"] or resp["device_lists"]["left"]
     )
 
 
@@ -59,7 +61,9 @@ class SyncService:
         self, *, events: EventReader, rooms: RoomStore, timeline: Timeline, notifier: NotifierPort,
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
+        e2e: E2eService,
     ) -> None:
+        self._e2e = e2e
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
@@ -177,6 +181,7 @@ class SyncService:
                 section = await self._ensure_section(requester, room_id, now, rooms["join"])
                 if section is not None:
                     section["account_data"]["events"].append(event)
+        await self._e2e.sync_into(requester, since, now, resp)
         return resp
 
     async def _joined_rooms(self, user_id: str) -> list[str]:

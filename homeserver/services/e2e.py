@@ -1,0 +1,403 @@
+"""End-to-end encryption plumbing: keys, claims, to-device messages and device lists.
+
+The server stores and routes; it never decrypts. Spec: client-server API,
+"End-to-End Encryption" and "Send-to-Device messaging". What this asks of other
+servers is `RemoteKeysPort`; /sync calls `sync_into` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+import attrs
+
+from homeserver.core import e2e_keys
+from homeserver.core.errors import MatrixError, bad_json
+from homeserver.core.ids import server_of
+from homeserver.services.auth import Requester
+from homeserver.services.lru import LruCache
+from homeserver.services.notifier import NotifierPort, SyncToken
+from homeserver.services.persister import IdGenerator
+from storage.stores.e2e import E2eStore, OneTimeKey
+
+TO_DEVICE_LIMIT = 100
+REMOTE_TIMEOUT_S = 10.0
+
+
+class RemoteKeysPort(Protocol):
+    """Keys of users on other servers, and what our users' devices tell them."""
+
+    async def query(self, server: str, device_keys: dict[str, list[str]]) -> dict[str, Any]:
+        """Their /user/keys/query answer; raises on failure."""
+
+    async def claim(self, server: str, one_time_keys: dict[str, dict[str, str]]) -> dict[str, Any]:
+        """Their /user/keys/claim answer; raises on failure."""
+
+    async def send_to_device(self, server: str, sender: str, ev_type: str, message_id: str,
+                             messages: dict[str, dict[str, Any]]) -> None:
+        """Queue an m.direct_to_device EDU."""
+
+    async def device_list_changed(self, user_id: str, device_id: str, deleted: bool,
+                                  keys: dict[str, Any] | None) -> None:
+        """Tell servers sharing a room with the user (m.device_list_update)."""
+
+
+class NullRemoteKeys:
+    """Federation off: other servers' users are unreachable."""
+
+    async def query(self, server: str, device_keys: dict[str, list[str]]) -> dict[str, Any]:
+        raise MatrixError(502, "M_UNKNOWN", "Federation is disabled")
+
+    async def claim(self, server: str, one_time_keys: dict[str, dict[str, str]]) -> dict[str, Any]:
+        raise MatrixError(502, "M_UNKNOWN", "Federation is disabled")
+
+    async def send_to_device(self, server: str, sender: str, ev_type: str, message_id: str,
+                             messages: dict[str, dict[str, Any]]) -> None:
+        return None
+
+    async def device_list_changed(self, user_id: str, device_id: str, deleted: bool,
+                                  keys: dict[str, Any] | None) -> None:
+        return None
+
+
+@attrs.frozen
+class Membership:
+    """What the rest of the server tells us about who shares rooms."""
+
+    users_sharing_rooms: Callable[[str], Awaitable[set[str]]]
+    devices_of: Callable[[str], Awaitable[list[str]]]
+
+
+class E2eService:
+    def __init__(
+        self, *, store: E2eStore, notifier: NotifierPort, server_name: str, membership: Membership,
+        remote: RemoteKeysPort, to_device_ids: IdGenerator, device_list_ids: IdGenerator,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._server_name = server_name
+        self._membership = membership
+        self._remote = remote
+        self._to_device_ids = to_device_ids
+        self._device_list_ids = device_list_ids
+        # (user, device, txn id) of recent /sendToDevice calls: a retried txn is not re-sent.
+        self._txns: LruCache[tuple[str, str, str], bool] = LruCache(10_000)
+
+    def _is_local(self, user_id: str) -> bool:
+        return server_of(user_id) == self._server_name
+
+    # -- /keys/upload ------------------------------------------------------------
+
+    async def upload(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        user, device = requester.user_id, requester.device_id
+        device_keys = body.get("device_keys")
+        otks = e2e_keys.parse_key_map(body.get("one_time_keys"), "one_time_keys")
+        fallbacks = e2e_keys.parse_key_map(body.get("fallback_keys"), "fallback_keys")
+        if device_keys is not None:
+            device_keys = e2e_keys.check_device_keys(device_keys, user, device)
+            held = await self._store.get_device_keys(user, device)
+            # Spec: identity keys are fixed for a device's life; a re-upload only adds signatures.
+            if held is None or not e2e_keys.same_signed_content(held, device_keys):
+                if held is not None and held.get("keys") != device_keys.get("keys"):
+                    raise MatrixError(400, "M_INVALID_PARAM", "This device's identity keys are already set")
+                await self._device_keys_changed(user, device, device_keys)
+        await self._store.add_one_time_keys(user, device, [OneTimeKey(*k) for k in otks])
+        if fallbacks:
+            await self._store.set_fallback_keys(user, device, [OneTimeKey(*k) for k in fallbacks])
+        counts = await self._store.one_time_key_counts(user, device)
+        return {"one_time_key_counts": {"signed_curve25519": 0, **counts}}
+
+    async def _device_keys_changed(self, user: str, device: str, keys: dict[str, Any]) -> None:
+        pos = self._device_list_ids.next()
+        await self._store.set_device_keys(user, device, keys, pos)
+        await self._wake_device_lists(user, pos)
+        await self._remote.device_list_changed(user, device, False, keys)
+
+    async def _wake_device_lists(self, user: str, pos: int) -> None:
+        sharing = await self._membership.users_sharing_rooms(user)
+        self._notifier.advance("device_lists", pos, sharing | {user})
+
+    async def device_deleted(self, user_id: str, device_id: str) -> None:
+        """A local device was deleted (logout, device deletion): its keys go too."""
+        pos = self._device_list_ids.next()
+        await self._store.delete_device(user_id, device_id, pos)
+        await self._wake_device_lists(user_id, pos)
+        await self._remote.device_list_changed(user_id, device_id, True, None)
+
+    async def remote_device_list_changed(self, user_id: str) -> None:
+        """A peer said a user of theirs changed devices: our users sharing a room re-query."""
+        pos = self._device_list_ids.next()
+        await self._store.mark_changed(user_id, pos)
+        await self._wake_device_lists(user_id, pos)
+
+    # -- /keys/query -------------------------------------------------------------
+
+    async def query(self, requester: Requester | None, wanted: dict[str, list[str]]) -> dict[str, Any]:
+        """Device and cross-signing keys of local users and, through their servers, remote ones."""
+        local = {u: d for u, d in wanted.items() if self._is_local(u)}
+        out = await self.query_local(local, requester.user_id if requester else None)
+        out["failures"] = {}
+        by_server: dict[str, dict[str, list[str]]] = {}
+        for user, devices in wanted.items():
+            if not self._is_local(user):
+                by_server.setdefault(server_of(user), {})[user] = devices
+
+        async def ask(server: str, users: dict[str, list[str]]) -> None:
+            try:
+                answer = await asyncio.wait_for(self._remote.query(server, users), REMOTE_TIMEOUT_S)
+            except Exception as e:  # any failure of one server is reported, never fatal (spec)
+                out["failures"][server] = {"status": 503, "message": str(e) or type(e).__name__}
+                return
+            for section in ("device_keys", "master_keys", "self_signing_keys"):
+                got = answer.get(section)
+                if isinstance(got, dict):
+                    out.setdefault(section, {}).update(
+                        {u: v for u, v in got.items() if u in users and server_of(u) == server})
+
+        await asyncio.gather(*(ask(s, u) for s, u in by_server.items()))
+        return out
+
+    async def query_local(self, wanted: dict[str, list[str]], requester: str | None) -> dict[str, Any]:
+        """Keys of local users; an empty device list means every device. `user_signing_keys`
+        only to their owner (spec: /keys/query)."""
+        stored = await self._store.device_keys_for(wanted)
+        device_keys: dict[str, dict[str, Any]] = {}
+        for user, devices in wanted.items():
+            held = stored.get(user, {})
+            picked = held if not devices else {d: held[d] for d in devices if d in held}
+            device_keys[user] = {}
+            for device_id, keys in picked.items():
+                device_keys[user][device_id] = keys
+        out: dict[str, Any] = {"device_keys": device_keys, "master_keys": {}, "self_signing_keys": {}}
+        if requester is not None:
+            out["user_signing_keys"] = {}
+        for user, keys in (await self._store.cross_signing_keys_for(wanted)).items():
+            for key_type in ("master", "self_signing"):
+                if key_type in keys:
+                    out[f"{key_type}_keys"][user] = keys[key_type]
+            if user == requester and "user_signing" in keys:
+                out["user_signing_keys"][user] = keys["user_signing"]
+        return out
+
+    # -- /keys/claim -------------------------------------------------------------
+
+    async def claim(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+        local = {u: d for u, d in wanted.items() if self._is_local(u)}
+        out: dict[str, Any] = {"one_time_keys": await self.claim_local(local), "failures": {}}
+        by_server: dict[str, dict[str, dict[str, str]]] = {}
+        for user, devices in wanted.items():
+            if not self._is_local(user):
+                by_server.setdefault(server_of(user), {})[user] = devices
+
+        async def ask(server: str, users: dict[str, dict[str, str]]) -> None:
+            try:
+                answer = await asyncio.wait_for(self._remote.claim(server, users), REMOTE_TIMEOUT_S)
+            except Exception as e:  # reported per server (spec: failures)
+                out["failures"][server] = {"status": 503, "message": str(e) or type(e).__name__}
+                return
+            got = answer.get("one_time_keys")
+            if isinstance(got, dict):
+                out["one_time_keys"].update({u: v for u, v in got.items() if u in users})
+
+        await asyncio.gather(*(ask(s, u) for s, u in by_server.items()))
+        return out
+
+    async def claim_local(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for user, devices in wanted.items():
+            for device_id, algorithm in devices.items():
+                key = await self._store.claim(user, device_id, algorithm)
+                if key is not None:
+                    out.setdefault(user, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
+        return out
+
+    # -- /keys/changes -----------------------------------------------------------
+
+    async def changes(self, requester: Requester, from_token: SyncToken, to_token: SyncToken) -> dict[str, Any]:
+        """Users sharing a room with the requester whose devices changed between the tokens."""
+        changed = await self._store.users_changed(from_token.device_lists, to_token.device_lists)
+        sharing = await self._membership.users_sharing_rooms(requester.user_id)
+        return {"changed": sorted(changed & (sharing | {requester.user_id})), "left": []}
+
+    # -- cross-signing -----------------------------------------------------------
+
+    async def has_master_key(self, user_id: str) -> bool:
+        return "master" in (await self._store.cross_signing_keys_for([user_id])).get(user_id, {})
+
+    async def upload_cross_signing(self, requester: Requester, body: dict[str, Any]) -> None:
+        """/keys/device_signing/upload: master signs the others (spec "Cross-signing")."""
+        user = requester.user_id
+        given = {t: body[f"{t}_key"] for t in e2e_keys.CROSS_SIGNING_TYPES if body.get(f"{t}_key") is not None}
+        keys = {t: e2e_keys.check_cross_signing_key(k, user, t) for t, k in given.items()}
+        master = keys.get("master") or (await self._store.cross_signing_keys_for([user])).get(user, {}).get("master")
+        if master is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "A master key is needed")
+        key_id, value = e2e_keys.public_key(master)
+        for t in ("self_signing", "user_signing"):
+            if t in keys:
+                e2e_keys.check_self_signed(keys[t], user, key_id, value)
+        if not keys:
+            return
+        pos = self._device_list_ids.next()
+        await self._store.set_cross_signing_keys(user, keys, pos)
+        await self._wake_device_lists(user, pos)
+
+    async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        """/keys/signatures/upload: signatures of the requester's own devices and keys, and of
+        other users' master keys; each is checked against the signing key it names."""
+        failures: dict[str, dict[str, Any]] = {}
+        for user, by_id in body.items():
+            if not isinstance(by_id, dict):
+                raise bad_json("signatures must map users to objects")
+            for key_or_device, signed in by_id.items():
+                try:
+                    await self._add_signature(requester.user_id, user, key_or_device, signed)
+                except MatrixError as e:
+                    failures.setdefault(user, {})[key_or_device] = e.to_json()
+        return {"failures": failures}
+
+    async def _add_signature(self, signer: str, user: str, target_id: str, signed: Any) -> None:
+        if not isinstance(signed, dict):
+            raise bad_json("a signed object is expected")
+        if not self._is_local(user):
+            raise MatrixError(400, "M_UNRECOGNIZED", "Signatures of remote keys are not stored")
+        cross = (await self._store.cross_signing_keys_for([user, signer]))
+        held_device = await self._store.get_device_keys(user, target_id)
+        held_master = cross.get(user, {}).get("master")
+        if held_device is not None and user == signer:
+            target, signing_type = held_device, "self_signing"
+        elif held_master is not None and e2e_keys.public_key(held_master)[0] == f"ed25519:{target_id}":
+            target, signing_type = held_master, ("master" if user == signer else "user_signing")
+        else:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown key")
+        if not e2e_keys.same_signed_content(target, signed):
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "The signed object differs from the stored one")
+        if signing_type == "master" and held_device is None:
+            # the owner signing their master key with a device key
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "Unsupported signature")
+        signing = cross.get(signer, {}).get(signing_type)
+        if signing is None:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", f"No {signing_type} key")
+        key_id, value = e2e_keys.public_key(signing)
+        e2e_keys.check_self_signed(signed, signer, key_id, value)
+        merged = e2e_keys.merge_signatures(target, signed)
+        if target is held_device:
+            await self._store.replace_device_keys(user, target_id, merged)
+        else:
+            await self._store.replace_cross_signing_key(user, "master", merged)
+        pos = self._device_list_ids.next()
+        await self._store.mark_changed(user, pos)
+        await self._wake_device_lists(user, pos)
+
+    # -- to-device ---------------------------------------------------------------
+
+    async def send_to_device(
+        self, requester: Requester, ev_type: str, txn_id: str, messages: dict[str, Any],
+    ) -> None:
+        """PUT /sendToDevice: queue for local devices ("*" = all of them), and hand the
+        rest to their servers. Idempotent per device and txn id."""
+        txn = (requester.user_id, requester.device_id, txn_id)
+        if self._txns.get(txn):
+            return
+        rows: list[tuple[int, str, str, dict[str, Any]]] = []
+        remote: dict[str, dict[str, dict[str, Any]]] = {}
+        for user, by_device in messages.items():
+            if not isinstance(by_device, dict) or not all(isinstance(c, dict) for c in by_device.values()):
+                raise bad_json("messages must map users to devices to content objects")
+            if not self._is_local(user):
+                remote.setdefault(server_of(user), {})[user] = by_device
+                continue
+            devices = await self._membership.devices_of(user)
+            for device_id, content in by_device.items():
+                targets = devices if device_id == "*" else [device_id] if device_id in devices else []
+                for target in targets:
+                    message = {"type": ev_type, "sender": requester.user_id, "content": content}
+                    rows.append((self._to_device_ids.next(), user, target, message))
+        await self.deliver_local(rows)
+        for server, msgs in remote.items():
+            await self._remote.send_to_device(server, requester.user_id, ev_type, f"{txn_id}-{server}-{id(msgs)}", msgs)
+        self._txns.put(txn, True)
+
+    async def deliver_local(self, rows: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+        if not rows:
+            return
+        await self._store.queue_to_device(rows)
+        for pos, user, _, _ in rows:
+            self._notifier.advance("to_device", pos, (user,))
+
+    async def receive_to_device(self, origin: str, content: dict[str, Any]) -> None:
+        """An m.direct_to_device EDU from `origin` (spec: server-server "Send-to-device messaging")."""
+        sender, ev_type, messages = content.get("sender"), content.get("type"), content.get("messages")
+        if not isinstance(sender, str) or server_of(sender) != origin or not isinstance(ev_type, str) \
+                or not isinstance(messages, dict):
+            return
+        rows: list[tuple[int, str, str, dict[str, Any]]] = []
+        for user, by_device in messages.items():
+            if not isinstance(user, str) or not self._is_local(user) or not isinstance(by_device, dict):
+                continue
+            devices = await self._membership.devices_of(user)
+            for device_id, body in by_device.items():
+                if not isinstance(body, dict):
+                    continue
+                targets = devices if device_id == "*" else [device_id] if device_id in devices else []
+                for target in targets:
+                    rows.append((self._to_device_ids.next(), user, target,
+                                 {"type": ev_type, "sender": sender, "content": body}))
+        await self.deliver_local(rows)
+
+    # -- /sync -------------------------------------------------------------------
+
+    async def sync_into(
+        self, requester: Requester, since: SyncToken | None, now: SyncToken, resp: dict[str, Any],
+    ) -> None:
+        """Fill `to_device`, `device_lists`, `device_one_time_keys_count` and
+        `device_unused_fallback_key_types` of a /sync answer; the next `since` acknowledges
+        (and deletes) the to-device messages given here."""
+        user, device = requester.user_id, requester.device_id
+        acked = since.to_device if since is not None else 0
+        messages = await self._store.to_device(user, device, acked, now.to_device, TO_DEVICE_LIMIT)
+        resp["to_device"]["events"] = [m.message for m in messages]
+        if len(messages) == TO_DEVICE_LIMIT:
+            # more are waiting: the next batch starts after the last one given
+            resp["next_batch"] = attrs.evolve(now, to_device=messages[-1].stream_id).encode()
+        counts = await self._store.one_time_key_counts(user, device)
+        resp["device_one_time_keys_count"] = {"signed_curve25519": 0, **counts}
+        resp["device_unused_fallback_key_types"] = await self._store.unused_fallback_algorithms(user, device)
+        if since is not None:
+            resp["device_lists"] = await self._device_lists(user, since, now, resp)
+
+    async def _device_lists(
+        self, user: str, since: SyncToken, now: SyncToken, resp: dict[str, Any],
+    ) -> dict[str, list[str]]:
+        """Spec: `changed` are users sharing a room whose devices changed, and users who
+        now share a room and did not; `left` those who share none any more. Membership
+        changes are read from the answer's own room sections."""
+        sharing = await self._membership.users_sharing_rooms(user)
+        changed = set()
+        if since.device_lists < now.device_lists:
+            changed = await self._store.users_changed(since.device_lists, now.device_lists)
+            changed &= sharing | {user}
+        rooms = resp["rooms"]
+        for section in rooms["join"].values():
+            for ev in _member_events(section):
+                if ev.get("content", {}).get("membership") == "join" and ev["state_key"] != user:
+                    changed.add(ev["state_key"])
+        left: set[str] = set()
+        for section in [*rooms["join"].values(), *rooms["leave"].values()]:
+            for ev in _member_events(section):
+                if ev.get("content", {}).get("membership") in ("leave", "ban"):
+                    left.add(ev["state_key"])
+        for section in rooms["leave"].values():
+            left.update(ev["state_key"] for ev in _member_events(section))
+        left = {u for u in left - sharing if u != user}
+        return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+def _member_events(section: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for part in ("state", "timeline"):
+        for ev in section.get(part, {}).get("events", []):
+            if ev.get("type") == "m.room.member" and isinstance(ev.get("state_key"), str):
+                yield ev
+

@@ -1,0 +1,80 @@
+"""end-to-end encryption: device, one-time, fallback and cross-signing keys; to-device
+inbox; device-list change stream
+
+Revision ID: 0007_e2ee
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from storage.migrations.collation import collation
+
+revision = '0007_e2ee'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def _table(name: str, *cols: sa.Column | sa.PrimaryKeyConstraint) -> None:
+    op.create_table(
+        name, *cols, mysql_charset='utf8mb4', mysql_collate=collation(), mysql_engine='InnoDB',
+    )
+
+
+def upgrade() -> None:
+    _table(
+        'e2e_device_keys',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('device_id', sa.String(length=128), nullable=False),
+        sa.Column('json', sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'device_id'),
+    )
+    _table(
+        'e2e_one_time_keys',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('device_id', sa.String(length=128), nullable=False),
+        sa.Column('algorithm', sa.String(length=64), nullable=False),
+        sa.Column('key_id', sa.String(length=128), nullable=False),
+        sa.Column('json', sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'device_id', 'algorithm', 'key_id'),
+    )
+    _table(
+        'e2e_fallback_keys',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('device_id', sa.String(length=128), nullable=False),
+        sa.Column('algorithm', sa.String(length=64), nullable=False),
+        sa.Column('key_id', sa.String(length=128), nullable=False),
+        sa.Column('json', sa.Text(), nullable=False),
+        sa.Column('used', sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'device_id', 'algorithm'),
+    )
+    _table(
+        'e2e_cross_signing_keys',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('key_type', sa.String(length=32), nullable=False),
+        sa.Column('json', sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'key_type'),
+    )
+    _table(
+        'device_inbox',
+        sa.Column('stream_id', sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('device_id', sa.String(length=128), nullable=False),
+        sa.Column('json', sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint('stream_id'),
+    )
+    op.create_index('device_inbox_device', 'device_inbox', ['user_id', 'device_id', 'stream_id'])
+    _table(
+        'device_list_changes',
+        sa.Column('stream_id', sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.PrimaryKeyConstraint('stream_id'),
+    )
+    op.create_index('device_list_changes_user', 'device_list_changes', ['user_id', 'stream_id'])
+
+
+def downgrade() -> None:
+    for name in ('device_list_changes', 'device_inbox', 'e2e_cross_signing_keys',
+                 'e2e_fallback_keys', 'e2e_one_time_keys', 'e2e_device_keys'):
+        op.drop_table(name)
