@@ -1,0 +1,199 @@
+"""End-to-end encryption plumbing: /keys/*, /sendToDevice and what /sync carries for them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from homeserver.core.signing import SigningKey, generate_signing_key, sign_json
+from tests.helpers import Matrix, User, assert_error
+
+ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
+
+
+def device_keys(user: User, key: SigningKey | None = None) -> tuple[dict[str, Any], SigningKey]:
+    """The device's identity keys, self-signed with its ed25519 key as a client does."""
+    key = key or generate_signing_key(user.device_id)
+    unsigned = {
+        "user_id": user.user_id, "device_id": user.device_id, "algorithms": ALGORITHMS,
+        "keys": {f"ed25519:{user.device_id}": key.verify_key_base64, f"curve25519:{user.device_id}": "Y3VydmU"},
+    }
+    return sign_json(unsigned, user.user_id, key), key
+
+
+def otks(user: User, key: SigningKey, *ids: str) -> dict[str, Any]:
+    return {
+        f"signed_curve25519:{i}": sign_json({"key": f"otk-{i}"}, user.user_id, key) for i in ids
+    }
+
+
+async def upload(user: User, **body: Any) -> dict[str, Any]:
+    return await user.post("/keys/upload", body)
+
+
+async def test_uploaded_device_keys_are_served_by_query(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    keys, _ = device_keys(alice)
+    got = await upload(alice, device_keys=keys)
+    assert got["one_time_key_counts"].get("signed_curve25519", 0) == 0
+    answer = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert answer["device_keys"][alice.user_id] == {alice.device_id: keys}
+    assert answer["failures"] == {}
+    one = await bob.post("/keys/query", {"device_keys": {alice.user_id: [alice.device_id, "NOPE"]}})
+    assert list(one["device_keys"][alice.user_id]) == [alice.device_id]
+
+
+async def test_device_keys_must_be_self_signed_and_for_the_requesters_device(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    keys, _ = device_keys(alice)
+    forged = {**keys, "keys": {**keys["keys"], f"curve25519:{alice.device_id}": "b3RoZXI"}}
+    assert_error(await alice.post("/keys/upload", {"device_keys": forged}, expect=400), "M_INVALID_SIGNATURE")
+    assert_error(await bob.post("/keys/upload", {"device_keys": keys}, expect=400), "M_INVALID_PARAM")
+    assert_error(await alice.post("/keys/upload", {"device_keys": "keys"}, expect=400), "M_BAD_JSON")
+    answer = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert answer["device_keys"][alice.user_id] == {}
+
+
+async def test_claim_hands_out_each_one_time_key_once_then_the_fallback(hs: Matrix) -> None:
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    keys, key = device_keys(alice)
+    fallback = {"signed_curve25519:fb": sign_json({"key": "fallback", "fallback": True}, alice.user_id, key)}
+    counts = await upload(alice, device_keys=keys, one_time_keys=otks(alice, key, "a", "b"), fallback_keys=fallback)
+    assert counts["one_time_key_counts"]["signed_curve25519"] == 2
+    want = {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}}
+    claims = await asyncio.gather(bob.post("/keys/claim", want), carol.post("/keys/claim", want))
+    got = [next(iter(c["one_time_keys"][alice.user_id][alice.device_id])) for c in claims]
+    assert sorted(got) == ["signed_curve25519:a", "signed_curve25519:b"]
+    third = await bob.post("/keys/claim", want)
+    assert third["one_time_keys"][alice.user_id][alice.device_id] == fallback
+    sync = await alice.sync()
+    assert sync["device_one_time_keys_count"].get("signed_curve25519", 0) == 0
+    assert sync["device_unused_fallback_key_types"] == []
+
+
+async def test_sync_reports_one_time_key_counts_and_unused_fallback_keys(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    keys, key = device_keys(alice)
+    fallback = {"signed_curve25519:fb": sign_json({"key": "fallback", "fallback": True}, alice.user_id, key)}
+    await upload(alice, device_keys=keys, one_time_keys=otks(alice, key, "1", "2", "3"), fallback_keys=fallback)
+    again = await upload(alice, one_time_keys=otks(alice, key, "3"))  # a retried upload adds nothing
+    assert again["one_time_key_counts"]["signed_curve25519"] == 3
+    sync = await alice.sync()
+    assert sync["device_one_time_keys_count"]["signed_curve25519"] == 3
+    assert sync["device_unused_fallback_key_types"] == ["signed_curve25519"]
+
+
+async def test_to_device_messages_arrive_once_and_go_when_acknowledged(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    since = (await bob.sync())["next_batch"]
+    body = {"messages": {bob.user_id: {bob.device_id: {"secret": 1}}}}
+    await alice.put("/sendToDevice/m.test/txn1", body)
+    await alice.put("/sendToDevice/m.test/txn1", body)  # retried: not delivered twice
+    first = await bob.sync(since)
+    assert first["to_device"]["events"] == [{"type": "m.test", "sender": alice.user_id, "content": {"secret": 1}}]
+    replay = await bob.sync(since)  # the same since again: not yet acknowledged, so still there
+    assert len(replay["to_device"]["events"]) == 1
+    after = await bob.sync(first["next_batch"], timeout="0")
+    assert after["to_device"]["events"] == []
+    assert (await bob.sync(since))["to_device"]["events"] == []  # deleted once acknowledged
+
+
+async def test_to_device_star_reaches_every_device_and_wakes_a_long_poll(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    phone = await hs.login_user(bob.user_id)
+    since = (await phone.sync())["next_batch"]
+    poll = asyncio.create_task(phone.sync(since, timeout="10000"))
+    await asyncio.sleep(0.1)
+    await alice.put("/sendToDevice/m.ping/t1", {"messages": {bob.user_id: {"*": {"n": 2}}}})
+    woken = await poll
+    assert [e["content"] for e in woken["to_device"]["events"]] == [{"n": 2}]
+    assert [e["content"] for e in (await bob.sync())["to_device"]["events"]] == [{"n": 2}]
+
+
+async def test_send_to_device_refuses_a_malformed_body(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    for bad in ({"messages": "x"}, {"messages": {bob.user_id: {"D": "not-an-object"}}}, {}):
+        assert_error(await alice.put("/sendToDevice/m.t/x1", bad, expect=400), "M_BAD_JSON")
+    assert (await bob.sync())["to_device"]["events"] == []
+
+
+async def test_device_lists_show_key_changes_of_users_sharing_a_room(hs: Matrix) -> None:
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    since = (await alice.sync())["next_batch"]
+    await upload(bob, device_keys=device_keys(bob)[0])
+    await upload(carol, device_keys=device_keys(carol)[0])  # shares no room with alice
+    sync = await alice.sync(since)
+    assert sync["device_lists"]["changed"] == [bob.user_id]
+    changes = await alice.get("/keys/changes", params={"from": since, "to": sync["next_batch"]})
+    assert changes["changed"] == [bob.user_id]
+
+
+async def test_device_lists_show_users_who_newly_share_a_room_and_who_left(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat")
+    since = (await alice.sync())["next_batch"]
+    await bob.join(room)
+    joined = await alice.sync(since)
+    assert bob.user_id in joined["device_lists"]["changed"]
+    await bob.leave(room)
+    left = await alice.sync(joined["next_batch"])
+    assert left["device_lists"]["left"] == [bob.user_id]
+
+
+async def test_cross_signing_keys_are_served_and_signatures_stored(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    keys, _ = device_keys(alice)
+    await upload(alice, device_keys=keys)
+    master_key, ssk_key = generate_signing_key("master"), generate_signing_key("ssk")
+    master = {"user_id": alice.user_id, "usage": ["master"],
+              "keys": {f"ed25519:{master_key.verify_key_base64}": master_key.verify_key_base64}}
+    ssk_unsigned = {"user_id": alice.user_id, "usage": ["self_signing"],
+                    "keys": {f"ed25519:{ssk_key.verify_key_base64}": ssk_key.verify_key_base64}}
+    master_signer = SigningKey(master_key.verify_key_base64, master_key.seed)
+    ssk = sign_json(ssk_unsigned, alice.user_id, master_signer)
+    await alice.post("/keys/device_signing/upload", {"master_key": master, "self_signing_key": ssk})
+    answer = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert answer["master_keys"][alice.user_id] == master
+    assert answer["self_signing_keys"][alice.user_id] == ssk
+    assert alice.user_id not in answer.get("user_signing_keys", {})
+
+    ssk_signer = SigningKey(ssk_key.verify_key_base64, ssk_key.seed)
+    signed_device = sign_json(keys, alice.user_id, ssk_signer)
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {alice.device_id: signed_device}})
+    assert got["failures"] == {}
+    served = (await bob.post("/keys/query", {"device_keys": {alice.user_id: []}}))["device_keys"]
+    assert served[alice.user_id][alice.device_id]["signatures"][alice.user_id] == signed_device["signatures"][alice.user_id]
+
+    # Replacing the master key needs the password (user-interactive auth).
+    again = await alice.post("/keys/device_signing/upload", {"master_key": master}, expect=401)
+    assert again["flows"] == [{"stages": ["m.login.password"]}]
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": alice.password, "session": again["session"]}
+    await alice.post("/keys/device_signing/upload", {"master_key": master, "auth": auth})
+
+
+async def test_a_bad_signature_upload_is_a_failure_and_changes_nothing(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    keys, _ = device_keys(alice)
+    await upload(alice, device_keys=keys)
+    forged = sign_json(keys, alice.user_id, generate_signing_key("nope"))
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {alice.device_id: forged}})
+    assert alice.device_id in got["failures"][alice.user_id]
+    served = (await bob.post("/keys/query", {"device_keys": {alice.user_id: []}}))["device_keys"]
+    assert served[alice.user_id][alice.device_id] == keys
+
+
+async def test_keys_changes_needs_both_tokens(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    assert_error(await alice.get("/keys/changes", params={"from": "s1"}, expect=400), "M_MISSING_PARAM")
+    assert_error(await alice.get("/keys/changes", params={"from": "x", "to": "y"}, expect=400), "M_INVALID_PARAM")
+
+
+async def test_a_sync_token_from_before_the_e2ee_streams_still_works(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    await alice.put("/sendToDevice/m.test/old", {"messages": {bob.user_id: {bob.device_id: {"k": 1}}}})
+    old = "s" + "_".join((await bob.sync())["next_batch"][1:].split("_")[:5])  # events..presence only
+    got = await bob.sync(old, timeout="0")
+    assert [e["content"] for e in got["to_device"]["events"]] == [{"k": 1}]
