@@ -53,6 +53,7 @@ from homeserver.services.ephemeral import (
 from homeserver.services.fanout import CommitSubscriber, WakeOutbox
 from homeserver.services.federation_edus import EduInbound, EduOutbound
 from homeserver.services.federation_events import FederationEventHandler
+from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.local_events import LocalEventBuilder
@@ -185,6 +186,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
 
+    # -- end-to-end encryption: keys and to-device messages, routed to other servers
+    remote_keys: RemoteKeysPort = NullRemoteKeys()
+    if outbound is not None:
+        remote_keys = RemoteKeys(server_name=name, client=outbound.client, sender=outbound.sender, events=reader)
+
+    async def device_names(user_id: str) -> dict[str, str | None]:
+        return {d["device_id"]: d["display_name"] for d in await users.list_devices(user_id)}
+
+    e2e = E2eService(
+        store=e2e_store, notifier=notifier, server_name=name,
+        membership=Membership(reader.users_sharing_rooms, device_names), remote=remote_keys,
+        to_device_ids=to_device_ids, device_list_ids=device_list_ids,
+    )
+
     # -- federation: receiving events, and acting for our users in remote rooms
     handler: FederationEventHandler | None = None
     remote: RemoteRoomsPort = NullRemoteRooms()
@@ -192,7 +207,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         handler = FederationEventHandler(
             server_name=name, events=reader, writer=writer, rooms=rooms_store,
             keyring=outbound.keyring, client=outbound.client, txns=InboundTxnStore(engine),
-            edus=EduInbound(events=reader, typing=typing, receipts=receipts, presence=presence),
+            edus=EduInbound(events=reader, typing=typing, receipts=receipts, presence=presence, e2e=e2e),
         )
         remote = RemoteRooms(
             server_name=name, signing_key=key, events=reader, writer=writer, handler=handler,
@@ -201,16 +216,6 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
 
     # -- client-facing services
     auth = AuthService(users, secret, name)
-    remote_keys: RemoteKeysPort = NullRemoteKeys()
-
-    async def devices_of(user_id: str) -> list[str]:
-        return [d["device_id"] for d in await users.list_devices(user_id)]
-
-    e2e = E2eService(
-        store=e2e_store, notifier=notifier, server_name=name,
-        membership=Membership(reader.users_sharing_rooms, devices_of), remote=remote_keys,
-        to_device_ids=to_device_ids, device_list_ids=device_list_ids,
-    )
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
@@ -246,7 +251,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, signing_key=key, events=reader, writer=writer, users=users,
             handler=handler,
         )
-        context = FederationContext(name, handler, serving, profile, directory)
+        context = FederationContext(name, handler, serving, profile, directory, e2e)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
     return Runtime(services, persister, engine, federation)
 

@@ -6,6 +6,7 @@ import attrs
 from aiohttp import web
 
 from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e import E2eService
 from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.profile import ProfileService
@@ -18,6 +19,7 @@ class FederationContext:
     rooms: FederationRooms
     profile: ProfileService
     directory: DirectoryService
+    e2e: E2eService
 
 
 FEDERATION = web.AppKey("federation", FederationContext)

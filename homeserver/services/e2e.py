@@ -8,6 +8,7 @@ servers is `RemoteKeysPort`; /sync calls `sync_into` once.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -39,8 +40,8 @@ class RemoteKeysPort(Protocol):
                              messages: dict[str, dict[str, Any]]) -> None:
         """Queue an m.direct_to_device EDU."""
 
-    async def device_list_changed(self, user_id: str, device_id: str, deleted: bool,
-                                  keys: dict[str, Any] | None) -> None:
+    async def device_list_changed(self, user_id: str, device_id: str, stream_id: int, prev_id: int | None,
+                                  deleted: bool, keys: dict[str, Any] | None) -> None:
         """Tell servers sharing a room with the user (m.device_list_update)."""
 
 
@@ -57,8 +58,8 @@ class NullRemoteKeys:
                              messages: dict[str, dict[str, Any]]) -> None:
         return None
 
-    async def device_list_changed(self, user_id: str, device_id: str, deleted: bool,
-                                  keys: dict[str, Any] | None) -> None:
+    async def device_list_changed(self, user_id: str, device_id: str, stream_id: int, prev_id: int | None,
+                                  deleted: bool, keys: dict[str, Any] | None) -> None:
         return None
 
 
@@ -67,7 +68,11 @@ class Membership:
     """What the rest of the server tells us about who shares rooms."""
 
     users_sharing_rooms: Callable[[str], Awaitable[set[str]]]
-    devices_of: Callable[[str], Awaitable[list[str]]]
+    device_names: Callable[[str], Awaitable[dict[str, str | None]]]
+    """A local user's devices: device id -> display name."""
+
+    async def devices_of(self, user_id: str) -> list[str]:
+        return list(await self.device_names(user_id))
 
 
 class E2eService:
@@ -82,8 +87,10 @@ class E2eService:
         self._remote = remote
         self._to_device_ids = to_device_ids
         self._device_list_ids = device_list_ids
-        # (user, device, txn id) of recent /sendToDevice calls: a retried txn is not re-sent.
+        # (user, device, txn id) of recent /sendToDevice calls: a retried txn is not re-sent;
+        # (origin, message_id) of recent m.direct_to_device EDUs likewise.
         self._txns: LruCache[tuple[str, str, str], bool] = LruCache(10_000)
+        self._message_ids: LruCache[tuple[str, str], bool] = LruCache(10_000)
 
     def _is_local(self, user_id: str) -> bool:
         return server_of(user_id) == self._server_name
@@ -110,10 +117,11 @@ class E2eService:
         return {"one_time_key_counts": {"signed_curve25519": 0, **counts}}
 
     async def _device_keys_changed(self, user: str, device: str, keys: dict[str, Any]) -> None:
+        prev = await self._store.last_change(user)
         pos = self._device_list_ids.next()
         await self._store.set_device_keys(user, device, keys, pos)
         await self._wake_device_lists(user, pos)
-        await self._remote.device_list_changed(user, device, False, keys)
+        await self._remote.device_list_changed(user, device, pos, prev, False, keys)
 
     async def _wake_device_lists(self, user: str, pos: int) -> None:
         sharing = await self._membership.users_sharing_rooms(user)
@@ -121,10 +129,11 @@ class E2eService:
 
     async def device_deleted(self, user_id: str, device_id: str) -> None:
         """A local device was deleted (logout, device deletion): its keys go too."""
+        prev = await self._store.last_change(user_id)
         pos = self._device_list_ids.next()
         await self._store.delete_device(user_id, device_id, pos)
         await self._wake_device_lists(user_id, pos)
-        await self._remote.device_list_changed(user_id, device_id, True, None)
+        await self._remote.device_list_changed(user_id, device_id, pos, prev, True, None)
 
     async def remote_device_list_changed(self, user_id: str) -> None:
         """A peer said a user of theirs changed devices: our users sharing a room re-query."""
@@ -212,6 +221,35 @@ class E2eService:
                 if key is not None:
                     out.setdefault(user, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
         return out
+
+    # -- what peers ask ---------------------------------------------------------
+
+    async def user_devices(self, user_id: str) -> dict[str, Any]:
+        """GET /_matrix/federation/v1/user/devices/{userId}: a local user's devices with keys."""
+        if not self._is_local(user_id):
+            raise MatrixError(403, "M_FORBIDDEN", "Not a user of this server")
+        keys = (await self._store.device_keys_for([user_id])).get(user_id, {})
+        names = await self._membership.device_names(user_id)
+        devices = []
+        for device_id, name in names.items():
+            device: dict[str, Any] = {"device_id": device_id, "keys": keys.get(device_id, {})}
+            if name:
+                device["device_display_name"] = name
+            devices.append(device)
+        out: dict[str, Any] = {
+            "user_id": user_id, "stream_id": await self._store.last_change(user_id) or 0, "devices": devices,
+        }
+        cross = (await self._store.cross_signing_keys_for([user_id])).get(user_id, {})
+        for key_type in ("master", "self_signing"):
+            if key_type in cross:
+                out[f"{key_type}_key"] = cross[key_type]
+        return out
+
+    async def receive_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
+        """An m.device_list_update EDU: the user's devices changed on their server."""
+        user_id = content.get("user_id")
+        if isinstance(user_id, str) and server_of(user_id) == origin and not self._is_local(user_id):
+            await self.remote_device_list_changed(user_id)
 
     # -- /keys/changes -----------------------------------------------------------
 
@@ -317,7 +355,7 @@ class E2eService:
                     rows.append((self._to_device_ids.next(), user, target, message))
         await self.deliver_local(rows)
         for server, msgs in remote.items():
-            await self._remote.send_to_device(server, requester.user_id, ev_type, f"{txn_id}-{server}-{id(msgs)}", msgs)
+            await self._remote.send_to_device(server, requester.user_id, ev_type, secrets.token_hex(12), msgs)
         self._txns.put(txn, True)
 
     async def deliver_local(self, rows: list[tuple[int, str, str, dict[str, Any]]]) -> None:
@@ -328,11 +366,17 @@ class E2eService:
             self._notifier.advance("to_device", pos, (user,))
 
     async def receive_to_device(self, origin: str, content: dict[str, Any]) -> None:
-        """An m.direct_to_device EDU from `origin` (spec: server-server "Send-to-device messaging")."""
+        """An m.direct_to_device EDU from `origin` (spec: server-server "Send-to-device
+        messaging"); a message_id seen before is not delivered again."""
         sender, ev_type, messages = content.get("sender"), content.get("type"), content.get("messages")
         if not isinstance(sender, str) or server_of(sender) != origin or not isinstance(ev_type, str) \
                 or not isinstance(messages, dict):
             return
+        message_id = content.get("message_id")
+        if isinstance(message_id, str):
+            if self._message_ids.get((origin, message_id)):
+                return
+            self._message_ids.put((origin, message_id), True)
         rows: list[tuple[int, str, str, dict[str, Any]]] = []
         for user, by_device in messages.items():
             if not isinstance(user, str) or not self._is_local(user) or not isinstance(by_device, dict):

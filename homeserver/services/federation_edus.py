@@ -9,6 +9,7 @@ from typing import Any
 
 from homeserver.core.ids import server_of
 from homeserver.core.records import Receipt
+from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.ports import FederationSenderPort
 from homeserver.services.reader import EventReader
@@ -61,8 +62,9 @@ class EduOutbound:
 class EduInbound:
     def __init__(
         self, *, events: EventReader, typing: TypingService, receipts: ReceiptService,
-        presence: PresenceService,
+        presence: PresenceService, e2e: E2eService,
     ) -> None:
+        self._e2e = e2e
         self._events = events
         self._typing = typing
         self._receipts = receipts
@@ -90,6 +92,10 @@ class EduInbound:
                     if ids and isinstance(ids[0], str):
                         ts = data.get("ts") if isinstance(data.get("ts"), int) else None
                         await self._receipts.put(room_id, user_id, "m.read", ids[0], data.get("thread_id"), ts)
+        elif kind == "m.direct_to_device":
+            await self._e2e.receive_to_device(origin, content)
+        elif kind == "m.device_list_update":
+            await self._e2e.receive_device_list_update(origin, content)
         elif kind == "m.presence":
             for update in content.get("push") or []:
                 if not isinstance(update, dict) or not isinstance(update.get("user_id"), str):

@@ -220,6 +220,13 @@ class E2eStore:
 
     # -- streams -----------------------------------------------------------------
 
+    async def last_change(self, user_id: str) -> int | None:
+        """The user's newest position on the device-list stream (None: never changed)."""
+        async with self._engine.connect() as conn:
+            got = (await conn.execute(sa.select(sa.func.max(device_list_changes.c.stream_id)).where(
+                device_list_changes.c.user_id == user_id))).scalar()
+        return None if got is None else int(got)
+
     async def users_changed(self, after: int, upto: int) -> set[str]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(sa.select(device_list_changes.c.user_id).where(

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.integration.matrix_http import MatrixUser, eventually, q, timeline_bodies
+from tests.integration.nio_e2ee import encrypted_client, encrypted_conversation
 from tests.integration.test_testnet import _free_block, run_testnet
 
 
@@ -239,3 +240,18 @@ def _dead(pid: int) -> bool:
     except OSError:
         return True
     return stat.rpartition(b")")[2].split()[0] in (b"Z", b"X")
+
+
+async def test_encrypted_nio_session_across_two_servers(
+    net: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Keys queried and claimed over federation, room keys sent as m.direct_to_device."""
+    alice = await encrypted_client(client_url(net, "hs1.test"), tmp_path_factory.mktemp("alice"), "alice")
+    bob = await encrypted_client(client_url(net, "hs2.test"), tmp_path_factory.mktemp("bob"), "bob")
+    try:
+        bob_read, alice_read = await encrypted_conversation(alice, bob)
+    finally:
+        await alice.close()
+        await bob.close()
+    assert bob_read == "the eagle has landed"
+    assert alice_read == "the eagle is fed"
