@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.integration.nio_e2ee import encrypted_client, encrypted_conversation
 from tests.interop.peers import (
     SYTEST_LITE,
     PeerUnavailable,
@@ -434,3 +435,19 @@ async def test_state_converges_after_a_fork(network: Network, tri: HS, syn: HS) 
     await eventually(lambda: _has_event(bob, room, fork), what="Synapse has the message")
     state = await wait_same_state(alice, bob, room, deadline=10)
     assert state.get(("m.room.topic", "")) == topic
+
+
+async def test_encrypted_nio_session_between_tricolor_and_synapse(
+    network: Network, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Olm/Megolm through both servers: keys queried and claimed across, room keys sent as
+    m.direct_to_device both ways."""
+    alice = await encrypted_client(network.tricolor.client_url, tmp_path_factory.mktemp("alice"), "alice")
+    bob = await encrypted_client(network.synapse.client_url, tmp_path_factory.mktemp("bob"), "bob")
+    try:
+        bob_read, alice_read = await encrypted_conversation(alice, bob)
+    finally:
+        await alice.close()
+        await bob.close()
+    assert bob_read == "the eagle has landed", network.logs()
+    assert alice_read == "the eagle is fed", network.logs()
