@@ -310,6 +310,18 @@ federation_outbox = sa.Table(
     **_MYSQL,
 )
 
+# EDUs that must not be lost (to-device messages, spec "Send-to-Device messaging"): kept
+# like PDUs until a transaction carrying them was acknowledged.
+federation_edu_outbox = sa.Table(
+    "federation_edu_outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("destination", Id, nullable=False),
+    sa.Column("edu_json", LongText, nullable=False),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Index("federation_edu_outbox_destination", "destination", "id"),
+    **_MYSQL,
+)
+
 # Retry state per destination (backoff survives restarts).
 federation_destinations = sa.Table(
     "federation_destinations", metadata,

@@ -89,6 +89,7 @@ class _Batch:
     edus: list[dict[str, Any]]
     origin_server_ts: int
     rejections: int = 0
+    edu_ids: list[int] = attrs.Factory(list)  # durable EDUs among `edus`
 
 
 class _Worker:
@@ -224,6 +225,18 @@ class FederationSender:
             queue.add(edu_type, content)
             self._poke(destination)
 
+    async def send_durable_edu(self, destinations: Iterable[str], edu_type: str, content: Mapping[str, Any]) -> None:
+        """Queue an EDU that must not be lost (to-device messages): kept in the outbox
+        until acknowledged, like a PDU; durable once this returns."""
+        targets = self._targets(destinations)
+        if not targets:
+            return
+        try:
+            await self._outbox.append_edu(targets, {"edu_type": edu_type, "content": dict(content)}, self._clock())
+        finally:
+            for destination in targets:
+                self._poke(destination)
+
     def wake(self, destinations: Iterable[str]) -> None:
         """Outbox rows for these destinations were committed elsewhere: deliver them (once any
         backoff is over)."""
@@ -321,12 +334,13 @@ class FederationSender:
         result = await self._transmit(destination, batch)
         if isinstance(result, Delivered):
             await self._outbox.delete(destination, batch.ids)
+            await self._outbox.delete_edus(destination, batch.edu_ids)
             worker.batch = None
             await self._record_success(destination, state)
             # A short batch read everything committed before the read; later commits poke.
             return (
-                len(batch.pdus) < self._max_pdus and not worker.poked
-                and not self._edus.get(destination)
+                len(batch.pdus) < self._max_pdus and len(batch.edus) < self._max_edus
+                and not worker.poked and not self._edus.get(destination)
             )
 
         if isinstance(result, Refused):
@@ -344,12 +358,15 @@ class FederationSender:
                     logger.warning("federation sender %s: dropping %d EDUs refused (%s)",
                                    destination, len(batch.edus), result.reason)
                 await self._outbox.delete(destination, batch.ids)
+                await self._outbox.delete_edus(destination, batch.edu_ids)
                 worker.batch = None
             else:
                 if batch.edus:
                     logger.warning("federation sender %s: dropping %d EDUs of a transaction "
                                    "refused (%s)", destination, len(batch.edus), result.reason)
                 batch.edus = []
+                await self._outbox.delete_edus(destination, batch.edu_ids)
+                batch.edu_ids = []
                 batch.txn_id = self._next_txn_id()  # the body changed
         await self._record_failure(
             destination, state, result.after_ms if isinstance(result, Retry) else None,
@@ -358,10 +375,11 @@ class FederationSender:
 
     async def _build_batch(self, destination: str) -> _Batch | None:
         rows = await self._outbox.next_batch(destination, self._max_pdus)
-        edus: list[dict[str, Any]] = []
+        durable = await self._outbox.next_edus(destination, self._max_edus)
+        edus: list[dict[str, Any]] = [e for _, e in durable]
         queue = self._edus.get(destination)
-        if queue is not None:
-            edus = queue.take(self._max_edus)
+        if queue is not None and len(edus) < self._max_edus:
+            edus += queue.take(self._max_edus - len(edus))
             if queue.dropped:
                 logger.warning("federation sender %s: EDU queue full, dropped %d oldest EDUs",
                                destination, queue.dropped)
@@ -372,7 +390,7 @@ class FederationSender:
             return None
         return _Batch(
             txn_id=self._next_txn_id(), ids=[i for i, _ in rows], pdus=[p for _, p in rows],
-            edus=edus, origin_server_ts=self._clock(),
+            edus=edus, origin_server_ts=self._clock(), edu_ids=[i for i, _ in durable],
         )
 
     async def _transmit(self, destination: str, batch: _Batch) -> DeliveryResult:

@@ -53,7 +53,8 @@ class RemoteKeys:
 
     async def send_to_device(self, server: str, sender: str, ev_type: str, message_id: str,
                              messages: dict[str, dict[str, Any]]) -> None:
-        self._sender.send_edu([server], "m.direct_to_device", {
+        # Persisted like a PDU: a peer that is briefly down still gets it (spec expects delivery).
+        await self._sender.send_durable_edu([server], "m.direct_to_device", {
             "sender": sender, "type": ev_type, "message_id": message_id, "messages": messages,
         })
 

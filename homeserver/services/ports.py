@@ -19,6 +19,9 @@ class FederationSenderPort(Protocol):
     def send_edu(self, destinations: Iterable[str], edu_type: str, content: Mapping[str, Any]) -> None:
         """Queue an EDU (typing, receipt, presence...); best effort, not persisted."""
 
+    async def send_durable_edu(self, destinations: Iterable[str], edu_type: str, content: Mapping[str, Any]) -> None:
+        """Queue an EDU that must not be lost (to-device messages); durable on return."""
+
     def wake(self, destinations: Iterable[str]) -> None:
         """PDUs for these destinations were committed to the outbox by someone else
         (the event persister, in the events' own transaction): deliver them now."""

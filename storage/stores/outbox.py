@@ -16,7 +16,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.schema import federation_destinations, federation_outbox
+from storage.schema import federation_destinations, federation_edu_outbox, federation_outbox
 
 # Keep `IN (...)` lists well under every engine's bound-parameter limit.
 _CHUNK = 500
@@ -69,10 +69,43 @@ class OutboxStore:
                 ))
 
     async def pending_destinations(self) -> list[str]:
-        """Every destination with at least one queued PDU."""
+        """Every destination with at least one queued PDU or durable EDU."""
         async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(federation_outbox.c.destination).distinct())
+            rows = await conn.execute(sa.union(
+                sa.select(federation_outbox.c.destination), sa.select(federation_edu_outbox.c.destination),
+            ))
             return sorted(r.destination for r in rows)
+
+    # -- durable EDUs ------------------------------------------------------------------
+
+    async def append_edu(self, destinations: Sequence[str], edu: dict[str, Any], now_ts: int) -> None:
+        """Queue one EDU ({edu_type, content}) for each destination, in one transaction."""
+        if not destinations:
+            return
+        edu_json = json.dumps(edu, separators=(",", ":"), ensure_ascii=False)
+        rows = [{"destination": d, "edu_json": edu_json, "created_ts": now_ts} for d in destinations]
+        async with self._engine.begin() as conn:
+            await conn.execute(federation_edu_outbox.insert(), rows)
+
+    async def next_edus(self, destination: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(federation_edu_outbox.c.id, federation_edu_outbox.c.edu_json)
+                .where(federation_edu_outbox.c.destination == destination)
+                .order_by(federation_edu_outbox.c.id).limit(limit)
+            )
+            return [(int(r.id), json.loads(r.edu_json)) for r in rows]
+
+    async def delete_edus(self, destination: str, ids: Iterable[int]) -> None:
+        id_list = list(ids)
+        if not id_list:
+            return
+        async with self._engine.begin() as conn:
+            for i in range(0, len(id_list), _CHUNK):
+                await conn.execute(federation_edu_outbox.delete().where(
+                    federation_edu_outbox.c.destination == destination,
+                    federation_edu_outbox.c.id.in_(id_list[i:i + _CHUNK]),
+                ))
 
     async def pending_count(self, destination: str) -> int:
         async with self._engine.connect() as conn:

@@ -417,3 +417,26 @@ async def test_wake_delivers_rows_committed_elsewhere_but_respects_backoff(
     await idle(sender)
     assert client.delivered_pdus(PEER) == [0, 1, 1, 2]
     assert await sender.pending_count(PEER) == 0
+
+
+async def test_durable_edus_survive_a_peer_outage_and_a_restart(
+    make_sender: Callable[..., FederationSender],
+) -> None:
+    """To-device messages (m.direct_to_device) are kept until acknowledged, unlike typing."""
+    down = FakeClient()
+    down.always_fail[PEER] = FederationRequestError(0, "M_UNKNOWN", "connection refused")
+    first = make_sender(down)
+    await first.send_durable_edu([PEER], "m.direct_to_device", {"message_id": "m1"})
+    first.send_edu([PEER], "m.typing", {"room_id": "!r:me.test", "user_id": "@a:me.test", "typing": True})
+    await until(lambda: down.calls)
+    await first.stop()
+
+    up = FakeClient()
+    second = make_sender(up)
+    await second.start()
+    await idle(second)
+    edus = [e for body in up.sent(PEER) for e in body["edus"]]
+    assert edus == [{"edu_type": "m.direct_to_device", "content": {"message_id": "m1"}}]
+    third = make_sender(FakeClient())
+    await third.start()
+    assert not third.active_destinations()  # acknowledged: nothing left to resend

@@ -1,5 +1,5 @@
 """end-to-end encryption: device, one-time, fallback and cross-signing keys; to-device
-inbox; device-list change stream
+inbox; device-list change stream; durable EDUs (to-device) in the federation outbox
 
 Revision ID: 0007_e2ee
 Revises: 0006
@@ -7,6 +7,7 @@ Revises: 0006
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
@@ -72,9 +73,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('stream_id'),
     )
     op.create_index('device_list_changes_user', 'device_list_changes', ['user_id', 'stream_id'])
+    _table(
+        'federation_edu_outbox',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+        sa.Column('destination', sa.String(length=255), nullable=False),
+        sa.Column('edu_json', sa.Text().with_variant(mysql.MEDIUMTEXT(), 'mysql', 'mariadb'), nullable=False),
+        sa.Column('created_ts', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('federation_edu_outbox_destination', 'federation_edu_outbox', ['destination', 'id'])
 
 
 def downgrade() -> None:
-    for name in ('device_list_changes', 'device_inbox', 'e2e_cross_signing_keys',
+    for name in ('federation_edu_outbox', 'device_list_changes', 'device_inbox', 'e2e_cross_signing_keys',
                  'e2e_fallback_keys', 'e2e_one_time_keys', 'e2e_device_keys'):
         op.drop_table(name)
