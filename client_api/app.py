@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api import account, directory, discovery, ephemeral, keys, profile, rooms, sync
+from client_api import (
+    account,
+    directory,
+    discovery,
+    ephemeral,
+    key_backup,
+    keys,
+    profile,
+    rooms,
+    sync,
+)
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys)
+MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys, key_backup)
 
 
 def create_app(services: Services, max_request_bytes: int) -> web.Application:

@@ -56,6 +56,7 @@ from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
@@ -76,6 +77,7 @@ from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
+from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
@@ -241,6 +243,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         account_data=AccountDataService(account_data, notifier, ad_ids),
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
         devices=DeviceService(users), filters=FilterService(filters), e2e=e2e,
+        key_backup=KeyBackupService(KeyBackupStore(engine)),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

@@ -276,6 +276,32 @@ device_list_changes = sa.Table(
     **_MYSQL,
 )
 
+# Server-side key backup (spec "Server-side key backups"): versions per user, the newest
+# undeleted one current; `etag` moves whenever its keys change.
+e2e_room_keys_versions = sa.Table(
+    "e2e_room_keys_versions", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("algorithm", sa.String(255), nullable=False),
+    sa.Column("auth_data", sa.Text, nullable=False),
+    sa.Column("etag", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    **_MYSQL,
+)
+
+e2e_room_keys = sa.Table(
+    "e2e_room_keys", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("session_id", sa.String(255), primary_key=True),
+    sa.Column("first_message_index", sa.BigInteger, nullable=False),
+    sa.Column("forwarded_count", sa.BigInteger, nullable=False),
+    sa.Column("is_verified", sa.Boolean, nullable=False),
+    sa.Column("session_data", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
 # -- federation -----------------------------------------------------------------
 
 # Verify keys of other servers (and old keys of our own), cached until valid_until_ts.

@@ -95,3 +95,30 @@ def merge_signatures(target: dict[str, Any], signed: dict[str, Any]) -> dict[str
 def same_signed_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
     strip = ("signatures", "unsigned")
     return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+def better_backup_key(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Whether an uploaded backup key replaces the stored one (spec "Server-side key
+    backups"): a verified key beats an unverified one; then the lower first_message_index
+    (it decrypts more); then the lower forwarded_count (fewer hops)."""
+    if old is None:
+        return True
+
+    def rank(k: dict[str, Any]) -> tuple[bool, int, int]:
+        return (not k["is_verified"], k["first_message_index"], k["forwarded_count"])
+
+    return rank(new) < rank(old)
+
+
+def check_backup_key(key: Any) -> dict[str, Any]:
+    """KeyBackupData: first_message_index, forwarded_count, is_verified, session_data."""
+    if not isinstance(key, dict):
+        raise bad_json("a backed-up key must be an object")
+    for name in ("first_message_index", "forwarded_count"):
+        if not isinstance(key.get(name), int) or isinstance(key.get(name), bool) or key[name] < 0:
+            raise bad_json(f"{name} must be a non-negative integer")
+    if not isinstance(key.get("is_verified"), bool):
+        raise bad_json("is_verified must be a boolean")
+    if not isinstance(key.get("session_data"), dict):
+        raise bad_json("session_data must be an object")
+    return key

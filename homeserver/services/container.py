@@ -14,6 +14,7 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.reader import EventReader
@@ -41,4 +42,5 @@ class Services:
     devices: DeviceService
     filters: FilterService
     e2e: E2eService
+    key_backup: KeyBackupService
     max_event_bytes: int = 65_536

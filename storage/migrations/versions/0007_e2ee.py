@@ -1,5 +1,5 @@
 """end-to-end encryption: device, one-time, fallback and cross-signing keys; to-device
-inbox; device-list change stream; durable EDUs (to-device) in the federation outbox
+inbox; device-list change stream; durable EDUs (to-device) in the federation outbox; key backup
 
 Revision ID: 0007_e2ee
 Revises: 0006
@@ -74,6 +74,28 @@ def upgrade() -> None:
     )
     op.create_index('device_list_changes_user', 'device_list_changes', ['user_id', 'stream_id'])
     _table(
+        'e2e_room_keys_versions',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('version', sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column('algorithm', sa.String(length=255), nullable=False),
+        sa.Column('auth_data', sa.Text(), nullable=False),
+        sa.Column('etag', sa.BigInteger(), nullable=False),
+        sa.Column('deleted', sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'version'),
+    )
+    _table(
+        'e2e_room_keys',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('version', sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column('room_id', sa.String(length=255), nullable=False),
+        sa.Column('session_id', sa.String(length=255), nullable=False),
+        sa.Column('first_message_index', sa.BigInteger(), nullable=False),
+        sa.Column('forwarded_count', sa.BigInteger(), nullable=False),
+        sa.Column('is_verified', sa.Boolean(), nullable=False),
+        sa.Column('session_data', sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint('user_id', 'version', 'room_id', 'session_id'),
+    )
+    _table(
         'federation_edu_outbox',
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
         sa.Column('destination', sa.String(length=255), nullable=False),
@@ -85,6 +107,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ('federation_edu_outbox', 'device_list_changes', 'device_inbox', 'e2e_cross_signing_keys',
+    for name in ('e2e_room_keys', 'e2e_room_keys_versions', 'federation_edu_outbox', 'device_list_changes', 'device_inbox', 'e2e_cross_signing_keys',
                  'e2e_fallback_keys', 'e2e_one_time_keys', 'e2e_device_keys'):
         op.drop_table(name)
