@@ -217,7 +217,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
 
     # -- client-facing services
-    auth = AuthService(users, secret, name)
+    auth = AuthService(users, secret, name, device_deleted=e2e.device_deleted)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -47,7 +48,12 @@ def token_from_headers(authorization: str | None, x_token: str | None, query_tok
 
 
 class AuthService:
-    def __init__(self, users: UserStore, secret: bytes, server_name: str) -> None:
+    def __init__(
+        self, users: UserStore, secret: bytes, server_name: str,
+        device_deleted: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        # device_deleted(user, device): its end-to-end keys go too, and peers hear of it.
+        self._device_deleted = device_deleted
         self._users = users
         self._secret = secret
         self._issuer = server_name
@@ -134,15 +140,24 @@ class AuthService:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):
             self._live.pop(tid)
         self._live.pop(requester.token_id)
+        await self._devices_gone(requester.user_id, [requester.device_id])
 
     async def logout_all(self, user_id: str, keep_device: str | None = None) -> None:
         self._admins.pop(user_id)  # deactivation and admin changes come through here
+        devices = [d["device_id"] for d in await self._users.list_devices(user_id) if d["device_id"] != keep_device]
         for tid in await self._users.delete_all_tokens(user_id, keep_device):
             self._live.pop(tid)
+        await self._devices_gone(user_id, devices)
 
     async def delete_device(self, user_id: str, device_id: str) -> None:
         for tid in await self._users.delete_device(user_id, device_id):
             self._live.pop(tid)
+        await self._devices_gone(user_id, [device_id])
+
+    async def _devices_gone(self, user_id: str, device_ids: list[str]) -> None:
+        if self._device_deleted is not None:
+            for device_id in device_ids:
+                await self._device_deleted(user_id, device_id)
 
 
 class PasswordError(MatrixError):

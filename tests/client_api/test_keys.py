@@ -197,3 +197,16 @@ async def test_a_sync_token_from_before_the_e2ee_streams_still_works(hs: Matrix)
     old = "s" + "_".join((await bob.sync())["next_batch"][1:].split("_")[:5])  # events..presence only
     got = await bob.sync(old, timeout="0")
     assert [e["content"] for e in got["to_device"]["events"]] == [{"k": 1}]
+
+
+async def test_a_logged_out_device_loses_its_keys_and_room_mates_hear_of_it(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    phone = await hs.login_user(bob.user_id)
+    await upload(phone, device_keys=device_keys(phone)[0])
+    since = (await alice.sync())["next_batch"]
+    await phone.post("/logout")
+    served = (await alice.post("/keys/query", {"device_keys": {bob.user_id: []}}))["device_keys"]
+    assert phone.device_id not in served[bob.user_id]
+    assert (await alice.sync(since))["device_lists"]["changed"] == [bob.user_id]
