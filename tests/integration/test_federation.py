@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
+from homeserver.core.signing import generate_signing_key, sign_json
 from tests.integration.matrix_http import MatrixUser, eventually, q, timeline_bodies
 from tests.integration.nio_e2ee import encrypted_client, encrypted_conversation
 from tests.integration.test_testnet import _free_block, run_testnet
@@ -255,3 +256,28 @@ async def test_encrypted_nio_session_across_two_servers(
         await bob.close()
     assert bob_read == "the eagle has landed"
     assert alice_read == "the eagle is fed"
+
+
+async def test_device_keys_and_to_device_messages_cross_servers(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """Bob's new keys on hs2 reach Alice on hs1 (m.device_list_update, then /user/keys/query),
+    and Alice's to-device message reaches Bob's device (m.direct_to_device)."""
+    alice, bob = await pair(net, session)
+    await shared_room(alice, bob)
+    await alice.sync()
+    device = (await bob.call("GET", "/account/whoami"))["device_id"]
+    key = generate_signing_key(device)
+    keys = sign_json({
+        "user_id": bob.user_id, "device_id": device, "algorithms": ["m.megolm.v1.aes-sha2"],
+        "keys": {f"ed25519:{device}": key.verify_key_base64},
+    }, bob.user_id, key)
+    await bob.call("POST", "/keys/upload", {"device_keys": keys})
+    await alice.sync_until(lambda d: bob.user_id in d["device_lists"]["changed"])
+    served = await alice.call("POST", "/keys/query", {"device_keys": {bob.user_id: []}})
+    assert served["device_keys"][bob.user_id] == {device: keys}, served
+
+    await bob.sync()
+    await alice.call("PUT", "/sendToDevice/m.test/t1", {"messages": {bob.user_id: {device: {"hi": "bob"}}}})
+    got = await bob.sync_until(lambda d: d["to_device"]["events"])
+    assert got["to_device"]["events"] == [{"type": "m.test", "sender": alice.user_id, "content": {"hi": "bob"}}]
