@@ -11,6 +11,7 @@ from client_api.account import _password_confirmed
 from client_api.http import cs, json_body, requester, services
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.http.responses import ok
+from homeserver.services.e2e import remote_timeout_s
 from homeserver.services.notifier import SyncToken
 
 routes = web.RouteTableDef()
@@ -35,22 +36,24 @@ async def upload(request: web.Request) -> web.Response:
 
 @routes.post(cs("/keys/query"))
 async def query(request: web.Request) -> web.Response:
-    """POST /keys/query {device_keys: {userId: [deviceId]}}"""
+    """POST /keys/query {device_keys: {userId: [deviceId]}, timeout?}"""
     req = await requester(request)
-    wanted = _user_map(await json_body(request), "device_keys", list)
+    body = await json_body(request)
+    wanted = _user_map(body, "device_keys", list)
     if not all(isinstance(d, str) for devices in wanted.values() for d in devices):
         raise bad_json("device ids must be strings")
-    return ok(await services(request).e2e.query(req, wanted))
+    return ok(await services(request).e2e.query(req, wanted, remote_timeout_s(body)))
 
 
 @routes.post(cs("/keys/claim"))
 async def claim(request: web.Request) -> web.Response:
-    """POST /keys/claim {one_time_keys: {userId: {deviceId: algorithm}}}"""
+    """POST /keys/claim {one_time_keys: {userId: {deviceId: algorithm}}, timeout?}"""
     await requester(request)
-    wanted = _user_map(await json_body(request), "one_time_keys", dict)
+    body = await json_body(request)
+    wanted = _user_map(body, "one_time_keys", dict)
     if not all(isinstance(a, str) for devices in wanted.values() for a in devices.values()):
         raise bad_json("algorithms must be strings")
-    return ok(await services(request).e2e.claim(wanted))
+    return ok(await services(request).e2e.claim(wanted, remote_timeout_s(body)))
 
 
 @routes.get(cs("/keys/changes"))

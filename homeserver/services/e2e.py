@@ -24,7 +24,15 @@ from homeserver.services.persister import IdGenerator
 from storage.stores.e2e import E2eStore, OneTimeKey
 
 TO_DEVICE_LIMIT = 100
-REMOTE_TIMEOUT_S = 10.0
+REMOTE_TIMEOUT_MS = 10_000  # spec default of /keys/query and /keys/claim `timeout`
+
+
+def remote_timeout_s(body: dict[str, Any]) -> float:
+    """The request's `timeout` (ms) for asking other servers, default 10 s, capped at 60 s."""
+    raw = body.get("timeout", REMOTE_TIMEOUT_MS)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise bad_json("timeout must be a non-negative integer (milliseconds)")
+    return min(raw, 60_000) / 1000
 
 
 class RemoteKeysPort(Protocol):
@@ -143,7 +151,9 @@ class E2eService:
 
     # -- /keys/query -------------------------------------------------------------
 
-    async def query(self, requester: Requester | None, wanted: dict[str, list[str]]) -> dict[str, Any]:
+    async def query(
+        self, requester: Requester | None, wanted: dict[str, list[str]], timeout_s: float = REMOTE_TIMEOUT_MS / 1000,
+    ) -> dict[str, Any]:
         """Device and cross-signing keys of local users and, through their servers, remote ones."""
         local = {u: d for u, d in wanted.items() if self._is_local(u)}
         out = await self.query_local(local, requester.user_id if requester else None)
@@ -155,7 +165,7 @@ class E2eService:
 
         async def ask(server: str, users: dict[str, list[str]]) -> None:
             try:
-                answer = await asyncio.wait_for(self._remote.query(server, users), REMOTE_TIMEOUT_S)
+                answer = await asyncio.wait_for(self._remote.query(server, users), timeout_s)
             except Exception as e:  # any failure of one server is reported, never fatal (spec)
                 out["failures"][server] = {"status": 503, "message": str(e) or type(e).__name__}
                 return
@@ -192,7 +202,9 @@ class E2eService:
 
     # -- /keys/claim -------------------------------------------------------------
 
-    async def claim(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+    async def claim(
+        self, wanted: dict[str, dict[str, str]], timeout_s: float = REMOTE_TIMEOUT_MS / 1000,
+    ) -> dict[str, Any]:
         local = {u: d for u, d in wanted.items() if self._is_local(u)}
         out: dict[str, Any] = {"one_time_keys": await self.claim_local(local), "failures": {}}
         by_server: dict[str, dict[str, dict[str, str]]] = {}
@@ -202,7 +214,7 @@ class E2eService:
 
         async def ask(server: str, users: dict[str, dict[str, str]]) -> None:
             try:
-                answer = await asyncio.wait_for(self._remote.claim(server, users), REMOTE_TIMEOUT_S)
+                answer = await asyncio.wait_for(self._remote.claim(server, users), timeout_s)
             except Exception as e:  # reported per server (spec: failures)
                 out["failures"][server] = {"status": 503, "message": str(e) or type(e).__name__}
                 return

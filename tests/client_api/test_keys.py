@@ -210,3 +210,16 @@ async def test_a_logged_out_device_loses_its_keys_and_room_mates_hear_of_it(hs: 
     served = (await alice.post("/keys/query", {"device_keys": {bob.user_id: []}}))["device_keys"]
     assert phone.device_id not in served[bob.user_id]
     assert (await alice.sync(since))["device_lists"]["changed"] == [bob.user_id]
+
+
+async def test_query_and_claim_refuse_a_malformed_body(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    bad_bodies = [
+        ("/keys/query", {"device_keys": {alice.user_id: "DEV"}}),
+        ("/keys/query", {"device_keys": {alice.user_id: []}, "timeout": "soon"}),
+        ("/keys/query", {"device_keys": ["@a:x"]}),
+        ("/keys/claim", {"one_time_keys": {alice.user_id: {"DEV": 5}}}),
+        ("/keys/claim", {"one_time_keys": {alice.user_id: "DEV"}}),
+    ]
+    for path, body in bad_bodies:
+        assert_error(await alice.post(path, body, expect=400), "M_BAD_JSON")
