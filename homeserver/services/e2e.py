@@ -27,13 +27,6 @@ TO_DEVICE_LIMIT = 100
 REMOTE_TIMEOUT_MS = 10_000  # spec default of /keys/query and /keys/claim `timeout`
 
 
-def remote_timeout_s(body: dict[str, Any]) -> float:
-    """The request's `timeout` (ms) for asking other servers, default 10 s, capped at 60 s."""
-    raw = body.get("timeout", REMOTE_TIMEOUT_MS)
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-        raise bad_json("timeout must be a non-negative integer (milliseconds)")
-    return min(raw, 60_000) / 1000
-
 
 class RemoteKeysPort(Protocol):
     """Keys of users on other servers, and what our users' devices tell them."""

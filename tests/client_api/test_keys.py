@@ -112,8 +112,9 @@ async def test_to_device_star_reaches_every_device_and_wakes_a_long_poll(hs: Mat
 
 async def test_send_to_device_refuses_a_malformed_body(hs: Matrix) -> None:
     alice, bob = await hs.users("alice", "bob")
-    for bad in ({"messages": "x"}, {"messages": {bob.user_id: {"D": "not-an-object"}}}, {}):
+    for bad in ({"messages": "x"}, {"messages": {bob.user_id: {"D": "not-an-object"}}}):
         assert_error(await alice.put("/sendToDevice/m.t/x1", bad, expect=400), "M_BAD_JSON")
+    assert_error(await alice.put("/sendToDevice/m.t/x1", {}, expect=400), "M_MISSING_PARAM")
     assert (await bob.sync())["to_device"]["events"] == []
 
 

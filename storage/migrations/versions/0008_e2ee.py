@@ -1,8 +1,8 @@
 """end-to-end encryption: device, one-time, fallback and cross-signing keys; to-device
 inbox; device-list change stream; durable EDUs (to-device) in the federation outbox; key backup
 
-Revision ID: 0007_e2ee
-Revises: 0006
+Revision ID: 0008_e2ee
+Revises: 0007 (media)
 """
 
 import sqlalchemy as sa
@@ -11,8 +11,8 @@ from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
-revision = '0007_e2ee'
-down_revision = '0006'
+revision = '0008_e2ee'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
