@@ -215,6 +215,11 @@ registration:
   # registration is closed. Keep it secret; null disables it.
   shared_secret: {_q(shared_secret)}
 
+user_directory:
+  # false: a search finds only users who share a room with the searcher or are in a
+  # public room; true: every local user too.
+  search_all_users: false
+
 limits:
   max_request_bytes: {limits.max_request_bytes}
   # 65536 is the Matrix limit for a whole event; peers reject larger ones.

@@ -279,6 +279,13 @@ class RegistrationConfig:
 
 
 @attrs.frozen
+class UserDirectoryConfig:
+    # False: a search finds only users who share a room with the searcher or sit in a
+    # public room. True: every local user as well (Synapse's `search_all_users`).
+    search_all_users: bool = setting(False)
+
+
+@attrs.frozen
 class LimitsConfig:
     max_request_bytes: int = setting(1_048_576, check=_positive)
     # Client requests for a bigger event are refused before any work; the spec caps
@@ -363,6 +370,7 @@ class HomeserverConfig:
     )
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     registration: RegistrationConfig = attrs.field(factory=RegistrationConfig)
+    user_directory: UserDirectoryConfig = attrs.field(factory=UserDirectoryConfig)
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
@@ -386,6 +394,7 @@ for _cls in (
     ListenerConfig,
     DatabaseConfig,
     RegistrationConfig,
+    UserDirectoryConfig,
     LimitsConfig,
     RedisConfig,
     RabbitMQConfig,

@@ -225,6 +225,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     timeline = Timeline(events=reader, rooms=rooms, notifier=notifier, remote=remote)
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
+        search_all_users=cfg.user_directory.search_all_users,
     )
     directory = DirectoryService(
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,

@@ -25,8 +25,9 @@ FIELDS = ("displayname", "avatar_url")
 class ProfileService:
     def __init__(
         self, *, users: UserStore, rooms: RoomStore, events: EventReader, writer: RoomWriterPort,
-        remote: RemoteRoomsPort, server_name: str,
+        remote: RemoteRoomsPort, server_name: str, search_all_users: bool = False,
     ) -> None:
+        self._search_all_users = search_all_users
         self._users = users
         self._rooms = rooms
         self._events = events
@@ -46,10 +47,15 @@ class ProfileService:
         return {k: v for k, v in (("displayname", user.displayname), ("avatar_url", user.avatar_url)) if v is not None}
 
     async def search_users(self, requester_id: str, term: str, limit: int) -> dict[str, Any]:
-        """The user directory: local users, and everyone (local or remote) who shares a
-        room with the searcher, matched on user id or display name. A full id in either
-        form (`@alice:hs2` or `alice@hs2`) also finds that user on their own server."""
+        """The user directory (spec: "User directory"): users who share a room with the
+        searcher or are joined to a public room (join rule `public`), and every local user
+        when `search_all_users` is set; matched on user id or display name. A full id in
+        either form (`@alice:hs2` or `alice@hs2`) matches that user's id exactly."""
         needle = term.strip().lower()
+        try:
+            exact = normalize_user_id(term.strip(), self.server_name) if ("@" in term or ":" in term) else None
+        except MatrixError:
+            exact = None
         results: dict[str, dict[str, Any]] = {}
 
         def add(user_id: str, displayname: Any, avatar_url: Any) -> None:
@@ -60,31 +66,31 @@ class ProfileService:
                 entry["avatar_url"] = avatar_url
             results.setdefault(user_id, entry)
 
-        for user in await self._users.search(needle, limit + 1):
-            add(user.user_id, user.displayname, user.avatar_url)
-        for row in await self._rooms.memberships_for_user(requester_id, ["join"]):
-            head = await self._events.room_head(row.room_id)
+        if self._search_all_users:
+            for user in await self._users.search(needle, limit + 1):
+                add(user.user_id, user.displayname, user.avatar_url)
+        visible_rooms = [r.room_id for r in await self._rooms.memberships_for_user(requester_id, ["join"])]
+        visible_rooms += await self._public_rooms()
+        for room_id in dict.fromkeys(visible_rooms):
+            head = await self._events.room_head(room_id)
             if head is None:
                 continue
             joined = {k: v for k, v in head.state.items() if k[0] == "m.room.member" and head.members.get(k[1]) == "join"}
             for (_, uid), ev in (await self._events.state_events(joined)).items():
                 name = ev.content.get("displayname")
-                if needle in uid.lower() or (isinstance(name, str) and needle in name.lower()):
+                if uid == exact or needle in uid.lower() or (isinstance(name, str) and needle in name.lower()):
                     add(uid, name, ev.content.get("avatar_url"))
-        if ("@" in term or ":" in term) and len(results) <= limit:
-            try:
-                uid = normalize_user_id(term.strip(), self.server_name)
-            except MatrixError:
-                uid = None
-            if uid and uid not in results:
-                try:
-                    profile = await self.get_profile(uid, allow_remote=True)
-                except MatrixError:
-                    profile = None
-                if profile is not None:
-                    add(uid, profile.get("displayname"), profile.get("avatar_url"))
         ordered = sorted(results.values(), key=lambda e: e["user_id"])
         return {"results": ordered[:limit], "limited": len(ordered) > limit}
+
+    async def _public_rooms(self) -> list[str]:
+        """Rooms anyone may join: their members are visible to every searcher."""
+        rules = await self._rooms.current_state_of_type("m.room.join_rules")
+        events = await self._events.get_events(eid for _, eid in rules)
+        return [
+            room_id for room_id, eid in rules
+            if eid in events and events[eid].event.content.get("join_rule") == "public"
+        ]
 
     async def set_field(self, requester_id: str, user_id: str, field: str, value: Any) -> None:
         if requester_id != user_id:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.records import Membership
-from storage.schema import room_aliases, room_members, room_state_meta, rooms
+from storage.schema import current_state, room_aliases, room_members, room_state_meta, rooms
 
 
 @attrs.frozen
@@ -49,6 +49,15 @@ class RoomStore:
         async with self._engine.connect() as conn:
             return [r.room_id for r in await conn.execute(
                 sa.select(rooms.c.room_id).where(rooms.c.is_public.is_(True))
+            )]
+
+    async def current_state_of_type(self, event_type: str) -> list[tuple[str, str]]:
+        """(room_id, event_id) of every room's current state event of this type (state key "")."""
+        async with self._engine.connect() as conn:
+            return [(r.room_id, r.event_id) for r in await conn.execute(
+                sa.select(current_state.c.room_id, current_state.c.event_id).where(
+                    current_state.c.type == event_type, current_state.c.state_key == "",
+                )
             )]
 
     # -- membership index --------------------------------------------------

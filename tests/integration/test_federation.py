@@ -136,6 +136,7 @@ async def test_remote_profile_lookup(net: dict[str, Any], session: aiohttp.Clien
     short = bob.user_id[1:].replace(":", "@", 1)  # bob@hs2.test
     assert (await alice.call("GET", f"/profile/{q(short)}"))["displayname"] == "Bob on hs2"
     await alice.call("GET", f"/profile/{q('@nobody:hs2.test')}", expect=404)
+    await shared_room(alice, bob)  # the directory shows only users who share a room
     found = await alice.call("POST", "/user_directory/search", {"search_term": short})
     assert {"user_id": bob.user_id, "display_name": "Bob on hs2"} in found["results"]
 
