@@ -14,12 +14,13 @@ from client_api import (
     profile,
     rooms,
     sync,
+    threepid,
 )
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys, key_backup)
+MODULES = (discovery, account, threepid, rooms, sync, profile, ephemeral, directory, keys, key_backup)
 
 
 def create_app(services: Services, max_request_bytes: int) -> web.Application:
