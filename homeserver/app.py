@@ -255,7 +255,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, signing_key=key, events=reader, writer=writer, users=users,
             handler=handler,
         )
-        context = FederationContext(name, handler, serving, profile, directory, e2e)
+        context = FederationContext(name, handler, serving, profile, directory, e2e, auth)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
     return Runtime(services, persister, engine, federation)
 

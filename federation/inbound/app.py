@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from federation.inbound import keys, keys_e2e, transactions
+from federation.inbound import keys, keys_e2e, openid, transactions
 from federation.inbound import rooms as fed_rooms
 from federation.inbound.auth import make_xmatrix_middleware
 from federation.inbound.context import FEDERATION, FederationContext
@@ -31,7 +31,7 @@ def create_federation_app(
         make_xmatrix_middleware(context.server_name, keyring, on_origin=on_origin),
     ])
     app[FEDERATION] = context
-    for table in (keys.version_routes, transactions.routes, fed_rooms.routes, keys_e2e.routes):
+    for table in (keys.version_routes, transactions.routes, fed_rooms.routes, keys_e2e.routes, openid.routes):
         app.router.add_routes(table)
     return app
 

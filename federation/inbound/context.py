@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
+from homeserver.services.auth import AuthService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e import E2eService
 from homeserver.services.federation_events import FederationEventHandler
@@ -20,6 +21,7 @@ class FederationContext:
     profile: ProfileService
     directory: DirectoryService
     e2e: E2eService
+    auth: AuthService
 
 
 FEDERATION = web.AppKey("federation", FederationContext)

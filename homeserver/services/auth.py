@@ -21,6 +21,10 @@ from homeserver.services.lru import LruCache
 from storage.stores.users import TokenRecord, UserStore
 
 REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
+OPENID_TOKEN_LIFETIME_S = 3600
+# The `typ` claim that tells an OpenID token from an access token (which has none, and
+# whose `dev` and `jti` an OpenID token lacks): neither is accepted as the other.
+_OPENID_TYP = "openid"
 # `x-token: Tricolor<jwt>`; the prefix is optional, since a bare token is an
 # obvious intent and refusing it as "missing" misleads whoever sent it.
 _TRICOLOR_HEADER = re.compile(r"^\s*(?:Tricolor\s*)?<?\s*([^\s<>]+)\s*>?\s*$")
@@ -135,6 +139,37 @@ class AuthService:
             is_admin = user.is_admin
             self._admins.put(record.user_id, is_admin)
         return Requester(record.user_id, record.device_id, token_id, is_admin)
+
+    def issue_openid(self, user_id: str) -> dict[str, Any]:
+        """Spec: "OpenID" (client-server API). A signed, short-lived token that proves to a
+        third party, through our federation /openid/userinfo, who the user is. Stateless:
+        it expires on its own and is never stored."""
+        now = now_ms() // 1000
+        token = jwt.encode(
+            {"iss": self._issuer, "sub": user_id, "typ": _OPENID_TYP, "iat": now,
+             "exp": now + OPENID_TOKEN_LIFETIME_S},
+            self._secret, algorithm="HS256",
+        )
+        return {
+            "access_token": token, "token_type": "Bearer", "matrix_server_name": self._issuer,
+            "expires_in": OPENID_TOKEN_LIFETIME_S,
+        }
+
+    async def openid_user(self, token: str) -> str:
+        """The user an OpenID token names, while it is valid and the account active."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], issuer=self._issuer,
+                options={"require": ["sub", "typ", "exp"]},
+            )
+        except jwt.PyJWTError:
+            raise unknown_token("Invalid OpenID token") from None
+        if claims["typ"] != _OPENID_TYP:
+            raise unknown_token("Invalid OpenID token")
+        user = await self._users.get_user(claims["sub"])
+        if user is None or user.deactivated:
+            raise unknown_token("Invalid OpenID token")
+        return str(user.user_id)
 
     async def logout(self, requester: Requester) -> None:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):
