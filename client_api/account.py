@@ -199,13 +199,10 @@ async def _password_confirmed(request: web.Request, auth: AuthData | None) -> Re
 
 @routes.post(cs("/account/password"))
 async def change_password(request: web.Request) -> web.Response:
-    """POST /account/password (UIA m.login.password)"""
+    """POST /account/password (UIA m.login.password) {new_password, logout_devices}"""
     body = await parse_body(request, PasswordBody)
     req = await _password_confirmed(request, body.auth)
-    keep = None if body.logout_devices else req.device_id
-    await services(request).accounts.change_password(
-        req.user_id, body.new_password, keep_device=keep or req.device_id,
-    )
+    await services(request).accounts.change_password(req, body.new_password, body.logout_devices)
     return ok()
 
 
@@ -237,17 +234,31 @@ async def delete_device(request: web.Request) -> web.Response:
     """DELETE /devices/{deviceId} (UIA m.login.password)"""
     body = await parse_body(request, UiaBody, allow_empty=True)
     req = await _password_confirmed(request, body.auth)
-    await services(request).auth.delete_device(req.user_id, request.match_info["device_id"])
+    await services(request).devices.delete(req.user_id, [request.match_info["device_id"]])
+    return ok()
+
+
+@attrs.frozen
+class DeleteDevicesBody:
+    devices: list[str]
+    auth: AuthData | None = None
+
+
+@routes.post(cs("/delete_devices"))
+async def delete_devices(request: web.Request) -> web.Response:
+    """POST /delete_devices {devices} (UIA m.login.password)"""
+    body = await parse_body(request, DeleteDevicesBody)
+    req = await _password_confirmed(request, body.auth)
+    await services(request).devices.delete(req.user_id, body.devices)
     return ok()
 
 
 @routes.post(cs("/account/deactivate"))
 async def deactivate(request: web.Request) -> web.Response:
-    """POST /account/deactivate (UIA m.login.password): leaves every room, then locks the account."""
+    """POST /account/deactivate {erase} (UIA m.login.password): leaves every room (and
+    rejects every invite), clears the profile when `erase`, then locks the account."""
     body = await parse_body(request, UiaBody, allow_empty=True)
     req = await _password_confirmed(request, body.auth)
-    svc = services(request)
-    for room_id in await svc.rooms.joined_rooms(req.user_id):
-        await svc.rooms.leave(req, room_id)
-    await svc.accounts.deactivate(req.user_id)
+    await services(request).accounts.deactivate(req, body.erase)
+    # No identity server is ever told of our users' 3PIDs, so there is nothing to unbind.
     return ok({"id_server_unbind_result": "no-support"})

@@ -232,7 +232,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     services = Services(
         server_name=name, auth=auth,
-        accounts=AccountService(users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds),
+        accounts=AccountService(
+            users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
+        ),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
         sync=SyncService(
@@ -243,7 +245,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         profile=profile,
         account_data=AccountDataService(account_data, notifier, ad_ids),
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
-        devices=DeviceService(users), filters=FilterService(filters), e2e=e2e,
+        devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
         max_event_bytes=cfg.limits.max_event_bytes,
     )

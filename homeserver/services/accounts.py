@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import Any
 
@@ -10,16 +11,22 @@ import bcrypt
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden
-from homeserver.services.auth import AuthService, PasswordError
+from homeserver.services.auth import AuthService, PasswordError, Requester
 from homeserver.services.clock import now_ms
+from homeserver.services.profile import ProfileService
+from homeserver.services.rooms import RoomService
 from storage.stores.users import UserStore
+
+log = logging.getLogger(__name__)
 
 
 class AccountService:
     def __init__(
         self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
-        bcrypt_rounds: int = 12,
+        bcrypt_rounds: int = 12, *, rooms: RoomService, profile: ProfileService,
     ) -> None:
+        self._rooms = rooms
+        self._profile = profile
         self._users = users
         self._auth = auth
         self.server_name = server_name
@@ -106,9 +113,12 @@ class AccountService:
         out["home_server"] = self.server_name
         return out
 
-    async def change_password(self, user_id: str, new_password: str, keep_device: str | None) -> None:
-        await self._users.set_password_hash(user_id, await self.hash_password(new_password))
-        await self._auth.logout_all(user_id, keep_device=keep_device)
+    async def change_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
+        """Spec: "POST /_matrix/client/v3/account/password": the other devices' tokens are
+        revoked at once unless `logout_devices` is false; the requester's own device stays."""
+        await self._users.set_password_hash(requester.user_id, await self.hash_password(new_password))
+        if logout_devices:
+            await self._auth.logout_all(requester.user_id, keep_device=requester.device_id)
 
     async def database_ok(self) -> bool:
         """Whether the user database answers (for /health)."""
@@ -118,7 +128,18 @@ class AccountService:
             return False
         return True
 
-    async def deactivate(self, user_id: str) -> None:
-        """Lock the account for good: no password, no tokens."""
+    async def deactivate(self, requester: Requester, erase: bool) -> None:
+        """Spec: "POST /_matrix/client/v3/account/deactivate": leave every room (and reject
+        every invite) with real leave events, clear the profile when `erase`, then lock the
+        account for good: no password, no tokens."""
+        user_id = requester.user_id
+        for room_id in await self._rooms.rooms_with_membership(user_id, ("join", "invite", "knock")):
+            try:
+                await self._rooms.leave(requester, room_id)
+            except MatrixError as e:  # one room that cannot be left must not keep the account alive
+                log.warning("deactivating %s: could not leave %s: %s", user_id, room_id, e)
+        if erase:
+            for field in ("displayname", "avatar_url"):
+                await self._profile.set_field(user_id, user_id, field, None)
         await self._users.set_deactivated(user_id)
         await self._auth.logout_all(user_id)

@@ -281,7 +281,10 @@ class RoomService:
         await self._rooms.forget(room_id, requester.user_id)
 
     async def joined_rooms(self, user_id: str) -> list[str]:
-        return [m.room_id for m in await self._rooms.memberships_for_user(user_id, ["join"])]
+        return await self.rooms_with_membership(user_id, ("join",))
+
+    async def rooms_with_membership(self, user_id: str, memberships: tuple[str, ...]) -> list[str]:
+        return [m.room_id for m in await self._rooms.memberships_for_user(user_id, memberships)]
 
     # -- state and messages ------------------------------------------------
 
