@@ -59,7 +59,7 @@ async def _receipt(request: web.Request, room_id: str, receipt_type: str, event_
     if target is None or target.event.room_id != room_id:
         raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
     if receipt_type == "m.fully_read":
-        await svc.account_data.put(req.user_id, room_id, "m.fully_read", {"event_id": event_id})
+        await svc.account_data.set_fully_read(req.user_id, room_id, event_id)
     else:
         await svc.receipts.put(room_id, req.user_id, receipt_type, event_id, thread_id)
 

@@ -40,13 +40,15 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-async def json_body(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:
+async def json_body(
+    request: web.Request, allow_empty: bool = False, allow_floats: bool = False,
+) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
         if allow_empty:
             return {}
         raise MatrixError(400, "M_NOT_JSON", "Content not JSON.")
-    body = parse_json(raw)
+    body = parse_json(raw, allow_floats)
     if not isinstance(body, dict):
         raise bad_json("Content must be a JSON object.")
     return body

@@ -78,7 +78,7 @@ async def put_account_data(request: web.Request) -> web.Response:
     """PUT /user/{userId}/account_data/{type}"""
     req = await requester(request)
     require_own_user(request, req.user_id)
-    body = await json_body(request)
+    body = await json_body(request, allow_floats=True)
     await services(request).account_data.put(req.user_id, "", request.match_info["type"], body)
     return ok()
 
@@ -96,9 +96,7 @@ async def put_room_account_data(request: web.Request) -> web.Response:
     """PUT /user/{userId}/rooms/{roomId}/account_data/{type}"""
     req = await requester(request)
     require_own_user(request, req.user_id)
-    if request.match_info["type"] == "m.fully_read":
-        raise MatrixError(405, "M_BAD_JSON", "Use /read_markers to set m.fully_read")
-    body = await json_body(request)
+    body = await json_body(request, allow_floats=True)
     await services(request).account_data.put(
         req.user_id, request.match_info["room_id"], request.match_info["type"], body,
     )
@@ -113,6 +111,37 @@ async def get_room_account_data(request: web.Request) -> web.Response:
     return ok(await services(request).account_data.get(
         req.user_id, request.match_info["room_id"], request.match_info["type"],
     ))
+
+
+@routes.get(cs("/user/{user_id}/rooms/{room_id}/tags"))
+async def get_tags(request: web.Request) -> web.Response:
+    """GET /user/{userId}/rooms/{roomId}/tags"""
+    req = await requester(request)
+    require_own_user(request, req.user_id)
+    return ok(await services(request).account_data.tags(req.user_id, request.match_info["room_id"]))
+
+
+@routes.put(cs("/user/{user_id}/rooms/{room_id}/tags/{tag}"))
+async def put_tag(request: web.Request) -> web.Response:
+    """PUT /user/{userId}/rooms/{roomId}/tags/{tag} {order}"""
+    req = await requester(request)
+    require_own_user(request, req.user_id)
+    body = await json_body(request, allow_floats=True)
+    await services(request).account_data.set_tag(
+        req.user_id, request.match_info["room_id"], request.match_info["tag"], body,
+    )
+    return ok()
+
+
+@routes.delete(cs("/user/{user_id}/rooms/{room_id}/tags/{tag}"))
+async def delete_tag(request: web.Request) -> web.Response:
+    """DELETE /user/{userId}/rooms/{roomId}/tags/{tag}"""
+    req = await requester(request)
+    require_own_user(request, req.user_id)
+    await services(request).account_data.delete_tag(
+        req.user_id, request.match_info["room_id"], request.match_info["tag"],
+    )
+    return ok()
 
 
 @routes.post(cs("/user_directory/search"))

@@ -99,12 +99,25 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def parse_json(data: bytes | bytearray | str) -> Any:
+def _parse_finite_float(text: str) -> int | float:
+    """Integral numbers become ints (as in events); others stay floats, within the same range."""
+    number = Decimal(text)
+    if abs(number) > MAX_SAFE_INTEGER:
+        raise _bad_json(f"Number out of range: {text[:32]}")
+    if number == number.to_integral_value():
+        return int(number)
+    return float(number)
+
+
+def parse_json(data: bytes | bytearray | str, allow_floats: bool = False) -> Any:
     """Parse untrusted JSON strictly.
 
     - invalid UTF-8, invalid JSON, or lone surrogate escapes -> 400 M_NOT_JSON;
     - NaN/Infinity, non-integral numbers, integers beyond +/-(2**53-1) -> 400 M_BAD_JSON;
     - integral numbers written as floats (``1e10``, ``2.0``, ``-0.0``) become ints.
+
+    ``allow_floats``: non-integral numbers are kept, for documents that are never signed
+    (account data, room tags, whose `order` the spec makes a number in [0, 1]).
     """
     if isinstance(data, bytes | bytearray):
         try:
@@ -117,7 +130,7 @@ def parse_json(data: bytes | bytearray | str) -> Any:
         value = json.loads(
             text,
             parse_int=_parse_int,
-            parse_float=_parse_float,
+            parse_float=_parse_finite_float if allow_floats else _parse_float,
             parse_constant=_parse_constant,
         )
     except json.JSONDecodeError as e:

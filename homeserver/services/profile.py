@@ -3,6 +3,7 @@ the user's member event in every joined room, as clients read names there."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -115,19 +116,70 @@ class ProfileService:
                 log.warning("could not update member event in %s", row.room_id)
 
 
+# Account data the server controls: clients change it through their own APIs
+# (spec: PUT .../account_data/{type} answers 405 M_BAD_JSON for these).
+SERVER_CONTROLLED = frozenset({"m.fully_read", "m.push_rules"})
+TAG_TYPE = "m.tag"
+
+
 class AccountDataService:
+    """Global and per-room account data, and room tags (room account data of type m.tag,
+    so /sync delivers them like any other). Spec: "Client Config", "Room Tagging"."""
+
     def __init__(self, store: AccountDataStore, notifier: NotifierPort, ids: IdGenerator) -> None:
         self._store = store
         self._notifier = notifier
         self._ids = ids
+        # Tag changes read, change and write the m.tag document: one at a time.
+        self._tag_lock = asyncio.Lock()
 
     async def put(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> None:
+        _check_room_id(room_id)
+        if type_ in SERVER_CONTROLLED:
+            raise MatrixError(405, "M_BAD_JSON", f"{type_} is controlled by the server")
+        await self._write(user_id, room_id, type_, content)
+
+    async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
+        """The read marker (spec: "Fully read markers"), set through /read_markers or /receipt."""
+        await self._write(user_id, room_id, "m.fully_read", {"event_id": event_id})
+
+    async def _write(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> None:
         stream = self._ids.next()
         await self._store.put(user_id, room_id, type_, content, stream)
         self._notifier.on_account_data(stream, user_id)
 
     async def get(self, user_id: str, room_id: str, type_: str) -> dict[str, Any]:
+        _check_room_id(room_id)
         content = await self._store.get(user_id, room_id, type_)
         if content is None:
             raise not_found("Account data not found")
         return content
+
+    async def tags(self, user_id: str, room_id: str) -> dict[str, Any]:
+        _check_room_id(room_id)
+        content = await self._store.get(user_id, room_id, TAG_TYPE) or {}
+        tags = content.get("tags")
+        return {"tags": tags if isinstance(tags, dict) else {}}
+
+    async def set_tag(self, user_id: str, room_id: str, tag: str, info: dict[str, Any]) -> None:
+        order = info.get("order")
+        if order is not None and (not isinstance(order, int | float) or isinstance(order, bool)):
+            raise MatrixError(400, "M_BAD_JSON", "order must be a number")
+        if not tag or len(tag.encode()) > 255:
+            raise MatrixError(400, "M_INVALID_PARAM", "A tag is 1 to 255 bytes")
+        async with self._tag_lock:
+            tags = (await self.tags(user_id, room_id))["tags"]
+            await self._write(user_id, room_id, TAG_TYPE, {"tags": {**tags, tag: info}})
+
+    async def delete_tag(self, user_id: str, room_id: str, tag: str) -> None:
+        """Removing a tag the room does not have is a success (the spec's DELETE is idempotent)."""
+        async with self._tag_lock:
+            tags = (await self.tags(user_id, room_id))["tags"]
+            if tag in tags:
+                await self._write(user_id, room_id, TAG_TYPE, {"tags": {k: v for k, v in tags.items() if k != tag}})
+
+
+def _check_room_id(room_id: str) -> None:
+    """"" is global account data; anything else must look like a room id."""
+    if room_id and not (room_id.startswith("!") and ":" in room_id):
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")

@@ -110,3 +110,11 @@ def test_parse_not_json(data):
 
 def test_encode_json_is_compact_and_unescaped():
     assert encode_json({"b": 1, "a": "é"}) == '{"b":1,"a":"é"}'
+
+
+def test_parse_with_floats_keeps_fractions_within_range():
+    assert parse_json('{"order": 0.25, "n": 2.0}', allow_floats=True) == {"order": 0.25, "n": 2}
+    for bad in ("[1e400]", "[NaN]", "[-9007199254740993.5]"):
+        with pytest.raises(MatrixError) as e:
+            parse_json(bad, allow_floats=True)
+        assert e.value.errcode == "M_BAD_JSON"
