@@ -182,6 +182,7 @@ class SyncService:
                 if section is not None:
                     section["account_data"]["events"].append(event)
         await self._e2e.sync_into(requester, since, now, resp)
+        f.trim_response(resp)
         return resp
 
     async def _joined_rooms(self, user_id: str) -> list[str]:
@@ -311,8 +312,7 @@ class SyncService:
         prev_batch: str, state: StateMap, f: SyncFilter,
     ) -> dict[str, Any]:
         if f.state.lazy_load_members:
-            senders = {se.event.sender for se in window} | {requester.user_id}
-            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders}
+            state = await self._lazy_members(requester.user_id, window, state)
         state_events = await self._events.get_events(state.values())
         state_list = sorted(
             (se for se in state_events.values() if f.state.matches(se.event)),
@@ -329,6 +329,21 @@ class SyncService:
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
             "summary": self._summary(head, requester.user_id),
         }
+
+    async def _lazy_members(self, user_id: str, window: list[StoredEvent], state: StateMap) -> StateMap:
+        """Spec: "Lazy-loading room members": only the member events of the timeline's
+        senders (and the user's own), and those senders' members even when the state is a
+        delta that did not change them. We keep no record of what a client already holds,
+        so they are always sent, which `include_redundant_members: false` allows."""
+        senders = {se.event.sender for se in window}
+        kept = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders | {user_id}}
+        if window:
+            before = await self._events.state_at_group(window[0].state_before)
+            for sender in senders:
+                key = ("m.room.member", sender)
+                if key in before:
+                    kept.setdefault(key, before[key])
+        return kept
 
     @staticmethod
     def _summary(head: RoomHead, user_id: str) -> dict[str, Any]:
