@@ -171,6 +171,23 @@ redactions = sa.Table(
     **_MYSQL,
 )
 
+# Event relationships (content.m.relates_to), written in the event's own commit so a
+# relation is never visible before (or without) its event; removed when the child is
+# redacted. Serves /relations, /threads and the bundled aggregations.
+event_relations = sa.Table(
+    "event_relations", metadata,
+    sa.Column("event_id", Id, primary_key=True),
+    sa.Column("relates_to_id", Id, nullable=False),
+    sa.Column("rel_type", Id, nullable=False),
+    sa.Column("type", Id, nullable=False),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    sa.Index("event_relations_parent", "relates_to_id", "rel_type", "stream_ordering"),
+    sa.Index("event_relations_room", "room_id", "rel_type", "stream_ordering"),
+    **_MYSQL,
+)
+
 filters = sa.Table(
     "filters", metadata,
     sa.Column("user_id", Id, primary_key=True),

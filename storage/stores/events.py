@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.records import Membership, NewRoom
+from homeserver.core.relations import relation_of
 from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
     current_state,
     event_edges,
+    event_relations,
     events,
     federation_outbox,
     redactions,
@@ -136,10 +138,17 @@ class EventStore:
                  "stream_ordering": m.stream_ordering, "forgotten": False}
                 for m in latest.values()
             ])
+        relations = [_relation_row(se) for se in b.events if not se.outlier and not se.soft_failed]
+        if any(relations):
+            await conn.execute(event_relations.insert(), [r for r in relations if r])
         if b.redactions:
             await conn.execute(redactions.insert(), [
                 {"event_id": r, "redacts": t} for r, t in b.redactions
             ])
+            # A redacted child no longer relates to anything (spec: "Redactions" of relations).
+            await conn.execute(event_relations.delete().where(
+                event_relations.c.event_id.in_([t for _, t in b.redactions])
+            ))
         if b.edges:
             await conn.execute(event_edges.insert(), [
                 {"event_id": e, "prev_event_id": p} for e, p in b.edges
@@ -254,6 +263,23 @@ class EventStore:
         async with self._engine.connect() as conn:
             return [_stored(r) for r in await conn.execute(q.limit(limit))]
 
+    async def event_near_ts(self, room_id: str, ts: int, forwards: bool) -> StoredEvent | None:
+        """The room's first timeline event sent at or after `ts` (forwards), or the last at
+        or before it (spec: "GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event")."""
+        q = _select_events().where(
+            events.c.room_id == room_id, events.c.outlier.is_(False), events.c.soft_failed.is_(False),
+            events.c.rejected.is_(False),
+        )
+        if forwards:
+            q = q.where(events.c.origin_server_ts >= ts).order_by(
+                events.c.origin_server_ts.asc(), events.c.stream_ordering.asc())
+        else:
+            q = q.where(events.c.origin_server_ts <= ts).order_by(
+                events.c.origin_server_ts.desc(), events.c.stream_ordering.desc())
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(q.limit(1))).first()
+        return _stored(row) if row else None
+
     async def oldest_event(self, room_id: str) -> StoredEvent | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(
@@ -323,6 +349,17 @@ def _stored(r: Any) -> StoredEvent:
         ev, r.stream_ordering, r.state_before, r.state_after, r.txn_device, r.txn_id,
         bool(r.outlier), bool(r.soft_failed), r.replaces_state,
     )
+
+
+def _relation_row(se: StoredEvent) -> dict[str, Any] | None:
+    rel = relation_of(se.event)
+    if rel is None:
+        return None
+    return {
+        "event_id": se.event.event_id, "relates_to_id": rel[0], "rel_type": rel[1],
+        "type": se.event.type, "sender": se.event.sender, "room_id": se.event.room_id,
+        "stream_ordering": se.stream_ordering,
+    }
 
 
 def _event_row(se: StoredEvent, received_ts: int) -> dict[str, Any]:
