@@ -320,7 +320,7 @@ class SyncService:
         )
         return {
             "timeline": {
-                "events": await self._timeline.format(window, requester, include_room_id=False),
+                "events": await self._timeline.format(window, requester, include_room_id=False, bundle=True),
                 "limited": limited, "prev_batch": prev_batch,
             },
             "state": {"events": await self._timeline.format(state_list, requester, include_room_id=False)},

@@ -7,6 +7,7 @@ from typing import Any
 
 from homeserver.core.errors import MatrixError, not_found
 from homeserver.core.events import StoredEvent
+from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.filtering import EventFilter
@@ -31,8 +32,9 @@ def before_event(se: StoredEvent) -> Topo:
 class Timeline:
     def __init__(
         self, *, events: EventReader, rooms: RoomService, notifier: NotifierPort,
-        remote: RemoteRoomsPort,
+        remote: RemoteRoomsPort, aggregations: Aggregations,
     ) -> None:
+        self._aggregations = aggregations
         self._events = events
         self._rooms = rooms
         self._notifier = notifier
@@ -40,8 +42,10 @@ class Timeline:
 
     async def format(
         self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
+        bundle: bool = False,
     ) -> list[dict[str, Any]]:
-        """Client events, with redactions applied and prev_content filled in, in one read each."""
+        """Client events, with redactions applied and prev_content filled in, in one read each;
+        with `bundle`, their aggregations in unsigned.m.relations (timelines only)."""
         ids = [se.event.event_id for se in stored]
         recent = self._events.recent
         redacted_by_id = (
@@ -64,7 +68,43 @@ class Timeline:
                 redacted_by=redaction.event if redaction else None, prev_content=prev_content,
                 include_room_id=include_room_id, now=now,
             ))
+        if bundle:
+            await self._bundle(stored, out, requester, include_room_id, redacted_by_id)
         return out
+
+    async def _bundle(
+        self, stored: Sequence[StoredEvent], out: list[dict[str, Any]], requester: Requester | None,
+        include_room_id: bool, redacted: dict[str, str],
+    ) -> None:
+        """Spec: "Aggregations of child events". A redacted event keeps none (its relations
+        were redacted with it)."""
+        bundles = await self._aggregations.bundles(
+            [se for se in stored if se.event.event_id not in redacted], requester.user_id if requester else None,
+        )
+        if not bundles:
+            return
+        extra = [b.replace for b in bundles.values() if b.replace] + [
+            b.thread_latest for b in bundles.values() if b.thread_latest
+        ]
+        formatted = dict(zip(
+            [se.event.event_id for se in extra],
+            await self.format(extra, requester, include_room_id), strict=True,
+        ))
+        for se, event in zip(stored, out, strict=True):
+            b = bundles.get(se.event.event_id)
+            if b is None:
+                continue
+            relations: dict[str, Any] = {}
+            if b.replace is not None:
+                relations["m.replace"] = formatted[b.replace.event.event_id]
+            if b.thread_latest is not None:
+                relations["m.thread"] = {
+                    "latest_event": formatted[b.thread_latest.event.event_id],
+                    "count": b.thread_count, "current_user_participated": b.thread_participated,
+                }
+            if b.references:
+                relations["m.reference"] = {"chunk": [{"event_id": e} for e in b.references]}
+            event["unsigned"]["m.relations"] = relations
 
     async def parse_token(self, room_id: str, token: str) -> Topo:
         """Accept our topological tokens and sync tokens (converted to a room position)."""
@@ -140,7 +180,7 @@ class Timeline:
         end = None if exhausted or not chunk else cursor
         out: dict[str, Any] = {
             "start": from_token or encode_topo(start),
-            "chunk": await self.format(chunk, requester),
+            "chunk": await self.format(chunk, requester, bundle=True),
         }
         if end is not None and chunk:
             out["end"] = encode_topo(end)
@@ -151,4 +191,56 @@ class Timeline:
         se = await self._events.get_event(event_id)
         if se is None or se.event.room_id != room_id or se.outlier or not window.allows(se.stream_ordering):
             raise not_found("Event not found.")
-        return (await self.format([se], requester))[0]
+        return (await self.format([se], requester, bundle=True))[0]
+
+    async def context(
+        self, requester: Requester, room_id: str, event_id: str, limit: int, event_filter: EventFilter,
+    ) -> dict[str, Any]:
+        """Spec: "GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}": the event, up to
+        `limit` events around it (half before, half after), and the state at the last one."""
+        window = await self._rooms.visible_window(requester, room_id)
+        se = await self._events.get_event(event_id)
+        if se is None or se.event.room_id != room_id or se.outlier or not window.allows(se.stream_ordering):
+            raise not_found("Event not found.")
+        limit = max(0, min(limit, 100))
+        before_n = limit // 2
+
+        async def side(backwards: bool, wanted: int) -> list[StoredEvent]:
+            picked: list[StoredEvent] = []
+            cursor = before_event(se) if backwards else se.topo
+            while len(picked) < wanted:
+                page = await self._events.paginate(room_id, cursor, backwards, max(wanted * 2, 10), None)
+                for p in page:
+                    cursor = before_event(p) if backwards else p.topo
+                    if window.allows(p.stream_ordering) and event_filter.matches(p.event):
+                        picked.append(p)
+                if len(page) < max(wanted * 2, 10) or (page and not window.allows(page[-1].stream_ordering)):
+                    break
+            return picked[:wanted]
+
+        before = await side(True, before_n)
+        after = await side(False, limit - before_n)
+        last = after[-1] if after else se
+        state = await self._events.state_at_group(last.state_after)
+        if event_filter.lazy_load_members:
+            senders = {e.event.sender for e in [*before, se, *after]}
+            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders}
+        state_events = sorted((await self._events.get_events(state.values())).values(), key=lambda e: e.stream_ordering)
+        return {
+            "event": (await self.format([se], requester, bundle=True))[0],
+            "events_before": await self.format(before, requester, bundle=True),
+            "events_after": await self.format(after, requester, bundle=True),
+            "start": encode_topo(before_event(before[-1] if before else se)),
+            "end": encode_topo(last.topo),
+            "state": await self.format(state_events, requester),
+        }
+
+    async def timestamp_to_event(self, requester: Requester, room_id: str, ts: int, direction: str) -> dict[str, Any]:
+        """Spec: "GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event" (from what we hold)."""
+        if direction not in ("b", "f"):
+            raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
+        window = await self._rooms.visible_window(requester, room_id)
+        se = await self._events.event_near_ts(room_id, ts, direction == "f")
+        if se is None or not window.allows(se.stream_ordering):
+            raise not_found("No event found")
+        return {"event_id": se.event.event_id, "origin_server_ts": se.event.origin_server_ts}
