@@ -12,6 +12,7 @@ from client_api import (
     key_backup,
     keys,
     profile,
+    relations,
     rooms,
     sync,
     threepid,
@@ -20,7 +21,9 @@ from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, threepid, rooms, sync, profile, ephemeral, directory, keys, key_backup)
+MODULES = (
+    discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
+)
 
 
 def create_app(services: Services, max_request_bytes: int) -> web.Application:

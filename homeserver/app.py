@@ -39,6 +39,7 @@ from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
 from homeserver.services.accounts import AccountService
+from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
@@ -64,6 +65,7 @@ from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
+from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
@@ -82,6 +84,7 @@ from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.receipts import ReceiptStore
+from storage.stores.relations import RelationStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
 from storage.stores.users import UserStore
@@ -222,7 +225,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
     )
-    timeline = Timeline(events=reader, rooms=rooms, notifier=notifier, remote=remote)
+    relation_store = RelationStore(engine)
+    aggregations = Aggregations(relations=relation_store, events=reader)
+    timeline = Timeline(
+        events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
+    )
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
         search_all_users=cfg.user_directory.search_all_users,
@@ -247,6 +254,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
+        relations=RelationsService(store=relation_store, events=reader, rooms=rooms, timeline=timeline),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

@@ -18,6 +18,7 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.reader import EventReader
+from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -43,4 +44,5 @@ class Services:
     filters: FilterService
     e2e: E2eService
     key_backup: KeyBackupService
+    relations: RelationsService
     max_event_bytes: int = 65_536

@@ -165,5 +165,8 @@ class EventReader:
     ) -> list[StoredEvent]:
         return await self._events.paginate(room_id, cursor, backwards, limit, to)
 
+    async def event_near_ts(self, room_id: str, ts: int, forwards: bool) -> StoredEvent | None:
+        return await self._events.event_near_ts(room_id, ts, forwards)
+
     async def oldest_event(self, room_id: str) -> StoredEvent | None:
         return await self._events.oldest_event(room_id)
