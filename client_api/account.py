@@ -8,7 +8,7 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from client_api.http import cs, parse_body, parse_query, requester, services
+from client_api.http import cs, parse_body, parse_query, requester, require_own_user, services
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
@@ -171,6 +171,21 @@ async def whoami(request: web.Request) -> web.Response:
     """GET /account/whoami"""
     req = await requester(request)
     return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": False})
+
+
+@attrs.frozen
+class OpenIdBody:
+    """POST /user/{userId}/openid/request_token: the spec's body is an empty object."""
+
+
+@routes.post(cs("/user/{user_id}/openid/request_token"))
+async def openid_request_token(request: web.Request) -> web.Response:
+    """POST /user/{userId}/openid/request_token: a token a third party checks with our
+    federation /openid/userinfo."""
+    req = await requester(request)
+    require_own_user(request, req.user_id)
+    await parse_body(request, OpenIdBody, allow_empty=True)
+    return ok(services(request).auth.issue_openid(req.user_id))
 
 
 @routes.get(cs("/account/3pid"))
