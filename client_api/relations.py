@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, query_int, requester, services
+from client_api.http import cs, parse_query, requester, services
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.http.responses import ok
 from homeserver.services.filtering import EventFilter
@@ -24,21 +26,23 @@ def _room_id(request: web.Request) -> str:
     return room_id
 
 
-def _bool_query(request: web.Request, name: str) -> bool:
-    value = request.query.get(name, "false")
-    if value not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be true or false")
-    return value == "true"
+@attrs.frozen
+class RelationsQuery:
+    dir: Literal["b", "f"] = "b"
+    from_: str | None = None
+    to: str | None = None
+    limit: int = 50
+    recurse: bool = False
 
 
 async def _relations(request: web.Request) -> web.Response:
     """GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]?dir&from&to&limit&recurse"""
     req = await requester(request)
     m = request.match_info
+    query = parse_query(request, RelationsQuery)
     return ok(await services(request).relations.relations(
         req, _room_id(request), m["event_id"], m.get("rel_type"), m.get("event_type"),
-        request.query.get("dir", "b"), request.query.get("from"), request.query.get("to"),
-        query_int(request, "limit", 50), _bool_query(request, "recurse"),
+        query.dir, query.from_, query.to, query.limit, query.recurse,
     ))
 
 
@@ -46,38 +50,52 @@ for _path in ("", "/{rel_type}", "/{rel_type}/{event_type}"):
     routes.get(V1 + "/rooms/{room_id}/relations/{event_id}" + _path)(_relations)
 
 
+@attrs.frozen
+class ThreadsQuery:
+    include: Literal["all", "participated"] = "all"
+    from_: str | None = None
+    limit: int = 50
+
+
 @routes.get(V1 + "/rooms/{room_id}/threads")
 async def threads(request: web.Request) -> web.Response:
     """GET /v1/rooms/{roomId}/threads?include=all|participated&from&limit"""
     req = await requester(request)
+    query = parse_query(request, ThreadsQuery)
     return ok(await services(request).relations.threads(
-        req, _room_id(request), request.query.get("include", "all"), request.query.get("from"),
-        query_int(request, "limit", 50, minimum=1),
+        req, _room_id(request), query.include, query.from_, query.limit,
     ))
+
+
+@attrs.frozen
+class ContextQuery:
+    limit: int = 10
+    filter: str | None = None
 
 
 @routes.get(cs("/rooms/{room_id}/context/{event_id}"))
 async def context(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/context/{eventId}?limit&filter"""
     req = await requester(request)
-    raw = request.query.get("filter")
+    query = parse_query(request, ContextQuery)
     try:
-        flt = EventFilter.parse(json.loads(raw)) if raw else EventFilter()
+        flt = EventFilter.parse(json.loads(query.filter)) if query.filter else EventFilter()
     except json.JSONDecodeError:
         raise bad_json("filter is not valid JSON") from None
     return ok(await services(request).timeline.context(
-        req, _room_id(request), request.match_info["event_id"], query_int(request, "limit", 10), flt,
+        req, _room_id(request), request.match_info["event_id"], query.limit, flt,
     ))
+
+
+@attrs.frozen
+class TimestampQuery:
+    ts: int
+    dir: Literal["b", "f"]
 
 
 @routes.get(V1 + "/rooms/{room_id}/timestamp_to_event")
 async def timestamp_to_event(request: web.Request) -> web.Response:
     """GET /v1/rooms/{roomId}/timestamp_to_event?ts&dir"""
     req = await requester(request)
-    if "ts" not in request.query:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
-    if "dir" not in request.query:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing dir")
-    return ok(await services(request).timeline.timestamp_to_event(
-        req, _room_id(request), query_int(request, "ts", 0), request.query["dir"],
-    ))
+    query = parse_query(request, TimestampQuery)
+    return ok(await services(request).timeline.timestamp_to_event(req, _room_id(request), query.ts, query.dir))
