@@ -121,12 +121,19 @@ async def get_tags(request: web.Request) -> web.Response:
     return ok(await services(request).account_data.tags(req.user_id, request.match_info["room_id"]))
 
 
+@attrs.frozen
+class TagBody:
+    """Spec "Room tagging": `order` is a number; other keys are kept as the client sent them."""
+    order: float | None = None
+
+
 @routes.put(cs("/user/{user_id}/rooms/{room_id}/tags/{tag}"))
 async def put_tag(request: web.Request) -> web.Response:
     """PUT /user/{userId}/rooms/{roomId}/tags/{tag} {order}"""
     req = await requester(request)
     require_own_user(request, req.user_id)
-    body = await json_body(request, allow_floats=True)
+    body = await json_body(request, allow_floats=True)  # tag orders are fractions
+    validate(body, TagBody)
     await services(request).account_data.set_tag(
         req.user_id, request.match_info["room_id"], request.match_info["tag"], body,
     )
