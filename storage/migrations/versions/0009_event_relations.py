@@ -1,7 +1,7 @@
 """event_relations: m.relates_to of every timeline event
 
-Revision ID: 0008_event_relations
-Revises: 0007
+Revision ID: 0009_event_relations
+Revises: 0008_e2ee
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0008_event_relations'
-down_revision = '0007'
+revision = '0009_event_relations'
+down_revision = '0008_e2ee'
 branch_labels = None
 depends_on = None
 
