@@ -31,6 +31,8 @@ class EventFilter:
     senders: tuple[str, ...] | None = None
     not_senders: tuple[str, ...] = ()
     lazy_load_members: bool = False
+    # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
+    unread_thread_notifications: bool = False
 
     @classmethod
     def parse(cls, body: Any, name: str = "filter") -> EventFilter:
@@ -48,6 +50,7 @@ class EventFilter:
             senders=_str_list(body.get("senders"), f"{name}.senders"),
             not_senders=_str_list(body.get("not_senders"), f"{name}.not_senders") or (),
             lazy_load_members=bool(body.get("lazy_load_members", False)),
+            unread_thread_notifications=body.get("unread_thread_notifications") is True,
         )
 
     def matches(self, event: Event) -> bool:
