@@ -12,6 +12,7 @@ from client_api import (
     key_backup,
     keys,
     profile,
+    push,
     rooms,
     sync,
 )
@@ -19,7 +20,7 @@ from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
 from homeserver.services.container import Services
 
-MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys, key_backup)
+MODULES = (discovery, account, rooms, sync, profile, ephemeral, directory, keys, key_backup, push)
 
 
 def create_app(services: Services, max_request_bytes: int) -> web.Application:

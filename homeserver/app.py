@@ -38,6 +38,8 @@ from federation.outbound.transport import from_config as transport_from_config
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
+from homeserver.outbound.mailer import SmtpMailer
+from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
@@ -62,6 +64,9 @@ from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.push import NotificationService, PushEvaluator, PushRulesService
+from homeserver.services.push_sync import PushSync
+from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
@@ -81,6 +86,7 @@ from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
+from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
@@ -96,12 +102,14 @@ class Runtime:
     services: Services
     persister: Persister
     engine: AsyncEngine
+    push: PushRuntime
     federation: FederationRuntime | None = None
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
         await self.persister.stop()
+        await self.push.close()
         await self.engine.dispose()
 
 
@@ -116,6 +124,18 @@ class FederationRuntime:
         await self.sender.stop()
         await self.keyring.close()
         await self.client.close()
+
+@attrs.define
+class PushRuntime:
+    evaluator: PushEvaluator
+    pushers: PusherService
+    gateway: HttpPushGateway
+
+    async def close(self) -> None:
+        await self.evaluator.stop()
+        await self.pushers.stop()
+        await self.gateway.close()
+
 
 CONFIG = web.AppKey("config", HomeserverConfig)
 
@@ -133,7 +153,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     # -- stores and positions
     users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
-    receipt_store = ReceiptStore(engine)
+    receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
     ad_ids = IdGenerator(await account_data.max_stream_id())
     receipt_ids = IdGenerator(await receipt_store.max_stream_id())
@@ -158,7 +178,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         server_name=name, events=events_store, state=state_store, rooms=rooms_store,
         heads=heads, recent=recent,
     )
-    subscribers: list[CommitSubscriber] = [reader, recent, WakeOnCommit(notifier, name)]
+    # -- push: rules, their evaluation after each commit, pushers
+    account_data_svc = AccountDataService(account_data, notifier, ad_ids)
+    push_rules = PushRulesService(push_store, account_data_svc)
+    gateway = HttpPushGateway()
+    pushers = PusherService(
+        store=push_store, reader=reader, gateway=gateway,
+        mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
+        email_delay_ms=cfg.email.notif_delay_ms, server_name=name,
+    )
+    evaluator = PushEvaluator(
+        server_name=name, store=push_store, rules=push_rules, reader=reader, deliver=pushers.deliver,
+    )
+    await evaluator.start(max_stream)
+    subscribers: list[CommitSubscriber] = [reader, recent, evaluator, WakeOnCommit(notifier, name)]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
     writer = RoomWriter(
@@ -223,6 +256,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         server_name=name, default_room_version=cfg.default_room_version,
     )
     timeline = Timeline(events=reader, rooms=rooms, notifier=notifier, remote=remote)
+    notifications = NotificationService(
+        store=push_store, evaluator=evaluator, reader=reader, timeline=timeline,
+    )
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
     )
@@ -238,9 +274,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
             account_data=account_data, server_name=name, typing=typing,
             receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
+            push=PushSync(notifications, push_rules),
         ),
         profile=profile,
-        account_data=AccountDataService(account_data, notifier, ad_ids),
+        account_data=account_data_svc,
+        push_rules=push_rules, notifications=notifications, pushers=pushers,
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
         devices=DeviceService(users), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
@@ -256,7 +294,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, federation)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation)
 
 
 @attrs.frozen

@@ -17,6 +17,8 @@ from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.push import NotificationService, PushRulesService
+from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
@@ -43,4 +45,7 @@ class Services:
     filters: FilterService
     e2e: E2eService
     key_backup: KeyBackupService
+    push_rules: PushRulesService
+    notifications: NotificationService
+    pushers: PusherService
     max_event_bytes: int = 65_536

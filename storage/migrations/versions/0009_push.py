@@ -1,7 +1,7 @@
 """push rules, notifications, evaluation progress and pushers
 
-Revision ID: 0008_push
-Revises: 0007
+Revision ID: 0009_push
+Revises: 0008_e2ee
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
-revision = '0008_push'
-down_revision = '0007'
+revision = '0009_push'
+down_revision = '0008_e2ee'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,126 @@
+"""Push rules, notifications and pushers.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#push-notifications
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.http import cs, json_body, query_int, requester, services
+from homeserver.core.errors import MatrixError
+from homeserver.http.responses import ok
+
+routes = web.RouteTableDef()
+RULE = "/pushrules/{scope}/{kind}/{rule_id}"
+ATTRIBUTES = ("enabled", "actions")
+
+
+def _scope(request: web.Request) -> None:
+    if request.match_info["scope"] != "global":
+        raise MatrixError(400, "M_INVALID_PARAM", "The only push rule scope is 'global'")
+
+
+@routes.get(cs("/pushrules"))
+async def get_all(request: web.Request) -> web.Response:
+    """GET /pushrules/"""
+    req = await requester(request)
+    return ok({"global": await services(request).push_rules.ruleset(req.user_id)})
+
+
+@routes.get(cs("/pushrules/{scope}"))
+async def get_scope(request: web.Request) -> web.Response:
+    """GET /pushrules/global/"""
+    req = await requester(request)
+    _scope(request)
+    return ok(await services(request).push_rules.ruleset(req.user_id))
+
+
+@routes.get(cs(RULE))
+async def get_rule(request: web.Request) -> web.Response:
+    """GET /pushrules/global/{kind}/{ruleId}"""
+    req = await requester(request)
+    _scope(request)
+    m = request.match_info
+    return ok(await services(request).push_rules.get(req.user_id, m["kind"], m["rule_id"]))
+
+
+@routes.put(cs(RULE))
+async def put_rule(request: web.Request) -> web.Response:
+    """PUT /pushrules/global/{kind}/{ruleId}?before=&after= {actions, conditions?, pattern?}"""
+    req = await requester(request)
+    _scope(request)
+    m = request.match_info
+    body = await json_body(request)
+    await services(request).push_rules.put(
+        req.user_id, m["kind"], m["rule_id"], body,
+        request.query.get("before"), request.query.get("after"),
+    )
+    return ok()
+
+
+@routes.delete(cs(RULE))
+async def delete_rule(request: web.Request) -> web.Response:
+    """DELETE /pushrules/global/{kind}/{ruleId}"""
+    req = await requester(request)
+    _scope(request)
+    m = request.match_info
+    await services(request).push_rules.delete(req.user_id, m["kind"], m["rule_id"])
+    return ok()
+
+
+def _attribute(request: web.Request) -> str:
+    attr = request.match_info["attr"]
+    if attr not in ATTRIBUTES:
+        raise MatrixError(400, "M_UNRECOGNIZED", f"Unknown push rule attribute {attr!r}")
+    return attr
+
+
+@routes.get(cs(RULE + "/{attr}"))
+async def get_attribute(request: web.Request) -> web.Response:
+    """GET /pushrules/global/{kind}/{ruleId}/enabled|actions"""
+    req = await requester(request)
+    _scope(request)
+    attr = _attribute(request)
+    m = request.match_info
+    rule = await services(request).push_rules.get(req.user_id, m["kind"], m["rule_id"])
+    return ok({attr: rule[attr]})
+
+
+@routes.put(cs(RULE + "/{attr}"))
+async def put_attribute(request: web.Request) -> web.Response:
+    """PUT /pushrules/global/{kind}/{ruleId}/enabled {enabled} | /actions {actions}"""
+    req = await requester(request)
+    _scope(request)
+    attr = _attribute(request)
+    m = request.match_info
+    body = await json_body(request)
+    if attr not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {attr}")
+    await services(request).push_rules.set_attribute(req.user_id, m["kind"], m["rule_id"], attr, body[attr])
+    return ok()
+
+
+@routes.get(cs("/notifications"))
+async def notifications(request: web.Request) -> web.Response:
+    """GET /notifications?from=&limit=&only=highlight"""
+    req = await requester(request)
+    limit = min(query_int(request, "limit", 20, minimum=1), 100)
+    return ok(await services(request).notifications.page(
+        req, request.query.get("from"), limit, request.query.get("only"),
+    ))
+
+
+@routes.get(cs("/pushers"))
+async def get_pushers(request: web.Request) -> web.Response:
+    """GET /pushers"""
+    req = await requester(request)
+    return ok({"pushers": await services(request).pushers.list(req.user_id)})
+
+
+@routes.post(cs("/pushers/set"))
+async def set_pusher(request: web.Request) -> web.Response:
+    """POST /pushers/set"""
+    req = await requester(request)
+    await services(request).pushers.set(req.user_id, await json_body(request))
+    return ok()
