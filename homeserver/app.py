@@ -64,7 +64,12 @@ from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
-from homeserver.services.push import NotificationService, PushEvaluator, PushRulesService
+from homeserver.services.push import (
+    NotificationService,
+    PushEvaluator,
+    PushRulesService,
+    UnreadCache,
+)
 from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
@@ -182,13 +187,15 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     account_data_svc = AccountDataService(account_data, notifier, ad_ids)
     push_rules = PushRulesService(push_store, account_data_svc)
     gateway = HttpPushGateway()
+    unread = UnreadCache(push_store)
     pushers = PusherService(
-        store=push_store, reader=reader, gateway=gateway,
+        store=push_store, unread=unread, reader=reader, gateway=gateway,
         mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
         email_delay_ms=cfg.email.notif_delay_ms, server_name=name,
     )
     evaluator = PushEvaluator(
-        server_name=name, store=push_store, rules=push_rules, reader=reader, deliver=pushers.deliver,
+        server_name=name, store=push_store, rules=push_rules, reader=reader,
+        deliver=[unread.add, pushers.deliver],
     )
     await evaluator.start(max_stream)
     subscribers: list[CommitSubscriber] = [reader, recent, evaluator, WakeOnCommit(notifier, name)]
@@ -209,7 +216,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
         return lambda pos, room_ids: notifier.advance(stream, pos, reader.local_members(room_ids))
 
-    listeners: list[EphemeralListener] = []
+    listeners: list[EphemeralListener] = [unread]
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
     typing = TypingService(wake_rooms("typing"), listeners)
@@ -257,7 +264,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     timeline = Timeline(events=reader, rooms=rooms, notifier=notifier, remote=remote)
     notifications = NotificationService(
-        store=push_store, evaluator=evaluator, reader=reader, timeline=timeline,
+        store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,
     )
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,

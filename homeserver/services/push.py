@@ -41,6 +41,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.timeline import Timeline
 from storage.stores.push import Notification, PushStore, ReadPositions
+from storage.stores.receipts import Receipt
 
 log = logging.getLogger(__name__)
 PUSH_RULES_TYPE = "m.push_rules"
@@ -55,6 +56,7 @@ class PushRulesService:
         self._store = store
         self._account_data = account_data
         self._cache: LruCache[str, pr.UserRules] = LruCache(50_000)
+        self._rulesets: LruCache[str, dict[str, list[dict[str, Any]]]] = LruCache(50_000)
 
     async def user_rules(self, user_id: str) -> pr.UserRules:
         cached = self._cache.get(user_id)
@@ -64,7 +66,12 @@ class PushRulesService:
         return cached
 
     async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
-        return pr.ruleset(user_id, await self.user_rules(user_id))
+        """The user's `global` ruleset (evaluated once per event per member: cached)."""
+        cached = self._rulesets.get(user_id)
+        if cached is None:
+            cached = pr.ruleset(user_id, await self.user_rules(user_id))
+            self._rulesets.put(user_id, cached)
+        return cached
 
     async def get(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         return pr.find_rule(user_id, await self.user_rules(user_id), kind, rule_id)
@@ -84,6 +91,7 @@ class PushRulesService:
     async def _save(self, user_id: str, rules: pr.UserRules) -> None:
         await self._store.put_rules(user_id, rules)
         self._cache.put(user_id, rules)
+        self._rulesets.pop(user_id)
         # Clients read their rules from account data (spec "Push Rules: API": m.push_rules).
         await self._account_data.put(user_id, "", PUSH_RULES_TYPE, {"global": pr.ruleset(user_id, rules)})
 
@@ -97,6 +105,10 @@ def thread_of(event: Event) -> str:
 
 
 Deliver = Callable[[Sequence[Notification]], None]
+# The progress mark is written with every batch that notifies someone, else at most once
+# per this many stream positions: re-evaluating after a crash is idempotent, so a lagging
+# mark costs only repeated work, and the send path's commits never wait behind ours.
+PROGRESS_EVERY = 1000
 
 
 class PushEvaluator:
@@ -104,22 +116,19 @@ class PushEvaluator:
 
     def __init__(
         self, *, server_name: str, store: PushStore, rules: PushRulesService, reader: EventReader,
-        deliver: Deliver,
+        deliver: Sequence[Deliver],
     ) -> None:
         self._name = server_name
         self._store = store
         self._rules = rules
         self._reader = reader
-        self._deliver = deliver
+        self._deliver = tuple(deliver)
         self._queue: asyncio.Queue[Committed] = asyncio.Queue()
         self._done = 0
+        self._saved = 0  # the progress mark as stored
         self._seen = 0  # the newest commit position heard of
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def position(self) -> int:
-        return self._done
 
     def on_committed(self, commit: Committed) -> None:
         self._seen = max(self._seen, commit.position)
@@ -134,7 +143,7 @@ class PushEvaluator:
         follow the writer. On a database that never ran the evaluator, start at `upto`:
         history is not turned into notifications."""
         progress = await self._store.progress()
-        self._done = upto if progress is None else progress
+        self._done = self._saved = upto if progress is None else progress
         while self._done < upto:
             batch = await self._store.events_after(self._done, upto, 200)
             if not batch:
@@ -142,14 +151,22 @@ class PushEvaluator:
             for se in batch:
                 head = await self._reader.room_head(se.event.room_id)
                 if head is not None:
-                    await self._evaluate([se], head, se.stream_ordering)
+                    await self._store_rows(await self._evaluate([se], head), se.stream_ordering)
+                self._done = se.stream_ordering
         self._done = max(self._done, upto)
+        await self._store_rows([], self._done)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+            if self._queue.empty() and self._done > self._saved:
+                try:
+                    await self._store.add_notifications([], self._done)
+                except Exception:
+                    log.exception("could not save the push progress mark")
 
     async def wait_for(self, position: int) -> None:
         """Until every event up to `position` is evaluated (bounded: see EVALUATION_WAIT_S)."""
@@ -165,19 +182,25 @@ class PushEvaluator:
 
     async def _run(self) -> None:
         while True:
-            commit = await self._queue.get()
-            position = commit.position
+            # Everything queued at once: one transaction for many commits under load.
+            commits = [await self._queue.get()]
+            while not self._queue.empty():
+                commits.append(self._queue.get_nowait())
+            position = max(c.position for c in commits)
             if position <= self._done:
                 continue
-            events = [
-                se for se in commit.events
-                if se.stream_ordering > self._done and not se.outlier and not se.soft_failed
-                and not se.event.rejected
-            ]
             while True:
                 try:
-                    if commit.head is not None and events:
-                        await self._evaluate(events, commit.head, position)
+                    rows: list[Notification] = []
+                    for commit in commits:
+                        events = [
+                            se for se in commit.events
+                            if se.stream_ordering > self._done and not se.outlier
+                            and not se.soft_failed and not se.event.rejected
+                        ]
+                        if commit.head is not None and events:
+                            rows += await self._evaluate(events, commit.head)
+                    await self._store_rows(rows, position)
                     break
                 except Exception:
                     # The database is away: try again rather than lose the notifications.
@@ -186,7 +209,15 @@ class PushEvaluator:
             self._done = max(self._done, position)
             self._advanced.set()
 
-    async def _evaluate(self, events: Sequence[StoredEvent], head: RoomHead, position: int) -> None:
+    async def _store_rows(self, rows: Sequence[Notification], position: int) -> None:
+        if rows or position - self._saved >= PROGRESS_EVERY:
+            await self._store.add_notifications(rows, position)
+            self._saved = position
+        if rows:
+            for deliver in self._deliver:
+                deliver(rows)
+
+    async def _evaluate(self, events: Sequence[StoredEvent], head: RoomHead) -> list[Notification]:
         joined = [u for u, m in head.members.items() if m == "join"]
         local = [u for u in joined if server_of(u) == self._name]
         invited = [
@@ -213,7 +244,7 @@ class PushEvaluator:
                     member_count=len(joined), sender_power_level=sender_level,
                     notification_levels=levels,
                 )
-                rules = pr.ruleset(user, await self._rules.user_rules(user))
+                rules = await self._rules.ruleset(user)
                 actions = pr.evaluate(rules, pdu, ctx)
                 if pr.notifies(actions):
                     assert actions is not None
@@ -221,9 +252,7 @@ class PushEvaluator:
                         user, ev.event_id, ev.room_id, se.stream_ordering, thread_of(ev),
                         list(actions), pr.highlights(actions), now_ms(),
                     ))
-        await self._store.add_notifications(rows, position)
-        if rows:
-            self._deliver(rows)
+        return rows
 
 
 @attrs.frozen
@@ -254,12 +283,61 @@ def unread_counts(
     return out
 
 
+@attrs.define
+class _Unread:
+    rows: dict[str, Notification]  # event id -> not yet read when loaded or added
+    read: ReadPositions
+
+
+class UnreadCache:
+    """Each recently syncing user's unread notifications and read positions, so a /sync
+    woken by a message asks the database nothing. Fed by the evaluator's rows; a read
+    receipt of the user drops their entry (it is reloaded on their next sync)."""
+
+    def __init__(self, store: PushStore, max_users: int = 10_000) -> None:
+        self._store = store
+        self._users: LruCache[str, _Unread] = LruCache(max_users)
+        self._generation = 0  # bumped by every change, so a load racing one is not kept
+
+    def add(self, rows: Sequence[Notification]) -> None:
+        self._generation += 1
+        for n in rows:
+            entry = self._users.get(n.user_id)
+            if entry is not None:
+                entry.rows[n.event_id] = n
+
+    # EphemeralListener: only receipts matter here.
+    def receipt_changed(self, receipt: Receipt) -> None:
+        self._generation += 1
+        self._users.pop(receipt.user_id)
+
+    def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
+        pass
+
+    def presence_changed(self, user_id: str, content: dict[str, Any], audience: set[str]) -> None:
+        pass
+
+    async def get(self, user_id: str) -> tuple[list[Notification], ReadPositions]:
+        entry = self._users.get(user_id)
+        if entry is None:
+            generation = self._generation
+            rooms = await self._store.notified_rooms(user_id)
+            read = await self._store.read_positions(user_id, rooms)
+            rows = await self._store.unread(user_id, rooms, read)
+            entry = _Unread({n.event_id: n for n in rows if not is_read(n, read)}, read)
+            if generation == self._generation:
+                self._users.put(user_id, entry)
+        return list(entry.rows.values()), entry.read
+
+
 class NotificationService:
     def __init__(
-        self, *, store: PushStore, evaluator: PushEvaluator, reader: EventReader, timeline: Timeline,
+        self, *, store: PushStore, evaluator: PushEvaluator, unread: UnreadCache,
+        reader: EventReader, timeline: Timeline,
     ) -> None:
         self._store = store
         self._evaluator = evaluator
+        self._unread = unread
         self._reader = reader
         self._timeline = timeline
 
@@ -268,12 +346,9 @@ class NotificationService:
         if not room_ids:
             return {}
         await self._evaluator.wait_for(position)
-        read = await self._store.read_positions(user_id, room_ids)
-        return unread_counts(await self._store.unread(user_id, room_ids, read), read)
-
-    async def total_unread(self, user_id: str, room_ids: Sequence[str]) -> int:
-        read = await self._store.read_positions(user_id, room_ids)
-        return sum(1 for n in await self._store.unread(user_id, room_ids, read) if not is_read(n, read))
+        rows, read = await self._unread.get(user_id)
+        wanted = set(room_ids)
+        return unread_counts((n for n in rows if n.room_id in wanted), read)
 
     async def page(
         self, requester: Requester, from_token: str | None, limit: int, only: str | None,

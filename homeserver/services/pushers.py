@@ -25,7 +25,7 @@ import attrs
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.core.push_gateway import GatewayAnswer, notify_body
 from homeserver.services.clock import now_ms
-from homeserver.services.push import is_read
+from homeserver.services.push import UnreadCache, is_read
 from homeserver.services.reader import EventReader
 from storage.stores.push import Notification, PushStore
 
@@ -92,10 +92,11 @@ def check_pusher(body: dict[str, Any]) -> dict[str, Any] | None:
 
 class PusherService:
     def __init__(
-        self, *, store: PushStore, reader: EventReader, gateway: PushGatewayPort,
+        self, *, store: PushStore, unread: UnreadCache, reader: EventReader, gateway: PushGatewayPort,
         mailer: MailerPort | None, email_delay_ms: int, server_name: str,
     ) -> None:
         self._store = store
+        self._unread = unread
         self._reader = reader
         self._gateway = gateway
         self._mailer = mailer
@@ -213,13 +214,12 @@ class PusherService:
             user_is_target=event.get("state_key") == n.user_id,
         )
 
-    async def _unread(self, user_id: str) -> list[Notification]:
-        rooms = await self._store.notified_rooms(user_id)
-        read = await self._store.read_positions(user_id, rooms)
-        return [n for n in await self._store.unread(user_id, rooms, read) if not is_read(n, read)]
+    async def _unread_rows(self, user_id: str) -> list[Notification]:
+        rows, read = await self._unread.get(user_id)
+        return [n for n in rows if not is_read(n, read)]
 
     async def _unread_total(self, user_id: str) -> int:
-        return len(await self._unread(user_id))
+        return len(await self._unread_rows(user_id))
 
     async def _digest_later(self, user_id: str) -> None:
         try:
@@ -233,7 +233,7 @@ class PusherService:
         assert self._mailer is not None
         since = self._emailed.get(user_id, 0)
         unread = sorted(
-            (n for n in await self._unread(user_id) if n.stream_ordering > since),
+            (n for n in await self._unread_rows(user_id) if n.stream_ordering > since),
             key=lambda n: n.stream_ordering,
         )
         if not unread:

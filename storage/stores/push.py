@@ -77,14 +77,16 @@ class PushStore:
             return [_stored(r) for r in await conn.execute(q)]
 
     async def add_notifications(self, rows: Sequence[Notification], position: int) -> None:
-        """Store what one batch of events produced and move the progress mark, together,
-        so a restart re-evaluates exactly what was not stored."""
+        """Store what a batch of events produced and move the progress mark, together: a
+        restart re-evaluates from the mark, never skipping a row that was not stored
+        (rows found again replace the old ones)."""
         async with self._engine.begin() as conn:
-            for n in rows:
-                await conn.execute(notifications.delete().where(
-                    notifications.c.user_id == n.user_id, notifications.c.event_id == n.event_id,
-                ))
             if rows:
+                # A re-evaluation (catch-up after a crash) replaces what it finds.
+                keys = [(n.user_id, n.event_id) for n in rows]
+                await conn.execute(notifications.delete().where(
+                    sa.tuple_(notifications.c.user_id, notifications.c.event_id).in_(keys),
+                ))
                 await conn.execute(notifications.insert(), [
                     {**attrs.asdict(n), "actions": json.dumps(n.actions)} for n in rows
                 ])

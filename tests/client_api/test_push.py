@@ -401,3 +401,81 @@ async def test_an_email_digest_lists_what_is_unread(
     assert msg["From"] == "hs <hs@hs.test>"
     assert "1 unread message" in msg["Subject"]
     assert "are you there?" in msg.get_payload()
+
+
+async def test_an_email_digest_is_not_sent_for_what_was_read(
+    hs_config: HomeserverConfig, start_hs: Any, smtp: tuple[Inbox, int],
+) -> None:
+    inbox, port = smtp
+    cfg = attrs.evolve(hs_config, email=EmailConfig(
+        smtp_host="127.0.0.1", smtp_port=port, notif_delay_ms=300,
+    ))
+    hs = await start_hs(cfg)
+    alice, bob, room = await chat(hs)
+    await bob.post("/pushers/set", {
+        "kind": "email", "app_id": "m.email", "pushkey": "bob@example.org",
+        "app_display_name": "Email", "device_display_name": "bob@example.org", "lang": "en",
+        "data": {},
+    })
+    seen = await alice.send(room, "already seen")
+    await bob.post(f"/rooms/{q(room)}/receipt/m.read/{q(seen)}", {})
+    await alice.send(room, "missed this one")
+    _, msg = await asyncio.wait_for(inbox.messages.get(), 30)
+    assert "missed this one" in msg.get_payload()
+    assert "already seen" not in msg.get_payload()
+
+
+# -- delivery guarantees -------------------------------------------------------------------
+
+
+async def test_a_failing_gateway_is_retried(hs: Matrix) -> None:
+    calls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    failures = [503]
+
+    async def notify(request: web.Request) -> web.Response:
+        await calls.put(await request.json())
+        if failures:
+            return web.json_response({}, status=failures.pop())
+        return web.json_response({"rejected": []})
+
+    app = web.Application()
+    app.router.add_post("/_matrix/push/v1/notify", notify)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        alice, bob, room = await chat(hs)
+        await bob.post("/pushers/set", http_pusher(str(server.make_url("/_matrix/push/v1/notify"))))
+        event_id = await alice.send(room, "try again")
+        first = await asyncio.wait_for(calls.get(), 30)
+        second = await asyncio.wait_for(calls.get(), 30)
+        assert first == second and first["notification"]["event_id"] == event_id
+    finally:
+        await server.close()
+
+
+async def test_events_committed_but_not_evaluated_are_evaluated_on_restart(
+    hs_config: HomeserverConfig, start_hs: Any,
+) -> None:
+    """A crash between commit and evaluation: the next start evaluates what is after the
+    progress mark (here the mark is moved back and the rows removed, as if never written)."""
+
+    from storage.engine import create_engine
+    from storage.schema import notifications, push_progress
+
+    hs = await start_hs(hs_config)
+    alice, bob, room = await chat(hs)
+    mark = (await bob.sync())["next_batch"]
+    await alice.send(room, "one")
+    await alice.send(room, "two")
+    assert unread(await bob.sync(), room) == {"notification_count": 2, "highlight_count": 0}
+    await hs.client.close()
+
+    engine = create_engine(hs_config.database.url, 1, False)
+    async with engine.begin() as conn:
+        await conn.execute(notifications.delete())
+        await conn.execute(push_progress.update().values(stream_ordering=int(mark[1:].split("_")[0])))
+    await engine.dispose()
+
+    again = await start_hs(hs_config)
+    bob_again = await again.login_user("bob")
+    assert unread(await bob_again.sync(), room) == {"notification_count": 2, "highlight_count": 0}
