@@ -370,8 +370,8 @@ class NotificationService:
         )
         by_id = {e["event_id"]: e for e in formatted}
         out = [
-            {"actions": n.actions, "event": by_id[n.event_id], "profile_tag": None,
-             "read": is_read(n, read), "room_id": n.room_id, "ts": n.ts}
+            {"actions": n.actions, "event": by_id[n.event_id], "read": is_read(n, read),
+             "room_id": n.room_id, "ts": n.ts}
             for n in rows if n.event_id in by_id
         ]
         resp: dict[str, Any] = {"notifications": out}
