@@ -31,6 +31,7 @@ from homeserver.core.auth_helpers import (
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.ids import server_of
+from homeserver.core.records import Notification, ReadPositions, Receipt
 from homeserver.core.state_groups import StateKey
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
@@ -40,8 +41,7 @@ from homeserver.services.profile import AccountDataService
 from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.timeline import Timeline
-from storage.stores.push import Notification, PushStore, ReadPositions
-from storage.stores.receipts import Receipt
+from storage.stores.push import PushStore
 
 log = logging.getLogger(__name__)
 PUSH_RULES_TYPE = "m.push_rules"

@@ -24,10 +24,11 @@ import attrs
 
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.core.push_gateway import GatewayAnswer, notify_body
+from homeserver.core.records import Notification
 from homeserver.services.clock import now_ms
 from homeserver.services.push import UnreadCache, is_read
 from homeserver.services.reader import EventReader
-from storage.stores.push import Notification, PushStore
+from storage.stores.push import PushStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12

@@ -12,28 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.events import StoredEvent
+from homeserver.core.records import Notification, ReadPositions
 from storage.schema import events, notifications, push_progress, push_rules, pushers, receipts
 from storage.stores.events import _select_events, _stored
 
 _EVALUATOR = "evaluator"
 READ_RECEIPTS = ("m.read", "m.read.private")
-
-
-@attrs.frozen
-class Notification:
-    user_id: str
-    event_id: str
-    room_id: str
-    stream_ordering: int
-    thread_id: str  # "main" outside threads
-    actions: list[Any]
-    highlight: bool
-    ts: int
-
-
-# (room_id, thread_id) -> stream position of the user's latest read receipt there;
-# thread_id "" is an unthreaded receipt (spec: it clears every thread).
-ReadPositions = dict[tuple[str, str], int]
 
 
 class PushStore:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from homeserver.core.events import Event
+from homeserver.core.records import Notification
 from homeserver.services.push import Counts, thread_of, unread_counts
-from storage.stores.push import Notification
 
 
 def note(stream: int, thread: str = "main", room: str = "!r", highlight: bool = False) -> Notification:
