@@ -107,6 +107,8 @@ class PusherService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._digests: dict[str, asyncio.Task[None]] = {}  # user id -> pending digest
         self._emailed: dict[str, int] = {}  # user id -> last stream position mailed
+        # Every pusher by user, read once (the table is small); None: read it again.
+        self._by_user: dict[str, list[dict[str, Any]]] | None = None
         self._stopped = False
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
@@ -122,9 +124,18 @@ class PusherService:
             raise bad_json("append must be a boolean")
         if pusher is None:
             await self._store.delete_pusher(user_id, body["app_id"], body["pushkey"])
-            return
-        pusher["pushkey_ts"] = now_ms() // 1000
-        await self._store.put_pusher(user_id, pusher, now_ms(), exclusive=not append)
+        else:
+            pusher["pushkey_ts"] = now_ms() // 1000
+            await self._store.put_pusher(user_id, pusher, now_ms(), exclusive=not append)
+        self._by_user = None  # other users' pushers may have gone too
+
+    async def _pushers_of(self, user_id: str) -> list[dict[str, Any]]:
+        if self._by_user is None:
+            by_user: dict[str, list[dict[str, Any]]] = {}
+            for owner, p in await self._store.pushers():
+                by_user.setdefault(owner, []).append(p)
+            self._by_user = by_user
+        return self._by_user.get(user_id, [])
 
     # -- delivery ----------------------------------------------------------------------
 
@@ -146,7 +157,7 @@ class PusherService:
     async def _route(self, rows: list[Notification]) -> None:
         users = {n.user_id for n in rows}
         for user_id in users:
-            for _, pusher in await self._store.pushers(user_id):
+            for pusher in await self._pushers_of(user_id):
                 mine = [n for n in rows if n.user_id == user_id]
                 if pusher["kind"] == "http":
                     key = PusherKey(user_id, pusher["app_id"], pusher["pushkey"])
@@ -179,6 +190,7 @@ class PusherService:
                     if key.pushkey in answer.rejected:
                         # Spec (push gateway API): a rejected pushkey's pusher must go.
                         await self._store.delete_pusher(key.user_id, key.app_id, key.pushkey)
+                        self._by_user = None
                         self._queues.pop(key, None)
                         return
                     break
@@ -188,7 +200,7 @@ class PusherService:
                 log.warning("gave up pushing %s to %s", n.event_id, pusher["data"]["url"])
 
     async def _current(self, key: PusherKey) -> dict[str, Any] | None:
-        for _, p in await self._store.pushers(key.user_id):
+        for p in await self._pushers_of(key.user_id):
             if p["app_id"] == key.app_id and p["pushkey"] == key.pushkey:
                 return p
         return None
@@ -251,7 +263,7 @@ class PusherService:
         rooms = len({n.room_id for n in unread})
         subject = f"{len(unread)} unread message{'s' * (len(unread) != 1)} in {rooms} room{'s' * (rooms != 1)}"
         text = "You have unread messages on " + self._server_name + ":\n\n" + "\n".join(lines) + "\n"
-        for _, pusher in await self._store.pushers(user_id):
+        for pusher in await self._pushers_of(user_id):
             if pusher["kind"] != "email":
                 continue
             delay = FIRST_BACKOFF_S
