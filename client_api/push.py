@@ -5,13 +5,59 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#push-notifications
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 from aiohttp import web
 
-from client_api.http import cs, json_body, query_int, requester, services
+from client_api.http import cs, json_body, parse_body, parse_query, requester, services
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class RuleQuery:
+    """PUT /pushrules/global/{kind}/{ruleId}?before=&after="""
+
+    before: str | None = None
+    after: str | None = None
+
+
+@attrs.frozen
+class EnabledBody:
+    enabled: bool
+
+
+@attrs.frozen
+class ActionsBody:
+    actions: list[Any]
+
+
+@attrs.frozen
+class NotificationsQuery:
+    """GET /notifications (spec "Listing Notifications")."""
+
+    from_: str | None = None
+    limit: int = 20
+    only: str | None = None
+
+
+@attrs.frozen
+class PusherBody:
+    """POST /pushers/set; `kind: null` deletes, so the other fields are checked by the
+    service once it knows the kind."""
+
+    app_id: str
+    pushkey: str
+    kind: str | None
+    app_display_name: str | None = None
+    device_display_name: str | None = None
+    profile_tag: str | None = None
+    lang: str | None = None
+    data: dict[str, Any] | None = None
+    append: bool = False
 RULE = "/pushrules/{scope}/{kind}/{rule_id}"
 ATTRIBUTES = ("enabled", "actions")
 
@@ -51,11 +97,10 @@ async def put_rule(request: web.Request) -> web.Response:
     req = await requester(request)
     _scope(request)
     m = request.match_info
+    query = parse_query(request, RuleQuery)
+    # The rule's shape depends on its kind: core.push_rules.put_rule checks it.
     body = await json_body(request)
-    await services(request).push_rules.put(
-        req.user_id, m["kind"], m["rule_id"], body,
-        request.query.get("before"), request.query.get("after"),
-    )
+    await services(request).push_rules.put(req.user_id, m["kind"], m["rule_id"], body, query.before, query.after)
     return ok()
 
 
@@ -94,10 +139,9 @@ async def put_attribute(request: web.Request) -> web.Response:
     _scope(request)
     attr = _attribute(request)
     m = request.match_info
-    body = await json_body(request)
-    if attr not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {attr}")
-    await services(request).push_rules.set_attribute(req.user_id, m["kind"], m["rule_id"], attr, body[attr])
+    body = await parse_body(request, EnabledBody if attr == "enabled" else ActionsBody)
+    value = getattr(body, attr)
+    await services(request).push_rules.set_attribute(req.user_id, m["kind"], m["rule_id"], attr, value)
     return ok()
 
 
@@ -105,9 +149,9 @@ async def put_attribute(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     """GET /notifications?from=&limit=&only=highlight"""
     req = await requester(request)
-    limit = min(query_int(request, "limit", 20, minimum=1), 100)
+    query = parse_query(request, NotificationsQuery)
     return ok(await services(request).notifications.page(
-        req, request.query.get("from"), limit, request.query.get("only"),
+        req, query.from_, min(max(query.limit, 1), 100), query.only,
     ))
 
 
@@ -122,5 +166,6 @@ async def get_pushers(request: web.Request) -> web.Response:
 async def set_pusher(request: web.Request) -> web.Response:
     """POST /pushers/set"""
     req = await requester(request)
-    await services(request).pushers.set(req.user_id, await json_body(request))
+    body = await parse_body(request, PusherBody)
+    await services(request).pushers.set(req.user_id, attrs.asdict(body))
     return ok()

@@ -116,8 +116,9 @@ async def test_a_rule_change_reaches_sync_incrementally(hs: Matrix) -> None:
     ("/pushrules/global/override/x", {"actions": ["shout"]}, None, 400, "M_INVALID_PARAM"),
     ("/pushrules/global/content/x", {"actions": []}, None, 400, "M_INVALID_PARAM"),
     ("/pushrules/global/override/x", {"actions": []}, {"before": "nothere"}, 404, "M_NOT_FOUND"),
-    ("/pushrules/global/override/nothere/enabled", {"enabled": "yes"}, None, 404, "M_NOT_FOUND"),
-    ("/pushrules/global/override/.m.rule.master/enabled", {"enabled": "yes"}, None, 400, "M_INVALID_PARAM"),
+    ("/pushrules/global/override/nothere/enabled", {"enabled": True}, None, 404, "M_NOT_FOUND"),
+    ("/pushrules/global/override/.m.rule.master/enabled", {"enabled": "yes"}, None, 400, "M_BAD_JSON"),
+    ("/pushrules/global/override/.m.rule.master/actions", {}, None, 400, "M_MISSING_PARAM"),
 ])
 async def test_bad_rules_are_refused_and_change_nothing(
     hs: Matrix, path: str, body: Any, params: Any, status: int, errcode: str,
@@ -230,6 +231,7 @@ async def test_notifications_pages_newest_first_with_read_flags(hs: Matrix) -> N
     highlights = await bob.get("/notifications", params={"only": "highlight"})
     assert [n["event"]["event_id"] for n in highlights["notifications"]] == [mention]
     assert_error(await bob.get("/notifications", params={"from": "x"}, expect=400), "M_INVALID_PARAM")
+    assert_error(await bob.get("/notifications", params={"limit": "ten"}, expect=400), "M_INVALID_PARAM")
 
 
 # -- pushers -------------------------------------------------------------------------------
