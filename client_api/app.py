@@ -12,6 +12,7 @@ from client_api import (
     key_backup,
     keys,
     profile,
+    push,
     relations,
     rooms,
     sync,
@@ -23,6 +24,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
+    push,
 )
 
 

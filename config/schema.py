@@ -363,6 +363,21 @@ class MediaConfig:
 
 
 @attrs.frozen
+class EmailConfig:
+    """Email notifications (pushers of kind "email"): a digest of unread messages."""
+
+    # None: email pushers can be set but no mail is sent.
+    smtp_host: str | None = setting(None, check=_non_empty)
+    smtp_port: int = setting(25, check=_port)
+    smtp_user: str | None = setting(None, check=_non_empty)
+    smtp_password: str | None = setting(None, check=_non_empty)
+    smtp_starttls: bool = setting(False)
+    notif_from: str = setting("Tricolor <noreply@localhost>", check=_non_empty)
+    # A digest is sent this long after the first unread notification, unless read meanwhile.
+    notif_delay_ms: int = setting(600_000, check=_non_negative)
+
+
+@attrs.frozen
 class HomeserverConfig:
     server_name: str = setting(check=_server_name)
     listeners: tuple[ListenerConfig, ...] = setting(
@@ -376,6 +391,7 @@ class HomeserverConfig:
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
     federation: FederationConfig = attrs.field(factory=FederationConfig)
     media: MediaConfig = attrs.field(factory=MediaConfig)
+    email: EmailConfig = attrs.field(factory=EmailConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -401,6 +417,7 @@ for _cls in (
     FederationConfig,
     ThumbnailSize,
     MediaConfig,
+    EmailConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

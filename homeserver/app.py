@@ -38,6 +38,8 @@ from federation.outbound.transport import from_config as transport_from_config
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
+from homeserver.outbound.mailer import SmtpMailer
+from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.services.accounts import AccountService
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import AuthService
@@ -63,6 +65,14 @@ from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.push import (
+    NotificationService,
+    PushEvaluator,
+    PushRulesService,
+    UnreadCache,
+)
+from homeserver.services.push_sync import PushSync
+from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
@@ -83,6 +93,7 @@ from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
+from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.rooms import RoomStore
@@ -99,12 +110,14 @@ class Runtime:
     services: Services
     persister: Persister
     engine: AsyncEngine
+    push: PushRuntime
     federation: FederationRuntime | None = None
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
         await self.persister.stop()
+        await self.push.close()
         await self.engine.dispose()
 
 
@@ -119,6 +132,18 @@ class FederationRuntime:
         await self.sender.stop()
         await self.keyring.close()
         await self.client.close()
+
+@attrs.define
+class PushRuntime:
+    evaluator: PushEvaluator
+    pushers: PusherService
+    gateway: HttpPushGateway
+
+    async def close(self) -> None:
+        await self.evaluator.stop()
+        await self.pushers.stop()
+        await self.gateway.close()
+
 
 CONFIG = web.AppKey("config", HomeserverConfig)
 
@@ -136,7 +161,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     # -- stores and positions
     users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
-    receipt_store = ReceiptStore(engine)
+    receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
     ad_ids = IdGenerator(await account_data.max_stream_id())
     receipt_ids = IdGenerator(await receipt_store.max_stream_id())
@@ -161,7 +186,22 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         server_name=name, events=events_store, state=state_store, rooms=rooms_store,
         heads=heads, recent=recent,
     )
-    subscribers: list[CommitSubscriber] = [reader, recent, WakeOnCommit(notifier, name)]
+    # -- push: rules, their evaluation after each commit, pushers
+    account_data_svc = AccountDataService(account_data, notifier, ad_ids)
+    push_rules = PushRulesService(push_store, account_data_svc)
+    gateway = HttpPushGateway()
+    unread = UnreadCache(push_store)
+    pushers = PusherService(
+        store=push_store, unread=unread, reader=reader, gateway=gateway,
+        mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
+        email_delay_ms=cfg.email.notif_delay_ms, server_name=name,
+    )
+    evaluator = PushEvaluator(
+        server_name=name, store=push_store, rules=push_rules, reader=reader,
+        deliver=[unread.add, pushers.deliver],
+    )
+    await evaluator.start(max_stream)
+    subscribers: list[CommitSubscriber] = [reader, recent, evaluator, WakeOnCommit(notifier, name)]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
     writer = RoomWriter(
@@ -179,7 +219,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
         return lambda pos, room_ids: notifier.advance(stream, pos, reader.local_members(room_ids))
 
-    listeners: list[EphemeralListener] = []
+    listeners: list[EphemeralListener] = [unread]
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
     typing = TypingService(wake_rooms("typing"), listeners)
@@ -230,6 +270,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
     )
+    notifications = NotificationService(
+        store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,
+    )
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
         search_all_users=cfg.user_directory.search_all_users,
@@ -248,9 +291,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
             account_data=account_data, server_name=name, typing=typing,
             receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
+            push=PushSync(notifications, push_rules),
         ),
         profile=profile,
-        account_data=AccountDataService(account_data, notifier, ad_ids),
+        account_data=account_data_svc,
+        push_rules=push_rules, notifications=notifications, pushers=pushers,
         notifier=notifier, typing=typing, receipts=receipts, presence=presence,
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
@@ -267,7 +312,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, federation)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation)
 
 
 @attrs.frozen

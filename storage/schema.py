@@ -403,3 +403,51 @@ media = sa.Table(
     sa.Index("media_pending", "user_id", "uploaded_ts"),
     **_MYSQL,
 )
+
+# -- push rules and notifications -----------------------------------------------
+
+# One JSON document per user: their rules and edits to the defaults (core.push_rules.UserRules).
+push_rules = sa.Table(
+    "push_rules", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("rules", LongText, nullable=False),
+    **_MYSQL,
+)
+
+# What push-rule evaluation decided for one local user and one event that notifies.
+notifications = sa.Table(
+    "notifications", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("event_id", Id, primary_key=True),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    sa.Column("thread_id", Id, nullable=False),  # "main" outside threads
+    sa.Column("actions", sa.Text, nullable=False),
+    sa.Column("highlight", sa.Boolean, nullable=False),
+    sa.Column("ts", Ts, nullable=False),
+    sa.Index("notifications_user_room", "user_id", "room_id", "stream_ordering"),
+    sa.Index("notifications_user_stream", "user_id", "stream_ordering"),
+    **_MYSQL,
+)
+
+# How far the evaluator got: events after this position are evaluated again on start.
+push_progress = sa.Table(
+    "push_progress", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+# Spec "Pushers": unique per (app_id, pushkey, user). A pushkey may take 512 bytes, too
+# long for InnoDB's key limit next to the others, so the key holds its SHA-256.
+pushers = sa.Table(
+    "pushers", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("app_id", sa.String(64), primary_key=True),
+    sa.Column("pushkey_sha256", sa.String(64), primary_key=True),
+    sa.Column("pushkey", sa.String(512), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the pusher as GET /pushers shows it
+    sa.Column("created_ts", Ts, nullable=False),
+    **_MYSQL,
+)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("homeserver", "client_api", "federation", "storage", "config")
+# federation/outbound talks to peers; homeserver/outbound/push_gateway.py to push gateways.
 ALLOWED = ROOT / "federation" / "outbound"
+ALLOWED_FILES = (ROOT / "homeserver" / "outbound" / "push_gateway.py",)
 # What aiohttp exports for making requests (aiohttp.client and its re-exports).
 CLIENT_NAMES = {
     "ClientSession", "ClientTimeout", "ClientResponse", "ClientRequest", "ClientError",
@@ -53,7 +55,7 @@ def test_only_federation_outbound_uses_the_aiohttp_client() -> None:
         f"{path.relative_to(ROOT)}:{line}: {what}"
         for package in PACKAGES
         for path in sorted((ROOT / package).rglob("*.py"))
-        if ALLOWED not in path.parents
+        if ALLOWED not in path.parents and path not in ALLOWED_FILES
         for line, what in client_uses(path.read_text())
     ]
     assert offenders == []

@@ -352,7 +352,13 @@ def _contains_display_name(cond: Mapping[str, Any], event: Mapping[str, Any], ct
     name = ctx.display_name
     if not isinstance(body, str) or not name:
         return False
-    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", body, re.IGNORECASE) is not None
+    return _word(name).search(body) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _word(text: str) -> re.Pattern[str]:
+    """`text` as a whole word, case-insensitively (compiled once per display name)."""
+    return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(text)}(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 _COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")

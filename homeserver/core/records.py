@@ -1,7 +1,9 @@
 """Plain records that services and storage hand each other: a new room, a membership as of
-one event, a receipt. Pure data, so services need no storage row types."""
+one event, a receipt, a notification. Pure data, so services need no storage row types."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 
@@ -36,3 +38,22 @@ class Receipt:
     event_id: str
     ts: int
     stream_id: int
+
+
+@attrs.frozen
+class Notification:
+    """What push-rule evaluation decided for one local user and one event that notifies."""
+
+    user_id: str
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    thread_id: str  # "main" outside threads
+    actions: list[Any]
+    highlight: bool
+    ts: int
+
+
+# (room_id, thread_id) -> stream position of the user's latest read receipt there;
+# thread_id "" is an unthreaded receipt (spec: it clears every thread).
+ReadPositions = dict[tuple[str, str], int]

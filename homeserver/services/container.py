@@ -17,6 +17,8 @@ from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.push import NotificationService, PushRulesService
+from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
@@ -45,4 +47,7 @@ class Services:
     e2e: E2eService
     key_backup: KeyBackupService
     relations: RelationsService
+    push_rules: PushRulesService
+    notifications: NotificationService
+    pushers: PusherService
     max_event_bytes: int = 65_536

@@ -107,9 +107,8 @@ class ReceiptService:
         await self._store.put(receipt)
         self._room_last[room_id] = pos
         self._wake_rooms(pos, (room_id,))
-        if receipt_type == "m.read":
-            for listener in self._listeners:
-                listener.receipt_changed(receipt)
+        for listener in self._listeners:
+            listener.receipt_changed(receipt)  # private ones too: unread counts change
 
     async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
         """One m.receipt event per room with the receipts added after `since`."""

@@ -43,8 +43,8 @@ class EduOutbound:
             )
 
     def receipt_changed(self, r: Receipt) -> None:
-        if not self._is_local(r.user_id):
-            return
+        if not self._is_local(r.user_id) or r.receipt_type != "m.read":
+            return  # m.read.private never leaves the server
         data: dict[str, Any] = {"ts": r.ts}
         if r.thread_id:
             data["thread_id"] = r.thread_id

@@ -64,6 +64,7 @@ class EventFilter:
     contains_url: bool | None = None
     lazy_load_members: bool = False
     include_redundant_members: bool = False
+    # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
     unread_thread_notifications: bool = False
 
     @classmethod
@@ -87,6 +88,7 @@ class EventFilter:
             lazy_load_members=bool(_opt_bool(body, "lazy_load_members", name)),
             include_redundant_members=bool(_opt_bool(body, "include_redundant_members", name)),
             unread_thread_notifications=bool(_opt_bool(body, "unread_thread_notifications", name)),
+    # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
         )
 
     def allows(self, type_: str, sender: str | None, room_id: str | None, content: Any) -> bool:

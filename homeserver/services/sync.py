@@ -20,6 +20,7 @@ from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.formatting import stripped_state
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
+from homeserver.services.push_sync import PushSync
 from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.rooms import RoomService
@@ -62,8 +63,10 @@ class SyncService:
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
         e2e: E2eService,
+        push: PushSync,
     ) -> None:
         self._e2e = e2e
+        self._push = push
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
@@ -182,6 +185,9 @@ class SyncService:
                 if section is not None:
                     section["account_data"]["events"].append(event)
         await self._e2e.sync_into(requester, since, now, resp)
+        await self._push.add_to(
+            user, resp, now.events, since is None, f.timeline.unread_thread_notifications,
+        )
         f.trim_response(resp)
         return resp
 
