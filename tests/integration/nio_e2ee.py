@@ -34,7 +34,10 @@ async def encrypted_client(base_url: str, store: Path, prefix: str) -> AsyncClie
     name = f"{prefix}{secrets.token_hex(4)}"
     client = AsyncClient(
         base_url, name, store_path=str(store),
-        config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False, request_timeout=30),
+        config=AsyncClientConfig(
+            encryption_enabled=True, store_sync_tokens=False, request_timeout=30,
+            max_timeouts=3,  # a server that is down fails the test instead of hanging it
+        ),
     )
     resp = await client.register(name, PASSWORD, device_name=f"{prefix}'s encrypted nio")
     assert isinstance(resp, RegisterResponse), resp
