@@ -143,6 +143,11 @@ class AccountDataService:
         """The read marker (spec: "Fully read markers"), set through /read_markers or /receipt."""
         await self._write(user_id, room_id, "m.fully_read", {"event_id": event_id})
 
+    async def set_push_rules(self, user_id: str, content: dict[str, Any]) -> None:
+        """The user's push rules as clients read them (spec "Push Rules: Events"), written by
+        the push-rules service whenever a rule changes."""
+        await self._write(user_id, "", "m.push_rules", content)
+
     async def _write(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> None:
         stream = self._ids.next()
         await self._store.put(user_id, room_id, type_, content, stream)

@@ -93,7 +93,7 @@ class PushRulesService:
         self._cache.put(user_id, rules)
         self._rulesets.pop(user_id)
         # Clients read their rules from account data (spec "Push Rules: API": m.push_rules).
-        await self._account_data.put(user_id, "", PUSH_RULES_TYPE, {"global": pr.ruleset(user_id, rules)})
+        await self._account_data.set_push_rules(user_id, {"global": pr.ruleset(user_id, rules)})
 
 
 def thread_of(event: Event) -> str:
