@@ -289,7 +289,8 @@ class E2eService:
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/signatures/upload: signatures of the requester's own devices and keys, and of
-        other users' master keys; each is checked against the signing key it names."""
+        other local users' master keys; each is checked against the signing key it names.
+        Signatures of remote users' keys are not stored: they come back in `failures`."""
         failures: dict[str, dict[str, Any]] = {}
         for user, by_id in body.items():
             if not isinstance(by_id, dict):
@@ -317,14 +318,12 @@ class E2eService:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown key")
         if not e2e_keys.same_signed_content(target, signed):
             raise MatrixError(400, "M_INVALID_SIGNATURE", "The signed object differs from the stored one")
-        if signing_type == "master" and held_device is None:
-            # the owner signing their master key with a device key
-            raise MatrixError(400, "M_INVALID_SIGNATURE", "Unsupported signature")
-        signing = cross.get(signer, {}).get(signing_type)
-        if signing is None:
-            raise MatrixError(400, "M_INVALID_SIGNATURE", f"No {signing_type} key")
-        key_id, value = e2e_keys.public_key(signing)
-        e2e_keys.check_self_signed(signed, signer, key_id, value)
+        if signing_type == "master":
+            # the owner's device signs their master key (spec "Cross-signing": a device
+            # vouches for the master key it trusts); only the device signatures are kept
+            signed = await self._device_signatures(user, target, signed)
+        else:
+            signed = _cross_signing_signature(cross, signer, signing_type, signed)
         merged = e2e_keys.merge_signatures(target, signed)
         if target is held_device:
             await self._store.replace_device_keys(user, target_id, merged)
@@ -333,6 +332,23 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.mark_changed(user, pos)
         await self._wake_device_lists(user, pos)
+
+    async def _device_signatures(self, user: str, master: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
+        """The signatures of `user`'s devices that `signed` adds to their master key, each
+        checked with that device's ed25519 key; `signed` with only those."""
+        held = (master.get("signatures") or {}).get(user, {})
+        given = (signed.get("signatures") or {}).get(user)
+        new = {k: v for k, v in given.items() if k not in held} if isinstance(given, dict) else {}
+        if not new:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No new device signature")
+        for key_id in new:
+            algorithm, _, device_id = key_id.partition(":")
+            device = await self._store.get_device_keys(user, device_id) if algorithm == "ed25519" else None
+            if device is None:
+                raise MatrixError(400, "M_INVALID_SIGNATURE", f"Unknown device key {key_id}")
+            one = {**signed, "signatures": {user: {key_id: new[key_id]}}}
+            e2e_keys.check_self_signed(one, user, key_id, device.get("keys", {}).get(key_id))
+        return {**signed, "signatures": {user: new}}
 
     # -- to-device ---------------------------------------------------------------
 
@@ -442,6 +458,18 @@ class E2eService:
             left.update(ev["state_key"] for ev in _member_events(section))
         left = {u for u in left - sharing if u != user}
         return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+def _cross_signing_signature(
+    cross: dict[str, dict[str, Any]], signer: str, signing_type: str, signed: dict[str, Any],
+) -> dict[str, Any]:
+    """`signed`, checked against the signer's `signing_type` cross-signing key."""
+    signing = cross.get(signer, {}).get(signing_type)
+    if signing is None:
+        raise MatrixError(400, "M_INVALID_SIGNATURE", f"No {signing_type} key")
+    key_id, value = e2e_keys.public_key(signing)
+    e2e_keys.check_self_signed(signed, signer, key_id, value)
+    return signed
 
 
 def _member_events(section: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -224,3 +224,26 @@ async def test_query_and_claim_refuse_a_malformed_body(hs: Matrix) -> None:
     ]
     for path, body in bad_bodies:
         assert_error(await alice.post(path, body, expect=400), "M_BAD_JSON")
+
+
+async def test_a_device_signing_its_owners_master_key_is_stored_and_served(hs: Matrix) -> None:
+    """Spec "Cross-signing": a device signs its user's master key (Element does this when it
+    bootstraps cross-signing); the signature is checked with the device's ed25519 key."""
+    alice, bob = await hs.users("alice", "bob")
+    keys, device_key = device_keys(alice)
+    await upload(alice, device_keys=keys)
+    master_key = generate_signing_key("master")
+    master = {"user_id": alice.user_id, "usage": ["master"],
+              "keys": {f"ed25519:{master_key.verify_key_base64}": master_key.verify_key_base64}}
+    await alice.post("/keys/device_signing/upload", {"master_key": master})
+    signed = sign_json(master, alice.user_id, device_key)
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {master_key.verify_key_base64: signed}})
+    assert got["failures"] == {}
+    served = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert served["master_keys"][alice.user_id]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
+
+    forged = sign_json(master, alice.user_id, generate_signing_key(alice.device_id))
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {master_key.verify_key_base64: forged}})
+    assert master_key.verify_key_base64 in got["failures"][alice.user_id]
+    again = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert again["master_keys"] == served["master_keys"]
