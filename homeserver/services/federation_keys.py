@@ -71,4 +71,6 @@ class RemoteKeys:
         }
         if keys is not None:
             content["keys"] = keys
-        self._sender.send_edu(servers, "m.device_list_update", content)
+        # Durable like to-device messages: a peer that is down now would otherwise keep
+        # serving its users a stale device list (server-server "Device Management").
+        await self._sender.send_durable_edu(servers, "m.device_list_update", content)

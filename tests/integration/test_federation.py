@@ -282,3 +282,25 @@ async def test_device_keys_and_to_device_messages_cross_servers(
     await alice.call("PUT", "/sendToDevice/m.test/t1", {"messages": {bob.user_id: {device: {"hi": "bob"}}}})
     got = await bob.sync_until(lambda d: d["to_device"]["events"])
     assert got["to_device"]["events"] == [{"type": "m.test", "sender": alice.user_id, "content": {"hi": "bob"}}]
+
+
+async def test_a_device_list_change_reaches_a_peer_that_was_down(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """m.device_list_update is kept in hs1's outbox like a PDU: Alice uploads keys while
+    hs2 is down and hs1 restarts before hs2 is back; Bob still learns of the change."""
+    alice, bob = await pair(net, session)
+    await shared_room(alice, bob)
+    await bob.sync()
+    run_testnet("stop", "hs2.test", "--dir", net["dir"])
+    device = (await alice.call("GET", "/account/whoami"))["device_id"]
+    key = generate_signing_key(device)
+    keys = sign_json({
+        "user_id": alice.user_id, "device_id": device, "algorithms": ["m.megolm.v1.aes-sha2"],
+        "keys": {f"ed25519:{device}": key.verify_key_base64},
+    }, alice.user_id, key)
+    await alice.call("POST", "/keys/upload", {"device_keys": keys})
+    run_testnet("stop", "hs1.test", "--dir", net["dir"])
+    run_testnet("start", "hs1.test", "--dir", net["dir"])
+    run_testnet("start", "hs2.test", "--dir", net["dir"])
+    await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"], within=60)
