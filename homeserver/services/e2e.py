@@ -45,6 +45,10 @@ class RemoteKeysPort(Protocol):
                                   deleted: bool, keys: dict[str, Any] | None) -> None:
         """Tell servers sharing a room with the user (m.device_list_update)."""
 
+    async def signing_keys_changed(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
+        """Tell servers sharing a room with the user of new cross-signing keys
+        (m.signing_key_update); `keys` maps key types to keys."""
+
 
 class NullRemoteKeys:
     """Federation off: other servers' users are unreachable."""
@@ -61,6 +65,9 @@ class NullRemoteKeys:
 
     async def device_list_changed(self, user_id: str, device_id: str, stream_id: int, prev_id: int | None,
                                   deleted: bool, keys: dict[str, Any] | None) -> None:
+        return None
+
+    async def signing_keys_changed(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
         return None
 
 
@@ -251,7 +258,8 @@ class E2eService:
         return out
 
     async def receive_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
-        """An m.device_list_update EDU: the user's devices changed on their server."""
+        """An m.device_list_update or m.signing_key_update EDU: the user's devices or
+        cross-signing keys changed on their server; either way our users re-query."""
         user_id = content.get("user_id")
         if isinstance(user_id, str) and server_of(user_id) == origin and not self._is_local(user_id):
             await self.remote_device_list_changed(user_id)
@@ -286,6 +294,7 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.set_cross_signing_keys(user, keys, pos)
         await self._wake_device_lists(user, pos)
+        await self._remote.signing_keys_changed(user, keys)
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/signatures/upload: signatures of the requester's own devices and keys, and of

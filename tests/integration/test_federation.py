@@ -304,3 +304,20 @@ async def test_a_device_list_change_reaches_a_peer_that_was_down(
     run_testnet("start", "hs1.test", "--dir", net["dir"])
     run_testnet("start", "hs2.test", "--dir", net["dir"])
     await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"], within=60)
+
+
+async def test_cross_signing_keys_uploaded_on_one_server_are_seen_on_the_other(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """m.signing_key_update: Bob's client on hs2 is told to re-query Alice's keys when she
+    uploads cross-signing keys on hs1, and the re-query finds her master key."""
+    alice, bob = await pair(net, session)
+    await shared_room(alice, bob)
+    await bob.sync()
+    master_key = generate_signing_key("master")
+    master = {"user_id": alice.user_id, "usage": ["master"],
+              "keys": {f"ed25519:{master_key.verify_key_base64}": master_key.verify_key_base64}}
+    await alice.call("POST", "/keys/device_signing/upload", {"master_key": master})
+    await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"])
+    served = await bob.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert served["master_keys"][alice.user_id] == master, served
