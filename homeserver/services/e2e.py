@@ -78,6 +78,9 @@ class Membership:
     users_sharing_rooms: Callable[[str], Awaitable[set[str]]]
     device_names: Callable[[str], Awaitable[dict[str, str | None]]]
     """A local user's devices: device id -> display name."""
+    users_departed: Callable[[str, int, int], Awaitable[set[str]]]
+    """Users who may have stopped sharing a room with the user between two event stream
+    positions (they left a room of the user's, or the user left theirs)."""
 
     async def devices_of(self, user_id: str) -> list[str]:
         return list(await self.device_names(user_id))
@@ -267,10 +270,12 @@ class E2eService:
     # -- /keys/changes -----------------------------------------------------------
 
     async def changes(self, requester: Requester, from_token: SyncToken, to_token: SyncToken) -> dict[str, Any]:
-        """Users sharing a room with the requester whose devices changed between the tokens."""
+        """Users sharing a room with the requester whose devices changed between the tokens,
+        and (`left`) users who stopped sharing any room with them, as /sync reports them."""
         changed = await self._store.users_changed(from_token.device_lists, to_token.device_lists)
         sharing = await self._membership.users_sharing_rooms(requester.user_id)
-        return {"changed": sorted(changed & (sharing | {requester.user_id})), "left": []}
+        departed = await self._membership.users_departed(requester.user_id, from_token.events, to_token.events)
+        return _device_list_delta(requester.user_id, changed & (sharing | {requester.user_id}), departed, sharing)
 
     # -- cross-signing -----------------------------------------------------------
 
@@ -465,8 +470,14 @@ class E2eService:
                     left.add(ev["state_key"])
         for section in rooms["leave"].values():
             left.update(ev["state_key"] for ev in _member_events(section))
-        left = {u for u in left - sharing if u != user}
-        return {"changed": sorted(changed - left), "left": sorted(left)}
+        return _device_list_delta(user, changed, left, sharing)
+
+
+def _device_list_delta(user: str, changed: set[str], departed: set[str], sharing: set[str]) -> dict[str, Any]:
+    """`device_lists` of /sync and /keys/changes (spec "Tracking the device list for a
+    user"): `left` are the departed who share no room with `user` now; they are not `changed`."""
+    left = {u for u in departed - sharing if u != user}
+    return {"changed": sorted(changed - left), "left": sorted(left)}
 
 
 def _cross_signing_signature(
