@@ -45,6 +45,10 @@ class RemoteKeysPort(Protocol):
                                   deleted: bool, keys: dict[str, Any] | None) -> None:
         """Tell servers sharing a room with the user (m.device_list_update)."""
 
+    async def signing_keys_changed(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
+        """Tell servers sharing a room with the user of new cross-signing keys
+        (m.signing_key_update); `keys` maps key types to keys."""
+
 
 class NullRemoteKeys:
     """Federation off: other servers' users are unreachable."""
@@ -63,6 +67,9 @@ class NullRemoteKeys:
                                   deleted: bool, keys: dict[str, Any] | None) -> None:
         return None
 
+    async def signing_keys_changed(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
+        return None
+
 
 @attrs.frozen
 class Membership:
@@ -71,6 +78,9 @@ class Membership:
     users_sharing_rooms: Callable[[str], Awaitable[set[str]]]
     device_names: Callable[[str], Awaitable[dict[str, str | None]]]
     """A local user's devices: device id -> display name."""
+    users_departed: Callable[[str, int, int], Awaitable[set[str]]]
+    """Users who may have stopped sharing a room with the user between two event stream
+    positions (they left a room of the user's, or the user left theirs)."""
 
     async def devices_of(self, user_id: str) -> list[str]:
         return list(await self.device_names(user_id))
@@ -251,7 +261,8 @@ class E2eService:
         return out
 
     async def receive_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
-        """An m.device_list_update EDU: the user's devices changed on their server."""
+        """An m.device_list_update or m.signing_key_update EDU: the user's devices or
+        cross-signing keys changed on their server; either way our users re-query."""
         user_id = content.get("user_id")
         if isinstance(user_id, str) and server_of(user_id) == origin and not self._is_local(user_id):
             await self.remote_device_list_changed(user_id)
@@ -259,10 +270,12 @@ class E2eService:
     # -- /keys/changes -----------------------------------------------------------
 
     async def changes(self, requester: Requester, from_token: SyncToken, to_token: SyncToken) -> dict[str, Any]:
-        """Users sharing a room with the requester whose devices changed between the tokens."""
+        """Users sharing a room with the requester whose devices changed between the tokens,
+        and (`left`) users who stopped sharing any room with them, as /sync reports them."""
         changed = await self._store.users_changed(from_token.device_lists, to_token.device_lists)
         sharing = await self._membership.users_sharing_rooms(requester.user_id)
-        return {"changed": sorted(changed & (sharing | {requester.user_id})), "left": []}
+        departed = await self._membership.users_departed(requester.user_id, from_token.events, to_token.events)
+        return _device_list_delta(requester.user_id, changed & (sharing | {requester.user_id}), departed, sharing)
 
     # -- cross-signing -----------------------------------------------------------
 
@@ -286,10 +299,12 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.set_cross_signing_keys(user, keys, pos)
         await self._wake_device_lists(user, pos)
+        await self._remote.signing_keys_changed(user, keys)
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/signatures/upload: signatures of the requester's own devices and keys, and of
-        other users' master keys; each is checked against the signing key it names."""
+        other local users' master keys; each is checked against the signing key it names.
+        Signatures of remote users' keys are not stored: they come back in `failures`."""
         failures: dict[str, dict[str, Any]] = {}
         for user, by_id in body.items():
             if not isinstance(by_id, dict):
@@ -317,14 +332,12 @@ class E2eService:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown key")
         if not e2e_keys.same_signed_content(target, signed):
             raise MatrixError(400, "M_INVALID_SIGNATURE", "The signed object differs from the stored one")
-        if signing_type == "master" and held_device is None:
-            # the owner signing their master key with a device key
-            raise MatrixError(400, "M_INVALID_SIGNATURE", "Unsupported signature")
-        signing = cross.get(signer, {}).get(signing_type)
-        if signing is None:
-            raise MatrixError(400, "M_INVALID_SIGNATURE", f"No {signing_type} key")
-        key_id, value = e2e_keys.public_key(signing)
-        e2e_keys.check_self_signed(signed, signer, key_id, value)
+        if signing_type == "master":
+            # the owner's device signs their master key (spec "Cross-signing": a device
+            # vouches for the master key it trusts); only the device signatures are kept
+            signed = await self._device_signatures(user, target, signed)
+        else:
+            signed = _cross_signing_signature(cross, signer, signing_type, signed)
         merged = e2e_keys.merge_signatures(target, signed)
         if target is held_device:
             await self._store.replace_device_keys(user, target_id, merged)
@@ -333,6 +346,23 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.mark_changed(user, pos)
         await self._wake_device_lists(user, pos)
+
+    async def _device_signatures(self, user: str, master: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
+        """The signatures of `user`'s devices that `signed` adds to their master key, each
+        checked with that device's ed25519 key; `signed` with only those."""
+        held = (master.get("signatures") or {}).get(user, {})
+        given = (signed.get("signatures") or {}).get(user)
+        new = {k: v for k, v in given.items() if k not in held} if isinstance(given, dict) else {}
+        if not new:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No new device signature")
+        for key_id in new:
+            algorithm, _, device_id = key_id.partition(":")
+            device = await self._store.get_device_keys(user, device_id) if algorithm == "ed25519" else None
+            if device is None:
+                raise MatrixError(400, "M_INVALID_SIGNATURE", f"Unknown device key {key_id}")
+            one = {**signed, "signatures": {user: {key_id: new[key_id]}}}
+            e2e_keys.check_self_signed(one, user, key_id, device.get("keys", {}).get(key_id))
+        return {**signed, "signatures": {user: new}}
 
     # -- to-device ---------------------------------------------------------------
 
@@ -440,8 +470,26 @@ class E2eService:
                     left.add(ev["state_key"])
         for section in rooms["leave"].values():
             left.update(ev["state_key"] for ev in _member_events(section))
-        left = {u for u in left - sharing if u != user}
-        return {"changed": sorted(changed - left), "left": sorted(left)}
+        return _device_list_delta(user, changed, left, sharing)
+
+
+def _device_list_delta(user: str, changed: set[str], departed: set[str], sharing: set[str]) -> dict[str, Any]:
+    """`device_lists` of /sync and /keys/changes (spec "Tracking the device list for a
+    user"): `left` are the departed who share no room with `user` now; they are not `changed`."""
+    left = {u for u in departed - sharing if u != user}
+    return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+def _cross_signing_signature(
+    cross: dict[str, dict[str, Any]], signer: str, signing_type: str, signed: dict[str, Any],
+) -> dict[str, Any]:
+    """`signed`, checked against the signer's `signing_type` cross-signing key."""
+    signing = cross.get(signer, {}).get(signing_type)
+    if signing is None:
+        raise MatrixError(400, "M_INVALID_SIGNATURE", f"No {signing_type} key")
+    key_id, value = e2e_keys.public_key(signing)
+    e2e_keys.check_self_signed(signed, signer, key_id, value)
+    return signed
 
 
 def _member_events(section: dict[str, Any]) -> Iterable[dict[str, Any]]:

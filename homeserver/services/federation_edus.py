@@ -94,7 +94,7 @@ class EduInbound:
                         await self._receipts.put(room_id, user_id, "m.read", ids[0], data.get("thread_id"), ts)
         elif kind == "m.direct_to_device":
             await self._e2e.receive_to_device(origin, content)
-        elif kind == "m.device_list_update":
+        elif kind in ("m.device_list_update", "m.signing_key_update"):
             await self._e2e.receive_device_list_update(origin, content)
         elif kind == "m.presence":
             for update in content.get("push") or []:

@@ -71,4 +71,14 @@ class RemoteKeys:
         }
         if keys is not None:
             content["keys"] = keys
-        self._sender.send_edu(servers, "m.device_list_update", content)
+        # Durable like to-device messages: a peer that is down now would otherwise keep
+        # serving its users a stale device list (server-server "Device Management").
+        await self._sender.send_durable_edu(servers, "m.device_list_update", content)
+
+    async def signing_keys_changed(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
+        """m.signing_key_update to every server sharing a room with the user, durable like
+        m.device_list_update. The user-signing key is private to its owner: never sent."""
+        public = {f"{t}_key": keys[t] for t in ("master", "self_signing") if t in keys}
+        servers = {server_of(u) for u in await self._events.users_sharing_rooms(user_id)} - {self._server_name}
+        if public and servers:
+            await self._sender.send_durable_edu(servers, "m.signing_key_update", {"user_id": user_id, **public})

@@ -82,6 +82,27 @@ class RoomStore:
             ))
             return [_member(r) for r in rows]
 
+    async def users_departed(self, user_id: str, after: int, upto: int) -> set[str]:
+        """Users who may have stopped sharing a room with `user_id` between the stream
+        positions: those who left or were banned from a room the user is in, and every
+        member of a room the user left or was banned from."""
+        gone = room_members.c.membership.in_(["leave", "ban"])
+        in_range = sa.and_(room_members.c.stream_ordering > after, room_members.c.stream_ordering <= upto)
+        mine = sa.select(room_members.c.room_id, room_members.c.membership, room_members.c.stream_ordering).where(
+            room_members.c.user_id == user_id)
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(mine))
+            joined = [r.room_id for r in rows if r.membership == "join"]
+            left = [r.room_id for r in rows if r.membership in ("leave", "ban") and after < r.stream_ordering <= upto]
+            out: set[str] = set()
+            if joined:
+                out.update((await conn.execute(sa.select(room_members.c.user_id).where(
+                    room_members.c.room_id.in_(joined), gone, in_range))).scalars())
+            if left:
+                out.update((await conn.execute(sa.select(room_members.c.user_id).where(
+                    room_members.c.room_id.in_(left)))).scalars())
+        return out
+
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         async with self._engine.connect() as conn:
             r = (await conn.execute(sa.select(room_members).where(

@@ -224,3 +224,54 @@ async def test_query_and_claim_refuse_a_malformed_body(hs: Matrix) -> None:
     ]
     for path, body in bad_bodies:
         assert_error(await alice.post(path, body, expect=400), "M_BAD_JSON")
+
+
+async def test_a_device_signing_its_owners_master_key_is_stored_and_served(hs: Matrix) -> None:
+    """Spec "Cross-signing": a device signs its user's master key (Element does this when it
+    bootstraps cross-signing); the signature is checked with the device's ed25519 key."""
+    alice, bob = await hs.users("alice", "bob")
+    keys, device_key = device_keys(alice)
+    await upload(alice, device_keys=keys)
+    master_key = generate_signing_key("master")
+    master = {"user_id": alice.user_id, "usage": ["master"],
+              "keys": {f"ed25519:{master_key.verify_key_base64}": master_key.verify_key_base64}}
+    await alice.post("/keys/device_signing/upload", {"master_key": master})
+    signed = sign_json(master, alice.user_id, device_key)
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {master_key.verify_key_base64: signed}})
+    assert got["failures"] == {}
+    served = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert served["master_keys"][alice.user_id]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
+
+    forged = sign_json(master, alice.user_id, generate_signing_key(alice.device_id))
+    got = await alice.post("/keys/signatures/upload", {alice.user_id: {master_key.verify_key_base64: forged}})
+    assert master_key.verify_key_base64 in got["failures"][alice.user_id]
+    again = await bob.post("/keys/query", {"device_keys": {alice.user_id: []}})
+    assert again["master_keys"] == served["master_keys"]
+
+
+async def test_keys_changes_lists_users_who_no_longer_share_a_room(hs: Matrix) -> None:
+    """Spec GET /keys/changes: `left` are users who stopped sharing any room with us."""
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(invite=[bob.user_id])
+    await bob.join(room)
+    before = (await alice.sync())["next_batch"]
+    await bob.leave(room)
+    after = (await alice.sync(before))["next_batch"]
+    got = await alice.get("/keys/changes", params={"from": before, "to": after})
+    assert got == {"changed": [], "left": [bob.user_id]}
+    nothing = await alice.get("/keys/changes", params={"from": after, "to": after})
+    assert nothing == {"changed": [], "left": []}
+
+
+async def test_keys_changes_lists_the_members_of_a_room_we_left(hs: Matrix) -> None:
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    room = await bob.create_room(invite=[alice.user_id, carol.user_id])
+    await alice.join(room)
+    await carol.join(room)
+    kept = await bob.create_room(invite=[alice.user_id])
+    await alice.join(kept)
+    before = (await alice.sync())["next_batch"]
+    await alice.leave(room)
+    after = (await alice.sync(before))["next_batch"]
+    got = await alice.get("/keys/changes", params={"from": before, "to": after})
+    assert got["left"] == [carol.user_id]  # bob still shares `kept`

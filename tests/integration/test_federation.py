@@ -282,3 +282,42 @@ async def test_device_keys_and_to_device_messages_cross_servers(
     await alice.call("PUT", "/sendToDevice/m.test/t1", {"messages": {bob.user_id: {device: {"hi": "bob"}}}})
     got = await bob.sync_until(lambda d: d["to_device"]["events"])
     assert got["to_device"]["events"] == [{"type": "m.test", "sender": alice.user_id, "content": {"hi": "bob"}}]
+
+
+async def test_a_device_list_change_reaches_a_peer_that_was_down(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """m.device_list_update is kept in hs1's outbox like a PDU: Alice uploads keys while
+    hs2 is down and hs1 restarts before hs2 is back; Bob still learns of the change."""
+    alice, bob = await pair(net, session)
+    await shared_room(alice, bob)
+    await bob.sync()
+    run_testnet("stop", "hs2.test", "--dir", net["dir"])
+    device = (await alice.call("GET", "/account/whoami"))["device_id"]
+    key = generate_signing_key(device)
+    keys = sign_json({
+        "user_id": alice.user_id, "device_id": device, "algorithms": ["m.megolm.v1.aes-sha2"],
+        "keys": {f"ed25519:{device}": key.verify_key_base64},
+    }, alice.user_id, key)
+    await alice.call("POST", "/keys/upload", {"device_keys": keys})
+    run_testnet("stop", "hs1.test", "--dir", net["dir"])
+    run_testnet("start", "hs1.test", "--dir", net["dir"])
+    run_testnet("start", "hs2.test", "--dir", net["dir"])
+    await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"], within=60)
+
+
+async def test_cross_signing_keys_uploaded_on_one_server_are_seen_on_the_other(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """m.signing_key_update: Bob's client on hs2 is told to re-query Alice's keys when she
+    uploads cross-signing keys on hs1, and the re-query finds her master key."""
+    alice, bob = await pair(net, session)
+    await shared_room(alice, bob)
+    await bob.sync()
+    master_key = generate_signing_key("master")
+    master = {"user_id": alice.user_id, "usage": ["master"],
+              "keys": {f"ed25519:{master_key.verify_key_base64}": master_key.verify_key_base64}}
+    await alice.call("POST", "/keys/device_signing/upload", {"master_key": master})
+    await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"])
+    served = await bob.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert served["master_keys"][alice.user_id] == master, served
