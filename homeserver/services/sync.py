@@ -16,7 +16,7 @@ from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.filtering import EventFilter, SyncFilter
+from homeserver.services.filtering import EventFilter, SyncFilter, lazy_members
 from homeserver.services.formatting import stripped_state
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
@@ -342,7 +342,7 @@ class SyncService:
         delta that did not change them. We keep no record of what a client already holds,
         so they are always sent, which `include_redundant_members: false` allows."""
         senders = {se.event.sender for se in window}
-        kept = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders | {user_id}}
+        kept = lazy_members(state, senders | {user_id})
         if window:
             before = await self._events.state_at_group(window[0].state_before)
             for sender in senders:

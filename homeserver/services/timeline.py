@@ -10,7 +10,7 @@ from homeserver.core.events import StoredEvent
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
-from homeserver.services.filtering import EventFilter
+from homeserver.services.filtering import EventFilter, lazy_members
 from homeserver.services.formatting import client_event
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
@@ -184,6 +184,15 @@ class Timeline:
         }
         if end is not None and chunk:
             out["end"] = encode_topo(end)
+        if event_filter.lazy_load_members and chunk:
+            # Spec "GET /rooms/{roomId}/messages", `state`: the member events of the chunk's
+            # senders, as of its newest event (every sender has one by then). We keep no record
+            # of what a client holds, so they are always sent, as include_redundant_members allows.
+            newest = max(chunk, key=lambda e: e.topo)
+            members = lazy_members(await self._events.state_at_group(newest.state_after),
+                                   {e.event.sender for e in chunk})
+            events = await self._events.get_events([v for k, v in members.items() if k[0] == "m.room.member"])
+            out["state"] = await self.format(sorted(events.values(), key=lambda e: e.stream_ordering), requester)
         return out
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
@@ -224,7 +233,7 @@ class Timeline:
         state = await self._events.state_at_group(last.state_after)
         if event_filter.lazy_load_members:
             senders = {e.event.sender for e in [*before, se, *after]}
-            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders}
+            state = lazy_members(state, senders)
         state_events = sorted((await self._events.get_events(state.values())).values(), key=lambda e: e.stream_ordering)
         return {
             "event": (await self.format([se], requester, bundle=True))[0],
