@@ -319,6 +319,8 @@ class SyncService:
     ) -> dict[str, Any]:
         if f.state.lazy_load_members:
             state = await self._lazy_members(requester.user_id, window, state)
+        # Spec "Filtering", event_format: "federation" asks for the events as PDUs.
+        federation = f.event_format == "federation"
         state_events = await self._events.get_events(state.values())
         state_list = sorted(
             (se for se in state_events.values() if f.state.matches(se.event)),
@@ -326,10 +328,14 @@ class SyncService:
         )
         return {
             "timeline": {
-                "events": await self._timeline.format(window, requester, include_room_id=False, bundle=True),
+                "events": await self._timeline.format(
+                    window, requester, include_room_id=False, bundle=True, federation=federation,
+                ),
                 "limited": limited, "prev_batch": prev_batch,
             },
-            "state": {"events": await self._timeline.format(state_list, requester, include_room_id=False)},
+            "state": {"events": await self._timeline.format(
+                state_list, requester, include_room_id=False, federation=federation,
+            )},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},

@@ -11,7 +11,7 @@ from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.filtering import EventFilter, lazy_members
-from homeserver.services.formatting import client_event
+from homeserver.services.formatting import client_event, federation_event
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
@@ -42,10 +42,11 @@ class Timeline:
 
     async def format(
         self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
-        bundle: bool = False,
+        bundle: bool = False, federation: bool = False,
     ) -> list[dict[str, Any]]:
         """Client events, with redactions applied and prev_content filled in, in one read each;
-        with `bundle`, their aggregations in unsigned.m.relations (timelines only)."""
+        with `bundle`, their aggregations in unsigned.m.relations (timelines only). With
+        `federation`, the stored PDUs instead (redactions applied, nothing added)."""
         ids = [se.event.event_id for se in stored]
         recent = self._events.recent
         redacted_by_id = (
@@ -58,6 +59,9 @@ class Timeline:
         out = []
         for se in stored:
             redaction = extra.get(redacted_by_id.get(se.event.event_id, ""))
+            if federation:
+                out.append(federation_event(se, redacted_by=redaction.event if redaction else None))
+                continue
             prev = extra.get(se.replaces_state or "")
             prev_content = None
             if prev is not None:
@@ -68,7 +72,7 @@ class Timeline:
                 redacted_by=redaction.event if redaction else None, prev_content=prev_content,
                 include_room_id=include_room_id, now=now,
             ))
-        if bundle:
+        if bundle and not federation:
             await self._bundle(stored, out, requester, include_room_id, redacted_by_id)
         return out
 
