@@ -39,5 +39,8 @@ async def capabilities(request: web.Request) -> web.Response:
         "m.change_password": {"enabled": True},
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},
+        # No identity-server support, so 3PIDs cannot be bound or changed.
         "m.3pid_changes": {"enabled": False},
+        # POST /login/get_token is not served; spec "m.get_login_token capability".
+        "m.get_login_token": {"enabled": False},
     }})

@@ -9,8 +9,8 @@ the sync service calls it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -35,6 +35,16 @@ def _opt_bool(body: dict[str, Any], key: str, name: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise _bad(f"{name}.{key} must be a boolean")
     return value
+
+
+_V = TypeVar("_V")
+
+
+def lazy_members(state: Mapping[tuple[str, str], _V], senders: Iterable[str]) -> dict[tuple[str, str], _V]:
+    """Spec "Lazy-loading room members": drop the member events of everyone but `senders`;
+    other state is kept. Shared by /sync, /context and /messages."""
+    wanted = set(senders)
+    return {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in wanted}
 
 
 def glob_match(value: str, patterns: Iterable[str]) -> bool:

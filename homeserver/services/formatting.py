@@ -39,6 +39,13 @@ def client_event(
     return out
 
 
+def federation_event(se: StoredEvent, *, redacted_by: Event | None = None) -> dict[str, Any]:
+    """Spec "Filtering", `event_format: federation`: the event as received over federation,
+    i.e. the PDU as stored (redacted once a redaction applies), with nothing of ours added."""
+    event = se.event
+    return redact_pdu(event.room_version, event.pdu) if redacted_by is not None else dict(event.pdu)
+
+
 def bare_client_event(event: Event, *, include_room_id: bool = True, now: int | None = None) -> dict[str, Any]:
     """An event with nothing of ours attached (no transaction id, no prev_content, no redaction)."""
     return client_event(StoredEvent(event, 0, None, None), include_room_id=include_room_id, now=now)

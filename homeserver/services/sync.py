@@ -16,7 +16,7 @@ from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
-from homeserver.services.filtering import EventFilter, SyncFilter
+from homeserver.services.filtering import EventFilter, SyncFilter, lazy_members
 from homeserver.services.formatting import stripped_state
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
@@ -319,6 +319,8 @@ class SyncService:
     ) -> dict[str, Any]:
         if f.state.lazy_load_members:
             state = await self._lazy_members(requester.user_id, window, state)
+        # Spec "Filtering", event_format: "federation" asks for the events as PDUs.
+        federation = f.event_format == "federation"
         state_events = await self._events.get_events(state.values())
         state_list = sorted(
             (se for se in state_events.values() if f.state.matches(se.event)),
@@ -326,10 +328,14 @@ class SyncService:
         )
         return {
             "timeline": {
-                "events": await self._timeline.format(window, requester, include_room_id=False, bundle=True),
+                "events": await self._timeline.format(
+                    window, requester, include_room_id=False, bundle=True, federation=federation,
+                ),
                 "limited": limited, "prev_batch": prev_batch,
             },
-            "state": {"events": await self._timeline.format(state_list, requester, include_room_id=False)},
+            "state": {"events": await self._timeline.format(
+                state_list, requester, include_room_id=False, federation=federation,
+            )},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
@@ -342,7 +348,7 @@ class SyncService:
         delta that did not change them. We keep no record of what a client already holds,
         so they are always sent, which `include_redundant_members: false` allows."""
         senders = {se.event.sender for se in window}
-        kept = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders | {user_id}}
+        kept = lazy_members(state, senders | {user_id})
         if window:
             before = await self._events.state_at_group(window[0].state_before)
             for sender in senders:

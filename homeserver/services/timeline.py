@@ -10,8 +10,8 @@ from homeserver.core.events import StoredEvent
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
-from homeserver.services.filtering import EventFilter
-from homeserver.services.formatting import client_event
+from homeserver.services.filtering import EventFilter, lazy_members
+from homeserver.services.formatting import client_event, federation_event
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
@@ -42,10 +42,11 @@ class Timeline:
 
     async def format(
         self, stored: Sequence[StoredEvent], requester: Requester | None, include_room_id: bool = True,
-        bundle: bool = False,
+        bundle: bool = False, federation: bool = False,
     ) -> list[dict[str, Any]]:
         """Client events, with redactions applied and prev_content filled in, in one read each;
-        with `bundle`, their aggregations in unsigned.m.relations (timelines only)."""
+        with `bundle`, their aggregations in unsigned.m.relations (timelines only). With
+        `federation`, the stored PDUs instead (redactions applied, nothing added)."""
         ids = [se.event.event_id for se in stored]
         recent = self._events.recent
         redacted_by_id = (
@@ -58,6 +59,9 @@ class Timeline:
         out = []
         for se in stored:
             redaction = extra.get(redacted_by_id.get(se.event.event_id, ""))
+            if federation:
+                out.append(federation_event(se, redacted_by=redaction.event if redaction else None))
+                continue
             prev = extra.get(se.replaces_state or "")
             prev_content = None
             if prev is not None:
@@ -68,7 +72,7 @@ class Timeline:
                 redacted_by=redaction.event if redaction else None, prev_content=prev_content,
                 include_room_id=include_room_id, now=now,
             ))
-        if bundle:
+        if bundle and not federation:
             await self._bundle(stored, out, requester, include_room_id, redacted_by_id)
         return out
 
@@ -184,6 +188,15 @@ class Timeline:
         }
         if end is not None and chunk:
             out["end"] = encode_topo(end)
+        if event_filter.lazy_load_members and chunk:
+            # Spec "GET /rooms/{roomId}/messages", `state`: the member events of the chunk's
+            # senders, as of its newest event (every sender has one by then). We keep no record
+            # of what a client holds, so they are always sent, as include_redundant_members allows.
+            newest = max(chunk, key=lambda e: e.topo)
+            members = lazy_members(await self._events.state_at_group(newest.state_after),
+                                   {e.event.sender for e in chunk})
+            events = await self._events.get_events([v for k, v in members.items() if k[0] == "m.room.member"])
+            out["state"] = await self.format(sorted(events.values(), key=lambda e: e.stream_ordering), requester)
         return out
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
@@ -224,7 +237,7 @@ class Timeline:
         state = await self._events.state_at_group(last.state_after)
         if event_filter.lazy_load_members:
             senders = {e.event.sender for e in [*before, se, *after]}
-            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in senders}
+            state = lazy_members(state, senders)
         state_events = sorted((await self._events.get_events(state.values())).values(), key=lambda e: e.stream_ordering)
         return {
             "event": (await self.format([se], requester, bundle=True))[0],

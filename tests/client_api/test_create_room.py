@@ -195,3 +195,16 @@ async def test_bad_create_room_bodies_are_refused(hs: Matrix) -> None:
     err = await alice.post("/createRoom", {"preset": "party"}, expect=400)
     assert err["errcode"] in ("M_INVALID_PARAM", "M_BAD_JSON")
     assert await alice.joined_rooms() == []
+
+
+async def test_capabilities_advertise_only_what_is_served(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    caps = (await alice.get("/capabilities"))["capabilities"]
+    assert caps["m.change_password"] == {"enabled": True}
+    assert caps["m.set_displayname"] == {"enabled": True}
+    assert caps["m.set_avatar_url"] == {"enabled": True}
+    assert caps["m.3pid_changes"] == {"enabled": False}
+    # Login tokens cannot be minted here, so clients must not offer QR sign-in.
+    assert caps["m.get_login_token"] == {"enabled": False}
+    r = await hs.raw("POST", "/_matrix/client/v1/login/get_token", {}, token=alice.token)
+    assert r.status in (400, 404, 405)

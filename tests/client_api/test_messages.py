@@ -198,6 +198,23 @@ async def test_messages_filter(hs: Matrix) -> None:
     assert [e["type"] for e in page["chunk"]] == ["org.example.shape", "m.room.message"]
 
 
+async def test_messages_lazy_loads_the_members_of_the_chunks_senders(hs: Matrix) -> None:
+    alice, bob, room = await chat(hs)
+    (carol,) = await hs.users("carol")
+    await carol.join(room)
+    await carol.send(room, "from carol")
+    await alice.send(room, "from alice")
+    page = await bob.messages(room, "b", limit=1, filter={"lazy_load_members": True})
+    assert bodies(page["chunk"]) == ["from alice"]
+    members = {e["state_key"]: e["content"]["membership"] for e in page["state"]}
+    assert members == {alice.user_id: "join"}  # not carol, not bob: they sent nothing here
+    page = await bob.messages(room, "b", limit=2, filter={"lazy_load_members": True})
+    assert {e["state_key"] for e in page["state"]} == {alice.user_id, carol.user_id}
+    assert all(e["type"] == "m.room.member" for e in page["state"])
+    # Without lazy loading the client gets members from /sync, so no `state` is sent.
+    assert "state" not in await bob.messages(room, "b", limit=2)
+
+
 async def test_messages_rejects_a_bad_direction(hs: Matrix) -> None:
     alice, _, room = await chat(hs)
     err = await alice.get(f"/rooms/{q(room)}/messages", params={"dir": "sideways"}, expect=400)
