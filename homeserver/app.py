@@ -201,7 +201,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         deliver=[unread.add, pushers.deliver],
     )
     await evaluator.start(max_stream)
-    subscribers: list[CommitSubscriber] = [reader, recent, evaluator, WakeOnCommit(notifier, name)]
+    relation_store = RelationStore(engine)
+    aggregations = Aggregations(relations=relation_store, events=reader, floor=max_stream)
+    subscribers: list[CommitSubscriber] = [
+        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name),
+    ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
     writer = RoomWriter(
@@ -265,8 +269,6 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
     )
-    relation_store = RelationStore(engine)
-    aggregations = Aggregations(relations=relation_store, events=reader)
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
     )

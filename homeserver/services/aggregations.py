@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import attrs
 
 from homeserver.core.events import StoredEvent
-from homeserver.core.relations import REFERENCE, REPLACE, THREAD
+from homeserver.core.relations import REFERENCE, REPLACE, THREAD, relation_of
+from homeserver.services.fanout import Committed
 from homeserver.services.reader import EventReader
 from storage.stores.relations import RelationStore
 
@@ -40,14 +41,39 @@ def _valid_edit(original: StoredEvent, edit: StoredEvent) -> bool:
     return isinstance(new_content, dict) and not (isinstance(rel, dict) and rel.get("rel_type") == REPLACE)
 
 
+# How many parents with children this process remembers before it forgets them all
+# (and asks the database again about every event older than that moment).
+MAX_KNOWN_PARENTS = 100_000
+
+
 class Aggregations:
-    def __init__(self, *, relations: RelationStore, events: EventReader) -> None:
+    """Also a subscriber of the room writer: it remembers which events got children since
+    `floor` (the stream position at start), so a timeline of newer events without any, the
+    common case of a woken /sync, needs no query."""
+
+    def __init__(self, *, relations: RelationStore, events: EventReader, floor: int) -> None:
         self._relations = relations
         self._events = events
+        self._floor = floor
+        self._newest = floor
+        self._parents: set[str] = set()
+
+    def on_committed(self, commit: Committed) -> None:
+        for se in commit.events:
+            self._newest = max(self._newest, se.stream_ordering)
+            rel = relation_of(se.event)
+            if rel is not None:
+                self._parents.add(rel[0])
+        if len(self._parents) > MAX_KNOWN_PARENTS:
+            self._parents.clear()
+            self._floor = self._newest
+
+    def _may_have_children(self, se: StoredEvent) -> bool:
+        return se.stream_ordering <= self._floor or se.event.event_id in self._parents
 
     async def bundles(self, stored: Sequence[StoredEvent], user_id: str | None) -> dict[str, Bundle]:
         """The bundle of each event that has any (events without children are absent)."""
-        by_id = {se.event.event_id: se for se in stored if not se.outlier}
+        by_id = {se.event.event_id: se for se in stored if not se.outlier and self._may_have_children(se)}
         if not by_id:
             return {}
         ids = list(by_id)

@@ -102,6 +102,14 @@ class E2eService:
         # (origin, message_id) of recent m.direct_to_device EDUs likewise.
         self._txns: LruCache[tuple[str, str, str], bool] = LruCache(10_000)
         self._message_ids: LruCache[tuple[str, str], bool] = LruCache(10_000)
+        # What every /sync of a device reports (one-time key counts, unused fallback
+        # algorithms), kept until an upload, a claim or the device's deletion changes it,
+        # so a woken long-poll asks the database nothing. A generation per device keeps a
+        # read that raced a change from caching the old answer.
+        self._key_counts: LruCache[tuple[str, str], tuple[dict[str, int], list[str]]] = LruCache(100_000)
+        self._key_generation: dict[tuple[str, str], int] = {}
+        # Devices that were given to-device messages: their next sync acknowledges (deletes) them.
+        self._awaiting_ack: set[tuple[str, str]] = set()
 
     def _is_local(self, user_id: str) -> bool:
         return server_of(user_id) == self._server_name
@@ -124,6 +132,7 @@ class E2eService:
         await self._store.add_one_time_keys(user, device, [OneTimeKey(*k) for k in otks])
         if fallbacks:
             await self._store.set_fallback_keys(user, device, [OneTimeKey(*k) for k in fallbacks])
+        self._forget_key_counts(user, device)
         counts = await self._store.one_time_key_counts(user, device)
         return {"one_time_key_counts": {"signed_curve25519": 0, **counts}}
 
@@ -143,6 +152,7 @@ class E2eService:
         prev = await self._store.last_change(user_id)
         pos = self._device_list_ids.next()
         await self._store.delete_device(user_id, device_id, pos)
+        self._forget_key_counts(user_id, device_id)
         await self._wake_device_lists(user_id, pos)
         await self._remote.device_list_changed(user_id, device_id, pos, prev, True, None)
 
@@ -233,6 +243,7 @@ class E2eService:
         for user, devices in wanted.items():
             for device_id, algorithm in devices.items():
                 key = await self._store.claim(user, device_id, algorithm)
+                self._forget_key_counts(user, device_id)
                 if key is not None:
                     out.setdefault(user, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
         return out
@@ -436,16 +447,43 @@ class E2eService:
         (and deletes) the to-device messages given here."""
         user, device = requester.user_id, requester.device_id
         acked = since.to_device if since is not None else 0
-        messages = await self._store.to_device(user, device, acked, now.to_device, TO_DEVICE_LIMIT)
-        resp["to_device"]["events"] = [m.message for m in messages]
-        if len(messages) == TO_DEVICE_LIMIT:
-            # more are waiting: the next batch starts after the last one given
-            resp["next_batch"] = attrs.evolve(now, to_device=messages[-1].stream_id).encode()
-        counts = await self._store.one_time_key_counts(user, device)
+        # Nothing queued for the user since `acked` and nothing given that this sync
+        # acknowledges: no query.
+        if (
+            since is None or (user, device) in self._awaiting_ack
+            or self._notifier.maybe_changed("to_device", user, acked)
+        ):
+            messages = await self._store.to_device(user, device, acked, now.to_device, TO_DEVICE_LIMIT)
+            if messages:
+                self._awaiting_ack.add((user, device))
+            else:
+                self._awaiting_ack.discard((user, device))
+            resp["to_device"]["events"] = [m.message for m in messages]
+            if len(messages) == TO_DEVICE_LIMIT:
+                # more are waiting: the next batch starts after the last one given
+                resp["next_batch"] = attrs.evolve(now, to_device=messages[-1].stream_id).encode()
+        counts, fallback = await self._device_key_counts(user, device)
         resp["device_one_time_keys_count"] = {"signed_curve25519": 0, **counts}
-        resp["device_unused_fallback_key_types"] = await self._store.unused_fallback_algorithms(user, device)
+        resp["device_unused_fallback_key_types"] = list(fallback)
         if since is not None:
             resp["device_lists"] = await self._device_lists(user, since, now, resp)
+
+    def _forget_key_counts(self, user: str, device: str) -> None:
+        key = (user, device)
+        self._key_generation[key] = self._key_generation.get(key, 0) + 1
+        self._key_counts.pop(key)
+
+    async def _device_key_counts(self, user: str, device: str) -> tuple[dict[str, int], list[str]]:
+        key = (user, device)
+        hit = self._key_counts.get(key)
+        if hit is not None:
+            return hit
+        generation = self._key_generation.get(key, 0)
+        counts = await self._store.one_time_key_counts(user, device)
+        fallback = await self._store.unused_fallback_algorithms(user, device)
+        if self._key_generation.get(key, 0) == generation:
+            self._key_counts.put(key, (counts, fallback))
+        return counts, fallback
 
     async def _device_lists(
         self, user: str, since: SyncToken, now: SyncToken, resp: dict[str, Any],
@@ -453,11 +491,12 @@ class E2eService:
         """Spec: `changed` are users sharing a room whose devices changed, and users who
         now share a room and did not; `left` those who share none any more. Membership
         changes are read from the answer's own room sections."""
-        sharing = await self._membership.users_sharing_rooms(user)
-        changed = set()
-        if since.device_lists < now.device_lists:
-            changed = await self._store.users_changed(since.device_lists, now.device_lists)
-            changed &= sharing | {user}
+        changed_keys: set[str] = set()
+        if since.device_lists < now.device_lists and self._notifier.maybe_changed(
+            "device_lists", user, since.device_lists,
+        ):
+            changed_keys = await self._store.users_changed(since.device_lists, now.device_lists)
+        changed: set[str] = set()
         rooms = resp["rooms"]
         for section in rooms["join"].values():
             for ev in _member_events(section):
@@ -470,7 +509,10 @@ class E2eService:
                     left.add(ev["state_key"])
         for section in rooms["leave"].values():
             left.update(ev["state_key"] for ev in _member_events(section))
-        return _device_list_delta(user, changed, left, sharing)
+        if not changed_keys and not changed and not left:
+            return {"changed": [], "left": []}  # the common wake-up: no query at all
+        sharing = await self._membership.users_sharing_rooms(user)
+        return _device_list_delta(user, changed | (changed_keys & (sharing | {user})), left, sharing)
 
 
 def _device_list_delta(user: str, changed: set[str], departed: set[str], sharing: set[str]) -> dict[str, Any]:

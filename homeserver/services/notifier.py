@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 # Appended streams keep old tokens parseable: missing trailing positions read as 0.
 STREAMS = ("events", "account_data", "typing", "receipts", "presence", "to_device", "device_lists")
+# Streams whose every change names exactly the users it concerns, so `maybe_changed` may
+# answer per user (a woken /sync then skips their queries).
+PER_USER_STREAMS = frozenset({"account_data", "to_device", "device_lists"})
 
 
 @attrs.frozen
@@ -145,7 +148,10 @@ class Notifier:
     def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
         """A stream moved to `position`; wake the users it concerns."""
         self._positions[stream] = max(self._positions[stream], position)
+        remember = stream in PER_USER_STREAMS
         for user_id in user_ids:
+            if remember:
+                self._user_last[(stream, user_id)] = position
             for fut in self._waiters.pop(user_id, ()):
                 if not fut.done():
                     fut.set_result(None)
@@ -154,7 +160,6 @@ class Notifier:
         self.advance("events", position, user_ids)
 
     def on_account_data(self, position: int, user_id: str) -> None:
-        self._user_last[("account_data", user_id)] = position
         self.advance("account_data", position, (user_id,))
 
 

@@ -275,3 +275,20 @@ async def test_keys_changes_lists_the_members_of_a_room_we_left(hs: Matrix) -> N
     after = (await alice.sync(before))["next_batch"]
     got = await alice.get("/keys/changes", params={"from": before, "to": after})
     assert got["left"] == [carol.user_id]  # bob still shares `kept`
+
+
+async def test_sync_counts_follow_claims_and_uploads_between_syncs(hs: Matrix) -> None:
+    """A client replenishes its one-time keys from these counts: each /sync must show what
+    claims and uploads did since the previous one (the counts are kept between syncs)."""
+    alice, bob = await hs.users("alice", "bob")
+    keys, key = device_keys(alice)
+    await upload(alice, device_keys=keys, one_time_keys=otks(alice, key, "a", "b"))
+    since = (await alice.sync())["next_batch"]
+    assert (await alice.sync(since, timeout="0"))["device_one_time_keys_count"]["signed_curve25519"] == 2
+    await bob.post("/keys/claim", {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}})
+    assert (await alice.sync(since, timeout="0"))["device_one_time_keys_count"]["signed_curve25519"] == 1
+    fallback = {"signed_curve25519:fb": sign_json({"key": "fb", "fallback": True}, alice.user_id, key)}
+    await upload(alice, one_time_keys=otks(alice, key, "c", "d"), fallback_keys=fallback)
+    later = await alice.sync(since, timeout="0")
+    assert later["device_one_time_keys_count"]["signed_curve25519"] == 3
+    assert later["device_unused_fallback_key_types"] == ["signed_curve25519"]
