@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import attrs
 from aiohttp import web
 
 from client_api.http import cs, parse_query, requester, services
-from homeserver.core.errors import MatrixError, bad_json
+from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 from homeserver.services.filtering import EventFilter
 
@@ -78,10 +77,7 @@ async def context(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/context/{eventId}?limit&filter"""
     req = await requester(request)
     query = parse_query(request, ContextQuery)
-    try:
-        flt = EventFilter.parse(json.loads(query.filter)) if query.filter else EventFilter()
-    except json.JSONDecodeError:
-        raise bad_json("filter is not valid JSON") from None
+    flt = EventFilter.from_query(query.filter)
     return ok(await services(request).timeline.context(
         req, _room_id(request), request.match_info["event_id"], query.limit, flt,
     ))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 import attrs
@@ -18,7 +17,7 @@ from client_api.http import (
     services,
     validate,
 )
-from homeserver.core.errors import MatrixError, bad_json, too_large
+from homeserver.core.errors import MatrixError, too_large
 from homeserver.core.ids import normalize_user_id
 from homeserver.http.responses import ok
 from homeserver.services.filtering import EventFilter
@@ -308,10 +307,7 @@ async def messages(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/messages?dir=b|f&from=&to=&limit=&filter="""
     req = await requester(request)
     query = parse_query(request, MessagesQuery)
-    try:
-        flt = EventFilter.parse(json.loads(query.filter)) if query.filter else EventFilter()
-    except json.JSONDecodeError:
-        raise bad_json("filter is not valid JSON") from None
+    flt = EventFilter.from_query(query.filter)
     return ok(await services(request).timeline.messages(
         req, _room_id(request), query.dir, query.from_, query.to, max(query.limit, 0), flt,
     ))

@@ -8,6 +8,7 @@ the sync service calls it once.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -76,6 +77,17 @@ class EventFilter:
     include_redundant_members: bool = False
     # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
     unread_thread_notifications: bool = False
+
+    @classmethod
+    def from_query(cls, text: str | None) -> EventFilter:
+        """The `filter` query parameter of /messages and /context: a RoomEventFilter as JSON."""
+        if not text:
+            return cls()
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            raise MatrixError(400, "M_BAD_JSON", "filter is not valid JSON") from None
+        return cls.parse(body)
 
     @classmethod
     def parse(cls, body: Any, name: str = "filter") -> EventFilter:
