@@ -271,6 +271,8 @@ media:
   max_pending_uploads: {media.max_pending_uploads}
   # How long such an id waits for its upload, in milliseconds.
   unused_expiry_ms: {media.unused_expiry_ms}
+  # A failed fetch of another server's media is answered from memory this long (ms).
+  remote_failure_cache_ms: {media.remote_failure_cache_ms}
 
 # Room version for new rooms: "10" or "11".
 default_room_version: {_q(top["default_room_version"])}

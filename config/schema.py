@@ -360,6 +360,9 @@ class MediaConfig:
     max_pending_uploads: int = setting(10, check=_positive)
     # How long an id from /create waits for its upload (the spec recommends 24 hours).
     unused_expiry_ms: int = setting(86_400_000, check=_positive)
+    # How long a failed fetch of another server's media is answered from memory (the same
+    # error) before the origin is asked again; 0: ask every time.
+    remote_failure_cache_ms: int = setting(30_000, check=_non_negative)
 
 
 @attrs.frozen

@@ -153,6 +153,34 @@ class FederationClient:
             # ValueError, RuntimeError: a malformed multipart body.
             raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
 
+    async def get_file(
+        self, destination: str, path: str, *, query: Mapping[str, str | list[str]] | None = None,
+        max_bytes: int, timeout: float,
+    ) -> tuple[Mapping[str, str], bytes]:
+        """An unsigned GET of a peer's client-API file endpoint (the legacy
+        ``/_matrix/media/v3/download``): its headers and bytes, no redirects followed."""
+        uri = build_uri(path, query)
+        target = await self._resolve(destination)
+        try:
+            async with self._session.get(  # type: ignore[union-attr]
+                self._url(target, uri), headers={"Host": target.host_header},
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=target.tls_server_name if self._scheme == "https" else None,
+                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+            ) as resp:
+                if not 200 <= resp.status < 300:
+                    try:
+                        _decode(resp.status, await read_limited(resp, 65_536))
+                    except ValueError:
+                        raise FederationRequestError(resp.status, "M_UNKNOWN", f"HTTP {resp.status}") from None
+                try:
+                    raw = await read_limited(resp, max_bytes)
+                except ValueError as e:
+                    raise FederationRequestError(resp.status, "M_TOO_LARGE", str(e)) from e
+                return resp.headers, raw
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
+
     async def get_url(self, url: str, *, max_bytes: int, timeout: float) -> tuple[Mapping[str, str], bytes]:
         """An unsigned GET of an https URL a peer pointed us to (a media ``Location``)."""
         if self._session is None:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # The spec's default for timeout_ms, and our ceiling for it ("SHOULD impose a maximum").
 DEFAULT_TIMEOUT_MS = 20_000
 MAX_TIMEOUT_MS = 60_000
+# Bound on the negative cache of remote fetches (oldest dropped first).
+MAX_CACHED_FAILURES = 10_000
 
 
 class MediaStorage(Protocol):
@@ -106,6 +108,9 @@ class MediaService:
         self._remote = remote
         # Replaced after every upload: whoever waits for a pending id wakes and looks again.
         self._uploaded = asyncio.Event()
+        # Remote media being downloaded now, and recent failures (until when, what).
+        self._fetching: dict[MxcUri, asyncio.Task[MediaContent]] = {}
+        self._failed: dict[MxcUri, tuple[float, MatrixError]] = {}
 
     def public_config(self) -> dict[str, int]:
         """GET /media/config."""
@@ -219,6 +224,39 @@ class MediaService:
                 return MediaContent(row.content_type, row.upload_name, data)
         if not allow_remote or self._remote is None:
             raise not_found("Media not found")
+        loop = asyncio.get_running_loop()
+        failed = self._failed.get(mxc)
+        if failed is not None:
+            if failed[0] > loop.time():
+                e = failed[1]
+                raise MatrixError(e.status, e.errcode, e.error, **e.extra)
+            del self._failed[mxc]
+        # Single flight: every request for one remote file waits for the same download.
+        # The download is a task of its own, so a client giving up does not cancel it
+        # for the others.
+        task = self._fetching.get(mxc)
+        if task is None:
+            task = asyncio.create_task(self._fetch_remote(mxc, timeout_ms), name=f"fetch {mxc}")
+            self._fetching[mxc] = task
+            task.add_done_callback(lambda t: self._fetch_done(mxc, t))
+        return await asyncio.shield(task)
+
+    def _fetch_done(self, mxc: MxcUri, task: asyncio.Task[MediaContent]) -> None:
+        self._fetching.pop(mxc, None)
+        if task.cancelled():
+            return
+        e = task.exception()  # retrieved here, so no waiter left is no "never retrieved"
+        if isinstance(e, MatrixError) and e.errcode != "M_NOT_YET_UPLOADED":
+            # A short negative cache: a dead origin or a missing file is not asked again
+            # by every client at once, and is asked again soon (it may come back).
+            ttl = self._config.remote_failure_cache_ms / 1000
+            if ttl > 0:
+                if len(self._failed) >= MAX_CACHED_FAILURES:
+                    self._failed.pop(next(iter(self._failed)))  # the oldest entry
+                self._failed[mxc] = (asyncio.get_running_loop().time() + ttl, e)
+
+    async def _fetch_remote(self, mxc: MxcUri, timeout_ms: int) -> MediaContent:
+        assert self._remote is not None
         try:
             got = await self._remote.fetch(
                 mxc.server_name, mxc.media_id, max_bytes=self.max_upload_bytes, timeout_ms=timeout_ms,
