@@ -165,6 +165,7 @@ def _download(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Resp
         content = await _media(request).download(
             request.match_info["server_name"], request.match_info["media_id"],
             allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
+            legacy=not authenticated,
         )
         return _serve(content, checked_filename(request.match_info.get("file_name")))
 
@@ -181,6 +182,7 @@ def _thumbnail(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Res
             request.match_info["server_name"], request.match_info["media_id"],
             query.width, query.height, query.method,
             allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
+            legacy=not authenticated,
         )
         return _serve(content)
 

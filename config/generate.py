@@ -273,6 +273,9 @@ media:
   unused_expiry_ms: {media.unused_expiry_ms}
   # A failed fetch of another server's media is answered from memory this long (ms).
   remote_failure_cache_ms: {media.remote_failure_cache_ms}
+  # Freeze the legacy unauthenticated downloads (spec v1.11): media stored while this is
+  # true is served only on /_matrix/client/v1/media (access token) and to other servers.
+  enable_authenticated_media: {str(media.enable_authenticated_media).lower()}
 
 # Room version for new rooms: "10" or "11".
 default_room_version: {_q(top["default_room_version"])}

@@ -363,6 +363,10 @@ class MediaConfig:
     # How long a failed fetch of another server's media is answered from memory (the same
     # error) before the origin is asked again; 0: ask every time.
     remote_failure_cache_ms: int = setting(30_000, check=_non_negative)
+    # The spec v1.11 "freeze" (Synapse's enable_authenticated_media): media stored while this
+    # is on is not served by the legacy unauthenticated /_matrix/media/v3/download|thumbnail
+    # (404), only by /_matrix/client/v1/media and to peers; media from before stays served.
+    enable_authenticated_media: bool = setting(True)
 
 
 @attrs.frozen

@@ -129,6 +129,7 @@ class MediaService:
         now = now_ms()
         await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, ct, filename, len(data), now, now, None,
+            self._frozen,
         ))
         await self._pregenerate(MxcUri(self.server_name, media_id), ct, data)
         return str(MxcUri(self.server_name, media_id))
@@ -142,6 +143,7 @@ class MediaService:
         expires = now + self._config.unused_expiry_ms
         await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, DEFAULT_CONTENT_TYPE, None, None, now, None, expires,
+            self._frozen,
         ))
         return str(MxcUri(self.server_name, media_id)), expires
 
@@ -178,20 +180,31 @@ class MediaService:
 
     # -- downloads -----------------------------------------------------------------------
 
+    @property
+    def _frozen(self) -> bool:
+        """Whether what is stored now is kept off the legacy unauthenticated endpoints."""
+        return self._config.enable_authenticated_media
+
     async def download(
         self, server_name: str, media_id: str, *, allow_remote: bool = True,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False,
     ) -> MediaContent:
-        """The media behind mxc://server_name/media_id: ours, cached, or fetched now."""
+        """The media behind mxc://server_name/media_id: ours, cached, or fetched now.
+
+        ``legacy``: asked on the unauthenticated /_matrix/media/v3 paths. Once frozen
+        (spec v1.11, "Content repository": servers SHOULD stop serving new media there)
+        only media stored before the freeze is served, as if the rest did not exist.
+        """
         mxc = checked_mxc(server_name, media_id)
         timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
+        frozen = legacy and self._frozen
         if self._is_local(mxc):
             row = await self._uploaded_row(media_id, timeout_ms)
             data = await self._storage.get(_local_key(media_id))
-            if data is None:
+            if data is None or (frozen and row.authenticated):
                 raise not_found("Media not found")
             return MediaContent(row.content_type, row.upload_name, data)
-        return await self._remote_media(mxc, allow_remote, timeout_ms)
+        return await self._remote_media(mxc, allow_remote and not frozen, timeout_ms, frozen)
 
     async def download_for_peer(self, media_id: str, timeout_ms: int) -> MediaContent:
         """Federation /media/download: only our own media is served to other servers."""
@@ -216,8 +229,12 @@ class MediaService:
             except TimeoutError:
                 pass
 
-    async def _remote_media(self, mxc: MxcUri, allow_remote: bool, timeout_ms: int) -> MediaContent:
+    async def _remote_media(
+        self, mxc: MxcUri, allow_remote: bool, timeout_ms: int, frozen: bool,
+    ) -> MediaContent:
         row = await self._store.get(mxc.server_name, mxc.media_id)
+        if row is not None and frozen and row.authenticated:
+            raise not_found("Media not found")
         if row is not None and not row.pending:
             data = await self._storage.get(_remote_key(mxc))
             if data is not None:
@@ -274,7 +291,7 @@ class MediaService:
         now = now_ms()
         await self._store.add(MediaRecord(
             mxc.server_name, mxc.media_id, None, content_type, got.filename, len(got.data),
-            now, now, None,
+            now, now, None, self._frozen,
         ))
         return MediaContent(content_type, got.filename, got.data)
 
@@ -282,7 +299,7 @@ class MediaService:
 
     async def thumbnail(
         self, server_name: str, media_id: str, width: int, height: int, method: str, *,
-        allow_remote: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        allow_remote: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False,
     ) -> MediaContent:
         """A thumbnail at least ``width`` x ``height`` (unless the image is smaller).
 
@@ -293,7 +310,9 @@ class MediaService:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive")
         if method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "method must be crop or scale")
-        source = await self.download(server_name, media_id, allow_remote=allow_remote, timeout_ms=timeout_ms)
+        source = await self.download(
+            server_name, media_id, allow_remote=allow_remote, timeout_ms=timeout_ms, legacy=legacy,
+        )
         mxc = MxcUri(server_name, media_id)
         size = self._configured_size(width, height, method)
         if size is not None:
