@@ -17,6 +17,7 @@ import attrs
 
 from config.paths import resolve_database_url, resolve_path
 from homeserver.core.ids import is_valid_server_name
+from homeserver.core.ip_ranges import DEFAULT_IP_RANGE_BLACKLIST, parse_network
 
 # Metadata keys read by the loader.
 CHECK = "tricolor.check"  # Callable[[value], str | None]: the problem, or None when fine
@@ -113,6 +114,14 @@ def _event_bytes(value: int) -> str | None:
     if 1 <= value <= 65_536:
         return None
     return f"must be from 1 to 65536 (the spec's event size limit), got {value}"
+
+
+def _ip_range(value: str) -> str | None:
+    try:
+        parse_network(value)
+    except ValueError:
+        return f"{value!r} is not an IP address or CIDR range"
+    return None
 
 
 def _non_negative(value: int) -> str | None:
@@ -408,6 +417,11 @@ class HomeserverConfig:
     bcrypt_rounds: int = setting(12, check=_positive)
     log_level: str = setting("INFO", check=_log_level, converter=_upper)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
+    # Addresses never connected to for URLs users or peers name (media Location redirects,
+    # URL previews), checked on the address connected to: Synapse's names and defaults.
+    # The whitelist wins over the blacklist. Signed federation requests are not concerned.
+    ip_range_blacklist: tuple[str, ...] = setting(DEFAULT_IP_RANGE_BLACKLIST, check_item=_ip_range)
+    ip_range_whitelist: tuple[str, ...] = setting((), check_item=_ip_range)
     # Where this config was loaded from (absolute); set by the loader, never read from YAML.
     config_path: str | None = setting(None, from_file=False)
 

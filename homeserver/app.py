@@ -30,11 +30,13 @@ from federation.inbound.context import FederationContext
 from federation.inbound.media import FEDERATION_MEDIA
 from federation.inbound.media import routes as federation_media_routes
 from federation.outbound.client import FederationClient
+from federation.outbound.guarded_http import GuardedHttpClient
 from federation.outbound.keyring import Keyring
 from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
+from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
@@ -112,10 +114,13 @@ class Runtime:
     engine: AsyncEngine
     push: PushRuntime
     federation: FederationRuntime | None = None
+    urls: GuardedHttpClient | None = None  # URLs users and peers name (media Location, previews)
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
+        if self.urls is not None:
+            await self.urls.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -168,8 +173,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     e2e_store = E2eStore(engine)
     to_device_ids, device_list_ids = (IdGenerator(i) for i in await e2e_store.max_stream_ids())
 
-    # -- federation outbound (what the services send through)
-    outbound = await build_outbound(cfg, key, engine) if cfg.federation.enabled else None
+    # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
+    ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
+    urls = GuardedHttpClient(ip_policy, ssl_context=client_ssl_context(cfg.federation))
+    outbound = await build_outbound(cfg, key, engine, urls) if cfg.federation.enabled else None
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
@@ -314,7 +321,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation, urls)
 
 
 @attrs.frozen
@@ -324,12 +331,14 @@ class Outbound:
     sender: FederationSender
 
 
-async def build_outbound(cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine) -> Outbound:
+async def build_outbound(
+    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, urls: GuardedHttpClient,
+) -> Outbound:
     """Signed client, keyring and the persisted sender: how we reach other servers."""
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
-        client_ssl_context(fed),
+        client_ssl_context(fed), url_fetcher=urls,
     )
     transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()

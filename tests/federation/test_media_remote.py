@@ -53,7 +53,7 @@ async def peer(tmp_path: Path) -> AsyncIterator[EvilPeer]:
 def start_victim(
     tmp_path: Path, db_url: str, peer: EvilPeer, aiohttp_client: Callable[..., Awaitable[TestClient]],
 ) -> Callable[..., Awaitable[Matrix]]:
-    async def start(**media: int) -> Matrix:
+    async def start(*, whitelist: tuple[str, ...] = (), **media: int) -> Matrix:
         from homeserver.app import create_app
 
         cfg = HomeserverConfig(
@@ -64,6 +64,7 @@ def start_victim(
             media_store_path=str(tmp_path / "media"),
             bcrypt_rounds=4,
             media=MediaConfig(**media),
+            ip_range_whitelist=whitelist,
             federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
         )
         return Matrix(await aiohttp_client(await create_app(cfg)), VICTIM)
@@ -175,3 +176,86 @@ async def test_a_server_without_federation_media_is_asked_on_the_legacy_path(
     missing = await victim.raw_bytes("GET", f"{AUTHED}/download/{EVIL}/gone", token=bob.token)
     assert (missing.status, missing.json["errcode"]) == (404, "M_NOT_FOUND")
     assert len(legacy_queries) == 2
+
+
+@pytest.fixture
+async def internal() -> AsyncIterator[tuple[str, list[str]]]:
+    """A service on loopback, standing for what lives behind a firewall: its port, and
+    the first line of every connection made to it (TLS handshakes included, so any
+    connection attempt is seen); it answers plain HTTP."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5.0)
+            seen.append(line.decode("latin-1").strip())
+            if line.startswith(b"GET "):
+                while (await reader.readline()).strip():
+                    pass
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 15\r\n"
+                    b"Connection: close\r\n\r\ninternal secret"
+                )
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"{port}", seen
+    server.close()
+    await server.wait_closed()
+
+
+def location_part(url: str) -> web.Response:
+    writer = aiohttp.MultipartWriter("mixed")
+    writer.append_json({})
+    writer.append(b"", {"Location": url})
+    return web.Response(body=writer)
+
+
+@pytest.mark.parametrize("how", ["location-part", "redirect"])
+async def test_media_redirects_to_internal_addresses_are_refused(
+    peer: EvilPeer, start_victim: Callable[..., Awaitable[Matrix]],
+    internal: tuple[str, list[str]], how: str,
+) -> None:
+    victim = await start_victim()
+    bob = await victim.register("bob")
+    port, seen = internal
+    # 127.0.0.1 as a literal, and "localhost", a name that resolves to it (checked at
+    # connect time, by the resolver: what DNS rebinding would exploit).
+    targets = {
+        "lit": f"https://127.0.0.1:{port}/lit", "name": f"https://localhost:{port}/name",
+        "plain": f"http://127.0.0.1:{port}/plain",
+    }
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        url = targets[request.path.rsplit("/", 1)[1]]
+        if how == "redirect":
+            raise web.HTTPTemporaryRedirect(url)
+        return location_part(url)
+
+    peer.handlers[FED_DOWNLOAD] = download
+    for media_id in targets:
+        r = await victim.raw_bytes("GET", f"{AUTHED}/download/{EVIL}/{media_id}", token=bob.token)
+        assert (r.status, r.json["errcode"]) == (502, "M_UNKNOWN"), r.body[:200]
+    assert seen == []  # nothing ever connected to the internal service
+
+
+async def test_whitelisted_addresses_may_be_redirected_to(
+    peer: EvilPeer, start_victim: Callable[..., Awaitable[Matrix]],
+    internal: tuple[str, list[str]],
+) -> None:
+    victim = await start_victim(whitelist=("127.0.0.1/32",))
+    bob = await victim.register("bob")
+    port, seen = internal
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        return location_part(f"http://127.0.0.1:{port}/file")
+
+    peer.handlers[FED_DOWNLOAD] = download
+    r = await victim.raw_bytes("GET", f"{AUTHED}/download/{EVIL}/allowed", token=bob.token)
+    assert (r.status, r.body) == (200, b"internal secret"), r.body[:200]
+    assert seen == ["GET /file HTTP/1.1"]
