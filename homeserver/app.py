@@ -31,6 +31,7 @@ from federation.inbound.media import FEDERATION_MEDIA
 from federation.inbound.media import routes as federation_media_routes
 from federation.outbound.client import FederationClient
 from federation.outbound.guarded_http import GuardedHttpClient
+from federation.outbound.hierarchy import FederationHierarchy
 from federation.outbound.keyring import Keyring
 from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
@@ -81,6 +82,7 @@ from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
+from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 from homeserver.services.writer import RoomWriter
@@ -309,6 +311,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
         relations=RelationsService(store=relation_store, events=reader, rooms=rooms, timeline=timeline),
+        spaces=SpaceService(
+            server_name=name, events=reader, rooms=rooms_store,
+            remote=FederationHierarchy(outbound.client) if outbound is not None else None,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 
@@ -319,7 +325,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, signing_key=key, events=reader, writer=writer, users=users,
             handler=handler,
         )
-        context = FederationContext(name, handler, serving, profile, directory, e2e, auth)
+        context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
     return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation, urls)
 
