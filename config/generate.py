@@ -276,6 +276,11 @@ media:
   # Freeze the legacy unauthenticated downloads (spec v1.11): media stored while this is
   # true is served only on /_matrix/client/v1/media (access token) and to other servers.
   enable_authenticated_media: {str(media.enable_authenticated_media).lower()}
+  # GET /_matrix/client/v1/media/preview_url; pages come only from addresses that
+  # ip_range_blacklist (default: private, loopback, link-local...) does not forbid.
+  url_preview_enabled: {str(media.url_preview_enabled).lower()}
+  url_preview_max_bytes: {media.url_preview_max_bytes}
+  url_preview_cache_ms: {media.url_preview_cache_ms}
 
 # Room version for new rooms: "10" or "11".
 default_room_version: {_q(top["default_room_version"])}

@@ -376,6 +376,13 @@ class MediaConfig:
     # is on is not served by the legacy unauthenticated /_matrix/media/v3/download|thumbnail
     # (404), only by /_matrix/client/v1/media and to peers; media from before stays served.
     enable_authenticated_media: bool = setting(True)
+    # GET /media/preview_url: off by default, as in Synapse (404 M_UNRECOGNIZED). Pages are
+    # fetched only from addresses ip_range_blacklist/whitelist allow.
+    url_preview_enabled: bool = setting(False)
+    # The most of a page (or image) read for a preview (Synapse's max_spider_size).
+    url_preview_max_bytes: int = setting(10_000_000, check=_positive)
+    # Previews are kept per (URL, ts rounded down to this) and for this long.
+    url_preview_cache_ms: int = setting(3_600_000, check=_positive)
 
 
 @attrs.frozen

@@ -85,6 +85,7 @@ from homeserver.services.rooms import RoomService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
@@ -115,14 +116,13 @@ class Runtime:
     persister: Persister
     engine: AsyncEngine
     push: PushRuntime
+    urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     federation: FederationRuntime | None = None
-    urls: GuardedHttpClient | None = None  # URLs users and peers name (media Location, previews)
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
-        if self.urls is not None:
-            await self.urls.close()
+        await self.urls.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -327,7 +327,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation, urls)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation)
 
 
 @attrs.frozen
@@ -391,8 +391,10 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         max_upload_bytes=cfg.limits.max_upload_bytes,
         remote=FederationMediaFetcher(runtime.federation.client) if runtime.federation else None,
     )
+    # Pages and images through the guarded fetcher (ip_range_blacklist at connect time).
+    previews = UrlPreviewService(config=cfg.media, fetcher=runtime.urls, media=media)
     for prefix in client_api.media.ROUTES:
-        app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media))
+        app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     if runtime.federation is not None:
