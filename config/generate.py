@@ -194,6 +194,12 @@ server_name: {_q(server_name)}
 # (e.g. behind a reverse proxy). null: not advertised.
 public_baseurl: null
 
+# Addresses never connected to for URLs that users or other servers name (media
+# redirects, URL previews), checked on the address connected to. The blacklist defaults
+# to Synapse's (private, loopback, link-local, CGNAT, multicast, IPv6 unique-local...);
+# the whitelist wins over it. Signed federation requests are not concerned.
+ip_range_whitelist: []
+
 # HTTP sockets. Resources choose the APIs mounted on each socket:
 # {", ".join(KNOWN_RESOURCES)}.
 # Peers only federate over HTTPS: the socket serving federation needs TLS here
