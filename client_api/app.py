@@ -15,6 +15,7 @@ from client_api import (
     push,
     relations,
     rooms,
+    spaces,
     sync,
     threepid,
 )
@@ -24,7 +25,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push,
+    push, spaces,
 )
 
 

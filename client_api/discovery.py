@@ -12,13 +12,19 @@ routes = web.RouteTableDef()
 # Served at the root, outside the client sub-app's prefix.
 well_known_routes = web.RouteTableDef()
 
+# v1.2 needs GET /rooms/{roomId}/hierarchy (client_api/spaces.py). Later versions are not
+# claimed until everything they require is served.
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
+# Authenticated media (/_matrix/client/v1/media, spec v1.11) under the flag clients check
+# when the server does not claim v1.11 (MSC3916): with the legacy endpoints frozen
+# (media.enable_authenticated_media), clients must know to use the new ones.
+UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True}
 
 
 @routes.get("/versions")
 async def versions(request: web.Request) -> web.Response:
     """GET /_matrix/client/versions"""
-    return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+    return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES})
 
 
 @well_known_routes.get("/.well-known/matrix/client")

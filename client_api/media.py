@@ -22,8 +22,10 @@ from homeserver.http.middleware import Handler, body_limit
 from homeserver.http.responses import error, ok
 from homeserver.services.container import Services
 from homeserver.services.media import DEFAULT_TIMEOUT_MS, MediaContent, MediaService
+from homeserver.services.url_preview import UrlPreviewService
 
 MEDIA = web.AppKey("media", MediaService)
+PREVIEWS = web.AppKey("url_previews", UrlPreviewService)
 
 AUTHENTICATED_PREFIX = "/_matrix/client/v1/media"
 LEGACY_PREFIX = "/_matrix/media"
@@ -35,7 +37,7 @@ ROUTES = {AUTHENTICATED_PREFIX: authenticated_routes, LEGACY_PREFIX: legacy_rout
 
 
 def create_media_app(
-    prefix: str, services: Services, media: MediaService,
+    prefix: str, services: Services, media: MediaService, previews: UrlPreviewService,
 ) -> web.Application:
     """The sub-app for ``prefix`` (one of ``ROUTES``), mounted with ``add_subapp``; aiohttp
     tries longer prefixes first, so the client sub-app's ``/_matrix/client`` never takes
@@ -47,6 +49,7 @@ def create_media_app(
     app = web.Application(middlewares=[_security_headers, body_limit(media.max_upload_bytes)])
     app[SERVICES] = services
     app[MEDIA] = media
+    app[PREVIEWS] = previews
     app.router.add_routes(ROUTES[prefix])
     return app
 
@@ -165,6 +168,7 @@ def _download(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Resp
         content = await _media(request).download(
             request.match_info["server_name"], request.match_info["media_id"],
             allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
+            legacy=not authenticated,
         )
         return _serve(content, checked_filename(request.match_info.get("file_name")))
 
@@ -181,10 +185,24 @@ def _thumbnail(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Res
             request.match_info["server_name"], request.match_info["media_id"],
             query.width, query.height, query.method,
             allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
+            legacy=not authenticated,
         )
         return _serve(content)
 
     return thumbnail
+
+
+@attrs.frozen
+class PreviewQuery:
+    url: str
+    ts: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+async def preview_url(request: web.Request) -> web.Response:
+    """GET .../preview_url?url=&ts= (an access token on both paths)"""
+    user = await requester(request)
+    query = parse_query(request, PreviewQuery)
+    return ok(await request.app[PREVIEWS].preview(user.user_id, query.url, query.ts))
 
 
 async def config(request: web.Request) -> web.Response:
@@ -200,3 +218,4 @@ for _table, _base, _authenticated in (
     _table.get(_base + "/download/{server_name}/{media_id}/{file_name}")(_download(_authenticated))
     _table.get(_base + "/thumbnail/{server_name}/{media_id}")(_thumbnail(_authenticated))
     _table.get(_base + "/config")(config)
+    _table.get(_base + "/preview_url")(preview_url)

@@ -194,6 +194,12 @@ server_name: {_q(server_name)}
 # (e.g. behind a reverse proxy). null: not advertised.
 public_baseurl: null
 
+# Addresses never connected to for URLs that users or other servers name (media
+# redirects, URL previews), checked on the address connected to. The blacklist defaults
+# to Synapse's (private, loopback, link-local, CGNAT, multicast, IPv6 unique-local...);
+# the whitelist wins over it. Signed federation requests are not concerned.
+ip_range_whitelist: []
+
 # HTTP sockets. Resources choose the APIs mounted on each socket:
 # {", ".join(KNOWN_RESOURCES)}.
 # Peers only federate over HTTPS: the socket serving federation needs TLS here
@@ -271,6 +277,16 @@ media:
   max_pending_uploads: {media.max_pending_uploads}
   # How long such an id waits for its upload, in milliseconds.
   unused_expiry_ms: {media.unused_expiry_ms}
+  # A failed fetch of another server's media is answered from memory this long (ms).
+  remote_failure_cache_ms: {media.remote_failure_cache_ms}
+  # Freeze the legacy unauthenticated downloads (spec v1.11): media stored while this is
+  # true is served only on /_matrix/client/v1/media (access token) and to other servers.
+  enable_authenticated_media: {str(media.enable_authenticated_media).lower()}
+  # GET /_matrix/client/v1/media/preview_url; pages come only from addresses that
+  # ip_range_blacklist (default: private, loopback, link-local...) does not forbid.
+  url_preview_enabled: {str(media.url_preview_enabled).lower()}
+  url_preview_max_bytes: {media.url_preview_max_bytes}
+  url_preview_cache_ms: {media.url_preview_cache_ms}
 
 # Room version for new rooms: "10" or "11".
 default_room_version: {_q(top["default_room_version"])}

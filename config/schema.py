@@ -17,6 +17,7 @@ import attrs
 
 from config.paths import resolve_database_url, resolve_path
 from homeserver.core.ids import is_valid_server_name
+from homeserver.core.ip_ranges import DEFAULT_IP_RANGE_BLACKLIST, parse_network
 
 # Metadata keys read by the loader.
 CHECK = "tricolor.check"  # Callable[[value], str | None]: the problem, or None when fine
@@ -113,6 +114,14 @@ def _event_bytes(value: int) -> str | None:
     if 1 <= value <= 65_536:
         return None
     return f"must be from 1 to 65536 (the spec's event size limit), got {value}"
+
+
+def _ip_range(value: str) -> str | None:
+    try:
+        parse_network(value)
+    except ValueError:
+        return f"{value!r} is not an IP address or CIDR range"
+    return None
 
 
 def _non_negative(value: int) -> str | None:
@@ -360,6 +369,20 @@ class MediaConfig:
     max_pending_uploads: int = setting(10, check=_positive)
     # How long an id from /create waits for its upload (the spec recommends 24 hours).
     unused_expiry_ms: int = setting(86_400_000, check=_positive)
+    # How long a failed fetch of another server's media is answered from memory (the same
+    # error) before the origin is asked again; 0: ask every time.
+    remote_failure_cache_ms: int = setting(30_000, check=_non_negative)
+    # The spec v1.11 "freeze" (Synapse's enable_authenticated_media): media stored while this
+    # is on is not served by the legacy unauthenticated /_matrix/media/v3/download|thumbnail
+    # (404), only by /_matrix/client/v1/media and to peers; media from before stays served.
+    enable_authenticated_media: bool = setting(True)
+    # GET /media/preview_url: off by default, as in Synapse (404 M_UNRECOGNIZED). Pages are
+    # fetched only from addresses ip_range_blacklist/whitelist allow.
+    url_preview_enabled: bool = setting(False)
+    # The most of a page (or image) read for a preview (Synapse's max_spider_size).
+    url_preview_max_bytes: int = setting(10_000_000, check=_positive)
+    # Previews are kept per (URL, ts rounded down to this) and for this long.
+    url_preview_cache_ms: int = setting(3_600_000, check=_positive)
 
 
 @attrs.frozen
@@ -401,6 +424,11 @@ class HomeserverConfig:
     bcrypt_rounds: int = setting(12, check=_positive)
     log_level: str = setting("INFO", check=_log_level, converter=_upper)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
+    # Addresses never connected to for URLs users or peers name (media Location redirects,
+    # URL previews), checked on the address connected to: Synapse's names and defaults.
+    # The whitelist wins over the blacklist. Signed federation requests are not concerned.
+    ip_range_blacklist: tuple[str, ...] = setting(DEFAULT_IP_RANGE_BLACKLIST, check_item=_ip_range)
+    ip_range_whitelist: tuple[str, ...] = setting((), check_item=_ip_range)
     # Where this config was loaded from (absolute); set by the loader, never read from YAML.
     config_path: str | None = setting(None, from_file=False)
 

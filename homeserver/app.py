@@ -30,11 +30,14 @@ from federation.inbound.context import FederationContext
 from federation.inbound.media import FEDERATION_MEDIA
 from federation.inbound.media import routes as federation_media_routes
 from federation.outbound.client import FederationClient
+from federation.outbound.guarded_http import GuardedHttpClient
+from federation.outbound.hierarchy import FederationHierarchy
 from federation.outbound.keyring import Keyring
 from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
+from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
@@ -79,8 +82,10 @@ from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
+from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
@@ -111,11 +116,13 @@ class Runtime:
     persister: Persister
     engine: AsyncEngine
     push: PushRuntime
+    urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     federation: FederationRuntime | None = None
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
+        await self.urls.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -168,8 +175,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     e2e_store = E2eStore(engine)
     to_device_ids, device_list_ids = (IdGenerator(i) for i in await e2e_store.max_stream_ids())
 
-    # -- federation outbound (what the services send through)
-    outbound = await build_outbound(cfg, key, engine) if cfg.federation.enabled else None
+    # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
+    ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
+    urls = GuardedHttpClient(ip_policy, ssl_context=client_ssl_context(cfg.federation))
+    outbound = await build_outbound(cfg, key, engine, urls) if cfg.federation.enabled else None
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
@@ -302,6 +311,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
         relations=RelationsService(store=relation_store, events=reader, rooms=rooms, timeline=timeline),
+        spaces=SpaceService(
+            server_name=name, events=reader, rooms=rooms_store,
+            remote=FederationHierarchy(outbound.client) if outbound is not None else None,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 
@@ -312,9 +325,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, signing_key=key, events=reader, writer=writer, users=users,
             handler=handler,
         )
-        context = FederationContext(name, handler, serving, profile, directory, e2e, auth)
+        context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), federation)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation)
 
 
 @attrs.frozen
@@ -324,12 +337,14 @@ class Outbound:
     sender: FederationSender
 
 
-async def build_outbound(cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine) -> Outbound:
+async def build_outbound(
+    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, urls: GuardedHttpClient,
+) -> Outbound:
     """Signed client, keyring and the persisted sender: how we reach other servers."""
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
-        client_ssl_context(fed),
+        client_ssl_context(fed), url_fetcher=urls,
     )
     transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()
@@ -376,8 +391,10 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         max_upload_bytes=cfg.limits.max_upload_bytes,
         remote=FederationMediaFetcher(runtime.federation.client) if runtime.federation else None,
     )
+    # Pages and images through the guarded fetcher (ip_range_blacklist at connect time).
+    previews = UrlPreviewService(config=cfg.media, fetcher=runtime.urls, media=media)
     for prefix in client_api.media.ROUTES:
-        app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media))
+        app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     if runtime.federation is not None:

@@ -400,6 +400,8 @@ media = sa.Table(
     sa.Column("created_ts", Ts, nullable=False),
     sa.Column("uploaded_ts", Ts),  # null while pending
     sa.Column("expires_ts", Ts),  # a pending id's unused_expires_at
+    # Stored after the legacy unauthenticated endpoints were frozen: not served there.
+    sa.Column("authenticated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("media_pending", "user_id", "uploaded_ts"),
     **_MYSQL,
 )

@@ -11,6 +11,7 @@ from homeserver.services.e2e import E2eService
 from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.profile import ProfileService
+from homeserver.services.spaces import SpaceService
 
 
 @attrs.frozen
@@ -22,6 +23,7 @@ class FederationContext:
     directory: DirectoryService
     e2e: E2eService
     auth: AuthService
+    spaces: SpaceService
 
 
 FEDERATION = web.AppKey("federation", FederationContext)

@@ -146,3 +146,14 @@ async def query_profile(request: web.Request) -> web.Response:
 async def query_directory(request: web.Request) -> web.Response:
     """GET /query/directory?room_alias="""
     return ok(await request.app[FEDERATION].directory.local_alias(request.query.get("room_alias", "")))
+
+
+@routes.get(V1 + "/hierarchy/{room_id}")
+async def hierarchy(request: web.Request) -> web.Response:
+    """GET /hierarchy/{roomId}?suggested_only (spec: server-server API, "Spaces")."""
+    suggested = request.query.get("suggested_only", "false")
+    if suggested not in ("true", "false"):
+        raise MatrixError(400, "M_INVALID_PARAM", "suggested_only must be true or false")
+    return ok(await request.app[FEDERATION].spaces.hierarchy_for_server(
+        request[ORIGIN], request.match_info["room_id"], suggested == "true",
+    ))

@@ -16,7 +16,7 @@ from federation.outbound.xmatrix import sign_request
 from homeserver.core.canonical_json import encode_json, parse_json
 from homeserver.core.errors import MatrixError
 from homeserver.core.signing import SigningKey
-from homeserver.services.ports import FederationRequestError
+from homeserver.services.ports import FederationRequestError, UrlFetcherPort, UrlFetchError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,11 @@ class FederationClient:
         *,
         scheme: str = "https",
         session: aiohttp.ClientSession | None = None,
+        url_fetcher: UrlFetcherPort | None = None,
     ) -> None:
+        """``url_fetcher``: fetches the URLs peers point to (media ``Location``), guarded
+        against forbidden addresses (ip_range_blacklist); without one they are refused.
+        Signed requests to server names are not guarded (see docs/architecture.md)."""
         if scheme not in ("https", "http"):
             raise ValueError(f"unsupported scheme {scheme!r}")
         self.server_name = server_name
@@ -61,6 +65,7 @@ class FederationClient:
         self._scheme = scheme
         self._session = session
         self._owns_session = False
+        self._url_fetcher = url_fetcher
 
     async def start(self) -> None:
         if self._session is None:
@@ -142,6 +147,11 @@ class FederationClient:
                 server_hostname=target.tls_server_name if self._scheme == "https" else None,
                 timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
             ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in (301, 302, 303, 307, 308) and location:
+                    # A redirect instead of the multipart answer: as a Location part would
+                    # say, the file is there (fetched by get_url, guarded).
+                    return [({"Content-Type": "application/json"}, b"{}"), ({"Location": location}, b"")]
                 if not 200 <= resp.status < 300 or resp.content_type != "multipart/mixed":
                     try:
                         _decode(resp.status, await read_limited(resp, 65_536))
@@ -153,37 +163,56 @@ class FederationClient:
             # ValueError, RuntimeError: a malformed multipart body.
             raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
 
-    async def get_url(self, url: str, *, max_bytes: int, timeout: float) -> tuple[Mapping[str, str], bytes]:
-        """An unsigned GET of an https URL a peer pointed us to (a media ``Location``)."""
-        if self._session is None:
-            raise RuntimeError("FederationClient.start() was not called")
-        if not url.startswith(("https://", f"{self._scheme}://")):
-            raise FederationRequestError(0, "M_UNKNOWN", f"refusing to fetch {url!r}")
+    async def get_file(
+        self, destination: str, path: str, *, query: Mapping[str, str | list[str]] | None = None,
+        max_bytes: int, timeout: float,
+    ) -> tuple[Mapping[str, str], bytes]:
+        """An unsigned GET of a peer's client-API file endpoint (the legacy
+        ``/_matrix/media/v3/download``): its headers and bytes, no redirects followed."""
+        uri = build_uri(path, query)
+        target = await self._resolve(destination)
         try:
-            async with self._session.get(
-                # No redirects: they could lead anywhere, plain HTTP included.
-                url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+            async with self._session.get(  # type: ignore[union-attr]
+                self._url(target, uri), headers={"Host": target.host_header},
                 ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=target.tls_server_name if self._scheme == "https" else None,
+                timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
             ) as resp:
+                if not 200 <= resp.status < 300:
+                    try:
+                        _decode(resp.status, await read_limited(resp, 65_536))
+                    except ValueError:
+                        raise FederationRequestError(resp.status, "M_UNKNOWN", f"HTTP {resp.status}") from None
                 try:
                     raw = await read_limited(resp, max_bytes)
                 except ValueError as e:
                     raise FederationRequestError(resp.status, "M_TOO_LARGE", str(e)) from e
-                if not 200 <= resp.status < 300:
-                    raise FederationRequestError(resp.status, "M_UNKNOWN", f"HTTP {resp.status}")
                 return resp.headers, raw
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise FederationRequestError(0, "M_UNKNOWN", f"GET {url}: {type(e).__name__}: {e}") from e
+            raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
+
+    async def get_url(self, url: str, *, max_bytes: int, timeout: float) -> tuple[Mapping[str, str], bytes]:
+        """An unsigned GET of a URL a peer pointed us to (a media ``Location``): through the
+        guarded fetcher, so never to a forbidden address, redirects included."""
+        if self._url_fetcher is None:
+            raise FederationRequestError(0, "M_UNKNOWN", f"refusing to fetch {url!r}: no URL fetcher")
+        try:
+            got = await self._url_fetcher.get(url, max_bytes=max_bytes, timeout=timeout)
+        except UrlFetchError as e:
+            errcode = "M_TOO_LARGE" if e.too_large else "M_UNKNOWN"
+            raise FederationRequestError(e.status, errcode, str(e)) from e
+        return got.headers, got.body
 
     async def _resolve(self, destination: str) -> Resolved:
         if self._session is None:
             raise RuntimeError("FederationClient.start() was not called")
         try:
-            return await self._resolver.resolve(destination)
+            target = await self._resolver.resolve(destination)
         except ValueError as e:
             raise FederationRequestError(0, "M_UNKNOWN", f"bad server name {destination!r}: {e}") from e
         except Exception as e:
             raise FederationRequestError(0, "M_UNKNOWN", f"cannot resolve {destination}: {e}") from e
+        return target
 
     def _url(self, target: Resolved, uri: str) -> URL:
         # encoded=True: yarl must not re-quote, or the wire target would differ from what we signed.

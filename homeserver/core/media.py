@@ -68,6 +68,9 @@ class MediaRecord:
     created_ts: int
     uploaded_ts: int | None  # None: created by /create, content not uploaded yet
     expires_ts: int | None
+    # Stored while the legacy unauthenticated endpoints were frozen (spec v1.11): served
+    # only through the authenticated ones and to peers.
+    authenticated: bool = False
 
     @property
     def pending(self) -> bool:

@@ -123,3 +123,9 @@ def render_many(
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise NotAnImage(str(e)) from e
     return thumbnails
+
+
+def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Width and height from the header (nothing decoded); NotAnImage/ImageTooLarge."""
+    image = _open(data, max_pixels)
+    return image.width, image.height

@@ -22,6 +22,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
+from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 
@@ -50,4 +51,5 @@ class Services:
     push_rules: PushRulesService
     notifications: NotificationService
     pushers: PusherService
+    spaces: SpaceService
     max_event_bytes: int = 65_536

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # The spec's default for timeout_ms, and our ceiling for it ("SHOULD impose a maximum").
 DEFAULT_TIMEOUT_MS = 20_000
 MAX_TIMEOUT_MS = 60_000
+# Bound on the negative cache of remote fetches (oldest dropped first).
+MAX_CACHED_FAILURES = 10_000
 
 
 class MediaStorage(Protocol):
@@ -106,6 +108,9 @@ class MediaService:
         self._remote = remote
         # Replaced after every upload: whoever waits for a pending id wakes and looks again.
         self._uploaded = asyncio.Event()
+        # Remote media being downloaded now, and recent failures (until when, what).
+        self._fetching: dict[MxcUri, asyncio.Task[MediaContent]] = {}
+        self._failed: dict[MxcUri, tuple[float, MatrixError]] = {}
 
     def public_config(self) -> dict[str, int]:
         """GET /media/config."""
@@ -124,6 +129,7 @@ class MediaService:
         now = now_ms()
         await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, ct, filename, len(data), now, now, None,
+            self._frozen,
         ))
         await self._pregenerate(MxcUri(self.server_name, media_id), ct, data)
         return str(MxcUri(self.server_name, media_id))
@@ -137,6 +143,7 @@ class MediaService:
         expires = now + self._config.unused_expiry_ms
         await self._store.add(MediaRecord(
             self.server_name, media_id, user_id, DEFAULT_CONTENT_TYPE, None, None, now, None, expires,
+            self._frozen,
         ))
         return str(MxcUri(self.server_name, media_id)), expires
 
@@ -173,20 +180,31 @@ class MediaService:
 
     # -- downloads -----------------------------------------------------------------------
 
+    @property
+    def _frozen(self) -> bool:
+        """Whether what is stored now is kept off the legacy unauthenticated endpoints."""
+        return self._config.enable_authenticated_media
+
     async def download(
         self, server_name: str, media_id: str, *, allow_remote: bool = True,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False,
     ) -> MediaContent:
-        """The media behind mxc://server_name/media_id: ours, cached, or fetched now."""
+        """The media behind mxc://server_name/media_id: ours, cached, or fetched now.
+
+        ``legacy``: asked on the unauthenticated /_matrix/media/v3 paths. Once frozen
+        (spec v1.11, "Content repository": servers SHOULD stop serving new media there)
+        only media stored before the freeze is served, as if the rest did not exist.
+        """
         mxc = checked_mxc(server_name, media_id)
         timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
+        frozen = legacy and self._frozen
         if self._is_local(mxc):
             row = await self._uploaded_row(media_id, timeout_ms)
             data = await self._storage.get(_local_key(media_id))
-            if data is None:
+            if data is None or (frozen and row.authenticated):
                 raise not_found("Media not found")
             return MediaContent(row.content_type, row.upload_name, data)
-        return await self._remote_media(mxc, allow_remote, timeout_ms)
+        return await self._remote_media(mxc, allow_remote and not frozen, timeout_ms, frozen)
 
     async def download_for_peer(self, media_id: str, timeout_ms: int) -> MediaContent:
         """Federation /media/download: only our own media is served to other servers."""
@@ -211,14 +229,51 @@ class MediaService:
             except TimeoutError:
                 pass
 
-    async def _remote_media(self, mxc: MxcUri, allow_remote: bool, timeout_ms: int) -> MediaContent:
+    async def _remote_media(
+        self, mxc: MxcUri, allow_remote: bool, timeout_ms: int, frozen: bool,
+    ) -> MediaContent:
         row = await self._store.get(mxc.server_name, mxc.media_id)
+        if row is not None and frozen and row.authenticated:
+            raise not_found("Media not found")
         if row is not None and not row.pending:
             data = await self._storage.get(_remote_key(mxc))
             if data is not None:
                 return MediaContent(row.content_type, row.upload_name, data)
         if not allow_remote or self._remote is None:
             raise not_found("Media not found")
+        loop = asyncio.get_running_loop()
+        failed = self._failed.get(mxc)
+        if failed is not None:
+            if failed[0] > loop.time():
+                e = failed[1]
+                raise MatrixError(e.status, e.errcode, e.error, **e.extra)
+            del self._failed[mxc]
+        # Single flight: every request for one remote file waits for the same download.
+        # The download is a task of its own, so a client giving up does not cancel it
+        # for the others.
+        task = self._fetching.get(mxc)
+        if task is None:
+            task = asyncio.create_task(self._fetch_remote(mxc, timeout_ms), name=f"fetch {mxc}")
+            self._fetching[mxc] = task
+            task.add_done_callback(lambda t: self._fetch_done(mxc, t))
+        return await asyncio.shield(task)
+
+    def _fetch_done(self, mxc: MxcUri, task: asyncio.Task[MediaContent]) -> None:
+        self._fetching.pop(mxc, None)
+        if task.cancelled():
+            return
+        e = task.exception()  # retrieved here, so no waiter left is no "never retrieved"
+        if isinstance(e, MatrixError) and e.errcode != "M_NOT_YET_UPLOADED":
+            # A short negative cache: a dead origin or a missing file is not asked again
+            # by every client at once, and is asked again soon (it may come back).
+            ttl = self._config.remote_failure_cache_ms / 1000
+            if ttl > 0:
+                if len(self._failed) >= MAX_CACHED_FAILURES:
+                    self._failed.pop(next(iter(self._failed)))  # the oldest entry
+                self._failed[mxc] = (asyncio.get_running_loop().time() + ttl, e)
+
+    async def _fetch_remote(self, mxc: MxcUri, timeout_ms: int) -> MediaContent:
+        assert self._remote is not None
         try:
             got = await self._remote.fetch(
                 mxc.server_name, mxc.media_id, max_bytes=self.max_upload_bytes, timeout_ms=timeout_ms,
@@ -236,7 +291,7 @@ class MediaService:
         now = now_ms()
         await self._store.add(MediaRecord(
             mxc.server_name, mxc.media_id, None, content_type, got.filename, len(got.data),
-            now, now, None,
+            now, now, None, self._frozen,
         ))
         return MediaContent(content_type, got.filename, got.data)
 
@@ -244,7 +299,7 @@ class MediaService:
 
     async def thumbnail(
         self, server_name: str, media_id: str, width: int, height: int, method: str, *,
-        allow_remote: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        allow_remote: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False,
     ) -> MediaContent:
         """A thumbnail at least ``width`` x ``height`` (unless the image is smaller).
 
@@ -255,7 +310,9 @@ class MediaService:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive")
         if method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "method must be crop or scale")
-        source = await self.download(server_name, media_id, allow_remote=allow_remote, timeout_ms=timeout_ms)
+        source = await self.download(
+            server_name, media_id, allow_remote=allow_remote, timeout_ms=timeout_ms, legacy=legacy,
+        )
         mxc = MxcUri(server_name, media_id)
         size = self._configured_size(width, height, method)
         if size is not None:

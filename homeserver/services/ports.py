@@ -57,3 +57,29 @@ class FederationRequestError(Exception):
         self.errcode = errcode
         self.message = message
         self.body = body
+
+
+class UrlFetchError(Exception):
+    """A URL a user or a peer named was not fetched. ``blocked``: its address is in
+    ``ip_range_blacklist`` (never connected to); ``too_large``: over the size limit."""
+
+    def __init__(self, message: str, *, status: int = 0, blocked: bool = False, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.blocked = blocked
+        self.too_large = too_large
+
+
+class FetchedUrl(Protocol):
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str  # after redirects
+
+
+class UrlFetcherPort(Protocol):
+    """Unsigned GETs of arbitrary http(s) URLs, every connection checked against the IP
+    policy at connect time (media Location redirects, URL previews)."""
+
+    async def get(self, url: str, *, max_bytes: int, timeout: float, max_redirects: int = 5) -> FetchedUrl:
+        """A 2xx answer; raise UrlFetchError otherwise."""

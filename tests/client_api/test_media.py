@@ -84,6 +84,13 @@ def assert_sandboxed(r: BytesResp) -> None:
     assert r.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
 
 
+@pytest.fixture
+def hs_config(hs_config: HomeserverConfig) -> HomeserverConfig:
+    """The legacy unauthenticated paths unfrozen, as for media from before the freeze:
+    these tests check how they serve what they serve (test_media_freeze.py: the freeze)."""
+    return attrs.evolve(hs_config, media=MediaConfig(enable_authenticated_media=False))
+
+
 # -- upload and download --------------------------------------------------------------------
 
 

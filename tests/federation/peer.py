@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ class EvilPeer:
         self.requests: list[tuple[str, str, str]] = []
         # Canned 200 answers (lies, usually), by path prefix: e.g. what /state returns.
         self.answers: dict[str, Any] = {}
+        # Handlers of our own, by path prefix, tried before ``answers`` (e.g. media files).
+        self.handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self._runner: web.AppRunner | None = None
 
     @property
@@ -117,7 +120,7 @@ class EvilPeer:
         }
         return sign_json(body, name, key)
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host", "")
         self.requests.append((host, request.method, request.path))
         name = host if host in self.keys else self.server_name
@@ -125,6 +128,9 @@ class EvilPeer:
             return _json(self.key_response(name))
         if request.method == "PUT" and request.path.startswith("/_matrix/federation/v1/send/"):
             return _json({"pdus": {}})
+        for prefix, handler in self.handlers.items():
+            if request.path.startswith(prefix):
+                return await handler(request)
         for prefix, body in self.answers.items():
             if request.path.startswith(prefix):
                 return _json(body)
