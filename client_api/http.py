@@ -107,7 +107,10 @@ async def requester(request: web.Request) -> Requester:
     )
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    req = await services(request).auth.authenticate(token)
+    # Spec "Identity assertion": an application service's as_token, acting as `user_id`.
+    req = await services(request).appservices.authenticate(token, request.query.get("user_id"))
+    if req is None:
+        req = await services(request).auth.authenticate(token)
     request[REQUESTER] = req
     return req
 
