@@ -68,6 +68,7 @@ def load_registration(path: str, server_name: str) -> AppService:
     for key in raw:
         if key not in known:
             raise fail(str(key), f"unknown key (known: {', '.join(sorted(k for k in known if '.' not in k))})")
+    as_id, as_token, hs_token = string("id"), string("as_token"), string("hs_token")
     url = string("url", required=False)
     if "url" not in raw:
         raise fail("url", "is required (use null for a service that receives no transactions)")
@@ -106,7 +107,7 @@ def load_registration(path: str, server_name: str) -> AppService:
         raise fail("protocols", "must be a list of protocol names")
     ephemeral: Any = raw.get("receive_ephemeral", raw.get("de.sorunome.msc2409.push_ephemeral", False))
     return AppService(
-        id=string("id") or "", url=url, as_token=string("as_token") or "", hs_token=string("hs_token") or "",
+        id=as_id or "", url=url, as_token=as_token or "", hs_token=hs_token or "",
         sender=user_id(localpart, server_name), users=parsed["users"], aliases=parsed["aliases"],
         rooms=parsed["rooms"], rate_limited=raw.get("rate_limited", True), protocols=tuple(protocols),
         receive_ephemeral=bool(ephemeral),
