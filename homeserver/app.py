@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import client_api.app
 import client_api.media
 import client_api.tricolor
+from ai_assistant.app import create_app as create_assistant_app
+from ai_assistant.config import load_assistant_config
 from client_api import discovery
 from client_api.http import PREFIX as CLIENT_PREFIX
 from config.appservice import load_registrations
@@ -174,6 +176,7 @@ class PushRuntime:
 
 
 CONFIG = web.AppKey("config", HomeserverConfig)
+AI_ASSISTANT_PREFIX = "/_tricolor/ai-assistant"
 
 
 async def build_services(cfg: HomeserverConfig) -> Runtime:
@@ -441,6 +444,12 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     for prefix in client_api.media.ROUTES:
         app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
+    if cfg.ai_assistant.config_file is not None:
+        # The embedded assistant: the same application service as `tricolor ai-assistant`,
+        # served here; its registration's url points at this path on our own listener.
+        app.add_subapp(AI_ASSISTANT_PREFIX, create_assistant_app(
+            load_assistant_config(cfg.ai_assistant.config_file, cfg.server_name),
+        ))
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     app.add_subapp(client_api.tricolor.PREFIX, client_api.tricolor.create_app(runtime.services, limit))
     if runtime.federation is not None:
