@@ -26,7 +26,16 @@ from ai_assistant.breaker import CircuitBreaker
 from ai_assistant.config import AssistantConfig
 from ai_assistant.matrix import Homeserver, HomeserverError
 from ai_assistant.providers import Provider, ProviderError, make_provider
-from homeserver.core.roles import AI_ASSISTANT, AI_EVENT, PATIENT, ROLE_EVENT, ai_settings, role_of
+from homeserver.core.roles import (
+    AI_ASSISTANT,
+    AI_EVENT,
+    PATIENT,
+    ROLE_EVENT,
+    ai_settings,
+    role_of,
+    role_state_key,
+    user_of_role_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +232,7 @@ class Assistant:
     async def _accept(self, room_id: str) -> None:
         await self.hs.join(room_id)
         try:  # best effort: the assistant marks itself AI_ASSISTANT where it may
-            await self.hs.put_state(room_id, ROLE_EVENT, self.me, {"role": AI_ASSISTANT})
+            await self.hs.put_state(room_id, ROLE_EVENT, role_state_key(self.me), {"role": AI_ASSISTANT})
         except HomeserverError:
             pass
 
@@ -235,7 +244,9 @@ class Assistant:
             creator: str | None = None
             for ev in await self.hs.state(room_id):
                 if ev.get("type") == ROLE_EVENT:
-                    roles[ev.get("state_key", "")] = ev.get("content")
+                    user = user_of_role_key(ev.get("state_key", ""))
+                    if user is not None:
+                        roles[user] = ev.get("content")
                 elif ev.get("type") == AI_EVENT and ev.get("state_key") == "":
                     ai = ev.get("content")
                 elif ev.get("type") == "m.room.create":

@@ -13,7 +13,7 @@ from homeserver.core.auth_helpers import (
     user_power_level,
 )
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.roles import DOCTOR, ROLE_EVENT, role_of
+from homeserver.core.roles import DOCTOR, ROLE_EVENT, role_of, role_state_key
 from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
@@ -94,10 +94,11 @@ class AiRecordService:
         head = await self._events.room_head(room_id)
         if head is None or head.members.get(requester.user_id) != "join":
             raise forbidden("You are not in this room")
-        keys = [k for k in head.state if k[0] == ROLE_EVENT and k[1] == requester.user_id]
+        keys = [k for k in head.state if k == (ROLE_EVENT, role_state_key(requester.user_id))]
         keys += [k for k in (POWER_LEVELS_KEY, ("m.room.create", "")) if k in head.state]
         state = await self._events.state_events({k: head.state[k] for k in keys})
-        roles = {k[1]: e.content for k, e in state.items() if k[0] == ROLE_EVENT}
+        own = state.get((ROLE_EVENT, role_state_key(requester.user_id)))
+        roles = {requester.user_id: own.content} if own is not None else {}
         creator = room_creator(state, head.room_version)
         is_doctor = role_of(requester.user_id, roles, creator) == DOCTOR
         is_admin = user_power_level(state, requester.user_id, head.room_version) >= required_power_level(
