@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import attrs
 import bcrypt
+import yaml
+from aiohttp.test_utils import TestClient
 
+from config.schema import AiAssistantConfig, AppServicesConfig, HomeserverConfig
 from storage.engine import create_engine
 from storage.stores.users import UserStore
 from tests.ai_assistant.conftest import AI, Deployment, make_group, records, replies_to, room_events
-from tests.appservice.conftest import wait_until
-from tests.helpers import PASSWORD, User, q, timeline
+from tests.ai_assistant.fake_ai import FakeAI
+from tests.appservice.conftest import free_port, wait_until
+from tests.helpers import PASSWORD, Matrix, User, q, timeline
 
 Deploy = Callable[..., Awaitable[Deployment]]
 
@@ -237,3 +243,36 @@ async def test_a_killed_assistant_resumes_without_losing_or_repeating(deploy: De
 
 async def _async_true(value: bool) -> bool:
     return value
+
+
+async def test_the_embedded_assistant_answers_in_the_homeserver_process(
+    tmp_path: Path, hs_config: HomeserverConfig, fake_ai: FakeAI,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+) -> None:
+    """`ai_assistant.config_file` in the homeserver config: the same application service,
+    served by the homeserver itself under /_tricolor/ai-assistant."""
+    from homeserver.app import create_app
+
+    port = free_port()
+    registration = tmp_path / "ai.registration.yaml"
+    registration.write_text(yaml.safe_dump({
+        "id": "ai-assistant", "url": f"http://127.0.0.1:{port}/_tricolor/ai-assistant", "as_token": "emb-as",
+        "hs_token": "emb-hs", "sender_localpart": "ai-assistant",
+        "namespaces": {"users": [{"exclusive": True, "regex": "@ai-assistant:hs\\.test"}]},
+    }))
+    assistant = tmp_path / "ai.yaml"
+    assistant.write_text(yaml.safe_dump({
+        "homeserver_url": f"http://127.0.0.1:{port}", "registration": str(registration),
+        "providers": {"simple": {"kind": "simple", "url": f"{fake_ai.url}/simple"}},
+    }))
+    cfg = attrs.evolve(
+        hs_config,
+        app_services=AppServicesConfig(config_files=(str(registration),), retry_min_ms=50, retry_max_ms=400),
+        ai_assistant=AiAssistantConfig(config_file=str(assistant)),
+    )
+    client = await aiohttp_client(await create_app(cfg), server_kwargs={"port": port})
+    hs = Matrix(client, "hs.test")
+    g = await make_group(hs)
+    question = await g.patient.send(g.room, "embedded?")
+    reply = await reply_in_sync(g.patient, g.room, question)
+    assert reply["content"]["body"] == "echo: embedded?"

@@ -263,3 +263,71 @@ async def test_network_room_directory_and_third_party(as_hs: Matrix) -> None:
     await alice.get("/thirdparty/protocol/nope", expect=404)
     locations = await alice.get("/thirdparty/location/chatnet", params={"channel": "#cats"})
     assert locations == [{"alias": "#_chat_cats:hs.test", "protocol": "chatnet", "fields": {"channel": "#cats"}}]
+
+
+async def test_ephemeral_events_reach_services_that_ask(as_hs: Matrix, fake_as: FakeAS) -> None:
+    hs = as_hs
+    alice = await hs.register("alice")
+    room = await alice.create_room()
+    await alice.invite(room, BOT)
+    await hs.call("POST", f"/join/{q(room)}", {}, token=AS_TOKEN)
+    await alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000})
+
+    async def typing_seen() -> bool:
+        state = await fake_as.state()
+        return any(
+            e["type"] == "m.typing" and e["room_id"] == room and alice.user_id in e["content"]["user_ids"]
+            for txn in state["txns"].values() for e in txn.get("ephemeral", [])
+        )
+
+    await wait_until(typing_seen, "m.typing in a transaction's ephemeral list")
+
+
+async def test_requesters_carry_the_rate_limit_exemption(
+    as_hs: Matrix, as_config: HomeserverConfig, db_url: str,
+) -> None:
+    """`rate_limited: false` reaches every request of the service (issue 12 enforces limits)."""
+    from homeserver.core.appservice import AppService, Namespace
+    from homeserver.outbound.appservice import HttpAppServiceApi
+    from homeserver.services.appservice import AppServiceRegistry
+    from storage.engine import create_engine
+    from storage.stores.appservice import AppServiceStore
+    from storage.stores.users import UserStore
+
+    await as_register(as_hs, "_bridge_eve")
+    alice = await as_hs.register("alice")
+    (bridge,) = load_registrations(as_config.app_services.config_files, "hs.test")
+    limited = AppService(
+        id="limited", url=None, as_token="lim", hs_token="limh", sender="@alice:hs.test",
+        users=(Namespace("@shared_.*:hs\\.test"),),
+    )
+    engine = create_engine(db_url)
+    api = HttpAppServiceApi()
+    try:
+        registry = AppServiceRegistry(
+            services=[bridge, limited], users=UserStore(engine), api=api, store=AppServiceStore(engine),
+            server_name="hs.test",
+        )
+        exempt = await registry.authenticate(AS_TOKEN, "@_bridge_eve:hs.test")
+        assert exempt is not None and exempt.app_service == "bridge" and not exempt.is_rate_limited
+        other = await registry.authenticate("lim", None)
+        assert other is not None and other.user_id == alice.user_id and other.is_rate_limited
+        assert await registry.authenticate("not-a-service-token", None) is None
+    finally:
+        await api.close()
+        await engine.dispose()
+
+
+def test_app_services_section_in_the_homeserver_config(tmp_path: Path) -> None:
+    from config.loader import load_config
+
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "homeserver.yaml"
+    path.write_text(
+        "server_name: hs.test\napp_services:\n  config_files: [bridges/irc.yaml]\n  retry_max_ms: 0\n"
+    )
+    with pytest.raises(ConfigError, match=r"app_services.retry_max_ms: must be greater than 0"):
+        load_config(str(path), env={})
+    path.write_text("server_name: hs.test\napp_services:\n  config_files: [bridges/irc.yaml]\n")
+    cfg = load_config(str(path), env={})
+    assert cfg.app_services.config_files == (str(tmp_path / "conf" / "bridges" / "irc.yaml"),)
