@@ -8,7 +8,15 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from client_api.http import cs, parse_body, parse_query, requester, require_own_user, services
+from client_api.http import (
+    appservice_of,
+    cs,
+    parse_body,
+    parse_query,
+    requester,
+    require_own_user,
+    services,
+)
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
@@ -97,9 +105,7 @@ async def register(request: web.Request) -> web.Response:
     accounts = services(request).accounts
     if body.type == APPSERVICE_LOGIN:
         # Spec "Server admin style permissions": the as_token authenticates; no UIA.
-        service = services(request).appservices.service_of(await requester(request))
-        if service is None:
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "m.login.application_service needs an as_token")
+        service = appservice_of(request)
         if body.username is None:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
         await accounts.check_available(body.username, service)
@@ -151,9 +157,7 @@ async def login(request: web.Request) -> web.Response:
     if not user:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
     if body.type == APPSERVICE_LOGIN:
-        service = services(request).appservices.service_of(await requester(request))
-        if service is None:
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "m.login.application_service needs an as_token")
+        service = appservice_of(request)
         return ok(await services(request).accounts.login_appservice(
             service, user, body.device_id, body.initial_device_display_name, body.refresh_token,
         ))
