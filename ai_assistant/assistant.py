@@ -77,6 +77,7 @@ class ReplyWriter:
         self.event_id: str | None = None
         self.edits = 0
         self._shown = ""
+        self._latest = ""  # everything received so far, shown or not yet
         self._last = 0.0
 
     @property
@@ -84,6 +85,7 @@ class ReplyWriter:
         return self.event_id is not None
 
     async def partial(self, text: str) -> None:
+        self._latest = text
         if self.event_id is None:
             await self._send_first(text)
         elif self.edits < self._max_edits - 1 and self._clock() - self._last >= self._interval:
@@ -96,6 +98,11 @@ class ReplyWriter:
             await self._edit(text)  # the final edit is always sent, and always complete
         assert self.event_id is not None
         return self.event_id
+
+    async def interrupted(self, note: str) -> None:
+        """A stream that broke after text was shown: one last edit says the answer stops there."""
+        if self.event_id is not None:
+            await self._edit(f"{self._latest} {note}")
 
     async def _send_first(self, text: str) -> None:
         content = {
@@ -303,6 +310,8 @@ class Assistant:
                     await asyncio.sleep(self.cfg.retry_backoff_s * 2 ** (attempt - 1))
                     continue
                 opened = breaker.failure()
+                if writer.started:
+                    await writer.interrupted("[the answer was interrupted]")
                 await self._finish(
                     job, started, "failed", error=str(e), response=e.response, reply_event_id=writer.event_id,
                 )

@@ -5,6 +5,7 @@
 - stream: OpenAI-compatible server-sent events, `chunks` pieces `delay_s` apart;
 - delay: waits `delay_s`, then answers;
 - hang: never answers (until the test ends);
+- stall: streams the first 5 pieces, then sends nothing more (until the test ends);
 - error500: HTTP 500; malformed: HTTP 200 with a body that is not JSON.
 Every request body is kept in `requests`.
 """
@@ -50,7 +51,7 @@ class FakeAI:
             return web.json_response({"error": "boom"}, status=500)
         if self.mode == "malformed":
             return web.Response(text="<html>not json", content_type="application/json")
-        if self.mode == "stream" and openai and body.get("stream"):
+        if self.mode in ("stream", "stall") and openai and body.get("stream"):
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
             words = self.full_text(message).split(" ")
@@ -59,6 +60,8 @@ class FakeAI:
                 chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
                 await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 await asyncio.sleep(self.delay_s)
+                if self.mode == "stall" and i == 4:
+                    await self.release.wait()
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             return resp

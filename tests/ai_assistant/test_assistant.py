@@ -276,3 +276,24 @@ async def test_the_embedded_assistant_answers_in_the_homeserver_process(
     question = await g.patient.send(g.room, "embedded?")
     reply = await reply_in_sync(g.patient, g.room, question)
     assert reply["content"]["body"] == "echo: embedded?"
+
+
+async def test_a_stalled_stream_is_cut_and_says_so(deploy: Deploy) -> None:
+    dep = await deploy(default_provider="openai-stream", stall_timeout_s=0.5, retries=2)
+    dep.ai.mode, dep.ai.delay_s = "stall", 0.01
+    g = await make_group(dep.hs, provider="openai-stream")
+    question = await g.patient.send(g.room, "then silence")
+
+    async def failed() -> bool:
+        return any(r["user_event_id"] == question and r["status"] == "failed"
+                   for r in (await records(g.doctor, g.room))["chunk"])
+
+    await wait_until(failed, "the stalled stream to be given up")
+    rec = next(r for r in (await records(g.doctor, g.room))["chunk"] if r["user_event_id"] == question)
+    assert "stalled" in rec["error"]
+    assert len(dep.ai.requests) == 1  # text was already shown: asking again would repeat it
+    events = await room_events(g.doctor, g.room)
+    (first,) = replies_to(events, question)
+    assert rec["reply_event_id"] == first["event_id"]
+    last = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"][-1]
+    assert last["content"]["m.new_content"]["body"] == "w0 w1 w2 w3 w4 [the answer was interrupted]"
