@@ -8,7 +8,15 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from client_api.http import cs, parse_body, parse_query, requester, require_own_user, services
+from client_api.http import (
+    appservice_of,
+    cs,
+    parse_body,
+    parse_query,
+    requester,
+    require_own_user,
+    services,
+)
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
@@ -16,6 +24,7 @@ from homeserver.services.auth import Requester
 
 routes = web.RouteTableDef()
 
+APPSERVICE_LOGIN = "m.login.application_service"
 _DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
 _PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
 
@@ -36,6 +45,7 @@ class RegisterBody:
     inhibit_login: bool = False
     refresh_token: bool = False
     auth: AuthData | None = None
+    type: str | None = None  # "m.login.application_service": a service registering a user
 
 
 @attrs.frozen
@@ -93,6 +103,16 @@ async def register(request: web.Request) -> web.Response:
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
     body = await parse_body(request, RegisterBody)
     accounts = services(request).accounts
+    if body.type == APPSERVICE_LOGIN:
+        # Spec "Server admin style permissions": the as_token authenticates; no UIA.
+        service = appservice_of(request)
+        if body.username is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
+        await accounts.check_available(body.username, service)
+        return ok(await accounts.register(
+            body.username, body.password, body.device_id, body.initial_device_display_name,
+            body.inhibit_login, body.refresh_token, service=service,
+        ))
     if not accounts.registration_enabled:
         raise forbidden("Registration has been disabled")
     if body.username is not None:
@@ -118,14 +138,14 @@ async def register_available(request: web.Request) -> web.Response:
 @routes.get(cs("/login"))
 async def login_flows(request: web.Request) -> web.Response:
     """GET /login"""
-    return ok({"flows": [{"type": "m.login.password"}]})
+    return ok({"flows": [{"type": "m.login.password"}, {"type": APPSERVICE_LOGIN}]})
 
 
 @routes.post(cs("/login"))
 async def login(request: web.Request) -> web.Response:
     """POST /login with m.login.password (localpart, @user:server or user@server)."""
     body = await parse_body(request, LoginBody)
-    if body.type != "m.login.password":
+    if body.type not in ("m.login.password", APPSERVICE_LOGIN):
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
     user: Any = body.user
     if body.identifier is not None:
@@ -136,6 +156,11 @@ async def login(request: web.Request) -> web.Response:
         raise bad_json("identifier.user must be a string")
     if not user:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
+    if body.type == APPSERVICE_LOGIN:
+        service = appservice_of(request)
+        return ok(await services(request).accounts.login_appservice(
+            service, user, body.device_id, body.initial_device_display_name, body.refresh_token,
+        ))
     if body.password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     return ok(await services(request).accounts.login_password(

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from client_api import (
     account,
+    appservice,
     directory,
     discovery,
     ephemeral,
@@ -25,7 +26,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces,
+    push, spaces, appservice,
 )
 
 

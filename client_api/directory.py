@@ -102,4 +102,6 @@ async def search_public_rooms(request: web.Request) -> web.Response:
     await requester(request)
     body = await parse_body(request, PublicRoomsBody, allow_empty=True)
     term = body.filter.generic_search_term if body.filter else None
-    return ok(await services(request).directory.public_rooms(body.limit, body.since, term))
+    return ok(await services(request).directory.public_rooms(
+        body.limit, body.since, term, body.third_party_instance_id, body.include_all_networks,
+    ))

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from homeserver.core.appservice import AppService
 from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.services.auth import Requester, token_from_headers
@@ -107,9 +108,27 @@ async def requester(request: web.Request) -> Requester:
     )
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    req = await services(request).auth.authenticate(token)
+    # Spec "Identity assertion": an application service's as_token, acting as `user_id`.
+    req = await services(request).appservices.authenticate(token, request.query.get("user_id"))
+    if req is None:
+        req = await services(request).auth.authenticate(token)
     request[REQUESTER] = req
     return req
+
+
+def appservice_of(request: web.Request) -> AppService:
+    """The application service whose as_token authenticates this request, without the
+    masquerading checks: `/register` and `/login` with `m.login.application_service` act
+    for a user who may not exist yet (mautrix sends its puppet's `user_id` here)."""
+    token = token_from_headers(
+        request.headers.get("Authorization"), request.headers.get("x-token"), request.query.get("access_token"),
+    )
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "m.login.application_service needs an as_token")
+    service = services(request).appservices.by_token(token)
+    if service is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "m.login.application_service needs an as_token")
+    return service
 
 
 def require_own_user(request: web.Request, user_id: str) -> None:

@@ -400,6 +400,32 @@ class EmailConfig:
     notif_delay_ms: int = setting(600_000, check=_non_negative)
 
 
+def _resolve_paths(value: tuple[str, ...], base_dir: str) -> tuple[str, ...]:
+    return tuple(resolve_path(v, base_dir) for v in value)
+
+
+@attrs.frozen
+class AppServicesConfig:
+    """Application services (spec: "Application Service API"): their registration files,
+    checked at start-up, and how transactions to them are retried."""
+
+    config_files: tuple[str, ...] = setting((), check_item=_non_empty, resolve=_resolve_paths)
+    # Exponential backoff between attempts at a transaction: min, doubling up to max
+    # (Synapse: 2^n s capped at 512 s). Tests lower both.
+    retry_min_ms: int = setting(1_000, check=_positive)
+    retry_max_ms: int = setting(512_000, check=_positive)
+    # How long one transaction (and one query) may take before it counts as failed.
+    request_timeout_ms: int = setting(30_000, check=_positive)
+
+
+@attrs.frozen
+class AiAssistantConfig:
+    """The AI assistant run inside the homeserver process (``tricolor ai-assistant``
+    runs it on its own instead): the assistant's own config file, or None for off."""
+
+    config_file: str | None = setting(None, check=_non_empty, resolve=resolve_path)
+
+
 @attrs.frozen
 class HomeserverConfig:
     server_name: str = setting(check=_server_name)
@@ -415,6 +441,8 @@ class HomeserverConfig:
     federation: FederationConfig = attrs.field(factory=FederationConfig)
     media: MediaConfig = attrs.field(factory=MediaConfig)
     email: EmailConfig = attrs.field(factory=EmailConfig)
+    app_services: AppServicesConfig = attrs.field(factory=AppServicesConfig)
+    ai_assistant: AiAssistantConfig = attrs.field(factory=AiAssistantConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -446,6 +474,8 @@ for _cls in (
     ThumbnailSize,
     MediaConfig,
     EmailConfig,
+    AppServicesConfig,
+    AiAssistantConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

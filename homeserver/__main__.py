@@ -202,6 +202,27 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ai_assistant(args: argparse.Namespace) -> int:
+    """The AI assistant application service in its own process."""
+    from ai_assistant.app import run
+    from ai_assistant.config import load_assistant_config
+
+    try:
+        cfg = load_assistant_config(args.config)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(cfg)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tricolor", description="Tricolor Matrix homeserver")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rotate-key", help="retire the signing key and create a new one")
     p.add_argument("-c", "--config", default="homeserver.yaml")
     p.set_defaults(func=cmd_rotate_key)
+
+    p = sub.add_parser("ai-assistant", help="run the AI assistant application service")
+    p.add_argument("-c", "--config", default="ai-assistant.yaml")
+    p.set_defaults(func=cmd_ai_assistant)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -9,6 +9,7 @@ body limit.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import attrs
@@ -17,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
 import client_api.media
+import client_api.tricolor
+from ai_assistant.app import create_app as create_assistant_app
+from ai_assistant.config import load_assistant_config
 from client_api import discovery
 from client_api.http import PREFIX as CLIENT_PREFIX
+from config.appservice import load_registrations
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import HomeserverConfig
@@ -41,10 +46,14 @@ from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
+from homeserver.outbound.appservice import HttpAppServiceApi
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.services.accounts import AccountService
 from homeserver.services.aggregations import Aggregations
+from homeserver.services.ai_records import AiRecordService
+from homeserver.services.appservice import AppServiceRegistry
+from homeserver.services.appservice_queue import AppServiceQueue
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
@@ -90,6 +99,8 @@ from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
+from storage.stores.ai_records import AiRecordStore
+from storage.stores.appservice import AppServiceStore
 from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
@@ -117,12 +128,14 @@ class Runtime:
     engine: AsyncEngine
     push: PushRuntime
     urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
+    appservices: AppServiceRuntime
     federation: FederationRuntime | None = None
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
         await self.urls.close()
+        await self.appservices.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -141,6 +154,16 @@ class FederationRuntime:
         await self.client.close()
 
 @attrs.define
+class AppServiceRuntime:
+    queue: AppServiceQueue
+    api: HttpAppServiceApi
+
+    async def close(self) -> None:
+        await self.queue.stop()
+        await self.api.close()
+
+
+@attrs.define
 class PushRuntime:
     evaluator: PushEvaluator
     pushers: PusherService
@@ -153,12 +176,18 @@ class PushRuntime:
 
 
 CONFIG = web.AppKey("config", HomeserverConfig)
+AI_ASSISTANT_PREFIX = "/_tricolor/ai-assistant"
 
 
 async def build_services(cfg: HomeserverConfig) -> Runtime:
     """Open the database, apply migrations and build every service, bottom-up:
     stores -> federation outbound -> reader, writer and its subscribers -> services
     -> what peers call. Every dependency goes in through a constructor."""
+    # Registration files are checked before anything opens (a bad one is one config error line).
+    registrations = load_registrations(
+        cfg.app_services.config_files, cfg.server_name,
+        base_dir=None if cfg.config_path is None else os.path.dirname(cfg.config_path),
+    )
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
@@ -212,8 +241,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     await evaluator.start(max_stream)
     relation_store = RelationStore(engine)
     aggregations = Aggregations(relations=relation_store, events=reader, floor=max_stream)
+    # -- application services: who they are, and their transaction queues (after commit)
+    as_api = HttpAppServiceApi(cfg.app_services.request_timeout_ms)
+    as_store = AppServiceStore(engine)
+    appservices = AppServiceRegistry(
+        services=registrations, users=users, api=as_api, store=as_store, server_name=name,
+    )
+    await appservices.start()
+    as_queue = AppServiceQueue(
+        services=registrations, store=as_store, rooms=rooms_store, reader=reader, api=as_api,
+        retry_min_ms=cfg.app_services.retry_min_ms, retry_max_ms=cfg.app_services.retry_max_ms,
+    )
+    await as_queue.start(max_stream)
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name),
+        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name), as_queue,
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -232,7 +273,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
         return lambda pos, room_ids: notifier.advance(stream, pos, reader.local_members(room_ids))
 
-    listeners: list[EphemeralListener] = [unread]
+    listeners: list[EphemeralListener] = [unread, as_queue]
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
     typing = TypingService(wake_rooms("typing"), listeners)
@@ -286,16 +327,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     profile = ProfileService(
         users=users, rooms=rooms_store, events=reader, writer=writer, remote=remote, server_name=name,
-        search_all_users=cfg.user_directory.search_all_users,
+        search_all_users=cfg.user_directory.search_all_users, query_user=appservices.query_user,
     )
     directory = DirectoryService(
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
+        appservices=appservices,
     )
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(
             users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
+            appservices=appservices,
         ),
+        appservices=appservices,
+        ai_records=AiRecordService(store=AiRecordStore(engine), events=reader, appservices=appservices),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
         sync=SyncService(
@@ -327,7 +372,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation)
+    return Runtime(
+        services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls,
+        AppServiceRuntime(as_queue, as_api), federation,
+    )
 
 
 @attrs.frozen
@@ -396,7 +444,14 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     for prefix in client_api.media.ROUTES:
         app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
+    if cfg.ai_assistant.config_file is not None:
+        # The embedded assistant: the same application service as `tricolor ai-assistant`,
+        # served here; its registration's url points at this path on our own listener.
+        app.add_subapp(AI_ASSISTANT_PREFIX, create_assistant_app(
+            load_assistant_config(cfg.ai_assistant.config_file, cfg.server_name),
+        ))
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
+    app.add_subapp(client_api.tricolor.PREFIX, client_api.tricolor.create_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
         federation_app = create_federation_app(

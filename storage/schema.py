@@ -453,3 +453,57 @@ pushers = sa.Table(
     sa.Column("created_ts", Ts, nullable=False),
     **_MYSQL,
 )
+
+# -- application services (spec: "Application Service API") --------------------------
+
+# Per service: events up to stream_position are in a transaction (sent or waiting in
+# appservice_txns); last_txn_id numbers the next one. Catch-up after a restart starts here.
+appservice_state = sa.Table(
+    "appservice_state", metadata,
+    sa.Column("as_id", Id, primary_key=True),
+    sa.Column("stream_position", sa.BigInteger, nullable=False),
+    sa.Column("last_txn_id", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+# Transactions built but not yet acknowledged: resent with the same txn id until the
+# service answers 200 (spec: the txn id is how the service deduplicates).
+appservice_txns = sa.Table(
+    "appservice_txns", metadata,
+    sa.Column("as_id", Id, primary_key=True),
+    sa.Column("txn_id", sa.BigInteger, primary_key=True),
+    sa.Column("body", LongText, nullable=False),  # the JSON body, serialised once
+    **_MYSQL,
+)
+
+# Rooms an application service published in its own network's directory
+# (spec: PUT /directory/list/appservice/{networkId}/{roomId}).
+appservice_room_list = sa.Table(
+    "appservice_room_list", metadata,
+    sa.Column("as_id", Id, primary_key=True),
+    sa.Column("network_id", Id, primary_key=True),
+    sa.Column("room_id", Id, primary_key=True),
+    **_MYSQL,
+)
+
+# -- the AI assistant: one row per patient message handed to an AI service ----------
+ai_interaction_records = sa.Table(
+    "ai_interaction_records", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("user_event_id", Id, nullable=False),
+    sa.Column("reply_event_id", Id, nullable=True),
+    sa.Column("provider", sa.String(255), nullable=False),
+    sa.Column("request", LongText, nullable=False),
+    sa.Column("response", LongText, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | success | failed
+    sa.Column("duration_ms", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Column("updated_ts", Ts, nullable=False),
+    sa.UniqueConstraint("room_id", "user_event_id", name="ai_records_message"),
+    sa.Index("ai_records_room", "room_id", "id"),
+    sa.Index("ai_records_status", "status", "id"),
+    **_MYSQL,
+)

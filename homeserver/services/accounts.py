@@ -10,7 +10,9 @@ from typing import Any
 import bcrypt
 
 from homeserver.core import ids
+from homeserver.core.appservice import AppService
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import AuthService, PasswordError, Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.profile import ProfileService
@@ -24,7 +26,9 @@ class AccountService:
     def __init__(
         self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
         bcrypt_rounds: int = 12, *, rooms: RoomService, profile: ProfileService,
+        appservices: AppServiceRegistry,
     ) -> None:
+        self._appservices = appservices
         self._rooms = rooms
         self._profile = profile
         self._users = users
@@ -52,8 +56,9 @@ class AccountService:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
         return localpart
 
-    async def check_available(self, localpart: str) -> None:
+    async def check_available(self, localpart: str, service: AppService | None = None) -> None:
         localpart = self.validate_localpart(localpart)
+        self._appservices.check_user_id(ids.user_id(localpart, self.server_name), service)
         if await self._users.get_user(ids.user_id(localpart, self.server_name)):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
 
@@ -70,14 +75,38 @@ class AccountService:
     async def register(
         self, localpart: str | None, password: str | None, device_id: str | None,
         display_name: str | None, inhibit_login: bool, refreshable: bool,
+        service: AppService | None = None,
     ) -> dict[str, Any]:
-        if not self.registration_enabled:
+        """``service``: an application service registering a user in its namespace
+        (spec `m.login.application_service`), allowed while open registration is off."""
+        if not self.registration_enabled and service is None:
             raise forbidden("Registration has been disabled")
         if localpart is None:
+            if service is not None:
+                raise MatrixError(400, "M_MISSING_PARAM", "An application service must name the user")
             localpart = await self._free_localpart()
+        self._appservices.check_user_id(
+            ids.user_id(self.validate_localpart(localpart), self.server_name), service,
+        )
         uid = await self.create_user(localpart, password)
         if inhibit_login:
             return {"user_id": uid, "home_server": self.server_name}
+        out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
+        out["home_server"] = self.server_name
+        return out
+
+    async def login_appservice(
+        self, service: AppService, identifier: str, device_id: str | None, display_name: str | None,
+        refreshable: bool,
+    ) -> dict[str, Any]:
+        """Spec "Server admin style permissions": an application service logs in as a user
+        of its namespace with its as_token (login type `m.login.application_service`)."""
+        uid = ids.normalize_user_id(identifier, self.server_name)
+        if not service.is_user_in_namespace(uid):
+            raise MatrixError(400, "M_EXCLUSIVE", "User is not in the application service's namespaces")
+        user = await self._users.get_user(uid)
+        if user is None or user.deactivated:
+            raise forbidden("Unknown user")
         out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
         out["home_server"] = self.server_name
         return out

@@ -36,6 +36,14 @@ class Requester:
     device_id: str
     token_id: str
     is_admin: bool = False
+    # The application service acting (spec "Identity assertion"), or None for a user's token.
+    app_service: str | None = None
+    rate_limited: bool = True  # False for services registered with `rate_limited: false`
+
+    @property
+    def is_rate_limited(self) -> bool:
+        """Whether rate limits apply to this request (issue 12 enforces them)."""
+        return self.rate_limited
 
 
 def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:

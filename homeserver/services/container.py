@@ -8,6 +8,8 @@ from __future__ import annotations
 import attrs
 
 from homeserver.services.accounts import AccountService
+from homeserver.services.ai_records import AiRecordService
+from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -52,4 +54,6 @@ class Services:
     notifications: NotificationService
     pushers: PusherService
     spaces: SpaceService
+    appservices: AppServiceRegistry
+    ai_records: AiRecordService
     max_event_bytes: int = 65_536

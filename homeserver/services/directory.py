@@ -7,6 +7,7 @@ from typing import Any
 from homeserver.core import ids
 from homeserver.core.auth_rules import user_power_level
 from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import Requester
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
@@ -31,8 +32,9 @@ def _check_alias(alias: str) -> None:
 class DirectoryService:
     def __init__(
         self, *, rooms: RoomService, store: RoomStore, events: EventReader, remote: RemoteRoomsPort,
-        server_name: str,
+        server_name: str, appservices: AppServiceRegistry,
     ) -> None:
+        self._appservices = appservices
         self._rooms = rooms
         self._store = store
         self._events = events
@@ -43,6 +45,8 @@ class DirectoryService:
         _check_alias(alias)
         if ids.server_of(alias) != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", "Alias must be on this server")
+        # Spec "Application services": aliases in an exclusive namespace are the service's.
+        self._appservices.check_alias(alias, self._appservices.service_of(requester))
         if not isinstance(room_id, str):
             raise MatrixError(400, "M_BAD_JSON", "room_id must be a string")
         await self._rooms.head_or_404(room_id)
@@ -52,6 +56,8 @@ class DirectoryService:
     async def resolve(self, alias: str) -> dict[str, Any]:
         _check_alias(alias)
         found = await self._store.get_alias(alias)
+        if found is None and ids.server_of(alias) == self.server_name and await self._appservices.query_alias(alias):
+            found = await self._store.get_alias(alias)  # spec: the service has just created it
         if found is not None:
             return {"room_id": found[0], "servers": [self.server_name]}
         if self._remote.enabled and ids.server_of(alias) != self.server_name:
@@ -94,9 +100,20 @@ class DirectoryService:
             raise forbidden("You need to be a room moderator to publish a room")
         await self._store.set_public(room_id, visibility == "public")
 
-    async def public_rooms(self, limit: int | None, since: str | None, search: str | None) -> dict[str, Any]:
+    async def public_rooms(
+        self, limit: int | None, since: str | None, search: str | None,
+        third_party_instance_id: str | None = None, include_all_networks: bool = False,
+    ) -> dict[str, Any]:
+        """Spec "Published room directories": the server's own list, one application
+        service network's (`third_party_instance_id`), or all of them."""
+        if third_party_instance_id is not None:
+            room_ids = await self._appservices.listed_rooms(third_party_instance_id)
+        else:
+            room_ids = await self._store.public_room_ids()
+            if include_all_networks:
+                room_ids = list(dict.fromkeys(room_ids + await self._appservices.listed_rooms(None)))
         entries = []
-        for room_id in await self._store.public_room_ids():
+        for room_id in room_ids:
             head = await self._events.room_head(room_id)
             if head is None:
                 continue

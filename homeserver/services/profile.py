@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.core.errors import MatrixError, forbidden, not_found
@@ -27,7 +28,10 @@ class ProfileService:
     def __init__(
         self, *, users: UserStore, rooms: RoomStore, events: EventReader, writer: RoomWriterPort,
         remote: RemoteRoomsPort, server_name: str, search_all_users: bool = False,
+        query_user: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        # Asks application services about unknown users in their namespaces (lazy provisioning).
+        self._query_user = query_user
         self._search_all_users = search_all_users
         self._users = users
         self._rooms = rooms
@@ -43,6 +47,8 @@ class ProfileService:
                 return await self._remote.query_profile(user_id)
             raise not_found("Profile not found")
         user = await self._users.get_user(user_id)
+        if user is None and self._query_user is not None and await self._query_user(user_id):
+            user = await self._users.get_user(user_id)  # spec: the service has just created it
         if user is None:
             raise not_found("Profile not found")
         return {k: v for k, v in (("displayname", user.displayname), ("avatar_url", user.avatar_url)) if v is not None}
