@@ -84,6 +84,7 @@ from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
+from homeserver.services.sync_engine import SyncEngine
 from homeserver.services.timeline import Timeline
 from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
@@ -291,6 +292,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     directory = DirectoryService(
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
     )
+    sync_engine = SyncEngine(
+        events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
+        account_data=account_data, server_name=name, typing=typing,
+        receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
+        push=PushSync(notifications, push_rules),
+    )
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(
@@ -298,12 +305,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         ),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
-        sync=SyncService(
-            events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
-            account_data=account_data, server_name=name, typing=typing,
-            receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-            push=PushSync(notifications, push_rules),
-        ),
+        sync=SyncService(engine=sync_engine, presence=presence),
         profile=profile,
         account_data=account_data_svc,
         push_rules=push_rules, notifications=notifications, pushers=pushers,
