@@ -18,6 +18,7 @@ from client_api import (
     spaces,
     sync,
     threepid,
+    websocket,
 )
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
@@ -25,7 +26,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces,
+    push, spaces, websocket,
 )
 
 

@@ -74,6 +74,12 @@ from homeserver.services.push import (
     PushRulesService,
     UnreadCache,
 )
+from homeserver.services.push_socket import (
+    CLOSE_GOING_AWAY,
+    PushSockets,
+    SocketLimits,
+    SocketRegistry,
+)
 from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
@@ -104,6 +110,7 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
+from storage.stores.sync_acks import SyncAckStore
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -274,7 +281,13 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
 
     # -- client-facing services
-    auth = AuthService(users, secret, name, device_deleted=e2e.device_deleted)
+    sockets = SocketRegistry()
+
+    async def device_deleted(user_id: str, device_id: str) -> None:
+        await e2e.device_deleted(user_id, device_id)
+        await sockets.device_gone(user_id, device_id)  # its WebSocket closes with the reason
+
+    auth = AuthService(users, secret, name, device_deleted=device_deleted)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
@@ -306,6 +319,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
         sync=SyncService(engine=sync_engine, presence=presence),
+        sockets=PushSockets(
+            engine=sync_engine, acks=SyncAckStore(engine), presence=presence, registry=sockets,
+            limits=SocketLimits(**attrs.asdict(cfg.websocket)),
+        ),
         profile=profile,
         account_data=account_data_svc,
         push_rules=push_rules, notifications=notifications, pushers=pushers,
@@ -412,6 +429,8 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     async def answer_long_polls(app: web.Application) -> None:
         # on_shutdown runs before aiohttp waits for in-flight requests to finish.
         woken = runtime.services.notifier.close()
+        closed = await runtime.services.sockets.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        log.info("shutting down: closed %d WebSockets", closed)
         log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

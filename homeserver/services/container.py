@@ -18,6 +18,7 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
+from homeserver.services.push_socket import PushSockets
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
@@ -52,4 +53,5 @@ class Services:
     notifications: NotificationService
     pushers: PusherService
     spaces: SpaceService
+    sockets: PushSockets
     max_event_bytes: int = 65_536

@@ -85,8 +85,11 @@ class SyncEngine:
 
     async def compute(
         self, requester: Requester, since: SyncToken | None, f: SyncFilter, full_state: bool,
-        now: SyncToken | None = None,
+        now: SyncToken | None = None, *, device: bool = True,
     ) -> dict[str, Any]:
+        """The sync response for `requester` between `since` (None: initial) and `now`.
+        `device=False` leaves out the per-device sections (`device_part` gives them), so
+        the rest can be serialised once for every device of the user at that position."""
         now = now or self._notifier.current_token()
         resp = empty_response(now.encode())
         user = requester.user_id
@@ -149,12 +152,29 @@ class SyncEngine:
                 section = await self._ensure_section(requester, room_id, now, rooms["join"])
                 if section is not None:
                     section["account_data"]["events"].append(event)
-        await self._e2e.sync_into(requester, since, now, resp)
+        if device:
+            await self._e2e.sync_into(requester, since, now, resp)
         await self._push.add_to(
             user, resp, now.events, since is None, f.timeline.unread_thread_notifications,
         )
         f.trim_response(resp)
         return resp
+
+    async def device_part(
+        self, requester: Requester, since: SyncToken | None, now: SyncToken, rooms: dict[str, Any],
+        acked_to_device: int | None = None,
+    ) -> dict[str, Any]:
+        """The per-device sections of a response whose `rooms` were computed with
+        `device=False`: to-device messages (deleted only up to `acked_to_device` when the
+        transport acknowledges explicitly), device lists, key counts; and `next_batch`,
+        which stops early when more to-device messages wait."""
+        part: dict[str, Any] = {
+            "next_batch": now.encode(), "rooms": rooms, "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+        }
+        await self._e2e.sync_into(requester, since, now, part, acked_to_device)
+        del part["rooms"]
+        return part
 
     async def _joined_rooms(self, user_id: str) -> list[str]:
         """The user's joined rooms, cached until their memberships change."""
