@@ -137,6 +137,7 @@ async def connect(request: web.Request) -> web.WebSocketResponse:
             try:
                 msg = await ws.receive(timeout=dead_after)
             except TimeoutError:
+                await sockets.closed(session)  # presence is settled before the client hears
                 await sink.close(CLOSE_HEARTBEAT, "no frame within dead_after_ms")
                 break
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):

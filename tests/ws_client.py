@@ -32,16 +32,17 @@ class WsClient:
     async def connect(
         cls, session: Any, url: str, token: str | None, *, since: str | None = None,
         header: bool = False, filter: str | None = None, presence: str | None = None,
-        ready: bool = True,
+        ready: bool = True, heartbeat: float | None = None,
     ) -> WsClient:
-        """`session` is an aiohttp ClientSession or TestClient (then `url` is a path)."""
+        """`session` is an aiohttp ClientSession or TestClient (then `url` is a path);
+        `heartbeat`: send WebSocket pings this often (seconds), which keep the socket alive."""
         params = {}
         headers = {}
         if header:
             headers["Authorization"] = f"Bearer {token}"
             if since:
                 params["since"] = since
-        ws = await session.ws_connect(url, headers=headers, params=params, autoping=True)
+        ws = await session.ws_connect(url, headers=headers, params=params, autoping=True, heartbeat=heartbeat)
         client = cls(ws)
         if not header and token is not None:
             hello: dict[str, Any] = {"op": "auth", "access_token": token}
