@@ -15,6 +15,7 @@ from client_api import (
     push,
     relations,
     rooms,
+    sliding_sync,
     spaces,
     sync,
     threepid,
@@ -26,7 +27,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, websocket,
+    push, spaces, websocket, sliding_sync,
 )
 
 

@@ -88,6 +88,7 @@ from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
+from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.sync_engine import SyncEngine
@@ -322,6 +323,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         sockets=PushSockets(
             engine=sync_engine, acks=SyncAckStore(engine), presence=presence, registry=sockets,
             limits=SocketLimits(**attrs.asdict(cfg.websocket)),
+        ),
+        sliding_sync=SlidingSyncService(
+            engine=sync_engine, events=reader, rooms=rooms_store, e2e=e2e, receipts=receipts,
+            typing=typing, account_data=account_data,
         ),
         profile=profile,
         account_data=account_data_svc,

@@ -23,6 +23,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
+from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -54,4 +55,5 @@ class Services:
     pushers: PusherService
     spaces: SpaceService
     sockets: PushSockets
+    sliding_sync: SlidingSyncService
     max_event_bytes: int = 65_536

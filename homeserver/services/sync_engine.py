@@ -235,6 +235,33 @@ class SyncEngine:
         chosen.reverse()
         return chosen, limited
 
+    async def room_timeline(
+        self, requester: Requester, room_id: str, after: int, upto: int, limit: int,
+    ) -> tuple[list[StoredEvent], bool, str]:
+        """The newest `limit` visible events of a room in (after, upto], oldest first,
+        whether more exist, and the `prev_batch` before them (sliding sync's timeline)."""
+        visible = await self._rooms_svc.visible_window(requester, room_id)
+        if visible.since is not None:
+            after = max(after, visible.since - 1)
+        window, limited = await self._window(room_id, after, upto, limit, EventFilter())
+        if window:
+            return window, limited, encode_topo(before_event(window[0]))
+        topo = await self._events.topo_at_stream(room_id, upto)
+        return window, limited, encode_topo(topo or (0, 0))
+
+    async def format_events(self, events: list[StoredEvent], requester: Requester, bundle: bool) -> list[dict[str, Any]]:
+        return await self._timeline.format(events, requester, include_room_id=False, bundle=bundle)
+
+    async def unread_counts(self, user_id: str, room_ids: list[str], upto: int) -> dict[str, dict[str, int]]:
+        """Per room, `notification_count` and `highlight_count` (what /sync's
+        unread_notifications says)."""
+        resp: dict[str, Any] = {"rooms": {"join": {r: {} for r in room_ids}}, "account_data": {"events": []}}
+        await self._push.add_to(user_id, resp, upto, False, False)
+        return {
+            r: section.get("unread_notifications", {"notification_count": 0, "highlight_count": 0})
+            for r, section in resp["rooms"]["join"].items()
+        }
+
     async def _room_full(
         self, requester: Requester, room_id: str, upto: int, f: SyncFilter, after: int,
     ) -> dict[str, Any] | None:
@@ -351,6 +378,10 @@ class SyncEngine:
             "m.heroes": heroes, "m.joined_member_count": len(joined),
             "m.invited_member_count": len(invited),
         }
+
+    async def invite_section(self, row: Membership) -> dict[str, Any]:
+        """`{"invite_state": {"events": [stripped state]}}` for an invite membership row."""
+        return await self._invite(row)
 
     async def _invite(self, row: Membership) -> dict[str, Any]:
         invite = await self._events.get_event(row.event_id)
