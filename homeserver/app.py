@@ -87,6 +87,7 @@ from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
+from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
@@ -221,8 +222,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     await evaluator.start(max_stream)
     relation_store = RelationStore(engine)
     aggregations = Aggregations(relations=relation_store, events=reader, floor=max_stream)
+    room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name),
+        reader, recent, evaluator, aggregations, room_material, WakeOnCommit(notifier, name),
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -310,7 +312,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
         account_data=account_data, server_name=name, typing=typing,
         receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-        push=PushSync(notifications, push_rules),
+        push=PushSync(notifications, push_rules), material=room_material,
     )
     services = Services(
         server_name=name, auth=auth,

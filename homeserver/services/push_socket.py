@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
-import msgspec
 
 from homeserver.core.errors import MatrixError
 from homeserver.services.auth import Requester
@@ -35,6 +34,7 @@ from homeserver.services.ephemeral import PresenceService
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import SyncToken
+from homeserver.services.room_material import encode_sync
 from homeserver.services.sync_engine import SyncEngine
 from storage.stores.sync_acks import SyncAckStore
 
@@ -52,7 +52,7 @@ CLOSE_BEHIND = 4008  # too many unacknowledged frames: resume from the acknowled
 _DEVICE_KEYS = ("next_batch", "to_device", "device_lists", "device_one_time_keys_count",
                 "device_unused_fallback_key_types")
 _PRESENCE_RANK = {"offline": 0, "unavailable": 1, "online": 2}
-_encode = msgspec.json.Encoder().encode
+_encode = encode_sync  # room events may be shared pre-serialised bytes
 
 
 @attrs.frozen

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.records import Membership
 from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
+from homeserver.services.clock import now_ms
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filtering import EventFilter, SyncFilter, lazy_members
@@ -23,6 +26,7 @@ from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.push_sync import PushSync
 from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead
+from homeserver.services.room_material import RoomMaterial, RoomMaterialCache, SharedEvent, fragment
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import Timeline, before_event, encode_topo
 from storage.stores.filters import AccountDataStore
@@ -63,7 +67,7 @@ class SyncEngine:
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
         e2e: E2eService,
-        push: PushSync,
+        push: PushSync, material: RoomMaterialCache,
     ) -> None:
         self._e2e = e2e
         self._push = push
@@ -78,6 +82,7 @@ class SyncEngine:
         self._notifier = notifier
         self._account_data = account_data
         self.server_name = server_name
+        self._material = material
 
     @property
     def notifier(self) -> NotifierPort:
@@ -274,6 +279,24 @@ class SyncEngine:
         visible = await self._rooms_svc.visible_window(requester, room_id)
         if visible.since is not None:
             after = max(after, visible.since - 1)  # history visibility 'joined'/'invited'
+        # The whole history readable: the room's material is everyone's (room_material.py).
+        key = (
+            self._material.key(room_id, upto, (limit, f.timeline, f.state.lazy_load_members))
+            if after == 0 else None
+        )
+        material = self._material.get(key) if key is not None else None
+        if material is None:
+            material = await self._room_material(room_id, after, upto, limit, f)
+            if key is not None:
+                self._material.put(key, material)
+        return await self._section(
+            requester, head, material.window, material.limited, material.prev_batch, material.state, f,
+            material=material,
+        )
+
+    async def _room_material(
+        self, room_id: str, after: int, upto: int, limit: int, f: SyncFilter,
+    ) -> RoomMaterial:
         window, limited = await self._window(room_id, after, upto, limit, f.timeline)
         if window and not limited and window[0].event.prev_event_ids:
             # History we do not hold (a room joined over federation): let clients paginate.
@@ -286,7 +309,9 @@ class SyncEngine:
             state = await self._events.state_at_stream(room_id, upto)
             topo = await self._events.topo_at_stream(room_id, upto)
             prev_batch = encode_topo(topo or (0, 0))
-        return await self._section(requester, head, window, limited, prev_batch, state, f)
+        # The state is the one before the window, so the senders' members are in it.
+        lazy = lazy_members(state, {se.event.sender for se in window}) if f.state.lazy_load_members else {}
+        return RoomMaterial(window, limited, prev_batch, state, lazy)
 
     async def _incremental_rooms(
         self, requester: Requester, room_ids: list[str], since: SyncToken, now: SyncToken,
@@ -327,9 +352,14 @@ class SyncEngine:
 
     async def _section(
         self, requester: Requester, head: RoomHead, window: list[StoredEvent], limited: bool,
-        prev_batch: str, state: StateMap, f: SyncFilter,
+        prev_batch: str, state: StateMap, f: SyncFilter, material: RoomMaterial | None = None,
     ) -> dict[str, Any]:
-        if f.state.lazy_load_members:
+        if f.state.lazy_load_members and material is not None:
+            # Shared senders' members, plus the user's own (spec "Lazy-loading room members").
+            own = ("m.room.member", requester.user_id)
+            lazy = material.lazy_state
+            state = {**lazy, own: state[own]} if own in state else lazy
+        elif f.state.lazy_load_members:
             state = await self._lazy_members(requester.user_id, window, state)
         # Spec "Filtering", event_format: "federation" asks for the events as PDUs.
         federation = f.event_format == "federation"
@@ -338,21 +368,60 @@ class SyncEngine:
             (se for se in state_events.values() if f.state.matches(se.event)),
             key=lambda se: se.stream_ordering,
         )
-        return {
-            "timeline": {
-                "events": await self._timeline.format(
-                    window, requester, include_room_id=False, bundle=True, federation=federation,
-                ),
-                "limited": limited, "prev_batch": prev_batch,
-            },
-            "state": {"events": await self._timeline.format(
+        timeline_out: list[Any]
+        state_out: list[Any]
+        if material is not None and not federation and f.event_fields is None:
+            timeline_out = await self._shared_events(material, window, requester, bundle=True)
+            state_out = await self._shared_events(material, state_list, requester, bundle=False)
+        else:
+            timeline_out = await self._timeline.format(
+                window, requester, include_room_id=False, bundle=True, federation=federation,
+            )
+            state_out = await self._timeline.format(
                 state_list, requester, include_room_id=False, federation=federation,
-            )},
+            )
+        return {
+            "timeline": {"events": timeline_out, "limited": limited, "prev_batch": prev_batch},
+            "state": {"events": state_out},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
             "summary": self._summary(head, requester.user_id),
         }
+
+    async def _shared_events(
+        self, material: RoomMaterial, events: list[StoredEvent], requester: Requester, bundle: bool,
+    ) -> list[Any]:
+        """Events serialised once per room material and shared by every reader (as
+        SharedEvent, `age` spliced in now); the few that depend on the reader (their own
+        transaction ids, bundled aggregations, redactions) are formatted for them."""
+        frags = material.fragments
+        missing = [se for se in events if (se.event.event_id, bundle) not in frags]
+        if missing:
+            anonymous = attrs.evolve(requester, device_id="")  # no transaction ids in shared bytes
+            formatted = await self._timeline.format(missing, anonymous, include_room_id=False, bundle=bundle)
+            for se, ev in zip(missing, formatted, strict=True):
+                frags[(se.event.event_id, bundle)] = fragment(ev)
+        personal = [
+            se for se in events
+            if frags[(se.event.event_id, bundle)] is None
+            or (se.txn_id is not None and se.txn_device == requester.device_id)
+        ]
+        own: dict[str, dict[str, Any]] = {}
+        if personal:
+            formatted = await self._timeline.format(personal, requester, include_room_id=False, bundle=bundle)
+            own = {se.event.event_id: ev for se, ev in zip(personal, formatted, strict=True)}
+        now = now_ms()
+        out: list[Any] = []
+        for se in events:
+            mine = own.get(se.event.event_id)
+            if mine is not None:
+                out.append(mine)
+            else:
+                frag = frags[(se.event.event_id, bundle)]
+                assert frag is not None
+                out.append(SharedEvent(frag.event, frag.with_age(now)))
+        return out
 
     async def _lazy_members(self, user_id: str, window: list[StoredEvent], state: StateMap) -> StateMap:
         """Spec: "Lazy-loading room members": only the member events of the timeline's
