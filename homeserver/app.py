@@ -437,6 +437,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         # on_shutdown runs before aiohttp waits for in-flight requests to finish.
         woken = runtime.services.notifier.close()
         closed = await runtime.services.sockets.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        await runtime.services.sockets.flush_acks()
         log.info("shutting down: closed %d WebSockets", closed)
         log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
 

@@ -51,6 +51,7 @@ CLOSE_BEHIND = 4008  # too many unacknowledged frames: resume from the acknowled
 
 _DEVICE_KEYS = ("next_batch", "to_device", "device_lists", "device_one_time_keys_count",
                 "device_unused_fallback_key_types")
+ACK_FLUSH_S = 1.0  # acknowledged positions are stored at most this late (and at close)
 _PRESENCE_RANK = {"offline": 0, "unavailable": 1, "online": 2}
 _encode = encode_sync  # room events may be shared pre-serialised bytes
 
@@ -161,6 +162,9 @@ class PushSockets:
         # (user, filter, since, now) -> (response without device sections, its bytes)
         self._shared: LruCache[tuple[str, str, str, str], tuple[dict[str, Any], bytes]] = LruCache(4096)
         self.frames_encoded = 0  # shared parts encoded (the rest were reused)
+        self._dirty: dict[tuple[str, str], str] = {}  # acknowledged, not yet stored
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     # -- session life ----------------------------------------------------------
 
@@ -172,7 +176,9 @@ class PushSockets:
         position, else an initial sync. Replaces the device's previous socket."""
         if presence not in _PRESENCE_RANK:
             raise MatrixError(400, "M_INVALID_PARAM", "presence must be online, offline or unavailable")
-        start = since or await self._acks.get(requester.user_id, requester.device_id)
+        key = (requester.user_id, requester.device_id)
+        # An acknowledgement not written yet (its socket may still be closing) is newer.
+        start = since or self._dirty.get(key) or await self._acks.get(*key)
         position: SyncToken | None = None
         if start:
             try:
@@ -182,7 +188,8 @@ class PushSockets:
         session = PushSession(requester, sync_filter, filter_key, sink, presence, position, position)
         if since and position is not None:
             # A client resuming from `since` has processed everything before it.
-            await self._acks.put(requester.user_id, requester.device_id, since, now_ms())
+            self._dirty[session.key] = since
+            await self.flush_acks(only=session.key)
         old = self.registry.add(session)
         if old is not None:
             await old.sink.close(CLOSE_REPLACED, "replaced by a newer connection of this device")
@@ -191,6 +198,7 @@ class PushSockets:
 
     async def closed(self, session: PushSession) -> None:
         """The socket ended (any reason): presence is the max over the user's other sockets."""
+        await self.flush_acks(only=session.key)
         if self.registry.remove(session):
             await self._presence_changed(session.requester.user_id)
 
@@ -281,7 +289,35 @@ class PushSockets:
             if session.unacked.popleft() == token:
                 break
         session.acked = token
-        await self._acks.put(session.requester.user_id, session.requester.device_id, next_batch, now_ms())
+        # Written in batches (ACK_FLUSH_S) and when the socket closes: one transaction
+        # for many acks. A crash in between re-sends at most that much (never loses any).
+        self._dirty[session.key] = next_batch
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(ACK_FLUSH_S, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_handle = None
+        task = asyncio.get_running_loop().create_task(self.flush_acks())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def flush_acks(self, only: tuple[str, str] | None = None) -> None:
+        """Persist acknowledged positions (all, or one device's)."""
+        if only is not None:
+            position = self._dirty.get(only)
+            rows = [(only[0], only[1], position)] if position is not None else []
+        else:
+            rows = [(u, d, p) for (u, d), p in self._dirty.items()]
+        try:
+            await self._acks.put_many(rows, now_ms())
+        except Exception:
+            log.exception("could not store %d acknowledged positions", len(rows))
+            return
+        # Kept in memory until written, so a reconnect meanwhile resumes from it.
+        for u, d, p in rows:
+            if self._dirty.get((u, d)) == p:
+                del self._dirty[(u, d)]
 
     async def set_presence(self, session: PushSession, presence: str, status_msg: str | None) -> None:
         """The device's own state; the user's is the most present of their devices."""

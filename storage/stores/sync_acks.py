@@ -27,6 +27,18 @@ class SyncAckStore:
                 user_id=user_id, device_id=device_id, position=position, updated_ts=ts,
             ))
 
+    async def put_many(self, rows: list[tuple[str, str, str]], ts: int) -> None:
+        """Several devices' positions (user, device, position) in one transaction."""
+        if not rows:
+            return
+        c = sync_acks.c
+        async with self._engine.begin() as conn:
+            for user_id, device_id, _ in rows:
+                await conn.execute(sync_acks.delete().where(c.user_id == user_id, c.device_id == device_id))
+            await conn.execute(sync_acks.insert(), [
+                {"user_id": u, "device_id": d, "position": p, "updated_ts": ts} for u, d, p in rows
+            ])
+
     async def delete(self, user_id: str, device_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(sync_acks.delete().where(
