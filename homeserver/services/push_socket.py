@@ -188,8 +188,7 @@ class PushSockets:
         session = PushSession(requester, sync_filter, filter_key, sink, presence, position, position)
         if since and position is not None:
             # A client resuming from `since` has processed everything before it.
-            self._dirty[session.key] = since
-            await self.flush_acks(only=session.key)
+            self._mark_acked(session.key, since)
         old = self.registry.add(session)
         if old is not None:
             await old.sink.close(CLOSE_REPLACED, "replaced by a newer connection of this device")
@@ -291,7 +290,10 @@ class PushSockets:
         session.acked = token
         # Written in batches (ACK_FLUSH_S) and when the socket closes: one transaction
         # for many acks. A crash in between re-sends at most that much (never loses any).
-        self._dirty[session.key] = next_batch
+        self._mark_acked(session.key, next_batch)
+
+    def _mark_acked(self, key: tuple[str, str], position: str) -> None:
+        self._dirty[key] = position
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(ACK_FLUSH_S, self._start_flush)
