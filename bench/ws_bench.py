@@ -136,6 +136,13 @@ class Sock:
             await self.ws.send_str('{"op":"ping"}')
 
 
+async def wait_all(events: list[asyncio.Event], timeout: float) -> int:
+    """Wait (bounded) for every event; how many were set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
+    return sum(e.is_set() for e in events)
+
+
 async def bounded(coros: list[Any], limit: int) -> list[Any]:
     sem = asyncio.Semaphore(limit)
 
@@ -190,8 +197,11 @@ async def scenario(n: int, args: argparse.Namespace) -> dict[str, Any]:
         rss0 = rss_mb(pid)
         t = time.perf_counter()
         await bounded([x.open(s, base) for x in socks], 200)
-        await asyncio.wait_for(asyncio.gather(*(x.ready.wait() for x in socks)), 600)
+        ready = await wait_all([x.ready for x in socks], 300)
         out["connect_all_s"] = round(time.perf_counter() - t, 1)
+        if ready < n:  # bounded: report how far it got instead of waiting on
+            out["ready_within_300s"] = ready
+            return out
         await asyncio.sleep(2)
         out["rss_per_idle_socket_kb"] = round((rss_mb(pid) - rss0) * 1024 / n, 1)
         out["server_rss_mb"] = round(rss_mb(pid), 1)
@@ -251,7 +261,8 @@ async def scenario(n: int, args: argparse.Namespace) -> dict[str, Any]:
 async def compare(args: argparse.Namespace) -> dict[str, Any]:
     """The same receivers and messages through long-poll /sync and through WebSocket."""
     out: dict[str, Any] = {}
-    async with server() as (base, pid), aiohttp.ClientSession() as s:
+    conn = aiohttp.TCPConnector(limit=0)  # every long-poll holds a connection
+    async with server() as (base, pid), aiohttp.ClientSession(connector=conn) as s:
         sender = await Client(s, base).register("sender")
         users = [await Client(s, base).register("cmp") for _ in range(args.receivers)]
         room = (await sender.req("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
@@ -307,7 +318,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--sockets", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--sockets", type=int, nargs="*", default=[1000, 10000])
     p.add_argument("--messages", type=int, default=30)
     p.add_argument("--receivers", type=int, default=100)
     p.add_argument("--skip-compare", action="store_true")
