@@ -16,9 +16,11 @@ from client_api import (
     push,
     relations,
     rooms,
+    sliding_sync,
     spaces,
     sync,
     threepid,
+    websocket,
 )
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
@@ -26,7 +28,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, appservice,
+    push, spaces, appservice, websocket, sliding_sync,
 )
 
 

@@ -18,7 +18,8 @@ SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
 # Authenticated media (/_matrix/client/v1/media, spec v1.11) under the flag clients check
 # when the server does not claim v1.11 (MSC3916): with the legacy endpoints frozen
 # (media.enable_authenticated_media), clients must know to use the new ones.
-UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True}
+# MSC4186 (simplified sliding sync): matrix-rust-sdk (Element X) looks for this key.
+UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True, "org.matrix.simplified_msc3575": True}
 
 
 @routes.get("/versions")

@@ -10,6 +10,8 @@ from aiohttp import web
 from client_api.http import cs, parse_body, requester, services
 from homeserver.core.errors import MatrixError, forbidden
 from homeserver.http.responses import ok
+from homeserver.services.auth import Requester
+from homeserver.services.container import Services
 
 routes = web.RouteTableDef()
 
@@ -52,8 +54,13 @@ async def typing(request: web.Request) -> web.Response:
 
 
 async def _receipt(request: web.Request, room_id: str, receipt_type: str, event_id: str, thread_id: str | None) -> None:
-    req = await requester(request)
-    svc = services(request)
+    await put_receipt(services(request), await requester(request), room_id, receipt_type, event_id, thread_id)
+
+
+async def put_receipt(
+    svc: Services, req: Requester, room_id: str, receipt_type: str, event_id: str, thread_id: str | None,
+) -> None:
+    """A receipt or read marker, from HTTP or a WebSocket `receipt` op."""
     await svc.rooms.require_joined(req, room_id)
     target = await svc.events.get_event(event_id)
     if target is None or target.event.room_id != room_id:

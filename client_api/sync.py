@@ -9,6 +9,7 @@ from aiohttp import web
 
 from client_api.http import cs, json_body, parse_query, requester, require_own_user, services
 from homeserver.http.responses import ok
+from homeserver.services.room_material import encode_sync
 
 routes = web.RouteTableDef()
 
@@ -51,4 +52,5 @@ async def sync(request: web.Request) -> web.Response:
         req, query.since, max(query.timeout, 0), flt, full_state=query.full_state,
         set_presence=query.set_presence,
     )
-    return ok(result)
+    # Room events may arrive serialised already (shared per room): encode_sync splices them.
+    return web.Response(body=encode_sync(result), content_type="application/json")

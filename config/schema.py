@@ -427,6 +427,22 @@ class AiAssistantConfig:
 
 
 @attrs.frozen
+class WebSocketConfig:
+    """The WebSocket sync transport (docs/websocket.md)."""
+
+    # Advertised to clients: they send a frame (a ping) at least this often.
+    heartbeat_interval_ms: int = setting(30_000, check=_positive)
+    # No frame from the client for this long: the socket is closed (code 4002).
+    dead_after_ms: int = setting(60_000, check=_positive)
+    # Unacknowledged frames after which typing and presence are dropped...
+    coalesce_after: int = setting(32, check=_positive)
+    # ...and after which the socket is closed (code 4008) to resume from its acknowledged position.
+    max_unacked: int = setting(256, check=_positive)
+    # Bigger client frames close the socket (1009).
+    max_frame_bytes: int = setting(69_632, check=_positive)
+
+
+@attrs.frozen
 class HomeserverConfig:
     server_name: str = setting(check=_server_name)
     listeners: tuple[ListenerConfig, ...] = setting(
@@ -443,6 +459,7 @@ class HomeserverConfig:
     email: EmailConfig = attrs.field(factory=EmailConfig)
     app_services: AppServicesConfig = attrs.field(factory=AppServicesConfig)
     ai_assistant: AiAssistantConfig = attrs.field(factory=AiAssistantConfig)
+    websocket: WebSocketConfig = attrs.field(factory=WebSocketConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -476,6 +493,7 @@ for _cls in (
     EmailConfig,
     AppServicesConfig,
     AiAssistantConfig,
+    WebSocketConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

@@ -83,6 +83,12 @@ from homeserver.services.push import (
     PushRulesService,
     UnreadCache,
 )
+from homeserver.services.push_socket import (
+    CLOSE_GOING_AWAY,
+    PushSockets,
+    SocketLimits,
+    SocketRegistry,
+)
 from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
@@ -90,9 +96,12 @@ from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
+from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
+from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
+from homeserver.services.sync_engine import SyncEngine
 from homeserver.services.timeline import Timeline
 from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
@@ -114,6 +123,7 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
+from storage.stores.sync_acks import SyncAckStore
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -253,8 +263,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         retry_min_ms=cfg.app_services.retry_min_ms, retry_max_ms=cfg.app_services.retry_max_ms,
     )
     await as_queue.start(max_stream)
+    room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name), as_queue,
+        reader, recent, evaluator, aggregations, room_material, WakeOnCommit(notifier, name), as_queue,
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -314,7 +325,13 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
 
     # -- client-facing services
-    auth = AuthService(users, secret, name, device_deleted=e2e.device_deleted)
+    sockets = SocketRegistry()
+
+    async def device_deleted(user_id: str, device_id: str) -> None:
+        await e2e.device_deleted(user_id, device_id)
+        await sockets.device_gone(user_id, device_id)  # its WebSocket closes with the reason
+
+    auth = AuthService(users, secret, name, device_deleted=device_deleted)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
@@ -333,6 +350,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
         appservices=appservices,
     )
+    sync_engine = SyncEngine(
+        events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
+        account_data=account_data, server_name=name, typing=typing,
+        receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
+        push=PushSync(notifications, push_rules), material=room_material,
+    )
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(
@@ -343,11 +366,14 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         ai_records=AiRecordService(store=AiRecordStore(engine), events=reader, appservices=appservices),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
-        sync=SyncService(
-            events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
-            account_data=account_data, server_name=name, typing=typing,
-            receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-            push=PushSync(notifications, push_rules),
+        sync=SyncService(engine=sync_engine, presence=presence),
+        sockets=PushSockets(
+            engine=sync_engine, acks=SyncAckStore(engine), presence=presence, registry=sockets,
+            limits=SocketLimits(**attrs.asdict(cfg.websocket)),
+        ),
+        sliding_sync=SlidingSyncService(
+            engine=sync_engine, events=reader, rooms=rooms_store, e2e=e2e, receipts=receipts,
+            typing=typing, account_data=account_data,
         ),
         profile=profile,
         account_data=account_data_svc,
@@ -465,6 +491,9 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     async def answer_long_polls(app: web.Application) -> None:
         # on_shutdown runs before aiohttp waits for in-flight requests to finish.
         woken = runtime.services.notifier.close()
+        closed = await runtime.services.sockets.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        await runtime.services.sockets.flush_acks()
+        log.info("shutting down: closed %d WebSockets", closed)
         log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

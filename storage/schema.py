@@ -507,3 +507,15 @@ ai_interaction_records = sa.Table(
     sa.Index("ai_records_status", "status", "id"),
     **_MYSQL,
 )
+
+# The last sync position each device acknowledged over the WebSocket transport: a
+# reconnect without `since` resumes here, so what was sent but not acknowledged is sent
+# again (docs/websocket.md).
+sync_acks = sa.Table(
+    "sync_acks", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("position", sa.String(255), nullable=False),
+    sa.Column("updated_ts", Ts, nullable=False),
+    **_MYSQL,
+)

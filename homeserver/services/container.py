@@ -20,10 +20,12 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
+from homeserver.services.push_socket import PushSockets
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
+from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -56,4 +58,6 @@ class Services:
     spaces: SpaceService
     appservices: AppServiceRegistry
     ai_records: AiRecordService
+    sockets: PushSockets
+    sliding_sync: SlidingSyncService
     max_event_bytes: int = 65_536

@@ -441,19 +441,23 @@ class E2eService:
 
     async def sync_into(
         self, requester: Requester, since: SyncToken | None, now: SyncToken, resp: dict[str, Any],
+        acked_to_device: int | None = None,
     ) -> None:
         """Fill `to_device`, `device_lists`, `device_one_time_keys_count` and
         `device_unused_fallback_key_types` of a /sync answer; the next `since` acknowledges
-        (and deletes) the to-device messages given here."""
+        (and deletes) the to-device messages given here. A transport with explicit
+        acknowledgements (the WebSocket) passes `acked_to_device`: only messages up to it
+        are deleted, and those after `since` are given."""
         user, device = requester.user_id, requester.device_id
-        acked = since.to_device if since is not None else 0
+        after = since.to_device if since is not None else 0
+        acked = after if acked_to_device is None else min(acked_to_device, after)
         # Nothing queued for the user since `acked` and nothing given that this sync
         # acknowledges: no query.
         if (
             since is None or (user, device) in self._awaiting_ack
-            or self._notifier.maybe_changed("to_device", user, acked)
+            or self._notifier.maybe_changed("to_device", user, after)
         ):
-            messages = await self._store.to_device(user, device, acked, now.to_device, TO_DEVICE_LIMIT)
+            messages = await self._store.to_device(user, device, acked, now.to_device, TO_DEVICE_LIMIT, after)
             if messages:
                 self._awaiting_ack.add((user, device))
             else:

@@ -159,6 +159,11 @@ class EventReader:
         recent-event ring answers the same from memory when it covers `after`)."""
         return await self._events.room_events_after(room_ids, after, upto, limit)
 
+    async def latest_of_types(
+        self, room_ids: Sequence[str], types: Sequence[str], upto: int,
+    ) -> dict[str, int]:
+        return await self._events.latest_of_types(room_ids, types, upto)
+
     async def paginate(
         self, room_id: str, cursor: tuple[int, int], backwards: bool, limit: int,
         to: tuple[int, int] | None,

@@ -327,6 +327,8 @@ class RoomService:
         head = await self.head_or_404(room_id)
         membership = head.members.get(requester.user_id)
         visibility = await self.history_visibility(head)
+        if membership == "join" and visibility not in ("joined", "invited"):
+            return head, Visibility(None, None)  # a member reads all of a shared room's history
         if membership in ("join", "leave", "ban"):
             row = await self._rooms.get_membership(room_id, requester.user_id)
             upto = row.stream_ordering if row is not None and membership != "join" else None

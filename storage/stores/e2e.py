@@ -243,8 +243,12 @@ class E2eStore:
                 {"stream_id": s, "user_id": u, "device_id": d, "json": _dump(m)} for s, u, d, m in rows
             ])
 
-    async def to_device(self, user_id: str, device_id: str, acked: int, upto: int, limit: int) -> list[ToDevice]:
-        """Delete what the device acknowledged (up to `acked`), then return what follows."""
+    async def to_device(
+        self, user_id: str, device_id: str, acked: int, upto: int, limit: int, after: int | None = None,
+    ) -> list[ToDevice]:
+        """Delete what the device acknowledged (up to `acked`), then return what follows
+        `after` (default `acked`: a transport that sends ahead of acks gives both)."""
+        after = acked if after is None else max(after, acked)
         c = device_inbox.c
         async with self._engine.begin() as conn:
             if acked > 0:
@@ -252,6 +256,6 @@ class E2eStore:
                     c.user_id == user_id, c.device_id == device_id, c.stream_id <= acked,
                 ))
             rows = await conn.execute(sa.select(c.stream_id, c.json).where(
-                c.user_id == user_id, c.device_id == device_id, c.stream_id > acked, c.stream_id <= upto,
+                c.user_id == user_id, c.device_id == device_id, c.stream_id > after, c.stream_id <= upto,
             ).order_by(c.stream_id).limit(limit))
             return [ToDevice(r.stream_id, json.loads(r.json)) for r in rows]

@@ -234,6 +234,23 @@ class EventStore:
         async with self._engine.connect() as conn:
             return [_stored(r) for r in await conn.execute(q)]
 
+    async def latest_of_types(
+        self, room_ids: Sequence[str], types: Sequence[str], upto_stream: int,
+    ) -> dict[str, int]:
+        """Per room, the stream position of its newest event of one of `types` (sliding
+        sync's `bump_stamp`); rooms with none are absent."""
+        if not room_ids:
+            return {}
+        q = (
+            sa.select(events.c.room_id, sa.func.max(events.c.stream_ordering))
+            .where(events.c.room_id.in_(list(room_ids)), events.c.type.in_(list(types)))
+            .where(events.c.stream_ordering <= upto_stream, events.c.stream_ordering > 0)
+            .where(events.c.outlier.is_(False), events.c.soft_failed.is_(False))
+            .group_by(events.c.room_id)
+        )
+        async with self._engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in await conn.execute(q)}
+
     async def room_stream_window(
         self, room_id: str, upto_stream: int, limit: int, after_stream: int = 0,
     ) -> list[StoredEvent]:

@@ -97,16 +97,24 @@ class PushStore:
 
     async def unread(self, user_id: str, room_ids: Sequence[str], read: ReadPositions) -> list[Notification]:
         """Notifications in these rooms after each room's unthreaded read receipt
-        (threaded receipts are applied by the caller)."""
+        (threaded receipts are applied by the caller), without their actions."""
         if not room_ids:
             return []
         after = sa.or_(*(
             sa.and_(notifications.c.room_id == r, notifications.c.stream_ordering > read.get((r, ""), 0))
             for r in room_ids
         ))
-        q = sa.select(notifications).where(notifications.c.user_id == user_id, after)
+        # Only counted (unread counts, badges): the actions are left out, not decoded.
+        c = notifications.c
+        q = sa.select(
+            c.user_id, c.event_id, c.room_id, c.stream_ordering, c.thread_id, c.highlight, c.ts,
+        ).where(c.user_id == user_id, after)
         async with self._engine.connect() as conn:
-            return [_notification(r) for r in await conn.execute(q)]
+            return [
+                Notification(r.user_id, r.event_id, r.room_id, r.stream_ordering, r.thread_id, [],
+                             bool(r.highlight), r.ts)
+                for r in await conn.execute(q)
+            ]
 
     async def notified_rooms(self, user_id: str) -> list[str]:
         async with self._engine.connect() as conn:

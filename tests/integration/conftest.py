@@ -7,6 +7,7 @@ register their own users, so they do not disturb each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -53,13 +54,20 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module", params=["sqlite", "mysql"], ids=["sqlite", "mysql"])
 def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    workdir = tmp_path_factory.mktemp("server")
+    with start_real_server(tmp_path_factory.mktemp("server"), request.param) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_real_server(workdir: Path, database: str, extra_yaml: str = "") -> Iterator[RunningServer]:
+    """A server process on `database` ("sqlite" or "mysql"); `extra_yaml` is appended to
+    its generated config (top-level sections, e.g. `websocket:` limits)."""
     port = _free_port()
     config = workdir / "homeserver.yaml"
     env = {**os.environ, "TRICOLOR_BCRYPT_ROUNDS": "4", "PYTHONPATH": str(REPO)}
     env.pop("TRICOLOR_DATABASE_URL", None)
     mysql_url = None
-    if request.param == "mysql":
+    if database == "mysql":
         mysql_url = asyncio.run(create_mysql_database())
         env["TRICOLOR_DATABASE_URL"] = mysql_url
     subprocess.run(
@@ -67,6 +75,9 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
          "--port", str(port), "-o", str(config)],
         cwd=REPO, env=env, check=True, capture_output=True, timeout=60,
     )
+    if extra_yaml:
+        with open(config, "a") as f:
+            f.write("\n" + extra_yaml)
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
