@@ -240,7 +240,9 @@ class RoomService:
     ) -> None:
         """invite / kick (leave) / ban / unban (leave) of another user."""
         target = ids.normalize_user_id(target, self.server_name)
-        head = await self.head_or_404(room_id)
+        # Acting on someone else needs the actor in the room (auth rules 4.4.2, 4.5.2, 4.6.1);
+        # an unknown room is the same refusal, as Synapse answers: 403, not 404.
+        head = await self.require_joined(requester, room_id)
         if membership == "invite" and head.members.get(target) == "invite":
             return
         if membership == "invite" and ids.server_of(target) == self.server_name:

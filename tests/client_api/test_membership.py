@@ -230,3 +230,26 @@ async def test_moderators_cannot_kick_or_ban_those_above_them(hs: Matrix) -> Non
         err = await bob.post(f"/rooms/{q(room)}/{action}", {"user_id": alice.user_id}, expect=403)
         assert_error(err, "M_FORBIDDEN")
     assert await membership(bob, room, alice) == "join"
+
+
+async def test_a_non_member_cannot_kick(hs: Matrix) -> None:
+    alice, bob, mallory, zoe = await hs.users("alice", "bob", "mallory", "zoe")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    # Not joined: never in the room, then after leaving (with the kick power level kept).
+    for target in (bob, alice, zoe):
+        err = await mallory.post(f"/rooms/{q(room)}/kick", {"user_id": target.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+    await alice.put_state(room, "m.room.power_levels", {
+        **(await alice.state(room, "m.room.power_levels")), "users": {alice.user_id: 100, mallory.user_id: 100},
+    })
+    await mallory.join(room)
+    await mallory.leave(room)
+    for target in (bob, zoe):
+        err = await mallory.post(f"/rooms/{q(room)}/kick", {"user_id": target.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+    assert await joined(alice, room) == {alice.user_id, bob.user_id}
+    assert await membership(alice, room, zoe) is None
+    for action in ("kick", "ban", "invite"):
+        err = await mallory.post(f"/rooms/{q('!unknown:hs.test')}/{action}", {"user_id": bob.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
