@@ -296,15 +296,58 @@ class RoomService:
     ) -> str:
         # A repeated txn id is answered with the original event (checked under the room lock).
         txn = (requester.device_id, txn_id) if txn_id is not None else None
-        await self.head_or_404(room_id)
+        head = await self.head_or_404(room_id)
         if event_type == "m.room.member" and state_key is not None:
             membership = content.get("membership")
             if not isinstance(membership, str):
                 raise MatrixError(400, "M_BAD_JSON", "membership is required")
+        if event_type == "m.room.canonical_alias" and state_key == "":
+            await self._check_canonical_alias(head, content)
         se = await self._writer.send_event(room_id, EventSpec(
             event_type, requester.user_id, content, state_key, redacts, txn,
         ))
         return se.event.event_id
+
+    async def _check_canonical_alias(self, head: RoomHead, content: dict[str, Any]) -> None:
+        """Spec "m.room.canonical_alias" (PUT state): a malformed alias is 400 M_INVALID_PARAM and
+        one that does not point to this room 400 M_BAD_ALIAS. Only aliases new to the event are
+        checked, so an alias deleted since can still be dropped from the list."""
+        previous: dict[str, Any] = {}
+        if (eid := head.state.get(("m.room.canonical_alias", ""))) is not None:
+            if (old := await self._events.get_event(eid)) is not None:
+                previous = old.event.content
+        alias = content.get("alias")
+        alt = content.get("alt_aliases", [])
+        if alias is not None and not isinstance(alias, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "alias must be a string")
+        if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
+            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases must be a list of strings")
+        old_alt = previous.get("alt_aliases")
+        known = set(old_alt) if isinstance(old_alt, list) else set()
+        new = [a for a in alt if a not in known]
+        if alias and alias != previous.get("alias"):
+            new.insert(0, alias)
+        for candidate in new:
+            await self._alias_points_here(candidate, head.room_id)
+
+    async def _alias_points_here(self, alias: str, room_id: str) -> None:
+        try:
+            local, _ = ids.split_id("#", alias)
+        except ValueError:
+            local = ""
+        if not local or len(alias.encode()) > ids.MAX_ID_BYTES:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias: {alias}")
+        target: str | None = None
+        found = await self._rooms.get_alias(alias)
+        if found is not None:
+            target = found[0]
+        elif self._remote.enabled and ids.server_of(alias) != self.server_name:
+            try:
+                target = (await self._remote.query_alias(alias)).get("room_id")
+            except MatrixError:
+                target = None
+        if target != room_id:
+            raise MatrixError(400, "M_BAD_ALIAS", f"Room alias {alias} does not point to the room")
 
     async def current_state(self, requester: Requester, room_id: str) -> list[Event]:
         head, window = await self._readable_head(requester, room_id)
