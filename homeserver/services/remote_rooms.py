@@ -26,6 +26,8 @@ from homeserver.services.reader import EventReader
 from homeserver.services.writer import RoomWriterPort
 
 log = logging.getLogger(__name__)
+# A dead server must not hold a rejection for the client's whole request timeout.
+_LEAVE_TIMEOUT_S = 10.0
 
 INVITE_STATE_TYPES = (
     "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.topic",
@@ -42,7 +44,11 @@ class RemoteRoomsPort(Protocol):
         self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
     ) -> None: ...
 
-    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None: ...
+    async def leave_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], invite_event_id: str | None = None,
+    ) -> None:
+        """Leave (reject an invite) through a resident server; with ``invite_event_id``, a
+        rejection no server could carry is made locally instead (as Synapse does)."""
 
     async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
         """The invite PDU with the invitee's server's signature added."""
@@ -65,7 +71,9 @@ class NullRemoteRooms:
     ) -> None:
         raise not_found("Unknown room")
 
-    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None:
+    async def leave_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], invite_event_id: str | None = None,
+    ) -> None:
         raise forbidden("You are not in this room")
 
     async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
@@ -182,13 +190,18 @@ class RemoteRooms:
         await self._keyring.verify_json(redact_pdu(room_version, merged), server_of(target), event.origin_server_ts)
         return merged
 
-    async def leave_remote(self, user_id: str, room_id: str, servers: Sequence[str]) -> None:
-        """Reject an invite (or leave a room we hold no state for) through a resident server."""
+    async def leave_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], invite_event_id: str | None = None,
+    ) -> None:
+        """Reject an invite (or leave a room we hold no state for) through a resident server.
+        When none answers and this rejects an invite we hold, the rejection is made here:
+        the invitee must be able to get rid of an invite to a room that is gone."""
         last: Exception | None = None
         for server in dict.fromkeys(s for s in servers if s != self.server_name):
             try:
                 made = await self._client.request(
                     "GET", server, f"/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
+                    timeout=_LEAVE_TIMEOUT_S,
                 )
                 version = made.get("room_version", "10")
                 template = dict(made["event"])
@@ -199,12 +212,34 @@ class RemoteRooms:
                 leave = event_from_pdu(version, signed)
                 await self._client.request(
                     "PUT", server, f"/_matrix/federation/v2/send_leave/{room_id}/{leave.event_id}", body=signed,
+                    timeout=_LEAVE_TIMEOUT_S,
                 )
                 await self._writer.append_outliers([leave], NewRoom(room_id, version, "", now_ms()), invite_for=user_id)
                 return
-            except (FederationRequestError, KeyError, TypeError) as e:
+            except (FederationRequestError, KeyError, TypeError, ValueError) as e:
+                log.info("leave of %s through %s failed: %s", room_id, server, e)
                 last = e
-        raise MatrixError(502, "M_UNKNOWN", f"Could not leave the room: {last}")
+        if invite_event_id is not None and await self._reject_locally(user_id, room_id, invite_event_id):
+            return
+        raise MatrixError(502, "M_UNKNOWN", f"Could not leave the room: {last or 'no server to ask'}")
+
+    async def _reject_locally(self, user_id: str, room_id: str, invite_event_id: str) -> bool:
+        """An out-of-band leave after the invite, signed by us and kept as an outlier: the
+        invite leaves /sync; the room's servers learn of it if they ever ask."""
+        invite = await self._events.get_event(invite_event_id)
+        if invite is None:
+            return False
+        record = invite.event.room_version
+        template: dict[str, Any] = {
+            "room_id": room_id, "type": "m.room.member", "sender": user_id, "state_key": user_id,
+            "content": {"membership": "leave"}, "origin_server_ts": now_ms(),
+            "prev_events": [invite_event_id], "auth_events": [invite_event_id],
+            "depth": invite.event.depth + 1,
+        }
+        signed = hash_and_sign_pdu(record, template, self.server_name, self._key)
+        leave = event_from_pdu(record, signed)
+        await self._writer.append_outliers([leave], invite_for=user_id)
+        return True
 
     async def backfill_from_peers(self, room_id: str, earliest: Sequence[str], limit: int) -> int:
         head = await self._events.room_head(room_id)

@@ -225,11 +225,19 @@ class RoomService:
         head = await self._is_resident(room_id)
         if head is None:
             row = await self._rooms.get_membership(room_id, requester.user_id)
-            if row is None or row.membership != "invite" or not self._remote.enabled:
+            if row is None or row.membership not in ("invite", "knock") or not self._remote.enabled:
                 raise forbidden("You are not in this room")
-            await self._remote.leave_remote(
-                requester.user_id, room_id, [ids.server_of(row.sender), ids.server_of(room_id)],
-            )
+            held = await self._events.room_head(room_id)
+            if held is not None and held.members.get(requester.user_id) == row.membership and (
+                ids.server_of(room_id) == self.server_name
+            ):
+                # Our own room whose members all left: the rejection is an ordinary event here.
+                await self._membership(requester.user_id, room_id, requester.user_id, "leave", reason)
+                return
+            servers = [ids.server_of(row.sender), ids.server_of(room_id)]
+            if held is not None:
+                servers += sorted({ids.server_of(u) for u, m in held.members.items() if m == "join"})
+            await self._remote.leave_remote(requester.user_id, room_id, servers, invite_event_id=row.event_id)
             return
         if head.members.get(requester.user_id) in (None, "leave"):
             raise forbidden("You are not in this room")
