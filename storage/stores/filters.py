@@ -6,9 +6,13 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.schema import account_data, filters
+
+# Concurrent uploads by one user beyond this many at once are not a client's behaviour.
+_ID_ATTEMPTS = 50
 
 
 class FilterStore:
@@ -18,15 +22,22 @@ class FilterStore:
         self._cache: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def add_filter(self, user_id: str, body: dict[str, Any]) -> int:
-        async with self._engine.begin() as conn:
-            top = (await conn.execute(
-                sa.select(sa.func.max(filters.c.filter_id)).where(filters.c.user_id == user_id)
-            )).scalar()
-            fid = int(top if top is not None else -1) + 1
-            await conn.execute(filters.insert().values(
-                user_id=user_id, filter_id=fid, json=json.dumps(body),
-            ))
-        return fid
+        """The user's next filter id. Two concurrent uploads may read the same maximum: the
+        (user, id) primary key lets one insert win and the other tries the next id."""
+        for _ in range(_ID_ATTEMPTS):
+            try:
+                async with self._engine.begin() as conn:
+                    top = (await conn.execute(
+                        sa.select(sa.func.max(filters.c.filter_id)).where(filters.c.user_id == user_id)
+                    )).scalar()
+                    fid = int(top if top is not None else -1) + 1
+                    await conn.execute(filters.insert().values(
+                        user_id=user_id, filter_id=fid, json=json.dumps(body),
+                    ))
+                return fid
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not allocate a filter id for {user_id}")
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
         hit = self._cache.get((user_id, filter_id))
