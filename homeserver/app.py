@@ -280,6 +280,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
+        account_data=account_data,
     )
     notifications = NotificationService(
         store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,

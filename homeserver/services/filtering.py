@@ -81,6 +81,8 @@ class EventFilter:
     include_redundant_members: bool = False
     # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
     unread_thread_notifications: bool = False
+    # Spec "Ignoring Users": their events are not sent, "with the exception of state events".
+    ignored: frozenset[str] = frozenset()
 
     @classmethod
     def from_query(cls, text: str | None) -> EventFilter:
@@ -137,7 +139,12 @@ class EventFilter:
         return True
 
     def matches(self, event: Event) -> bool:
+        if self.ignored and event.sender in self.ignored and not event.is_state:
+            return False
         return self.allows(event.type, event.sender, event.room_id, event.content)
+
+    def ignoring(self, users: frozenset[str]) -> EventFilter:
+        return attrs.evolve(self, ignored=users) if users else self
 
     def room_allowed(self, room_id: str) -> bool:
         if self.rooms is not None and room_id not in self.rooms:
@@ -219,6 +226,10 @@ class SyncFilter:
             event_fields=None if fields is None else tuple(_field_path(f) for f in fields),
             event_format=event_format,
         )
+
+    def ignoring(self, users: frozenset[str]) -> SyncFilter:
+        """This filter with the timeline dropping what ignored users sent."""
+        return attrs.evolve(self, timeline=self.timeline.ignoring(users)) if users else self
 
     def room_allowed(self, room_id: str) -> bool:
         if self.rooms is not None and room_id not in self.rooms:

@@ -125,6 +125,8 @@ class SyncService:
         now = now or self._notifier.current_token()
         resp = empty_response(now.encode())
         user = requester.user_id
+        ignored = await self._account_data.ignored_users(user)
+        f = f.ignoring(ignored)
         since_ev = since.events if since is not None else 0
         if since is None or full_state:
             wanted = ["join", "invite"] + (["leave", "ban"] if f.include_leave else [])
@@ -153,7 +155,8 @@ class SyncService:
                 if section is not None:
                     rooms["join"][row.room_id] = section
             elif row.membership == "invite":
-                rooms["invite"][row.room_id] = await self._invite(row)
+                if row.sender not in ignored:  # spec "Ignoring Users": their invites are not sent
+                    rooms["invite"][row.room_id] = await self._invite(row)
             elif row.membership in ("leave", "ban") and (since is not None or f.include_leave):
                 section = await self._room_full(requester, row.room_id, row.stream_ordering, f, since_ev)
                 if section is not None:

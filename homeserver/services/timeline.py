@@ -16,6 +16,7 @@ from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.rooms import RoomService
+from storage.stores.filters import AccountDataStore
 
 Topo = tuple[int, int]
 
@@ -32,8 +33,9 @@ def before_event(se: StoredEvent) -> Topo:
 class Timeline:
     def __init__(
         self, *, events: EventReader, rooms: RoomService, notifier: NotifierPort,
-        remote: RemoteRoomsPort, aggregations: Aggregations,
+        remote: RemoteRoomsPort, aggregations: Aggregations, account_data: AccountDataStore,
     ) -> None:
+        self._account_data = account_data
         self._aggregations = aggregations
         self._events = events
         self._rooms = rooms
@@ -128,6 +130,7 @@ class Timeline:
     ) -> dict[str, Any]:
         if direction not in ("b", "f"):
             raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
+        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
         window = await self._rooms.visible_window(requester, room_id)
         upto = window.upto
         limit = max(0, min(limit, 1000))
@@ -217,6 +220,7 @@ class Timeline:
             raise not_found("Event not found.")
         limit = max(0, min(limit, 100))
         before_n = limit // 2
+        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
 
         async def side(backwards: bool, wanted: int) -> list[StoredEvent]:
             picked: list[StoredEvent] = []
