@@ -11,11 +11,11 @@ from typing import Any
 
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
-from homeserver.core.events import Event, compute_event_id, event_from_pdu
+from homeserver.core.events import Event, compute_event_id, countersign_pdu, event_from_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.core.signing import SigningKey, sign_json
+from homeserver.core.signing import SigningKey
 from homeserver.services.clock import now_ms
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
 from homeserver.services.reader import EventReader
@@ -157,7 +157,7 @@ class FederationRooms:
             raise forbidden("Not an invite event from your server")
         if server_of(target) != self.server_name or await self._users.get_user(target) is None:
             raise not_found("Unknown user")
-        signed = sign_json(event.pdu, self.server_name, self._key)
+        signed = countersign_pdu(version, event.pdu, self.server_name, self._key)
         stripped = body.get("invite_room_state") or []
         kept = dict(signed, unsigned={**signed.get("unsigned", {}), "invite_room_state": stripped})
         await self._writer.append_outliers(

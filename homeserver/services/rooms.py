@@ -83,16 +83,27 @@ class RoomService:
         return head
 
     async def _member_content(self, user_id: str, membership: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """A member event's content with the target's profile on joins and invites (as
+        Synapse fills it: clients show the invitee's name in the timeline, not their id)."""
         content: dict[str, Any] = {"membership": membership}
-        if membership == "join" and ids.server_of(user_id) == self.server_name:
-            user = await self._users.get_user(user_id)
-            if user is not None:
-                if user.displayname is not None:
-                    content["displayname"] = user.displayname
-                if user.avatar_url is not None:
-                    content["avatar_url"] = user.avatar_url
+        if membership in ("join", "invite"):
+            content.update(await self._profile_of(user_id))
         content.update(extra)
         return content
+
+    async def _profile_of(self, user_id: str) -> dict[str, Any]:
+        if ids.server_of(user_id) == self.server_name:
+            user = await self._users.get_user(user_id)
+            if user is None:
+                return {}
+            found = {"displayname": user.displayname, "avatar_url": user.avatar_url}
+            return {k: v for k, v in found.items() if v is not None}
+        if not self._remote.enabled:
+            return {}
+        try:
+            return await self._remote.query_profile(user_id)
+        except MatrixError:
+            return {}  # an unreachable server does not stop the invite; the id is shown
 
     # -- createRoom -----------------------------------------------------------
 
@@ -257,7 +268,9 @@ class RoomService:
             if await self._users.get_user(target) is None:
                 raise not_found("Unknown user")
         if membership == "invite" and ids.server_of(target) != self.server_name:
-            await self._invite_remote(requester.user_id, room_id, target, {"reason": reason} if reason else {})
+            extra = await self._member_content(target, "invite", {"reason": reason} if reason else {})
+            extra.pop("membership")
+            await self._invite_remote(requester.user_id, room_id, target, extra)
             return
         await self._membership(requester.user_id, room_id, target, membership, reason)
 

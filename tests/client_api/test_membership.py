@@ -253,3 +253,16 @@ async def test_a_non_member_cannot_kick(hs: Matrix) -> None:
     for action in ("kick", "ban", "invite"):
         err = await mallory.post(f"/rooms/{q('!unknown:hs.test')}/{action}", {"user_id": bob.user_id}, expect=403)
         assert_error(err, "M_FORBIDDEN")
+
+
+async def test_invite_events_carry_the_invitees_profile(hs: Matrix) -> None:
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    await bob.put(f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bobby"})
+    await bob.put(f"/profile/{q(bob.user_id)}/avatar_url", {"avatar_url": "mxc://hs.test/bob"})
+    room = await alice.create_room()
+    await alice.invite(room, bob)
+    member = await alice.state(room, "m.room.member", bob.user_id)
+    assert member == {"membership": "invite", "displayname": "Bobby", "avatar_url": "mxc://hs.test/bob"}
+    await alice.post(f"/rooms/{q(room)}/invite", {"user_id": carol.user_id, "reason": "lunch"})
+    member = await alice.state(room, "m.room.member", carol.user_id)
+    assert member == {"membership": "invite", "displayname": "carol", "reason": "lunch"}

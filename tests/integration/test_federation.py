@@ -141,6 +141,15 @@ async def test_remote_profile_lookup(net: dict[str, Any], session: aiohttp.Clien
     assert {"user_id": bob.user_id, "display_name": "Bob on hs2"} in found["results"]
 
 
+async def test_a_remote_invite_carries_the_invitees_profile(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    await bob.call("PUT", f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bob of hs2"})
+    room = await alice.create_room(preset="private_chat")
+    await alice.call("POST", f"/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+    member = await alice.call("GET", f"/rooms/{q(room)}/state/m.room.member/{q(bob.user_id)}")
+    assert member == {"membership": "invite", "displayname": "Bob of hs2"}
+
+
 async def test_leave_is_seen_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
     alice, bob = await pair(net, session)
     room = await shared_room(alice, bob)
