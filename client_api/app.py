@@ -15,6 +15,7 @@ from client_api import (
     push,
     relations,
     rooms,
+    search,
     spaces,
     sync,
     threepid,
@@ -25,7 +26,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces,
+    push, spaces, search,
 )
 
 

@@ -82,6 +82,7 @@ from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -102,6 +103,7 @@ from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.rooms import RoomStore
+from storage.stores.search import SearchStore
 from storage.stores.state import StateStore
 from storage.stores.users import UserStore
 
@@ -145,8 +147,10 @@ class PushRuntime:
     evaluator: PushEvaluator
     pushers: PusherService
     gateway: HttpPushGateway
+    indexer: SearchIndexer  # the other fan-out subscriber with a task of its own
 
     async def close(self) -> None:
+        await self.indexer.stop()
         await self.evaluator.stop()
         await self.pushers.stop()
         await self.gateway.close()
@@ -210,10 +214,13 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         deliver=[unread.add, pushers.deliver],
     )
     await evaluator.start(max_stream)
+    search_store = SearchStore(engine)
+    indexer = SearchIndexer(store=search_store, reader=reader)
+    await indexer.start(max_stream)
     relation_store = RelationStore(engine)
     aggregations = Aggregations(relations=relation_store, events=reader, floor=max_stream)
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, WakeOnCommit(notifier, name),
+        reader, recent, evaluator, aggregations, indexer, WakeOnCommit(notifier, name),
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -316,6 +323,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, events=reader, rooms=rooms_store,
             remote=FederationHierarchy(outbound.client) if outbound is not None else None,
         ),
+        search=SearchService(
+            store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
+            timeline=timeline, account_data=account_data,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 
@@ -328,7 +339,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation)
+    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls, federation)
 
 
 @attrs.frozen

@@ -453,3 +453,23 @@ pushers = sa.Table(
     sa.Column("created_ts", Ts, nullable=False),
     **_MYSQL,
 )
+
+# Server-side search (spec "Server Side Search"): one row per searchable timeline event
+# (m.room.message body, m.room.name name, m.room.topic topic), written after commit by the
+# search indexer; `tokens` is homeserver/core/search_text.py's form. The full-text index
+# itself is dialect-specific and made by migration 0012_search only: a FULLTEXT index on
+# `tokens` (MariaDB), or the FTS5 table `event_search_fts` kept in step by triggers (SQLite).
+# The indexer's progress mark is the "search" row of push_progress.
+event_search = sa.Table(
+    "event_search", metadata,
+    sa.Column("stream_ordering", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("origin_server_ts", Ts, nullable=False),
+    sa.Column("tokens", LongText, nullable=False),
+    sa.Index("event_search_room", "room_id", "stream_ordering"),
+    sa.Index("event_search_event", "event_id"),
+    **_MYSQL,
+)

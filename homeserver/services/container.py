@@ -22,6 +22,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -52,4 +53,5 @@ class Services:
     notifications: NotificationService
     pushers: PusherService
     spaces: SpaceService
+    search: SearchService
     max_event_bytes: int = 65_536
