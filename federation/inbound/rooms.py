@@ -57,6 +57,24 @@ async def send_leave(request: web.Request) -> web.Response:
     ))
 
 
+@routes.get(V1 + "/make_knock/{room_id}/{user_id}")
+async def make_knock(request: web.Request) -> web.Response:
+    """GET /make_knock/{roomId}/{userId}?ver=..."""
+    versions = request.query.getall("ver", ["1"])
+    return ok(await request.app[FEDERATION].rooms.make_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "knock", versions,
+    ))
+
+
+@routes.put(V1 + "/send_knock/{room_id}/{event_id}")
+async def send_knock(request: web.Request) -> web.Response:
+    """PUT /send_knock/{roomId}/{eventId}: answers with knock_room_state."""
+    return ok(await request.app[FEDERATION].rooms.send_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
+        await _body(request), "knock",
+    ))
+
+
 @routes.put(V2 + "/invite/{room_id}/{event_id}")
 async def invite(request: web.Request) -> web.Response:
     """PUT /v2/invite/{roomId}/{eventId}"""

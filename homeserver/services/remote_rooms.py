@@ -16,7 +16,7 @@ from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
 from homeserver.core.redaction import redact_pdu
-from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.core.signing import SigningKey
 from homeserver.services.clock import now_ms
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
@@ -50,6 +50,11 @@ class RemoteRoomsPort(Protocol):
         """Leave (reject an invite) through a resident server; with ``invite_event_id``, a
         rejection no server could carry is made locally instead (as Synapse does)."""
 
+    async def knock_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
+    ) -> None:
+        """Knock through a resident server (make_knock / send_knock)."""
+
     async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
         """The invite PDU with the invitee's server's signature added."""
 
@@ -75,6 +80,11 @@ class NullRemoteRooms:
         self, user_id: str, room_id: str, servers: Sequence[str], invite_event_id: str | None = None,
     ) -> None:
         raise forbidden("You are not in this room")
+
+    async def knock_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
+    ) -> None:
+        raise not_found("Unknown room")
 
     async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
         raise forbidden("Federation is disabled on this server")
@@ -142,6 +152,13 @@ class RemoteRooms:
         )
         if not isinstance(resp, dict):
             raise PduRejected("bad send_join response")
+        # Spec "send_join" `event`: a restricted join comes back signed by the authorising
+        # server too; the same event (same id), which the room then holds.
+        theirs = resp.get("event")
+        if isinstance(theirs, dict) and signed["content"].get("join_authorised_via_users_server"):
+            countersigned = event_from_pdu(version, theirs)
+            if countersigned.event_id == join.event_id:
+                join = countersigned
         await self._handler.store_outliers(version, resp.get("auth_chain", []))
         state_events = await self._handler.store_outliers(version, resp.get("state", []))
         state = {e.state_tuple: e.event_id for e in state_events if e.is_state}
@@ -162,6 +179,46 @@ class RemoteRooms:
                     room_id, join, state, before_group=None,
                     new_room=NewRoom(room_id, version, creator, now_ms()),
                 )
+
+    async def knock_remote(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any],
+    ) -> None:
+        errors: list[str] = []
+        for server in dict.fromkeys(s for s in servers if s != self.server_name):
+            try:
+                made = await self._client.request(
+                    "GET", server, f"/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
+                    query={"ver": [v for v in KNOWN_ROOM_VERSIONS if get_room_version(v).knock_join_rule]},
+                )
+                version = made.get("room_version", "1") if isinstance(made, dict) else "1"
+                if version not in KNOWN_ROOM_VERSIONS or not isinstance(made.get("event"), dict):
+                    raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", f"Unsupported room version {version}")
+                template = dict(made["event"])
+                template.update({
+                    "origin_server_ts": now_ms(), "sender": user_id, "state_key": user_id,
+                    "type": "m.room.member", "room_id": room_id,
+                    "content": {**template.get("content", {}), **content, "membership": "knock"},
+                })
+                for key in ("hashes", "signatures", "unsigned", "event_id"):
+                    template.pop(key, None)
+                signed = hash_and_sign_pdu(version, template, self.server_name, self._key)
+                knock = event_from_pdu(version, signed)
+                resp = await self._client.request(
+                    "PUT", server, f"/_matrix/federation/v1/send_knock/{room_id}/{knock.event_id}", body=signed,
+                )
+                stripped = resp.get("knock_room_state") if isinstance(resp, dict) else None
+                kept = dict(signed, unsigned={"knock_room_state": stripped if isinstance(stripped, list) else []})
+                await self._writer.append_outliers(
+                    [event_from_pdu(version, kept)], NewRoom(room_id, version, "", now_ms()), invite_for=user_id,
+                )
+                return
+            except FederationRequestError as e:
+                if e.status in (400, 403, 404) and e.errcode != "M_UNRECOGNIZED":
+                    raise MatrixError(e.status, e.errcode, e.message) from None
+                errors.append(f"{server}: {e}")
+            except (KeyError, TypeError, ValueError) as e:
+                errors.append(f"{server}: {e}")
+        raise MatrixError(404, "M_NOT_FOUND", "No server could take the knock: " + "; ".join(errors))
 
     async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]:
         """Ask the invitee's server to sign our invite (PUT /v2/invite)."""

@@ -15,6 +15,7 @@ from homeserver.services.auth import Requester
 from homeserver.services.local_events import EventSpec
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
+from homeserver.services.restricted import restricted_authoriser
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.writer import RoomWriterPort
 from storage.stores.rooms import RoomStore
@@ -86,7 +87,7 @@ class RoomService:
         """A member event's content with the target's profile on joins and invites (as
         Synapse fills it: clients show the invitee's name in the timeline, not their id)."""
         content: dict[str, Any] = {"membership": membership}
-        if membership in ("join", "invite"):
+        if membership in ("join", "invite", "knock"):
             content.update(await self._profile_of(user_id))
         content.update(extra)
         return content
@@ -220,7 +221,12 @@ class RoomService:
         if head is not None:
             if head.members.get(requester.user_id) == "join":
                 return room_id  # joining twice is idempotent
-            await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
+            extra: dict[str, Any] = {"reason": reason} if isinstance(reason, str) else {}
+            authoriser = await self.restricted_authoriser(head, requester.user_id)
+            if authoriser is not None:
+                extra["join_authorised_via_users_server"] = authoriser
+            content = await self._member_content(requester.user_id, "join", extra)
+            await self._writer.send_event(room_id, EventSpec("m.room.member", requester.user_id, content, requester.user_id))
             return room_id
         if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
             raise not_found("Unknown room")
@@ -230,6 +236,28 @@ class RoomService:
             candidates.insert(0, ids.server_of(invite.sender))
         content = await self._member_content(requester.user_id, "join", {"reason": reason} if reason else {})
         await self._remote.join_remote(requester.user_id, room_id, candidates, content)
+        return room_id
+
+    async def restricted_authoriser(self, head: RoomHead, user_id: str) -> str | None:
+        return await restricted_authoriser(self._events, self.server_name, head, user_id)
+
+    async def knock(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None = None,
+        via: list[str] | None = None,
+    ) -> str:
+        """Spec "Knocking on rooms": ask to be invited to a `knock` or `knock_restricted` room."""
+        room_id, servers = await self.resolve_room(room_id_or_alias)
+        extra = {"reason": reason} if isinstance(reason, str) else {}
+        head = await self._is_resident(room_id)
+        if head is not None:
+            if head.members.get(requester.user_id) in ("join", "invite", "ban"):
+                raise forbidden(f"You cannot knock while {head.members[requester.user_id]}")
+            await self._membership(requester.user_id, room_id, requester.user_id, "knock", reason)
+            return room_id
+        if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
+            raise not_found("Unknown room")
+        content = await self._member_content(requester.user_id, "knock", extra)
+        await self._remote.knock_remote(requester.user_id, room_id, [*(via or []), *servers, ids.server_of(room_id)], content)
         return room_id
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
