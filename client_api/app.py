@@ -19,6 +19,7 @@ from client_api import (
     spaces,
     sync,
     threepid,
+    upgrade,
 )
 from client_api.http import SERVICES
 from homeserver.http.middleware import body_limit
@@ -26,7 +27,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, search,
+    push, spaces, search, upgrade,
 )
 
 

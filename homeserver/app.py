@@ -86,6 +86,7 @@ from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.upgrade import RoomUpgrader
 from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
@@ -327,6 +328,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
             timeline=timeline, account_data=account_data,
         ),
+        upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

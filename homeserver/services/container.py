@@ -26,6 +26,7 @@ from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.upgrade import RoomUpgrader
 
 
 @attrs.frozen
@@ -54,4 +55,5 @@ class Services:
     pushers: PusherService
     spaces: SpaceService
     search: SearchService
+    upgrades: RoomUpgrader
     max_event_bytes: int = 65_536

@@ -92,6 +92,10 @@ class RoomService:
         content.update(extra)
         return content
 
+    async def member_content(self, user_id: str, membership: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """A member event's content as this server fills it (profile on joins, invites, knocks)."""
+        return await self._member_content(user_id, membership, extra)
+
     async def _profile_of(self, user_id: str) -> dict[str, Any]:
         if ids.server_of(user_id) == self.server_name:
             user = await self._users.get_user(user_id)
