@@ -14,6 +14,7 @@ from client_api import (
     profile,
     push,
     relations,
+    reports,
     rooms,
     search,
     spaces,
@@ -27,7 +28,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, search, upgrade,
+    push, spaces, search, upgrade, reports,
 )
 
 

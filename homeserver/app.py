@@ -80,6 +80,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.reports import ReportService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchIndexer, SearchService
@@ -103,6 +104,7 @@ from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
+from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
 from storage.stores.search import SearchStore
 from storage.stores.state import StateStore
@@ -329,6 +331,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             timeline=timeline, account_data=account_data,
         ),
         upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
+        reports=ReportService(
+            store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

@@ -473,3 +473,18 @@ event_search = sa.Table(
     sa.Index("event_search_event", "event_id"),
     **_MYSQL,
 )
+
+# Spec "Reporting content": reports of events, rooms and users, kept for the server's admins.
+reports = sa.Table(
+    "reports", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "event" | "room" | "user"
+    sa.Column("reporter", Id, nullable=False),
+    sa.Column("room_id", Id),
+    sa.Column("event_id", Id),
+    sa.Column("target_user_id", Id),
+    sa.Column("reason", sa.Text),
+    sa.Column("received_ts", Ts, nullable=False),
+    sa.Index("reports_received", "received_ts"),
+    **_MYSQL,
+)

@@ -21,6 +21,7 @@ from homeserver.services.push import NotificationService, PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
+from homeserver.services.reports import ReportService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
@@ -56,4 +57,5 @@ class Services:
     spaces: SpaceService
     search: SearchService
     upgrades: RoomUpgrader
+    reports: ReportService
     max_event_bytes: int = 65_536
