@@ -28,6 +28,7 @@ from homeserver.services.writer import RoomWriterPort
 log = logging.getLogger(__name__)
 # A dead server must not hold a rejection for the client's whole request timeout.
 _LEAVE_TIMEOUT_S = 10.0
+_DIRECTORY_TIMEOUT_S = 15.0
 
 INVITE_STATE_TYPES = (
     "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.topic",
@@ -65,6 +66,12 @@ class RemoteRoomsPort(Protocol):
 
     async def query_alias(self, alias: str) -> dict[str, Any]: ...
 
+    async def public_rooms(
+        self, server: str, limit: int | None, since: str | None, search: str | None,
+        include_all_networks: bool, third_party_instance_id: str | None,
+    ) -> dict[str, Any]:
+        """Another server's public room directory (federation /publicRooms)."""
+
 
 class NullRemoteRooms:
     """Federation is off: every room and user is local; asking for others is refused."""
@@ -97,6 +104,12 @@ class NullRemoteRooms:
 
     async def query_alias(self, alias: str) -> dict[str, Any]:
         raise not_found("Room alias not found")
+
+    async def public_rooms(
+        self, server: str, limit: int | None, since: str | None, search: str | None,
+        include_all_networks: bool, third_party_instance_id: str | None,
+    ) -> dict[str, Any]:
+        raise not_found("Federation is disabled on this server")
 
 
 class RemoteRooms:
@@ -349,3 +362,48 @@ class RemoteRooms:
             raise not_found("Room alias not found")
         return {"room_id": resp["room_id"], "servers": list(resp.get("servers") or [server_of(alias)])}
 
+    async def public_rooms(
+        self, server: str, limit: int | None, since: str | None, search: str | None,
+        include_all_networks: bool, third_party_instance_id: str | None,
+    ) -> dict[str, Any]:
+        """POST /publicRooms when there is a search term (GET cannot carry one), else GET."""
+        try:
+            if search:
+                body: dict[str, Any] = {"filter": {"generic_search_term": search}}
+                if limit is not None:
+                    body["limit"] = limit
+                if since:
+                    body["since"] = since
+                if include_all_networks:
+                    body["include_all_networks"] = True
+                if third_party_instance_id:
+                    body["third_party_instance_id"] = third_party_instance_id
+                resp = await self._client.request(
+                    "POST", server, "/_matrix/federation/v1/publicRooms", body=body, timeout=_DIRECTORY_TIMEOUT_S,
+                )
+            else:
+                query: dict[str, str] = {}
+                if limit is not None:
+                    query["limit"] = str(limit)
+                if since:
+                    query["since"] = since
+                if include_all_networks:
+                    query["include_all_networks"] = "true"
+                if third_party_instance_id:
+                    query["third_party_instance_id"] = third_party_instance_id
+                resp = await self._client.request(
+                    "GET", server, "/_matrix/federation/v1/publicRooms", query=query, timeout=_DIRECTORY_TIMEOUT_S,
+                )
+        except FederationRequestError as e:
+            if e.status == 404:
+                raise not_found(f"{server} has no public room directory") from None
+            raise MatrixError(502, "M_UNKNOWN", f"Could not get the room directory of {server}") from None
+        if not isinstance(resp, dict) or not isinstance(resp.get("chunk"), list):
+            raise MatrixError(502, "M_UNKNOWN", f"{server} sent a malformed room directory")
+        out: dict[str, Any] = {"chunk": [r for r in resp["chunk"] if isinstance(r, dict) and isinstance(r.get("room_id"), str)]}
+        for key in ("next_batch", "prev_batch"):
+            if isinstance(resp.get(key), str):
+                out[key] = resp[key]
+        if isinstance(resp.get("total_room_count_estimate"), int):
+            out["total_room_count_estimate"] = resp["total_room_count_estimate"]
+        return out

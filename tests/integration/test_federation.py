@@ -181,6 +181,17 @@ async def test_restricted_join_across_servers(net: dict[str, Any], session: aioh
     assert member["join_authorised_via_users_server"] == alice.user_id
 
 
+async def test_public_rooms_of_another_server(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="public_chat", visibility="public", name="Listed on hs1")
+    listed = await bob.call("GET", "/publicRooms", params={"server": "hs1.test"})
+    assert room in [r["room_id"] for r in listed["chunk"]]
+    found = await bob.call("POST", "/publicRooms", {"filter": {"generic_search_term": "listed on hs1"}},
+                           params={"server": "hs1.test"})
+    assert [r["room_id"] for r in found["chunk"]] == [room]
+    assert [r["name"] for r in found["chunk"]] == ["Listed on hs1"]
+
+
 async def test_leave_is_seen_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
     alice, bob = await pair(net, session)
     room = await shared_room(alice, bob)
