@@ -49,6 +49,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.discovery import DiscoveryService
 from homeserver.services.e2e import E2eService, Membership, NullRemoteKeys, RemoteKeysPort
 from homeserver.services.ephemeral import (
     EphemeralListener,
@@ -334,6 +335,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         reports=ReportService(
             store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
+        discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 
@@ -402,6 +404,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     app[CONFIG] = cfg
     app[HEALTH] = runtime.services.accounts
     app.router.add_get("/health", health)
+    app[discovery.DISCOVERY] = runtime.services.discovery
     app.router.add_routes(discovery.well_known_routes)
     # -- media (issue 8): the content repository's service and its two sub-apps
     media = MediaService(

@@ -11,6 +11,7 @@ from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.discovery import DiscoveryService
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
@@ -58,4 +59,5 @@ class Services:
     search: SearchService
     upgrades: RoomUpgrader
     reports: ReportService
+    discovery: DiscoveryService
     max_event_bytes: int = 65_536
