@@ -18,6 +18,7 @@ from client_api import (
     rooms,
     search,
     spaces,
+    summaries,
     sync,
     threepid,
     upgrade,
@@ -28,7 +29,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, search, upgrade, reports,
+    push, spaces, search, upgrade, reports, summaries,
 )
 
 

@@ -86,6 +86,7 @@ from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 from homeserver.services.upgrade import RoomUpgrader
@@ -336,6 +337,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
+        summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

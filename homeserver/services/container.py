@@ -26,6 +26,7 @@ from homeserver.services.reports import ReportService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
 from homeserver.services.upgrade import RoomUpgrader
@@ -60,4 +61,5 @@ class Services:
     upgrades: RoomUpgrader
     reports: ReportService
     discovery: DiscoveryService
+    summaries: SummaryService
     max_event_bytes: int = 65_536
