@@ -11,6 +11,7 @@ from client_api import (
     ephemeral,
     key_backup,
     keys,
+    legacy,
     profile,
     push,
     relations,
@@ -29,7 +30,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, search, upgrade, reports, summaries,
+    push, spaces, search, upgrade, reports, summaries, legacy,
 )
 
 

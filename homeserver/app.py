@@ -64,6 +64,7 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
@@ -304,6 +305,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     directory = DirectoryService(
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
     )
+    sync = SyncService(
+        events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
+        account_data=account_data, server_name=name, typing=typing,
+        receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
+        push=PushSync(notifications, push_rules),
+    )
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(
@@ -311,12 +318,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         ),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
-        sync=SyncService(
-            events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
-            account_data=account_data, server_name=name, typing=typing,
-            receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-            push=PushSync(notifications, push_rules),
-        ),
+        sync=sync,
         profile=profile,
         account_data=account_data_svc,
         push_rules=push_rules, notifications=notifications, pushers=pushers,
@@ -338,6 +340,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
         summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
+        legacy=LegacyService(
+            events=reader, rooms=rooms, room_store=rooms_store, timeline=timeline, sync=sync,
+            notifier=notifier, account_data=account_data,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 

@@ -16,6 +16,7 @@ from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.legacy import LegacyService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
@@ -62,4 +63,5 @@ class Services:
     reports: ReportService
     discovery: DiscoveryService
     summaries: SummaryService
+    legacy: LegacyService
     max_event_bytes: int = 65_536
