@@ -21,6 +21,7 @@ from client_api import (
     spaces,
     summaries,
     sync,
+    thirdparty,
     threepid,
     upgrade,
 )
@@ -30,7 +31,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, search, upgrade, reports, summaries, legacy,
+    push, spaces, search, upgrade, reports, summaries, legacy, thirdparty,
 )
 
 

@@ -62,3 +62,13 @@ async def test_single_event_and_initial_syncs(hs: Matrix) -> None:
     assert room in [r["room_id"] for r in (await bob.get("/initialSync"))["rooms"] if r["membership"] == "invite"]
     archived = await alice.get("/initialSync", params={"archived": "true"})
     assert {r["room_id"] for r in archived["rooms"]} == {room, left}
+
+
+async def test_thirdparty_without_bridges(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    assert await alice.get("/thirdparty/protocols") == {}
+    for path in ("/thirdparty/protocol/irc", "/thirdparty/location/irc", "/thirdparty/user/irc"):
+        assert_error(await alice.get(path, expect=404), "M_NOT_FOUND")
+    assert await alice.get("/thirdparty/location", params={"alias": "#a:hs.test"}) == []
+    assert await alice.get("/thirdparty/user", params={"userid": "@a:hs.test"}) == []
+    await hs.call("GET", "/thirdparty/protocols", expect=401)
