@@ -12,11 +12,14 @@ from client_api.http import cs, parse_body, parse_query, requester, require_own_
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
+from homeserver.services.accounts import InvalidRegistrationToken
 from homeserver.services.auth import Requester
 
 routes = web.RouteTableDef()
 
 _DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
+TOKEN_STAGE = "m.login.registration_token"
+_TOKEN_FLOWS = {"flows": [{"stages": [TOKEN_STAGE]}], "params": {}}
 _PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
 
 AuthData = dict[str, Any]  # spec "User-interactive authentication API": checked per stage
@@ -55,6 +58,11 @@ class LoginBody:
 
 
 @attrs.frozen
+class TokenValidityQuery:
+    token: str | None = None
+
+
+@attrs.frozen
 class RefreshBody:
     refresh_token: str
 
@@ -79,10 +87,15 @@ class UiaBody:
     id_server: str | None = None
 
 
-def _uia_challenge(flows: dict[str, Any], auth: Any) -> web.HTTPUnauthorized:
-    """The 401 that starts (or continues) user-interactive auth, raised as an exception."""
+def _uia_challenge(
+    flows: dict[str, Any], auth: Any, errcode: str | None = None, error: str | None = None,
+) -> web.HTTPUnauthorized:
+    """The 401 that starts (or continues) user-interactive auth, raised as an exception;
+    with `errcode`, the failed stage's error (spec "User-interactive authentication API")."""
     session = auth.get("session") if isinstance(auth, dict) else None
     body = {**flows, "session": session or secrets.token_urlsafe(16)}
+    if errcode is not None:
+        body.update(errcode=errcode, error=error or "")
     return web.HTTPUnauthorized(text=encode_json(body), content_type="application/json")
 
 
@@ -97,12 +110,33 @@ async def register(request: web.Request) -> web.Response:
         raise forbidden("Registration has been disabled")
     if body.username is not None:
         await accounts.check_available(body.username)
-    if body.auth is None or body.auth.get("type") != "m.login.dummy":
+    token: str | None = None
+    if accounts.requires_token:
+        # Spec "Token-authenticated registration": the one stage is m.login.registration_token.
+        if body.auth is None or body.auth.get("type") != TOKEN_STAGE:
+            raise _uia_challenge(_TOKEN_FLOWS, body.auth)
+        token = body.auth.get("token")
+        if not isinstance(token, str) or not token:
+            raise _uia_challenge(_TOKEN_FLOWS, body.auth, "M_MISSING_PARAM", "The stage needs a token")
+    elif body.auth is None or body.auth.get("type") != "m.login.dummy":
         raise _uia_challenge(_DUMMY_FLOWS, body.auth)
-    return ok(await accounts.register(
-        body.username, body.password, body.device_id, body.initial_device_display_name,
-        body.inhibit_login, body.refresh_token,
-    ))
+    try:
+        got = await accounts.register(
+            body.username, body.password, body.device_id, body.initial_device_display_name,
+            body.inhibit_login, body.refresh_token, registration_token=token,
+        )
+    except InvalidRegistrationToken as e:
+        raise _uia_challenge(_TOKEN_FLOWS, body.auth, e.errcode, e.error) from None
+    return ok(got)
+
+
+@routes.get("/v1/register/m.login.registration_token/validity")
+async def registration_token_validity(request: web.Request) -> web.Response:
+    """GET /v1/register/m.login.registration_token/validity?token="""
+    token = parse_query(request, TokenValidityQuery).token
+    if not token:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
+    return ok({"valid": await services(request).accounts.registration_token_valid(token)})
 
 
 @routes.get(cs("/register/available"))

@@ -106,6 +106,7 @@ from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
+from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
@@ -315,6 +316,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         server_name=name, auth=auth,
         accounts=AccountService(
             users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
+            tokens=RegistrationTokenStore(engine), requires_token=cfg.registration.requires_token,
         ),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,

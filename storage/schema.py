@@ -488,3 +488,15 @@ reports = sa.Table(
     sa.Index("reports_received", "received_ts"),
     **_MYSQL,
 )
+
+# Spec "Token-authenticated registration": tokens admins issue (the admin API manages them);
+# `completed` counts registrations that used one, `uses_allowed` NULL is unlimited.
+registration_tokens = sa.Table(
+    "registration_tokens", metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("uses_allowed", sa.Integer),
+    sa.Column("pending", sa.Integer, nullable=False, default=0),
+    sa.Column("completed", sa.Integer, nullable=False, default=0),
+    sa.Column("expiry_time", Ts),
+    **_MYSQL,
+)

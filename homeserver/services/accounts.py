@@ -15,16 +15,28 @@ from homeserver.services.auth import AuthService, PasswordError, Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.profile import ProfileService
 from homeserver.services.rooms import RoomService
+from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
+
+
+class InvalidRegistrationToken(MatrixError):
+    """The registration token stage failed: the UIA answer is 401 with this error."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "M_UNAUTHORIZED", "Invalid registration token")
 
 
 class AccountService:
     def __init__(
         self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
         bcrypt_rounds: int = 12, *, rooms: RoomService, profile: ProfileService,
+        tokens: RegistrationTokenStore | None = None, requires_token: bool = False,
     ) -> None:
+        self._tokens = tokens
+        # Spec "Token-authenticated registration": the m.login.registration_token stage.
+        self.requires_token = requires_token and tokens is not None
         self._rooms = rooms
         self._profile = profile
         self._users = users
@@ -67,15 +79,35 @@ class AccountService:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
         return uid
 
+    async def registration_token_valid(self, token: str) -> bool:
+        """GET /register/m.login.registration_token/validity."""
+        if not self.registration_enabled:
+            raise forbidden("Registration has been disabled")
+        return self._tokens is not None and await self._tokens.is_valid(token, now_ms())
+
     async def register(
         self, localpart: str | None, password: str | None, device_id: str | None,
         display_name: str | None, inhibit_login: bool, refreshable: bool,
+        registration_token: str | None = None,
     ) -> dict[str, Any]:
         if not self.registration_enabled:
             raise forbidden("Registration has been disabled")
         if localpart is None:
             localpart = await self._free_localpart()
-        uid = await self.create_user(localpart, password)
+        else:
+            self.validate_localpart(localpart)
+        spent = None
+        if self.requires_token:
+            assert self._tokens is not None
+            if registration_token is None or not await self._tokens.spend(registration_token, now_ms()):
+                raise InvalidRegistrationToken()
+            spent = registration_token
+        try:
+            uid = await self.create_user(localpart, password)
+        except BaseException:
+            if spent is not None and self._tokens is not None:
+                await self._tokens.refund(spent)
+            raise
         if inhibit_login:
             return {"user_id": uid, "home_server": self.server_name}
         out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
