@@ -39,6 +39,7 @@ class RegisterBody:
     inhibit_login: bool = False
     refresh_token: bool = False
     auth: AuthData | None = None
+    guest_access_token: str | None = None
 
 
 @attrs.frozen
@@ -102,12 +103,19 @@ def _uia_challenge(
 @routes.post(cs("/register"))
 async def register(request: web.Request) -> web.Response:
     """POST /register: user-interactive auth with a single m.login.dummy stage."""
-    if parse_query(request, RegisterQuery).kind == "guest":
-        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
-    body = await parse_body(request, RegisterBody)
+    kind = parse_query(request, RegisterQuery).kind
+    body = await parse_body(request, RegisterBody, allow_empty=kind == "guest")
     accounts = services(request).accounts
     if not accounts.registration_enabled:
         raise forbidden("Registration has been disabled")
+    if kind == "guest":
+        return ok(await accounts.register_guest(body.initial_device_display_name, accounts.guests_allowed))
+    if body.guest_access_token is not None:
+        # Spec "Guest access": a guest upgrades to a full account, keeping its user id.
+        guest = await services(request).auth.authenticate(body.guest_access_token)
+        return ok(await accounts.upgrade_guest(
+            guest, body.password, body.device_id, body.initial_device_display_name, body.inhibit_login,
+        ))
     if body.username is not None:
         await accounts.check_available(body.username)
     token: str | None = None
@@ -204,7 +212,7 @@ async def logout_all(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     """GET /account/whoami"""
     req = await requester(request)
-    return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": False})
+    return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": req.is_guest})
 
 
 @attrs.frozen

@@ -317,6 +317,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         accounts=AccountService(
             users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
             tokens=RegistrationTokenStore(engine), requires_token=cfg.registration.requires_token,
+            guests_allowed=cfg.registration.allow_guests,
         ),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,

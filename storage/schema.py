@@ -28,6 +28,8 @@ users = sa.Table(
     sa.Column("avatar_url", sa.String(512)),
     sa.Column("created_ts", Ts, nullable=False),
     sa.Column("deactivated", sa.Boolean, nullable=False, default=False),
+    # Spec "Guest access": a guest account (register?kind=guest) until it is upgraded.
+    sa.Column("is_guest", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     **_MYSQL,
 )
 

@@ -33,7 +33,9 @@ class AccountService:
         self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
         bcrypt_rounds: int = 12, *, rooms: RoomService, profile: ProfileService,
         tokens: RegistrationTokenStore | None = None, requires_token: bool = False,
+        guests_allowed: bool = False,
     ) -> None:
+        self.guests_allowed = guests_allowed
         self._tokens = tokens
         # Spec "Token-authenticated registration": the m.login.registration_token stage.
         self.requires_token = requires_token and tokens is not None
@@ -111,6 +113,39 @@ class AccountService:
         if inhibit_login:
             return {"user_id": uid, "home_server": self.server_name}
         out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
+        out["home_server"] = self.server_name
+        return out
+
+    async def register_guest(self, display_name: str | None, allowed: bool) -> dict[str, Any]:
+        """Spec "Guest access": register?kind=guest. A guest has no password and a
+        numeric localpart, as in Synapse; username and password in the request are ignored."""
+        if not allowed:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        while True:
+            localpart = str(secrets.randbelow(10**12))
+            uid = ids.user_id(localpart, self.server_name)
+            if await self._users.create_user(uid, None, now_ms(), is_guest=True, displayname=localpart):
+                break
+        out = await self._auth.issue(uid, ids.new_device_id(), display_name, False)
+        out["home_server"] = self.server_name
+        return out
+
+    async def upgrade_guest(
+        self, guest: Requester, password: str | None, device_id: str | None, display_name: str | None,
+        inhibit_login: bool,
+    ) -> dict[str, Any]:
+        """POST /register with `guest_access_token`: the guest's account becomes a full one,
+        keeping its user id (and so its rooms and account data)."""
+        if not guest.is_guest:
+            raise forbidden("This access token does not belong to a guest")
+        if password is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "A password is required")
+        if not await self._users.upgrade_guest(guest.user_id, await asyncio.to_thread(self._hash, password)):
+            raise forbidden("This guest account cannot be upgraded")
+        self._auth.forget_user(guest.user_id)
+        if inhibit_login:
+            return {"user_id": guest.user_id, "home_server": self.server_name}
+        out = await self._auth.issue(guest.user_id, device_id or guest.device_id, display_name, False)
         out["home_server"] = self.server_name
         return out
 

@@ -44,7 +44,7 @@ class DiscoveryService:
         """Spec "GET /voip/turnServer": credentials from the shared secret (coturn's REST
         scheme) or the fixed ones; no URIs configured is an empty object."""
         v = self._voip
-        if not v.turn_uris or (getattr(requester, "is_guest", False) and not v.turn_allow_guests):
+        if not v.turn_uris or (requester.is_guest and not v.turn_allow_guests):
             return {}
         if v.turn_shared_secret:
             username, password = turn_credentials(v.turn_shared_secret, requester.user_id, now_ms(), v.turn_user_lifetime_ms)

@@ -225,6 +225,11 @@ class RoomService:
         if head is not None:
             if head.members.get(requester.user_id) == "join":
                 return room_id  # joining twice is idempotent
+            if requester.is_guest:
+                # Spec "Guest access": guests join only rooms whose m.room.guest_access is can_join.
+                access = await self._events.current_state_event(room_id, ("m.room.guest_access", ""))
+                if access is None or access.content.get("guest_access") != "can_join":
+                    raise MatrixError(403, "M_FORBIDDEN", "Guest access is not allowed in this room")
             extra: dict[str, Any] = {"reason": reason} if isinstance(reason, str) else {}
             authoriser = await self.restricted_authoriser(head, requester.user_id)
             if authoriser is not None:
@@ -234,6 +239,8 @@ class RoomService:
             return room_id
         if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
             raise not_found("Unknown room")
+        if requester.is_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot join rooms on other servers")
         invite = await self._rooms.get_membership(room_id, requester.user_id)
         candidates = [*(via or []), *servers, ids.server_of(room_id)]
         if invite is not None and invite.membership == "invite":
