@@ -283,11 +283,6 @@ well_known:
   admin_matrix_ids: []
   admin_emails: []
 
-login_token:
-  # POST /login/get_token: a logged-in device issues a short-lived token to log in another.
-  enabled: false
-  token_lifetime_ms: 120000
-
 # Ed25519 key that signs events and federation requests; created if missing.
 # Back it up: peers remember it.
 signing_key_path: {_q(signing_key_path)}

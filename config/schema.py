@@ -321,14 +321,6 @@ class WellKnownConfig:
 
 
 @attrs.frozen
-class LoginTokenConfig:
-    """POST /login/get_token (spec "m.login.token", MSC3882): off by default, as in Synapse."""
-
-    enabled: bool = setting(False)
-    token_lifetime_ms: int = setting(120_000, check=_positive)
-
-
-@attrs.frozen
 class UserDirectoryConfig:
     # False: a search finds only users who share a room with the searcher or sit in a
     # public room. True: every local user as well (Synapse's `search_all_users`).
@@ -458,7 +450,6 @@ class HomeserverConfig:
     email: EmailConfig = attrs.field(factory=EmailConfig)
     voip: VoipConfig = attrs.field(factory=VoipConfig)
     well_known: WellKnownConfig = attrs.field(factory=WellKnownConfig)
-    login_token: LoginTokenConfig = attrs.field(factory=LoginTokenConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -492,7 +483,6 @@ for _cls in (
     EmailConfig,
     VoipConfig,
     WellKnownConfig,
-    LoginTokenConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

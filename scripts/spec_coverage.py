@@ -1,8 +1,8 @@
 """Which operations of the Matrix client-server API v1.19 a running homeserver does not serve.
 
-    .venv/bin/python scripts/spec_coverage/probe.py http://127.0.0.1:8008 [--json]
+    scripts/spec-coverage http://127.0.0.1:8008 [--json]
 
-The operations (method and path) are in client_server_v1.19.json beside this file,
+The operations (method and path) are in spec_coverage_v1.19.json beside this file,
 extracted from the matrix-spec repository's data/api/client-server at tag v1.19 (see
 --extract). The probe registers a throwaway user (m.login.dummy; or give --token), then
 sends each operation once, with the path's parameters filled with ids on the server
@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "client_server_v1.19.json"
+DATA = HERE / "spec_coverage_v1.19.json"
 LAST = ("/_matrix/client/v3/logout", "/_matrix/client/v3/logout/all")
 
 
@@ -96,6 +96,8 @@ async def probe(base: str, token: str | None) -> list[dict[str, Any]]:
             kwargs: dict[str, Any] = {"headers": headers, "allow_redirects": False}
             if op["method"] in ("PUT", "POST"):
                 kwargs["json"] = {}
+            if op["path"].strip().endswith(("/events", "/sync")):
+                kwargs["params"] = {"timeout": "0"}  # long polls answer at once
             try:
                 async with s.request(op["method"], url, **kwargs) as r:
                     try:

@@ -1,14 +1,14 @@
 """users.is_guest: guest accounts
 
-Revision ID: 0014_guests
-Revises: 0013_registration_tokens
+Revision ID: 0015_guests
+Revises: 0014_registration_tokens
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0014_guests'
-down_revision = '0013_registration_tokens'
+revision = '0015_guests'
+down_revision = '0014_registration_tokens'
 branch_labels = None
 depends_on = None
 

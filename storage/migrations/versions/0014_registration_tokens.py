@@ -1,7 +1,7 @@
 """registration_tokens: tokens for token-authenticated registration
 
-Revision ID: 0013_registration_tokens
-Revises: 0012_reports
+Revision ID: 0014_registration_tokens
+Revises: 0013_reports
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0013_registration_tokens'
-down_revision = '0012_reports'
+revision = '0014_registration_tokens'
+down_revision = '0013_reports'
 branch_labels = None
 depends_on = None
 
