@@ -16,7 +16,6 @@ NOT_SERVED = {
     ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping"),
     ("GET", "/_matrix/client/v1/auth_metadata"),
     ("POST", "/_matrix/client/v1/login/get_token"),
-    ("GET", "/_matrix/client/v1/media/preview_url"), ("GET", "/_matrix/media/v3/preview_url"),
     ("PUT", "/_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}"),
     ("GET", "/_matrix/client/v3/login/sso/redirect"), ("GET", "/_matrix/client/v3/login/sso/redirect/{idpId}"),
 }
