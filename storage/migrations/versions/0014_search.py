@@ -1,7 +1,7 @@
 """server-side search: event_search and its full-text index
 
-Revision ID: 0012_search
-Revises: 0011_media_authenticated
+Revision ID: 0014_search
+Revises: 0013_sync_acks
 
 SQLite: an FTS5 table over event_search.tokens (external content, rowid = stream_ordering)
 kept in step by triggers. MariaDB: an InnoDB FULLTEXT index on tokens. The tokens are
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
-revision = '0012_search'
-down_revision = '0011_media_authenticated'
+revision = '0014_search'
+down_revision = '0013_sync_acks'
 branch_labels = None
 depends_on = None
 

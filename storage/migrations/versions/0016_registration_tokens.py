@@ -1,7 +1,7 @@
 """registration_tokens: tokens for token-authenticated registration
 
-Revision ID: 0014_registration_tokens
-Revises: 0013_reports
+Revision ID: 0016_registration_tokens
+Revises: 0015_reports
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0014_registration_tokens'
-down_revision = '0013_reports'
+revision = '0016_registration_tokens'
+down_revision = '0015_reports'
 branch_labels = None
 depends_on = None
 

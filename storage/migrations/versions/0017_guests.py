@@ -1,14 +1,14 @@
 """users.is_guest: guest accounts
 
-Revision ID: 0015_guests
-Revises: 0014_registration_tokens
+Revision ID: 0017_guests
+Revises: 0016_registration_tokens
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015_guests'
-down_revision = '0014_registration_tokens'
+revision = '0017_guests'
+down_revision = '0016_registration_tokens'
 branch_labels = None
 depends_on = None
 

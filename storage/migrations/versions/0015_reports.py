@@ -1,7 +1,7 @@
 """reports of events, rooms and users
 
-Revision ID: 0013_reports
-Revises: 0012_search
+Revision ID: 0015_reports
+Revises: 0014_search
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0013_reports'
-down_revision = '0012_search'
+revision = '0015_reports'
+down_revision = '0014_search'
 branch_labels = None
 depends_on = None
 
