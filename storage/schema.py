@@ -459,7 +459,7 @@ pushers = sa.Table(
 # Server-side search (spec "Server Side Search"): one row per searchable timeline event
 # (m.room.message body, m.room.name name, m.room.topic topic), written after commit by the
 # search indexer; `tokens` is homeserver/core/search_text.py's form. The full-text index
-# itself is dialect-specific and made by migration 0012_search only: a FULLTEXT index on
+# itself is dialect-specific and made by migration 0014_search only: a FULLTEXT index on
 # `tokens` (MariaDB), or the FTS5 table `event_search_fts` kept in step by triggers (SQLite).
 # The indexer's progress mark is the "search" row of push_progress.
 event_search = sa.Table(
