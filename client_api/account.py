@@ -20,12 +20,15 @@ from client_api.http import (
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
+from homeserver.services.accounts import InvalidRegistrationToken
 from homeserver.services.auth import Requester
 
 routes = web.RouteTableDef()
 
 APPSERVICE_LOGIN = "m.login.application_service"
 _DUMMY_FLOWS = {"flows": [{"stages": ["m.login.dummy"]}], "params": {}}
+TOKEN_STAGE = "m.login.registration_token"
+_TOKEN_FLOWS = {"flows": [{"stages": [TOKEN_STAGE]}], "params": {}}
 _PASSWORD_FLOWS = {"flows": [{"stages": ["m.login.password"]}], "params": {}}
 
 AuthData = dict[str, Any]  # spec "User-interactive authentication API": checked per stage
@@ -46,6 +49,7 @@ class RegisterBody:
     refresh_token: bool = False
     auth: AuthData | None = None
     type: str | None = None  # "m.login.application_service": a service registering a user
+    guest_access_token: str | None = None
 
 
 @attrs.frozen
@@ -62,6 +66,11 @@ class LoginBody:
     device_id: str | None = None
     initial_device_display_name: str | None = None
     refresh_token: bool = False
+
+
+@attrs.frozen
+class TokenValidityQuery:
+    token: str | None = None
 
 
 @attrs.frozen
@@ -89,19 +98,23 @@ class UiaBody:
     id_server: str | None = None
 
 
-def _uia_challenge(flows: dict[str, Any], auth: Any) -> web.HTTPUnauthorized:
-    """The 401 that starts (or continues) user-interactive auth, raised as an exception."""
+def _uia_challenge(
+    flows: dict[str, Any], auth: Any, errcode: str | None = None, error: str | None = None,
+) -> web.HTTPUnauthorized:
+    """The 401 that starts (or continues) user-interactive auth, raised as an exception;
+    with `errcode`, the failed stage's error (spec "User-interactive authentication API")."""
     session = auth.get("session") if isinstance(auth, dict) else None
     body = {**flows, "session": session or secrets.token_urlsafe(16)}
+    if errcode is not None:
+        body.update(errcode=errcode, error=error or "")
     return web.HTTPUnauthorized(text=encode_json(body), content_type="application/json")
 
 
 @routes.post(cs("/register"))
 async def register(request: web.Request) -> web.Response:
     """POST /register: user-interactive auth with a single m.login.dummy stage."""
-    if parse_query(request, RegisterQuery).kind == "guest":
-        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
-    body = await parse_body(request, RegisterBody)
+    kind = parse_query(request, RegisterQuery).kind
+    body = await parse_body(request, RegisterBody, allow_empty=kind == "guest")
     accounts = services(request).accounts
     if body.type == APPSERVICE_LOGIN:
         # Spec "Server admin style permissions": the as_token authenticates; no UIA.
@@ -115,14 +128,43 @@ async def register(request: web.Request) -> web.Response:
         ))
     if not accounts.registration_enabled:
         raise forbidden("Registration has been disabled")
+    if kind == "guest":
+        return ok(await accounts.register_guest(body.initial_device_display_name, accounts.guests_allowed))
+    if body.guest_access_token is not None:
+        # Spec "Guest access": a guest upgrades to a full account, keeping its user id.
+        guest = await services(request).auth.authenticate(body.guest_access_token)
+        return ok(await accounts.upgrade_guest(
+            guest, body.password, body.device_id, body.initial_device_display_name, body.inhibit_login,
+        ))
     if body.username is not None:
         await accounts.check_available(body.username)
-    if body.auth is None or body.auth.get("type") != "m.login.dummy":
+    token: str | None = None
+    if accounts.requires_token:
+        # Spec "Token-authenticated registration": the one stage is m.login.registration_token.
+        if body.auth is None or body.auth.get("type") != TOKEN_STAGE:
+            raise _uia_challenge(_TOKEN_FLOWS, body.auth)
+        token = body.auth.get("token")
+        if not isinstance(token, str) or not token:
+            raise _uia_challenge(_TOKEN_FLOWS, body.auth, "M_MISSING_PARAM", "The stage needs a token")
+    elif body.auth is None or body.auth.get("type") != "m.login.dummy":
         raise _uia_challenge(_DUMMY_FLOWS, body.auth)
-    return ok(await accounts.register(
-        body.username, body.password, body.device_id, body.initial_device_display_name,
-        body.inhibit_login, body.refresh_token,
-    ))
+    try:
+        got = await accounts.register(
+            body.username, body.password, body.device_id, body.initial_device_display_name,
+            body.inhibit_login, body.refresh_token, registration_token=token,
+        )
+    except InvalidRegistrationToken as e:
+        raise _uia_challenge(_TOKEN_FLOWS, body.auth, e.errcode, e.error) from None
+    return ok(got)
+
+
+@routes.get("/v1/register/m.login.registration_token/validity")
+async def registration_token_validity(request: web.Request) -> web.Response:
+    """GET /v1/register/m.login.registration_token/validity?token="""
+    token = parse_query(request, TokenValidityQuery).token
+    if not token:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
+    return ok({"valid": await services(request).accounts.registration_token_valid(token)})
 
 
 @routes.get(cs("/register/available"))
@@ -195,7 +237,7 @@ async def logout_all(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     """GET /account/whoami"""
     req = await requester(request)
-    return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": False})
+    return ok({"user_id": req.user_id, "device_id": req.device_id, "is_guest": req.is_guest})
 
 
 @attrs.frozen

@@ -12,14 +12,19 @@ from client_api import (
     ephemeral,
     key_backup,
     keys,
+    legacy,
     profile,
     push,
     relations,
+    reports,
     rooms,
+    search,
     sliding_sync,
     spaces,
+    summaries,
     sync,
     threepid,
+    upgrade,
     websocket,
 )
 from client_api.http import SERVICES
@@ -28,7 +33,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces, appservice, websocket, sliding_sync,
+    push, spaces, appservice, websocket, sliding_sync, search, upgrade, reports, summaries, legacy,
 )
 
 

@@ -28,6 +28,13 @@ class PublicRoomsQuery:
     limit: int | None = None
     since: str | None = None
     server: str | None = None
+    include_all_networks: bool = False
+    third_party_instance_id: str | None = None
+
+
+@attrs.frozen
+class ServerQuery:
+    server: str | None = None
 
 
 @attrs.frozen
@@ -93,7 +100,9 @@ async def put_visibility(request: web.Request) -> web.Response:
 async def public_rooms(request: web.Request) -> web.Response:
     """GET /publicRooms?limit&since"""
     query = parse_query(request, PublicRoomsQuery)
-    return ok(await services(request).directory.public_rooms(query.limit, query.since, None))
+    return ok(await services(request).directory.public_rooms_of(
+        query.server, query.limit, query.since, None, query.include_all_networks, query.third_party_instance_id,
+    ))
 
 
 @routes.post(cs("/publicRooms"))
@@ -101,7 +110,8 @@ async def search_public_rooms(request: web.Request) -> web.Response:
     """POST /publicRooms {limit, since, filter: {generic_search_term}}"""
     await requester(request)
     body = await parse_body(request, PublicRoomsBody, allow_empty=True)
+    query = parse_query(request, ServerQuery)
     term = body.filter.generic_search_term if body.filter else None
-    return ok(await services(request).directory.public_rooms(
-        body.limit, body.since, term, body.third_party_instance_id, body.include_all_networks,
+    return ok(await services(request).directory.public_rooms_of(
+        query.server, body.limit, body.since, term, body.include_all_networks, body.third_party_instance_id,
     ))

@@ -7,10 +7,13 @@ from aiohttp import web
 from client_api.http import cs, requester, services
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.responses import ok
+from homeserver.services.discovery import DiscoveryService
 
 routes = web.RouteTableDef()
 # Served at the root, outside the client sub-app's prefix.
 well_known_routes = web.RouteTableDef()
+# Set on the root app by homeserver.app: the well-known documents come from config.
+DISCOVERY = web.AppKey("discovery", DiscoveryService)
 
 # v1.2 needs GET /rooms/{roomId}/hierarchy (client_api/spaces.py). Later versions are not
 # claimed until everything they require is served.
@@ -31,7 +34,20 @@ async def versions(request: web.Request) -> web.Response:
 @well_known_routes.get("/.well-known/matrix/client")
 async def well_known(request: web.Request) -> web.Response:
     """GET /.well-known/matrix/client"""
-    return ok({"m.homeserver": {"base_url": f"{request.scheme}://{request.host}"}})
+    return ok(request.app[DISCOVERY].client(f"{request.scheme}://{request.host}"))
+
+
+@well_known_routes.get("/.well-known/matrix/support")
+async def well_known_support(request: web.Request) -> web.Response:
+    """GET /.well-known/matrix/support (404 when nothing is configured)"""
+    return ok(request.app[DISCOVERY].support())
+
+
+@routes.get(cs("/voip/turnServer"))
+async def turn_server(request: web.Request) -> web.Response:
+    """GET /voip/turnServer"""
+    req = await requester(request)
+    return ok(services(request).discovery.turn_server(req))
 
 
 @routes.get(cs("/capabilities"))

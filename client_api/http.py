@@ -9,6 +9,7 @@ a value outside an allowed set with the Matrix error, before any service is call
 from __future__ import annotations
 
 import keyword
+import re
 import typing
 from typing import Any, TypeVar
 
@@ -112,6 +113,8 @@ async def requester(request: web.Request) -> Requester:
     req = await services(request).appservices.authenticate(token, request.query.get("user_id"))
     if req is None:
         req = await services(request).auth.authenticate(token)
+    if req.is_guest and not guest_allowed(request.method, request.path):
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed for this API")
     request[REQUESTER] = req
     return req
 
@@ -129,6 +132,34 @@ def appservice_of(request: web.Request) -> AppService:
     if service is None:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "m.login.application_service needs an as_token")
     return service
+
+
+def guest_allowed(method: str, path: str) -> bool:
+    """Spec "Guest access": the client-server endpoints a guest account may use."""
+    match = _CLIENT_PATH.match(path)
+    rest = match.group(1) if match else path
+    return any(m == method and pattern.fullmatch(rest) for m, pattern in _GUEST_ROUTES)
+
+
+_CLIENT_PATH = re.compile(r"^/_matrix/client/(?:r0|v3|v1)(/.*?)/?$")
+_GUEST_ROUTES = [(m, re.compile(p)) for m, p in (
+    ("GET", r"/rooms/[^/]+/(state|state/[^/]+(/[^/]*)?|context/[^/]+|event/[^/]+|messages|members|initialSync)"),
+    ("GET", r"/sync"), ("GET", r"/events"), ("GET", r"/events/[^/]+"),
+    ("GET", r"/profile/[^/]+(/(displayname|avatar_url))?"), ("PUT", r"/profile/[^/]+/(displayname|avatar_url)"),
+    ("GET", r"/presence/[^/]+/status"), ("PUT", r"/presence/[^/]+/status"),
+    ("POST", r"/rooms/[^/]+/join"), ("POST", r"/join/[^/]+"), ("POST", r"/rooms/[^/]+/leave"),
+    ("PUT", r"/rooms/[^/]+/send/m\.room\.message/[^/]+"), ("PUT", r"/sendToDevice/[^/]+/[^/]+"),
+    ("GET", r"/keys/changes"), ("POST", r"/keys/(upload|query|claim)"),
+    ("GET", r"/devices(/[^/]+)?"), ("PUT", r"/devices/[^/]+"),
+    ("GET", r"/account/whoami"), ("GET", r"/capabilities"), ("GET", r"/voip/turnServer"),
+    ("PUT", r"/rooms/[^/]+/typing/[^/]+"), ("POST", r"/rooms/[^/]+/receipt/[^/]+/[^/]+"),
+    ("POST", r"/rooms/[^/]+/read_markers"),
+    ("GET", r"/user/[^/]+/account_data/[^/]+"), ("PUT", r"/user/[^/]+/account_data/[^/]+"),
+    ("GET", r"/user/[^/]+/rooms/[^/]+/account_data/[^/]+"), ("PUT", r"/user/[^/]+/rooms/[^/]+/account_data/[^/]+"),
+    ("POST", r"/user/[^/]+/filter"), ("GET", r"/user/[^/]+/filter/[^/]+"),
+    ("GET", r"/publicRooms"), ("GET", r"/directory/room/[^/]+"), ("GET", r"/pushrules/.*"),
+    ("POST", r"/logout"), ("POST", r"/register"),
+)]
 
 
 def require_own_user(request: web.Request, user_id: str) -> None:

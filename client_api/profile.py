@@ -72,6 +72,14 @@ async def put_field(request: web.Request) -> web.Response:
     return ok()
 
 
+@routes.delete(cs("/profile/{user_id}/{field:(?:displayname|avatar_url)}"))
+async def delete_field(request: web.Request) -> web.Response:
+    """DELETE /profile/{userId}/displayname|avatar_url (spec v1.16): the field is unset."""
+    req = await requester(request)
+    await services(request).profile.set_field(req.user_id, _user(request), request.match_info["field"], None)
+    return ok()
+
+
 
 @routes.put(cs("/user/{user_id}/account_data/{type}"))
 async def put_account_data(request: web.Request) -> web.Response:

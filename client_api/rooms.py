@@ -136,6 +136,18 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     return ok({"room_id": room_id})
 
 
+@routes.post(cs("/knock/{room:[^/]+}"))
+async def knock(request: web.Request) -> web.Response:
+    """POST /knock/{roomIdOrAlias}?via= {reason}"""
+    req = await requester(request)
+    body = await parse_body(request, ReasonBody, allow_empty=True)
+    query = parse_query(request, JoinQuery)
+    room_id = await services(request).rooms.knock(
+        req, request.match_info["room"], body.reason, query.via + query.server_name,
+    )
+    return ok({"room_id": room_id})
+
+
 @routes.post(cs("/rooms/{room_id}/join"))
 async def join(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/join"""

@@ -220,6 +220,10 @@ registration:
   # Lets `tricolor register-user` create accounts (admins included) even when
   # registration is closed. Keep it secret; null disables it.
   shared_secret: {_q(shared_secret)}
+  # Registration needs a token from an admin (m.login.registration_token).
+  requires_token: false
+  # register?kind=guest: guest accounts with the spec's limited API.
+  allow_guests: true
 
 user_directory:
   # false: a search finds only users who share a room with the searcher or are in a
@@ -258,6 +262,26 @@ federation:
   trusted_key_servers: []
   # https (the Matrix standard). amqp is not available yet: the server refuses to start with it.
   transport: {_q(federation.transport)}
+
+voip:
+  # TURN servers for calls (GET /voip/turnServer); [] answers with no server.
+  turn_uris: []
+  # coturn's static-auth-secret: clients get time-limited credentials derived from it.
+  turn_shared_secret: null
+  # Fixed credentials instead, for a TURN server without a shared secret.
+  turn_username: null
+  turn_password: null
+  turn_user_lifetime_ms: 86400000
+  turn_allow_guests: true
+
+well_known:
+  # m.homeserver.base_url in /.well-known/matrix/client (null: public_baseurl, else the request's host).
+  client_base_url: null
+  identity_server: null
+  # /.well-known/matrix/support: a help page and admin contacts; none set answers 404.
+  support_page: null
+  admin_matrix_ids: []
+  admin_emails: []
 
 # Ed25519 key that signs events and federation requests; created if missing.
 # Back it up: peers remember it.

@@ -285,6 +285,39 @@ class RegistrationConfig:
     enabled: bool = setting(True)
     # Lets admin tooling register users (Synapse's shared-secret registration) when set.
     shared_secret: str | None = setting(None, check=_non_empty)
+    # Spec "Token-authenticated registration": registration needs a token admins issued.
+    requires_token: bool = setting(False)
+    # register?kind=guest (spec "Guest access"); on by default, as in Synapse.
+    allow_guests: bool = setting(True)
+
+
+@attrs.frozen
+class VoipConfig:
+    """Spec "Voice over IP": what GET /voip/turnServer hands out."""
+
+    # e.g. "turn:turn.example.org:3478?transport=udp"; () = no TURN server (an empty answer).
+    turn_uris: tuple[str, ...] = setting(())
+    # coturn's `static-auth-secret` (its REST API): time-limited credentials are derived from it.
+    turn_shared_secret: str | None = setting(None, check=_non_empty)
+    # Fixed credentials instead, when the TURN server has no shared secret.
+    turn_username: str | None = setting(None, check=_non_empty)
+    turn_password: str | None = setting(None, check=_non_empty)
+    turn_user_lifetime_ms: int = setting(86_400_000, check=_positive)
+    turn_allow_guests: bool = setting(True)
+
+
+@attrs.frozen
+class WellKnownConfig:
+    """Spec "Server Discovery" and "/.well-known/matrix/support"."""
+
+    # m.homeserver.base_url in /.well-known/matrix/client; null: public_baseurl, else the request's host.
+    client_base_url: str | None = setting(None, check=_url("http", "https"))
+    identity_server: str | None = setting(None, check=_url("http", "https"))
+    # /.well-known/matrix/support: a page and admin contacts (Matrix id and/or email).
+    # Neither set: that path answers 404 as the spec says.
+    support_page: str | None = setting(None, check=_url("http", "https"))
+    admin_matrix_ids: tuple[str, ...] = setting(())
+    admin_emails: tuple[str, ...] = setting(())
 
 
 @attrs.frozen
@@ -460,6 +493,8 @@ class HomeserverConfig:
     app_services: AppServicesConfig = attrs.field(factory=AppServicesConfig)
     ai_assistant: AiAssistantConfig = attrs.field(factory=AiAssistantConfig)
     websocket: WebSocketConfig = attrs.field(factory=WebSocketConfig)
+    voip: VoipConfig = attrs.field(factory=VoipConfig)
+    well_known: WellKnownConfig = attrs.field(factory=WellKnownConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
@@ -494,6 +529,8 @@ for _cls in (
     AppServicesConfig,
     AiAssistantConfig,
     WebSocketConfig,
+    VoipConfig,
+    WellKnownConfig,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

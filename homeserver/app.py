@@ -58,6 +58,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.discovery import DiscoveryService
 from homeserver.services.e2e import E2eService, Membership, NullRemoteKeys, RemoteKeysPort
 from homeserver.services.ephemeral import (
     EphemeralListener,
@@ -72,6 +73,7 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
@@ -95,14 +97,18 @@ from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.reports import ReportService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.sync_engine import SyncEngine
 from homeserver.services.timeline import Timeline
+from homeserver.services.upgrade import RoomUpgrader
 from homeserver.services.url_preview import UrlPreviewService
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
@@ -120,8 +126,11 @@ from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
 from storage.stores.receipts import ReceiptStore
+from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
+from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
+from storage.stores.search import SearchStore
 from storage.stores.state import StateStore
 from storage.stores.sync_acks import SyncAckStore
 from storage.stores.users import UserStore
@@ -178,8 +187,10 @@ class PushRuntime:
     evaluator: PushEvaluator
     pushers: PusherService
     gateway: HttpPushGateway
+    indexer: SearchIndexer  # the other fan-out subscriber with a task of its own
 
     async def close(self) -> None:
+        await self.indexer.stop()
         await self.evaluator.stop()
         await self.pushers.stop()
         await self.gateway.close()
@@ -249,6 +260,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         deliver=[unread.add, pushers.deliver],
     )
     await evaluator.start(max_stream)
+    search_store = SearchStore(engine)
+    indexer = SearchIndexer(store=search_store, reader=reader)
+    await indexer.start(max_stream)
     relation_store = RelationStore(engine)
     aggregations = Aggregations(relations=relation_store, events=reader, floor=max_stream)
     # -- application services: who they are, and their transaction queues (after commit)
@@ -265,7 +279,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, room_material, WakeOnCommit(notifier, name), as_queue,
+        reader, recent, evaluator, aggregations, indexer, room_material, WakeOnCommit(notifier, name), as_queue,
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -338,6 +352,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
+        account_data=account_data,
     )
     notifications = NotificationService(
         store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,
@@ -356,17 +371,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
         push=PushSync(notifications, push_rules), material=room_material,
     )
+    sync = SyncService(engine=sync_engine, presence=presence)
     services = Services(
         server_name=name, auth=auth,
         accounts=AccountService(
             users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
             appservices=appservices,
+            tokens=RegistrationTokenStore(engine), requires_token=cfg.registration.requires_token,
+            guests_allowed=cfg.registration.allow_guests,
         ),
         appservices=appservices,
         ai_records=AiRecordService(store=AiRecordStore(engine), events=reader, appservices=appservices),
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
-        sync=SyncService(engine=sync_engine, presence=presence),
+        sync=sync,
         sockets=PushSockets(
             engine=sync_engine, acks=SyncAckStore(engine), presence=presence, registry=sockets,
             limits=SocketLimits(**attrs.asdict(cfg.websocket)),
@@ -386,6 +404,20 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             server_name=name, events=reader, rooms=rooms_store,
             remote=FederationHierarchy(outbound.client) if outbound is not None else None,
         ),
+        search=SearchService(
+            store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
+            timeline=timeline, account_data=account_data,
+        ),
+        upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
+        reports=ReportService(
+            store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
+        ),
+        discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
+        summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
+        legacy=LegacyService(
+            events=reader, rooms=rooms, room_store=rooms_store, timeline=timeline, sync=sync,
+            notifier=notifier, account_data=account_data,
+        ),
         max_event_bytes=cfg.limits.max_event_bytes,
     )
 
@@ -399,7 +431,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
     return Runtime(
-        services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls,
+        services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), federation,
     )
 
@@ -457,6 +489,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     app[CONFIG] = cfg
     app[HEALTH] = runtime.services.accounts
     app.router.add_get("/health", health)
+    app[discovery.DISCOVERY] = runtime.services.discovery
     app.router.add_routes(discovery.well_known_routes)
     # -- media (issue 8): the content repository's service and its two sub-apps
     media = MediaService(

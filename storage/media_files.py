@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 
 # Server names bring ":", "[" and "]" (ports, IPv6 literals); media ids bring "_" and "-".
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,255}$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,255}\Z")
 
 
 class LocalMediaStorage:

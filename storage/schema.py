@@ -28,6 +28,8 @@ users = sa.Table(
     sa.Column("avatar_url", sa.String(512)),
     sa.Column("created_ts", Ts, nullable=False),
     sa.Column("deactivated", sa.Boolean, nullable=False, default=False),
+    # Spec "Guest access": a guest account (register?kind=guest) until it is upgraded.
+    sa.Column("is_guest", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     **_MYSQL,
 )
 
@@ -517,5 +519,52 @@ sync_acks = sa.Table(
     sa.Column("device_id", sa.String(128), primary_key=True),
     sa.Column("position", sa.String(255), nullable=False),
     sa.Column("updated_ts", Ts, nullable=False),
+    **_MYSQL,
+)
+
+# Server-side search (spec "Server Side Search"): one row per searchable timeline event
+# (m.room.message body, m.room.name name, m.room.topic topic), written after commit by the
+# search indexer; `tokens` is homeserver/core/search_text.py's form. The full-text index
+# itself is dialect-specific and made by migration 0014_search only: a FULLTEXT index on
+# `tokens` (MariaDB), or the FTS5 table `event_search_fts` kept in step by triggers (SQLite).
+# The indexer's progress mark is the "search" row of push_progress.
+event_search = sa.Table(
+    "event_search", metadata,
+    sa.Column("stream_ordering", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("origin_server_ts", Ts, nullable=False),
+    sa.Column("tokens", LongText, nullable=False),
+    sa.Index("event_search_room", "room_id", "stream_ordering"),
+    sa.Index("event_search_event", "event_id"),
+    **_MYSQL,
+)
+
+# Spec "Reporting content": reports of events, rooms and users, kept for the server's admins.
+reports = sa.Table(
+    "reports", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "event" | "room" | "user"
+    sa.Column("reporter", Id, nullable=False),
+    sa.Column("room_id", Id),
+    sa.Column("event_id", Id),
+    sa.Column("target_user_id", Id),
+    sa.Column("reason", sa.Text),
+    sa.Column("received_ts", Ts, nullable=False),
+    sa.Index("reports_received", "received_ts"),
+    **_MYSQL,
+)
+
+# Spec "Token-authenticated registration": tokens admins issue (the admin API manages them);
+# `completed` counts registrations that used one, `uses_allowed` NULL is unlimited.
+registration_tokens = sa.Table(
+    "registration_tokens", metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("uses_allowed", sa.Integer),
+    sa.Column("pending", sa.Integer, nullable=False, default=0),
+    sa.Column("completed", sa.Integer, nullable=False, default=0),
+    sa.Column("expiry_time", Ts),
     **_MYSQL,
 )

@@ -57,6 +57,24 @@ async def send_leave(request: web.Request) -> web.Response:
     ))
 
 
+@routes.get(V1 + "/make_knock/{room_id}/{user_id}")
+async def make_knock(request: web.Request) -> web.Response:
+    """GET /make_knock/{roomId}/{userId}?ver=..."""
+    versions = request.query.getall("ver", ["1"])
+    return ok(await request.app[FEDERATION].rooms.make_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "knock", versions,
+    ))
+
+
+@routes.put(V1 + "/send_knock/{room_id}/{event_id}")
+async def send_knock(request: web.Request) -> web.Response:
+    """PUT /send_knock/{roomId}/{eventId}: answers with knock_room_state."""
+    return ok(await request.app[FEDERATION].rooms.send_membership(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
+        await _body(request), "knock",
+    ))
+
+
 @routes.put(V2 + "/invite/{room_id}/{event_id}")
 async def invite(request: web.Request) -> web.Response:
     """PUT /v2/invite/{roomId}/{eventId}"""
@@ -140,6 +158,40 @@ async def query_profile(request: web.Request) -> web.Response:
     if field:
         profile = {k: v for k, v in profile.items() if k == field}
     return ok(profile)
+
+
+def _flag(value: object) -> bool:
+    return value is True or value == "true"
+
+
+@routes.get(V1 + "/publicRooms")
+async def public_rooms(request: web.Request) -> web.Response:
+    """GET /publicRooms?limit&since&include_all_networks&third_party_instance_id"""
+    limit = request.query.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "limit must be a non-negative integer")
+    return ok(await request.app[FEDERATION].directory.public_rooms(
+        int(limit) if limit is not None else None, request.query.get("since"), None,
+        _flag(request.query.get("include_all_networks")), request.query.get("third_party_instance_id"),
+    ))
+
+
+@routes.post(V1 + "/publicRooms")
+async def search_public_rooms(request: web.Request) -> web.Response:
+    """POST /publicRooms {limit, since, filter: {generic_search_term}, include_all_networks, third_party_instance_id}"""
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Body must be an object")
+    limit, since, flt = body.get("limit"), body.get("since"), body.get("filter") or {}
+    tpi = body.get("third_party_instance_id")
+    if (limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0)) or (
+        since is not None and not isinstance(since, str)) or not isinstance(flt, dict) or (
+        tpi is not None and not isinstance(tpi, str)):
+        raise MatrixError(400, "M_BAD_JSON", "Malformed publicRooms request")
+    term = flt.get("generic_search_term")
+    return ok(await request.app[FEDERATION].directory.public_rooms(
+        limit, since, term if isinstance(term, str) else None, _flag(body.get("include_all_networks")), tpi,
+    ))
 
 
 @routes.get(V1 + "/query/directory")

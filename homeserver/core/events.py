@@ -150,6 +150,16 @@ def hash_and_sign_pdu(
     return signed
 
 
+def countersign_pdu(
+    room_version: RoomVersion | str, pdu: dict[str, Any], server_name: str, key: SigningKey,
+) -> dict[str, Any]:
+    """Add our signature to another server's PDU (an invite we are asked to sign). Like every
+    event signature it covers the redacted form: signing the whole event would fail to
+    verify as soon as the content holds more than the redaction keeps (a displayname)."""
+    redacted_signed = sign_json(redact_pdu(room_version, pdu), server_name, key)
+    return {**pdu, "signatures": redacted_signed["signatures"]}
+
+
 def event_from_pdu(room_version_id: str, pdu: dict[str, Any]) -> Event:
     """Wrap a PDU, deriving its event id (raises for unknown room versions)."""
     return Event(compute_event_id(room_version_id, pdu), pdu, room_version_id)

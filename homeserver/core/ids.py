@@ -8,12 +8,12 @@ import string
 
 from homeserver.core.errors import MatrixError
 
-_LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
+_LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+\Z")
 # Historical user ids may contain more characters; accept them when parsing
 # ids that come from elsewhere, but only create new ones with the strict set.
-_HISTORICAL_LOCALPART_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_HISTORICAL_LOCALPART_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+\Z")
 _SERVER_NAME_RE = re.compile(
-    r"^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(:[0-9]{1,5})?$"
+    r"^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(:[0-9]{1,5})?\Z"
 )
 MAX_ID_BYTES = 255
 

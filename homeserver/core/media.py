@@ -17,7 +17,7 @@ from homeserver.core.ids import is_valid_server_name
 
 # "Security considerations": media ids are only A-Za-z0-9, _ and -, so no id can
 # walk out of the media store (../, percent-encoding and UTF-8 tricks included).
-_MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}\Z")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 # "Serving inline content": the types a browser will not run as a page of ours.
@@ -41,8 +41,8 @@ SECURITY_HEADERS = {
 }
 
 # Printable ASCII without separators that would break a header: what a Content-Type may be.
-_CONTENT_TYPE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
-_TOKEN_FILENAME_RE = re.compile(r"^[A-Za-z0-9 ._()+,=@\[\]-]+$")
+_CONTENT_TYPE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}\Z")
+_TOKEN_FILENAME_RE = re.compile(r"^[A-Za-z0-9 ._()+,=@\[\]-]+\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 

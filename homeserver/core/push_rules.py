@@ -361,7 +361,7 @@ def _word(text: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(text)}(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
-_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
+_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)\Z")
 
 
 def _member_count(cond: Mapping[str, Any], event: Mapping[str, Any], ctx: PushContext) -> bool:

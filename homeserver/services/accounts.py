@@ -17,9 +17,17 @@ from homeserver.services.auth import AuthService, PasswordError, Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.profile import ProfileService
 from homeserver.services.rooms import RoomService
+from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
+
+
+class InvalidRegistrationToken(MatrixError):
+    """The registration token stage failed: the UIA answer is 401 with this error."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "M_UNAUTHORIZED", "Invalid registration token")
 
 
 class AccountService:
@@ -27,8 +35,14 @@ class AccountService:
         self, users: UserStore, auth: AuthService, server_name: str, registration_enabled: bool,
         bcrypt_rounds: int = 12, *, rooms: RoomService, profile: ProfileService,
         appservices: AppServiceRegistry,
+        tokens: RegistrationTokenStore | None = None, requires_token: bool = False,
+        guests_allowed: bool = False,
     ) -> None:
         self._appservices = appservices
+        self.guests_allowed = guests_allowed
+        self._tokens = tokens
+        # Spec "Token-authenticated registration": the m.login.registration_token stage.
+        self.requires_token = requires_token and tokens is not None
         self._rooms = rooms
         self._profile = profile
         self._users = users
@@ -72,10 +86,17 @@ class AccountService:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
         return uid
 
+    async def registration_token_valid(self, token: str) -> bool:
+        """GET /register/m.login.registration_token/validity."""
+        if not self.registration_enabled:
+            raise forbidden("Registration has been disabled")
+        return self._tokens is not None and await self._tokens.is_valid(token, now_ms())
+
     async def register(
         self, localpart: str | None, password: str | None, device_id: str | None,
         display_name: str | None, inhibit_login: bool, refreshable: bool,
         service: AppService | None = None,
+        registration_token: str | None = None,
     ) -> dict[str, Any]:
         """``service``: an application service registering a user in its namespace
         (spec `m.login.application_service`), allowed while open registration is off."""
@@ -88,7 +109,18 @@ class AccountService:
         self._appservices.check_user_id(
             ids.user_id(self.validate_localpart(localpart), self.server_name), service,
         )
-        uid = await self.create_user(localpart, password)
+        spent = None
+        if self.requires_token:
+            assert self._tokens is not None
+            if registration_token is None or not await self._tokens.spend(registration_token, now_ms()):
+                raise InvalidRegistrationToken()
+            spent = registration_token
+        try:
+            uid = await self.create_user(localpart, password)
+        except BaseException:
+            if spent is not None and self._tokens is not None:
+                await self._tokens.refund(spent)
+            raise
         if inhibit_login:
             return {"user_id": uid, "home_server": self.server_name}
         out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
@@ -108,6 +140,39 @@ class AccountService:
         if user is None or user.deactivated:
             raise forbidden("Unknown user")
         out = await self._auth.issue(uid, device_id or ids.new_device_id(), display_name, refreshable)
+        out["home_server"] = self.server_name
+        return out
+
+    async def register_guest(self, display_name: str | None, allowed: bool) -> dict[str, Any]:
+        """Spec "Guest access": register?kind=guest. A guest has no password and a
+        numeric localpart, as in Synapse; username and password in the request are ignored."""
+        if not allowed:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        while True:
+            localpart = str(secrets.randbelow(10**12))
+            uid = ids.user_id(localpart, self.server_name)
+            if await self._users.create_user(uid, None, now_ms(), is_guest=True, displayname=localpart):
+                break
+        out = await self._auth.issue(uid, ids.new_device_id(), display_name, False)
+        out["home_server"] = self.server_name
+        return out
+
+    async def upgrade_guest(
+        self, guest: Requester, password: str | None, device_id: str | None, display_name: str | None,
+        inhibit_login: bool,
+    ) -> dict[str, Any]:
+        """POST /register with `guest_access_token`: the guest's account becomes a full one,
+        keeping its user id (and so its rooms and account data)."""
+        if not guest.is_guest:
+            raise forbidden("This access token does not belong to a guest")
+        if password is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "A password is required")
+        if not await self._users.upgrade_guest(guest.user_id, await asyncio.to_thread(self._hash, password)):
+            raise forbidden("This guest account cannot be upgraded")
+        self._auth.forget_user(guest.user_id)
+        if inhibit_login:
+            return {"user_id": guest.user_id, "home_server": self.server_name}
+        out = await self._auth.issue(guest.user_id, device_id or guest.device_id, display_name, False)
         out["home_server"] = self.server_name
         return out
 

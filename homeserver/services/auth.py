@@ -44,6 +44,7 @@ class Requester:
     def is_rate_limited(self) -> bool:
         """Whether rate limits apply to this request (issue 12 enforces them)."""
         return self.rate_limited
+    is_guest: bool = False
 
 
 def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:
@@ -70,7 +71,8 @@ class AuthService:
         self._secret = secret
         self._issuer = server_name
         self._live: LruCache[str, TokenRecord] = LruCache(100_000)
-        self._admins: LruCache[str, bool] = LruCache(100_000)  # user -> is_admin, for live users
+        # user -> (is_admin, is_guest), for live users
+        self._admins: LruCache[str, tuple[bool, bool]] = LruCache(100_000)
 
     def _encode(self, user_id: str, device_id: str, token_id: str, expires_ts: int | None) -> str:
         claims: dict[str, Any] = {
@@ -139,14 +141,18 @@ class AuthService:
             self._live.put(token_id, record)
         if record.expires_ts is not None and record.expires_ts < now_ms():
             raise unknown_token("Access token has expired", soft_logout=True)
-        is_admin = self._admins.get(record.user_id)
-        if is_admin is None:
+        flags = self._admins.get(record.user_id)
+        if flags is None:
             user = await self._users.get_user(record.user_id)
             if user is None or user.deactivated:
                 raise unknown_token()
-            is_admin = user.is_admin
-            self._admins.put(record.user_id, is_admin)
-        return Requester(record.user_id, record.device_id, token_id, is_admin)
+            flags = (user.is_admin, user.is_guest)
+            self._admins.put(record.user_id, flags)
+        return Requester(record.user_id, record.device_id, token_id, flags[0], flags[1])
+
+    def forget_user(self, user_id: str) -> None:
+        """The user's flags changed (a guest upgraded): read them again."""
+        self._admins.pop(user_id)
 
     def issue_openid(self, user_id: str) -> dict[str, Any]:
         """Spec: "OpenID" (client-server API). A signed, short-lived token that proves to a

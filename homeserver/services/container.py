@@ -13,10 +13,12 @@ from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.discovery import DiscoveryService
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.legacy import LegacyService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
@@ -24,11 +26,15 @@ from homeserver.services.push_socket import PushSockets
 from homeserver.services.pushers import PusherService
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
+from homeserver.services.reports import ReportService
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchService
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
+from homeserver.services.upgrade import RoomUpgrader
 
 
 @attrs.frozen
@@ -60,4 +66,10 @@ class Services:
     ai_records: AiRecordService
     sockets: PushSockets
     sliding_sync: SlidingSyncService
+    search: SearchService
+    upgrades: RoomUpgrader
+    reports: ReportService
+    discovery: DiscoveryService
+    summaries: SummaryService
+    legacy: LegacyService
     max_event_bytes: int = 65_536

@@ -100,9 +100,28 @@ class DirectoryService:
             raise forbidden("You need to be a room moderator to publish a room")
         await self._store.set_public(room_id, visibility == "public")
 
+    async def public_rooms_of(
+        self, server: str | None, limit: int | None, since: str | None, search: str | None,
+        include_all_networks: bool = False, third_party_instance_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Spec "GET/POST /publicRooms": ours, or with `server` another server's list asked
+        over federation (its /publicRooms)."""
+        if server is not None and server != self.server_name:
+            if not ids.is_valid_server_name(server):
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid server name")
+            if not self._remote.enabled:
+                raise MatrixError(404, "M_NOT_FOUND", "Federation is disabled on this server")
+            return await self._remote.public_rooms(
+                server, limit, since, search, include_all_networks, third_party_instance_id,
+            )
+        return await self.public_rooms(
+            limit, since, search,
+            include_all_networks=include_all_networks, third_party_instance_id=third_party_instance_id,
+        )
+
     async def public_rooms(
         self, limit: int | None, since: str | None, search: str | None,
-        third_party_instance_id: str | None = None, include_all_networks: bool = False,
+        include_all_networks: bool = False, third_party_instance_id: str | None = None,
     ) -> dict[str, Any]:
         """Spec "Published room directories": the server's own list, one application
         service network's (`third_party_instance_id`), or all of them."""

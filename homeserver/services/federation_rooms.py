@@ -11,14 +11,17 @@ from typing import Any
 
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
-from homeserver.core.events import Event, compute_event_id, event_from_pdu
+from homeserver.core.events import Event, compute_event_id, countersign_pdu, event_from_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.core.signing import SigningKey, sign_json
+from homeserver.core.signing import SigningKey
 from homeserver.services.clock import now_ms
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
+from homeserver.services.formatting import stripped_state
 from homeserver.services.reader import EventReader
+from homeserver.services.remote_rooms import INVITE_STATE_TYPES
+from homeserver.services.restricted import restricted_authoriser
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.writer import RoomWriterPort
 from storage.stores.users import UserStore
@@ -67,24 +70,32 @@ class FederationRooms:
             raise forbidden("A server can only make membership events for its own users")
         head = await self._resident_head(room_id)
         await self._check_acl(origin, room_id)
-        if membership == "join" and head.room_version not in versions:
+        if membership in ("join", "knock") and head.room_version not in versions:
             raise MatrixError(
                 400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
                 room_version=head.room_version,
             )
-        content = {"membership": membership}
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join":
+            # Spec "Restricted rooms": we vouch for a join our allow list admits.
+            authoriser = await restricted_authoriser(self._events, self.server_name, head, user_id)
+            if authoriser is not None:
+                content["join_authorised_via_users_server"] = authoriser
         keys = auth_rules.auth_types_for_event(head.room_version, "m.room.member", user_id, user_id, content)
         template = {
             "room_id": room_id, "sender": user_id, "state_key": user_id, "type": "m.room.member",
             "content": content, "origin_server_ts": now_ms(), "depth": head.max_depth + 1,
             "prev_events": list(head.extremities), "auth_events": [head.state[k] for k in keys if k in head.state],
         }
-        if membership == "join":
-            # Refuse early what the join itself would fail (banned, invite-only...).
+        if membership in ("join", "knock"):
+            # Refuse early what the join itself would fail (banned, invite-only...); the
+            # authorising signature is ours to add at send_join.
             probe = Event("$probe", template, head.room_version)
             state = await self._events.state_events({k: head.state[k] for k in keys if k in head.state})
             try:
-                auth_rules.check_auth_rules(head.room_version, probe, state)
+                auth_rules.check_auth_rules(
+                    head.room_version, probe, state, verify_authoriser=lambda _e, _s: True,
+                )
             except AuthError as e:
                 raise forbidden(e.error) from None
         return {"event": template, "room_version": head.room_version}
@@ -97,6 +108,16 @@ class FederationRooms:
         await self._check_acl(origin, room_id)
         if not isinstance(pdu, dict):
             raise MatrixError(400, "M_BAD_JSON", "Event must be an object")
+        content = pdu.get("content")
+        authoriser = content.get("join_authorised_via_users_server") if isinstance(content, dict) else None
+        if membership == "join" and isinstance(authoriser, str) and server_of(authoriser) == self.server_name:
+            # Spec "send_join": the resident server named as authoriser signs the join, and
+            # only when its allow list still admits the user.
+            joiner = pdu.get("state_key") if isinstance(pdu.get("state_key"), str) else ""
+            admissible = await restricted_authoriser(self._events, self.server_name, head, joiner)
+            if admissible is None and head.members.get(joiner) not in ("invite", "join"):
+                raise forbidden("We cannot authorise this join")
+            pdu = countersign_pdu(head.room_version, pdu, self.server_name, self._key)
         try:
             event = await self._handler.check_pdu(head.room_version, pdu)
         except PduRejected as e:
@@ -115,6 +136,11 @@ class FederationRooms:
             raise forbidden("The event was not accepted")
         if membership == "leave":
             return {}
+        if membership == "knock":
+            # Spec "send_knock": the room's stripped state, for the knocker's client.
+            wanted = {k: v for k, v in head.state.items() if k[0] in INVITE_STATE_TYPES and k[1] == ""}
+            stripped = stripped_state(list((await self._events.state_events(wanted)).values()))
+            return {"knock_room_state": stripped}
         state_pdus = [se.event.pdu for se in (await self._events.get_events(before.values())).values()]
         chain = await self.auth_chain([*before.values(), event_id])
         return {
@@ -157,7 +183,7 @@ class FederationRooms:
             raise forbidden("Not an invite event from your server")
         if server_of(target) != self.server_name or await self._users.get_user(target) is None:
             raise not_found("Unknown user")
-        signed = sign_json(event.pdu, self.server_name, self._key)
+        signed = countersign_pdu(version, event.pdu, self.server_name, self._key)
         stripped = body.get("invite_room_state") or []
         kept = dict(signed, unsigned={**signed.get("unsigned", {}), "invite_room_state": stripped})
         await self._writer.append_outliers(

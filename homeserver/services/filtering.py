@@ -23,11 +23,15 @@ def _bad(message: str) -> MatrixError:
     return MatrixError(400, "M_BAD_JSON", message)
 
 
-def _str_list(value: Any, name: str) -> tuple[str, ...] | None:
+def _str_list(value: Any, name: str, sigil: str = "") -> tuple[str, ...] | None:
+    """A list of strings; with ``sigil``, of ids of that kind (spec "Filtering": `rooms` are
+    room ids, `senders` user ids), so a filter that could never match is refused."""
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _bad(f"{name} must be a list of strings")
+    if sigil and not all(v.startswith(sigil) and ":" in v for v in value):
+        raise _bad(f"{name} must be a list of {'room' if sigil == '!' else 'user'} ids")
     return tuple(value)
 
 
@@ -77,6 +81,8 @@ class EventFilter:
     include_redundant_members: bool = False
     # Spec "Receiving notifications": per-thread unread counts in /sync when asked for.
     unread_thread_notifications: bool = False
+    # Spec "Ignoring Users": their events are not sent, "with the exception of state events".
+    ignored: frozenset[str] = frozenset()
 
     @classmethod
     def from_query(cls, text: str | None) -> EventFilter:
@@ -102,10 +108,10 @@ class EventFilter:
             limit=limit,
             types=_str_list(body.get("types"), f"{name}.types"),
             not_types=_str_list(body.get("not_types"), f"{name}.not_types") or (),
-            senders=_str_list(body.get("senders"), f"{name}.senders"),
-            not_senders=_str_list(body.get("not_senders"), f"{name}.not_senders") or (),
-            rooms=_str_list(body.get("rooms"), f"{name}.rooms"),
-            not_rooms=_str_list(body.get("not_rooms"), f"{name}.not_rooms") or (),
+            senders=_str_list(body.get("senders"), f"{name}.senders", "@"),
+            not_senders=_str_list(body.get("not_senders"), f"{name}.not_senders", "@") or (),
+            rooms=_str_list(body.get("rooms"), f"{name}.rooms", "!"),
+            not_rooms=_str_list(body.get("not_rooms"), f"{name}.not_rooms", "!") or (),
             contains_url=_opt_bool(body, "contains_url", name),
             lazy_load_members=bool(_opt_bool(body, "lazy_load_members", name)),
             include_redundant_members=bool(_opt_bool(body, "include_redundant_members", name)),
@@ -133,7 +139,12 @@ class EventFilter:
         return True
 
     def matches(self, event: Event) -> bool:
+        if self.ignored and event.sender in self.ignored and not event.is_state:
+            return False
         return self.allows(event.type, event.sender, event.room_id, event.content)
+
+    def ignoring(self, users: frozenset[str]) -> EventFilter:
+        return attrs.evolve(self, ignored=users) if users else self
 
     def room_allowed(self, room_id: str) -> bool:
         if self.rooms is not None and room_id not in self.rooms:
@@ -209,12 +220,16 @@ class SyncFilter:
             room_account_data=EventFilter.parse(room.get("account_data"), "room.account_data"),
             account_data=EventFilter.parse(body.get("account_data"), "account_data"),
             presence=EventFilter.parse(body.get("presence"), "presence"),
-            rooms=_str_list(room.get("rooms"), "room.rooms"),
-            not_rooms=_str_list(room.get("not_rooms"), "room.not_rooms") or (),
+            rooms=_str_list(room.get("rooms"), "room.rooms", "!"),
+            not_rooms=_str_list(room.get("not_rooms"), "room.not_rooms", "!") or (),
             include_leave=bool(_opt_bool(room, "include_leave", "room")),
             event_fields=None if fields is None else tuple(_field_path(f) for f in fields),
             event_format=event_format,
         )
+
+    def ignoring(self, users: frozenset[str]) -> SyncFilter:
+        """This filter with the timeline dropping what ignored users sent."""
+        return attrs.evolve(self, timeline=self.timeline.ignoring(users)) if users else self
 
     def room_allowed(self, room_id: str) -> bool:
         if self.rooms is not None and room_id not in self.rooms:

@@ -91,13 +91,21 @@ class ProfileService:
         return {"results": ordered[:limit], "limited": len(ordered) > limit}
 
     async def _public_rooms(self) -> list[str]:
-        """Rooms anyone may join: their members are visible to every searcher."""
-        rules = await self._rooms.current_state_of_type("m.room.join_rules")
-        events = await self._events.get_events(eid for _, eid in rules)
-        return [
-            room_id for room_id, eid in rules
-            if eid in events and events[eid].event.content.get("join_rule") == "public"
-        ]
+        """Rooms anyone may join or read (join rule `public`, or history visibility
+        `world_readable`, as Synapse counts them): their members are visible to every
+        searcher. Read from current state, so a change of either is seen at once."""
+        out: list[str] = []
+        for event_type, field, value in (
+            ("m.room.join_rules", "join_rule", "public"),
+            ("m.room.history_visibility", "history_visibility", "world_readable"),
+        ):
+            rows = await self._rooms.current_state_of_type(event_type)
+            events = await self._events.get_events(eid for _, eid in rows)
+            out += [
+                room_id for room_id, eid in rows
+                if eid in events and events[eid].event.content.get(field) == value
+            ]
+        return out
 
     async def set_field(self, requester_id: str, user_id: str, field: str, value: Any) -> None:
         if requester_id != user_id:

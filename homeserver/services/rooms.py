@@ -15,6 +15,7 @@ from homeserver.services.auth import Requester
 from homeserver.services.local_events import EventSpec
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
+from homeserver.services.restricted import restricted_authoriser
 from homeserver.services.room_heads import RoomHead
 from homeserver.services.writer import RoomWriterPort
 from storage.stores.rooms import RoomStore
@@ -83,16 +84,31 @@ class RoomService:
         return head
 
     async def _member_content(self, user_id: str, membership: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """A member event's content with the target's profile on joins and invites (as
+        Synapse fills it: clients show the invitee's name in the timeline, not their id)."""
         content: dict[str, Any] = {"membership": membership}
-        if membership == "join" and ids.server_of(user_id) == self.server_name:
-            user = await self._users.get_user(user_id)
-            if user is not None:
-                if user.displayname is not None:
-                    content["displayname"] = user.displayname
-                if user.avatar_url is not None:
-                    content["avatar_url"] = user.avatar_url
+        if membership in ("join", "invite", "knock"):
+            content.update(await self._profile_of(user_id))
         content.update(extra)
         return content
+
+    async def member_content(self, user_id: str, membership: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """A member event's content as this server fills it (profile on joins, invites, knocks)."""
+        return await self._member_content(user_id, membership, extra)
+
+    async def _profile_of(self, user_id: str) -> dict[str, Any]:
+        if ids.server_of(user_id) == self.server_name:
+            user = await self._users.get_user(user_id)
+            if user is None:
+                return {}
+            found = {"displayname": user.displayname, "avatar_url": user.avatar_url}
+            return {k: v for k, v in found.items() if v is not None}
+        if not self._remote.enabled:
+            return {}
+        try:
+            return await self._remote.query_profile(user_id)
+        except MatrixError:
+            return {}  # an unreachable server does not stop the invite; the id is shown
 
     # -- createRoom -----------------------------------------------------------
 
@@ -209,10 +225,22 @@ class RoomService:
         if head is not None:
             if head.members.get(requester.user_id) == "join":
                 return room_id  # joining twice is idempotent
-            await self._membership(requester.user_id, room_id, requester.user_id, "join", reason)
+            if requester.is_guest:
+                # Spec "Guest access": guests join only rooms whose m.room.guest_access is can_join.
+                access = await self._events.current_state_event(room_id, ("m.room.guest_access", ""))
+                if access is None or access.content.get("guest_access") != "can_join":
+                    raise MatrixError(403, "M_FORBIDDEN", "Guest access is not allowed in this room")
+            extra: dict[str, Any] = {"reason": reason} if isinstance(reason, str) else {}
+            authoriser = await self.restricted_authoriser(head, requester.user_id)
+            if authoriser is not None:
+                extra["join_authorised_via_users_server"] = authoriser
+            content = await self._member_content(requester.user_id, "join", extra)
+            await self._writer.send_event(room_id, EventSpec("m.room.member", requester.user_id, content, requester.user_id))
             return room_id
         if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
             raise not_found("Unknown room")
+        if requester.is_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot join rooms on other servers")
         invite = await self._rooms.get_membership(room_id, requester.user_id)
         candidates = [*(via or []), *servers, ids.server_of(room_id)]
         if invite is not None and invite.membership == "invite":
@@ -221,15 +249,45 @@ class RoomService:
         await self._remote.join_remote(requester.user_id, room_id, candidates, content)
         return room_id
 
+    async def restricted_authoriser(self, head: RoomHead, user_id: str) -> str | None:
+        return await restricted_authoriser(self._events, self.server_name, head, user_id)
+
+    async def knock(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None = None,
+        via: list[str] | None = None,
+    ) -> str:
+        """Spec "Knocking on rooms": ask to be invited to a `knock` or `knock_restricted` room."""
+        room_id, servers = await self.resolve_room(room_id_or_alias)
+        extra = {"reason": reason} if isinstance(reason, str) else {}
+        head = await self._is_resident(room_id)
+        if head is not None:
+            if head.members.get(requester.user_id) in ("join", "invite", "ban"):
+                raise forbidden(f"You cannot knock while {head.members[requester.user_id]}")
+            await self._membership(requester.user_id, room_id, requester.user_id, "knock", reason)
+            return room_id
+        if not self._remote.enabled or (ids.server_of(room_id) == self.server_name and not via):
+            raise not_found("Unknown room")
+        content = await self._member_content(requester.user_id, "knock", extra)
+        await self._remote.knock_remote(requester.user_id, room_id, [*(via or []), *servers, ids.server_of(room_id)], content)
+        return room_id
+
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
         head = await self._is_resident(room_id)
         if head is None:
             row = await self._rooms.get_membership(room_id, requester.user_id)
-            if row is None or row.membership != "invite" or not self._remote.enabled:
+            if row is None or row.membership not in ("invite", "knock") or not self._remote.enabled:
                 raise forbidden("You are not in this room")
-            await self._remote.leave_remote(
-                requester.user_id, room_id, [ids.server_of(row.sender), ids.server_of(room_id)],
-            )
+            held = await self._events.room_head(room_id)
+            if held is not None and held.members.get(requester.user_id) == row.membership and (
+                ids.server_of(room_id) == self.server_name
+            ):
+                # Our own room whose members all left: the rejection is an ordinary event here.
+                await self._membership(requester.user_id, room_id, requester.user_id, "leave", reason)
+                return
+            servers = [ids.server_of(row.sender), ids.server_of(room_id)]
+            if held is not None:
+                servers += sorted({ids.server_of(u) for u, m in held.members.items() if m == "join"})
+            await self._remote.leave_remote(requester.user_id, room_id, servers, invite_event_id=row.event_id)
             return
         if head.members.get(requester.user_id) in (None, "leave"):
             raise forbidden("You are not in this room")
@@ -240,14 +298,18 @@ class RoomService:
     ) -> None:
         """invite / kick (leave) / ban / unban (leave) of another user."""
         target = ids.normalize_user_id(target, self.server_name)
-        head = await self.head_or_404(room_id)
+        # Acting on someone else needs the actor in the room (auth rules 4.4.2, 4.5.2, 4.6.1);
+        # an unknown room is the same refusal, as Synapse answers: 403, not 404.
+        head = await self.require_joined(requester, room_id)
         if membership == "invite" and head.members.get(target) == "invite":
             return
         if membership == "invite" and ids.server_of(target) == self.server_name:
             if await self._users.get_user(target) is None:
                 raise not_found("Unknown user")
         if membership == "invite" and ids.server_of(target) != self.server_name:
-            await self._invite_remote(requester.user_id, room_id, target, {"reason": reason} if reason else {})
+            extra = await self._member_content(target, "invite", {"reason": reason} if reason else {})
+            extra.pop("membership")
+            await self._invite_remote(requester.user_id, room_id, target, extra)
             return
         await self._membership(requester.user_id, room_id, target, membership, reason)
 
@@ -294,15 +356,58 @@ class RoomService:
     ) -> str:
         # A repeated txn id is answered with the original event (checked under the room lock).
         txn = (requester.device_id, txn_id) if txn_id is not None else None
-        await self.head_or_404(room_id)
+        head = await self.head_or_404(room_id)
         if event_type == "m.room.member" and state_key is not None:
             membership = content.get("membership")
             if not isinstance(membership, str):
                 raise MatrixError(400, "M_BAD_JSON", "membership is required")
+        if event_type == "m.room.canonical_alias" and state_key == "":
+            await self._check_canonical_alias(head, content)
         se = await self._writer.send_event(room_id, EventSpec(
             event_type, requester.user_id, content, state_key, redacts, txn,
         ))
         return se.event.event_id
+
+    async def _check_canonical_alias(self, head: RoomHead, content: dict[str, Any]) -> None:
+        """Spec "m.room.canonical_alias" (PUT state): a malformed alias is 400 M_INVALID_PARAM and
+        one that does not point to this room 400 M_BAD_ALIAS. Only aliases new to the event are
+        checked, so an alias deleted since can still be dropped from the list."""
+        previous: dict[str, Any] = {}
+        if (eid := head.state.get(("m.room.canonical_alias", ""))) is not None:
+            if (old := await self._events.get_event(eid)) is not None:
+                previous = old.event.content
+        alias = content.get("alias")
+        alt = content.get("alt_aliases", [])
+        if alias is not None and not isinstance(alias, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "alias must be a string")
+        if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
+            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases must be a list of strings")
+        old_alt = previous.get("alt_aliases")
+        known = set(old_alt) if isinstance(old_alt, list) else set()
+        new = [a for a in alt if a not in known]
+        if alias and alias != previous.get("alias"):
+            new.insert(0, alias)
+        for candidate in new:
+            await self._alias_points_here(candidate, head.room_id)
+
+    async def _alias_points_here(self, alias: str, room_id: str) -> None:
+        try:
+            local, _ = ids.split_id("#", alias)
+        except ValueError:
+            local = ""
+        if not local or len(alias.encode()) > ids.MAX_ID_BYTES:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias: {alias}")
+        target: str | None = None
+        found = await self._rooms.get_alias(alias)
+        if found is not None:
+            target = found[0]
+        elif self._remote.enabled and ids.server_of(alias) != self.server_name:
+            try:
+                target = (await self._remote.query_alias(alias)).get("room_id")
+            except MatrixError:
+                target = None
+        if target != room_id:
+            raise MatrixError(400, "M_BAD_ALIAS", f"Room alias {alias} does not point to the room")
 
     async def current_state(self, requester: Requester, room_id: str) -> list[Event]:
         head, window = await self._readable_head(requester, room_id)

@@ -55,7 +55,7 @@ def empty_response(next_batch: str) -> dict[str, Any]:
 def has_data(resp: dict[str, Any]) -> bool:
     rooms = resp["rooms"]
     return bool(
-        rooms["join"] or rooms["invite"] or rooms["leave"] or resp["account_data"]["events"]
+        rooms["join"] or rooms["invite"] or rooms["leave"] or rooms["knock"] or resp["account_data"]["events"]
         or resp["presence"]["events"] or resp["to_device"]["events"]
         or resp["device_lists"]["changed"] or resp["device_lists"]["left"]
     )
@@ -98,9 +98,11 @@ class SyncEngine:
         now = now or self._notifier.current_token()
         resp = empty_response(now.encode())
         user = requester.user_id
+        ignored = await self._account_data.ignored_users(user)
+        f = f.ignoring(ignored)
         since_ev = since.events if since is not None else 0
         if since is None or full_state:
-            wanted = ["join", "invite"] + (["leave", "ban"] if f.include_leave else [])
+            wanted = ["join", "invite", "knock"] + (["leave", "ban"] if f.include_leave else [])
             rows = await self._rooms.memberships_for_user(user, wanted)
             changed_since = {r.room_id: r for r in rows}
             incremental_join: list[str] = []
@@ -126,7 +128,12 @@ class SyncEngine:
                 if section is not None:
                     rooms["join"][row.room_id] = section
             elif row.membership == "invite":
-                rooms["invite"][row.room_id] = await self._invite(row)
+                if row.sender not in ignored:  # spec "Ignoring Users": their invites are not sent
+                    rooms["invite"][row.room_id] = await self._invite(row)
+            elif row.membership == "knock":
+                # Spec "Knocking on rooms": rooms.knock, the room's stripped state and the knock.
+                knock = await self._invite(row, "knock_room_state")
+                rooms["knock"][row.room_id] = {"knock_state": knock["invite_state"]}
             elif row.membership in ("leave", "ban") and (since is not None or f.include_leave):
                 section = await self._room_full(requester, row.room_id, row.stream_ordering, f, since_ev)
                 if section is not None:
@@ -452,13 +459,13 @@ class SyncEngine:
         """`{"invite_state": {"events": [stripped state]}}` for an invite membership row."""
         return await self._invite(row)
 
-    async def _invite(self, row: Membership) -> dict[str, Any]:
+    async def _invite(self, row: Membership, sent_as: str = "invite_room_state") -> dict[str, Any]:
         invite = await self._events.get_event(row.event_id)
         if invite is None:
             return {"invite_state": {"events": []}}
         if invite.state_after is None:
             # An invite from another server: it sent the room's stripped state along.
-            sent = invite.event.pdu.get("unsigned", {}).get("invite_room_state")
+            sent = invite.event.pdu.get("unsigned", {}).get(sent_as)
             stripped = [
                 e for e in (sent if isinstance(sent, list) else [])
                 if isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("content"), dict)

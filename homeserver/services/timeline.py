@@ -15,7 +15,8 @@ from homeserver.services.formatting import client_event, federation_event
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
-from homeserver.services.rooms import RoomService
+from homeserver.services.rooms import RoomService, Visibility
+from storage.stores.filters import AccountDataStore
 
 Topo = tuple[int, int]
 
@@ -32,8 +33,9 @@ def before_event(se: StoredEvent) -> Topo:
 class Timeline:
     def __init__(
         self, *, events: EventReader, rooms: RoomService, notifier: NotifierPort,
-        remote: RemoteRoomsPort, aggregations: Aggregations,
+        remote: RemoteRoomsPort, aggregations: Aggregations, account_data: AccountDataStore,
     ) -> None:
+        self._account_data = account_data
         self._aggregations = aggregations
         self._events = events
         self._rooms = rooms
@@ -128,6 +130,7 @@ class Timeline:
     ) -> dict[str, Any]:
         if direction not in ("b", "f"):
             raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
+        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
         window = await self._rooms.visible_window(requester, room_id)
         upto = window.upto
         limit = max(0, min(limit, 1000))
@@ -217,22 +220,10 @@ class Timeline:
             raise not_found("Event not found.")
         limit = max(0, min(limit, 100))
         before_n = limit // 2
+        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
 
-        async def side(backwards: bool, wanted: int) -> list[StoredEvent]:
-            picked: list[StoredEvent] = []
-            cursor = before_event(se) if backwards else se.topo
-            while len(picked) < wanted:
-                page = await self._events.paginate(room_id, cursor, backwards, max(wanted * 2, 10), None)
-                for p in page:
-                    cursor = before_event(p) if backwards else p.topo
-                    if window.allows(p.stream_ordering) and event_filter.matches(p.event):
-                        picked.append(p)
-                if len(page) < max(wanted * 2, 10) or (page and not window.allows(page[-1].stream_ordering)):
-                    break
-            return picked[:wanted]
-
-        before = await side(True, before_n)
-        after = await side(False, limit - before_n)
+        before = await self._side(se, window, event_filter, True, before_n)
+        after = await self._side(se, window, event_filter, False, limit - before_n)
         last = after[-1] if after else se
         state = await self._events.state_at_group(last.state_after)
         if event_filter.lazy_load_members:
@@ -246,6 +237,37 @@ class Timeline:
             "start": encode_topo(before_event(before[-1] if before else se)),
             "end": encode_topo(last.topo),
             "state": await self.format(state_events, requester),
+        }
+
+    async def _side(
+        self, se: StoredEvent, window: Visibility, event_filter: EventFilter, backwards: bool, wanted: int,
+    ) -> list[StoredEvent]:
+        """Up to `wanted` readable events next to `se`, nearest first."""
+        picked: list[StoredEvent] = []
+        cursor = before_event(se) if backwards else se.topo
+        while len(picked) < wanted:
+            page = await self._events.paginate(se.event.room_id, cursor, backwards, max(wanted * 2, 10), None)
+            for p in page:
+                cursor = before_event(p) if backwards else p.topo
+                if window.allows(p.stream_ordering) and event_filter.matches(p.event):
+                    picked.append(p)
+            if len(page) < max(wanted * 2, 10) or (page and not window.allows(page[-1].stream_ordering)):
+                break
+        return picked[:wanted]
+
+    async def surroundings(
+        self, requester: Requester, se: StoredEvent, window: Visibility, before_n: int, after_n: int,
+    ) -> dict[str, Any]:
+        """The events around one the user may read (search results' `context`): the
+        nearest `before_n` before and `after_n` after, with pagination tokens."""
+        event_filter = EventFilter().ignoring(await self._account_data.ignored_users(requester.user_id))
+        before = await self._side(se, window, event_filter, True, before_n)
+        after = await self._side(se, window, event_filter, False, after_n)
+        return {
+            "events_before": await self.format(before, requester, bundle=True),
+            "events_after": await self.format(after, requester, bundle=True),
+            "start": encode_topo(before_event(before[-1] if before else se)),
+            "end": encode_topo((after[-1] if after else se).topo),
         }
 
     async def timestamp_to_event(self, requester: Requester, room_id: str, ts: int, direction: str) -> dict[str, Any]:

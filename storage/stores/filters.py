@@ -6,9 +6,13 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.schema import account_data, filters
+
+# Concurrent uploads by one user beyond this many at once are not a client's behaviour.
+_ID_ATTEMPTS = 50
 
 
 class FilterStore:
@@ -18,15 +22,22 @@ class FilterStore:
         self._cache: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def add_filter(self, user_id: str, body: dict[str, Any]) -> int:
-        async with self._engine.begin() as conn:
-            top = (await conn.execute(
-                sa.select(sa.func.max(filters.c.filter_id)).where(filters.c.user_id == user_id)
-            )).scalar()
-            fid = int(top if top is not None else -1) + 1
-            await conn.execute(filters.insert().values(
-                user_id=user_id, filter_id=fid, json=json.dumps(body),
-            ))
-        return fid
+        """The user's next filter id. Two concurrent uploads may read the same maximum: the
+        (user, id) primary key lets one insert win and the other tries the next id."""
+        for _ in range(_ID_ATTEMPTS):
+            try:
+                async with self._engine.begin() as conn:
+                    top = (await conn.execute(
+                        sa.select(sa.func.max(filters.c.filter_id)).where(filters.c.user_id == user_id)
+                    )).scalar()
+                    fid = int(top if top is not None else -1) + 1
+                    await conn.execute(filters.insert().values(
+                        user_id=user_id, filter_id=fid, json=json.dumps(body),
+                    ))
+                return fid
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not allocate a filter id for {user_id}")
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
         hit = self._cache.get((user_id, filter_id))
@@ -44,15 +55,36 @@ class FilterStore:
         return body
 
 
+IGNORED_USERS = "m.ignored_user_list"
+
+
 class AccountDataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Every /sync and /messages reads the user's ignore list: kept per user, replaced
+        # when this store writes a new one (account data is written through one process).
+        self._ignored: dict[str, frozenset[str]] = {}
+
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        """Spec "Ignoring Users": the user ids in the user's m.ignored_user_list."""
+        hit = self._ignored.get(user_id)
+        if hit is not None:
+            return hit
+        content = await self.get(user_id, "", IGNORED_USERS) or {}
+        listed = content.get("ignored_users")
+        users = frozenset(u for u in listed if isinstance(u, str)) if isinstance(listed, dict) else frozenset()
+        if len(self._ignored) > 100_000:
+            self._ignored.clear()
+        self._ignored[user_id] = users
+        return users
 
     async def max_stream_id(self) -> int:
         async with self._engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.max(account_data.c.stream_id)))).scalar() or 0)
 
     async def put(self, user_id: str, room_id: str, type_: str, content: dict[str, Any], stream_id: int) -> None:
+        if type_ == IGNORED_USERS and not room_id:
+            self._ignored.pop(user_id, None)
         async with self._engine.begin() as conn:
             await conn.execute(account_data.delete().where(
                 account_data.c.user_id == user_id, account_data.c.room_id == room_id,

@@ -20,6 +20,7 @@ class UserRecord:
     displayname: str | None
     avatar_url: str | None
     deactivated: bool
+    is_guest: bool = False
 
 
 @attrs.frozen
@@ -37,14 +38,14 @@ class UserStore:
 
     async def create_user(
         self, user_id: str, password_hash: str | None, now_ms: int, is_admin: bool = False,
-        displayname: str | None = None,
+        displayname: str | None = None, is_guest: bool = False,
     ) -> bool:
         """Insert a user; False when the id is taken."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(users.insert().values(
                     user_id=user_id, password_hash=password_hash, is_admin=is_admin,
-                    displayname=displayname, created_ts=now_ms, deactivated=False,
+                    displayname=displayname, created_ts=now_ms, deactivated=False, is_guest=is_guest,
                 ))
         except IntegrityError:
             return False
@@ -59,8 +60,16 @@ class UserStore:
             return None
         return UserRecord(
             row.user_id, row.password_hash, bool(row.is_admin), row.displayname,
-            row.avatar_url, bool(row.deactivated),
+            row.avatar_url, bool(row.deactivated), bool(row.is_guest),
         )
+
+    async def upgrade_guest(self, user_id: str, password_hash: str | None) -> bool:
+        """A guest becomes a full account (same user id, so it keeps its rooms)."""
+        async with self._engine.begin() as conn:
+            res = await conn.execute(users.update().where(
+                users.c.user_id == user_id, users.c.is_guest.is_(True),
+            ).values(is_guest=False, password_hash=password_hash))
+        return res.rowcount == 1
 
     async def search(self, term: str, limit: int) -> list[UserRecord]:
         """Active users whose id or display name contains `term` (case-insensitive)."""

@@ -130,3 +130,27 @@ async def test_openid_token_is_accepted_by_federation_userinfo(hs: Matrix) -> No
         assert_error(r, "M_UNKNOWN_TOKEN")
     assert_error(await hs.call("GET", "/account/whoami", token=got["access_token"], expect=401), "M_UNKNOWN_TOKEN")
     assert_error(await bob.post(f"/user/{q(alice.user_id)}/openid/request_token", {}, expect=403), "M_FORBIDDEN")
+
+
+async def test_delete_device_completes_uia_with_every_password_stage_shape(hs: Matrix) -> None:
+    """The challenge's session, then the password stage as clients send it (identifier with a
+    localpart or a user id, the deprecated top-level `user`, or no user at all)."""
+    alice = await hs.register("alice", device_id="PHONE")
+    stages: list[dict[str, Any]] = [
+        {"identifier": {"type": "m.id.user", "user": "alice"}},
+        {"identifier": {"type": "m.id.user", "user": alice.user_id}},
+        {"user": "alice"},
+        {"user": alice.user_id},
+        {},
+    ]
+    for n, who in enumerate(stages):
+        other = await hs.login_user("alice", device_id=f"D{n}")
+        challenge = await hs.raw("DELETE", f"/devices/D{n}", token=alice.token)
+        assert challenge.status == 401 and challenge.json["session"], challenge.text
+        auth = {"type": "m.login.password", "password": PASSWORD, "session": challenge.json["session"], **who}
+        assert await hs.call("DELETE", f"/devices/D{n}", {"auth": auth}, token=alice.token) == {}
+        assert not await _alive(hs, other)
+    wrong = {"type": "m.login.password", "user": "alice", "password": "nope"}
+    await hs.login_user("alice", device_id="KEEP")
+    assert_error(await hs.call("DELETE", "/devices/KEEP", {"auth": wrong}, token=alice.token, expect=403), "M_FORBIDDEN")
+    assert sorted(d["device_id"] for d in (await alice.get("/devices"))["devices"]) == ["KEEP", "PHONE"]

@@ -208,3 +208,15 @@ async def test_capabilities_advertise_only_what_is_served(hs: Matrix) -> None:
     assert caps["m.get_login_token"] == {"enabled": False}
     r = await hs.raw("POST", "/_matrix/client/v1/login/get_token", {}, token=alice.token)
     assert r.status in (400, 404, 405)
+
+
+async def test_public_rooms_server_parameter_and_networks(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    room = await alice.create_room(preset="public_chat", visibility="public", name="Listed")
+    assert [r["room_id"] for r in (await hs.call("GET", "/publicRooms", params={"server": "hs.test"}))["chunk"]] == [room]
+    got = await alice.post("/publicRooms", {"filter": {"generic_search_term": "list"}}, params={"server": "hs.test"})
+    assert [r["room_id"] for r in got["chunk"]] == [room]
+    assert (await alice.post("/publicRooms", {"third_party_instance_id": "irc"}))["chunk"] == []
+    assert [r["room_id"] for r in (await alice.post("/publicRooms", {"include_all_networks": True}))["chunk"]] == [room]
+    err = await hs.call("GET", "/publicRooms", params={"server": "not a server!"}, expect=400)
+    assert_error(err, "M_INVALID_PARAM")

@@ -230,3 +230,39 @@ async def test_moderators_cannot_kick_or_ban_those_above_them(hs: Matrix) -> Non
         err = await bob.post(f"/rooms/{q(room)}/{action}", {"user_id": alice.user_id}, expect=403)
         assert_error(err, "M_FORBIDDEN")
     assert await membership(bob, room, alice) == "join"
+
+
+async def test_a_non_member_cannot_kick(hs: Matrix) -> None:
+    alice, bob, mallory, zoe = await hs.users("alice", "bob", "mallory", "zoe")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    # Not joined: never in the room, then after leaving (with the kick power level kept).
+    for target in (bob, alice, zoe):
+        err = await mallory.post(f"/rooms/{q(room)}/kick", {"user_id": target.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+    await alice.put_state(room, "m.room.power_levels", {
+        **(await alice.state(room, "m.room.power_levels")), "users": {alice.user_id: 100, mallory.user_id: 100},
+    })
+    await mallory.join(room)
+    await mallory.leave(room)
+    for target in (bob, zoe):
+        err = await mallory.post(f"/rooms/{q(room)}/kick", {"user_id": target.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+    assert await joined(alice, room) == {alice.user_id, bob.user_id}
+    assert await membership(alice, room, zoe) is None
+    for action in ("kick", "ban", "invite"):
+        err = await mallory.post(f"/rooms/{q('!unknown:hs.test')}/{action}", {"user_id": bob.user_id}, expect=403)
+        assert_error(err, "M_FORBIDDEN")
+
+
+async def test_invite_events_carry_the_invitees_profile(hs: Matrix) -> None:
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    await bob.put(f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bobby"})
+    await bob.put(f"/profile/{q(bob.user_id)}/avatar_url", {"avatar_url": "mxc://hs.test/bob"})
+    room = await alice.create_room()
+    await alice.invite(room, bob)
+    member = await alice.state(room, "m.room.member", bob.user_id)
+    assert member == {"membership": "invite", "displayname": "Bobby", "avatar_url": "mxc://hs.test/bob"}
+    await alice.post(f"/rooms/{q(room)}/invite", {"user_id": carol.user_id, "reason": "lunch"})
+    member = await alice.state(room, "m.room.member", carol.user_id)
+    assert member == {"membership": "invite", "displayname": "carol", "reason": "lunch"}

@@ -268,3 +268,22 @@ async def test_messages_end_is_omitted_exactly_when_history_runs_out(hs: Matrix)
     assert "end" in almost
     last = await alice.messages(room, "b", limit=10, **{"from": almost["end"]})
     assert [e["type"] for e in last["chunk"]] == ["m.room.create"]
+
+
+async def test_paging_with_any_limit_and_filter_reaches_every_event_both_ways(hs: Matrix) -> None:
+    """`end` is there as long as more history exists, also when a filter skips most events."""
+    alice, bob, room = await chat(hs)
+    for n in range(12):
+        await alice.send(room, f"m{n}")
+        await alice.put_state(room, "m.room.topic", {"topic": f"t{n}"})
+    for limit in (1, 3, 10):
+        for flt in (None, {"types": ["m.room.message"]}, {"not_types": ["m.room.message"]}):
+            want = [e["event_id"] for e in (await bob.messages(room, "b", limit=1000, filter=flt))["chunk"]]
+            for direction in ("b", "f"):
+                page = await bob.messages(room, direction, limit=limit, filter=flt)
+                got = [e["event_id"] for e in page["chunk"]]
+                while "end" in page:
+                    page = await bob.messages(room, direction, limit=limit, filter=flt, **{"from": page["end"]})
+                    got += [e["event_id"] for e in page["chunk"]]
+                    assert len(got) <= len(want)
+                assert got == (want if direction == "b" else want[::-1]), (direction, limit, flt)

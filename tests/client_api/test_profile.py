@@ -82,3 +82,11 @@ async def test_profile_put_needs_a_token_and_a_value(hs: Matrix) -> None:
 async def test_unknown_users_have_no_profile(hs: Matrix) -> None:
     (alice,) = await hs.users("alice")
     assert_error(await alice.get(f"/profile/{q('@ghost:hs.test')}", expect=404), "M_NOT_FOUND")
+
+
+async def test_delete_a_profile_field(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    await alice.put(f"/profile/{q(alice.user_id)}/displayname", {"displayname": "Alice A."})
+    assert_error(await bob.delete(f"/profile/{q(alice.user_id)}/displayname", expect=403), "M_FORBIDDEN")
+    assert await alice.delete(f"/profile/{q(alice.user_id)}/displayname") == {}
+    assert "displayname" not in await hs.call("GET", f"/profile/{q(alice.user_id)}")

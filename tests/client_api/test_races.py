@@ -30,3 +30,13 @@ async def test_simultaneous_joins_all_succeed(hs: Matrix) -> None:
     await asyncio.gather(*(u.join(room) for u in others))
     joined = (await alice.get(f"/rooms/{q(room)}/joined_members"))["joined"]
     assert set(joined) == {alice.user_id} | {u.user_id for u in others}
+
+
+async def test_concurrent_filter_uploads_get_distinct_ids(hs: Matrix) -> None:
+    alice = await hs.register("alice")
+    bodies_ = [{"room": {"timeline": {"limit": n}}} for n in range(8)]
+    got = await asyncio.gather(*(alice.post(f"/user/{q(alice.user_id)}/filter", b) for b in bodies_))
+    ids = [g["filter_id"] for g in got]
+    assert len(set(ids)) == len(ids)
+    for fid, body in zip(ids, bodies_, strict=True):
+        assert await alice.get(f"/user/{q(alice.user_id)}/filter/{fid}") == body

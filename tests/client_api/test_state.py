@@ -128,3 +128,26 @@ async def test_state_path_percent_decoding(hs: Matrix) -> None:
     path = f"{CS}/rooms/{q(room)}/state/m.room.topic/"
     await hs.call("PUT", path, {"topic": "escaped"}, token=alice.token)
     assert await alice.state(room, "m.room.topic") == {"topic": "escaped"}
+
+
+async def test_canonical_alias_must_be_well_formed_and_point_to_the_room(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    room = await alice.create_room(room_alias_name="here")
+    await alice.create_room(room_alias_name="there")
+    await alice.put(f"/directory/room/{q('#second:hs.test')}", {"room_id": room})
+    path = f"/rooms/{q(room)}/state/m.room.canonical_alias"
+    for bad, code in (
+        ({"alias": "not an alias"}, "M_INVALID_PARAM"),
+        ({"alias": 5}, "M_INVALID_PARAM"),
+        ({"alt_aliases": "#here:hs.test"}, "M_INVALID_PARAM"),
+        ({"alias": "#here:hs.test", "alt_aliases": ["#there:hs.test"]}, "M_BAD_ALIAS"),  # another room's
+        ({"alias": "#nowhere:hs.test"}, "M_BAD_ALIAS"),  # no such alias
+    ):
+        assert_error(await alice.put(path, bad, expect=400), code)
+    assert await alice.get(path) == {"alias": "#here:hs.test"}
+    assert (await alice.put(path, {"alias": "#here:hs.test", "alt_aliases": ["#second:hs.test"]}))["event_id"]
+    # An alias deleted from the directory can still be kept or dropped from the list.
+    await alice.delete(f"/directory/room/{q('#second:hs.test')}")
+    assert (await alice.put(path, {"alias": "#here:hs.test", "alt_aliases": ["#second:hs.test"]}))["event_id"]
+    assert (await alice.put(path, {}))["event_id"]
+    assert await alice.get(path) == {}

@@ -105,7 +105,12 @@ async def test_lazy_loading_members(hs: Matrix) -> None:
 
 async def test_malformed_filters_change_nothing(hs: Matrix) -> None:
     (alice,) = await hs.users("alice")
-    for bad in ({"event_fields": "type"}, {"room": {"timeline": {"contains_url": "yes"}}}, {"event_format": "xml"}):
+    for bad in (
+        {"event_fields": "type"}, {"room": {"timeline": {"contains_url": "yes"}}}, {"event_format": "xml"},
+        {"room": {"rooms": ["not a room"]}}, {"room": {"timeline": {"senders": ["alice"]}}},
+        {"room": {"state": {"not_rooms": ["#alias:hs.test"]}}}, {"presence": {"not_senders": ["!r:hs.test"]}},
+        {"room": {"timeline": {"limit": "ten"}}}, {"room": {"include_leave": "yes"}},
+    ):
         assert_error(await alice.post(f"/user/{q(alice.user_id)}/filter", bad, expect=400), "M_BAD_JSON")
         await alice.get("/sync", params={"filter": str(bad).replace("'", '"')}, expect=400)
     first = await alice.post(f"/user/{q(alice.user_id)}/filter", {})

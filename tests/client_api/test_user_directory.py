@@ -70,3 +70,32 @@ async def test_search_all_users_lists_strangers(
     alice, carol = await hs.users("alice", "carol")
     found = await alice.post("/user_directory/search", {"search_term": "carol"})
     assert [r["user_id"] for r in found["results"]] == [carol.user_id]
+
+
+async def _finds(searcher: User, term: str) -> list[str]:
+    return [r["user_id"] for r in (await searcher.post("/user_directory/search", {"search_term": term}))["results"]]
+
+
+async def test_leaving_the_only_shared_private_room_hides_the_user(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await _share_room(alice, bob)
+    assert await _finds(alice, "bob") == [bob.user_id]
+    await bob.leave(room)
+    assert await _finds(alice, "bob") == []
+    assert await _finds(bob, "alice") == []
+    # A user only in private rooms the searcher is not in is never listed.
+    carol = await hs.register("carol")
+    await _share_room(bob, carol)
+    assert await _finds(alice, "carol") == []
+
+
+async def test_world_readable_rooms_list_their_members_until_that_changes(hs: Matrix) -> None:
+    alice, dave = await hs.users("alice", "dave")
+    room = await dave.create_room(preset="private_chat")
+    assert await _finds(alice, "dave") == []
+    await dave.put_state(room, "m.room.history_visibility", {"history_visibility": "world_readable"})
+    assert await _finds(alice, "dave") == [dave.user_id]
+    await dave.put_state(room, "m.room.history_visibility", {"history_visibility": "shared"})
+    assert await _finds(alice, "dave") == []
+    await dave.put_state(room, "m.room.join_rules", {"join_rule": "public"})
+    assert await _finds(alice, "dave") == [dave.user_id]

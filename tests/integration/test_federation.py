@@ -141,6 +141,57 @@ async def test_remote_profile_lookup(net: dict[str, Any], session: aiohttp.Clien
     assert {"user_id": bob.user_id, "display_name": "Bob on hs2"} in found["results"]
 
 
+async def test_a_remote_invite_carries_the_invitees_profile(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    await bob.call("PUT", f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bob of hs2"})
+    room = await alice.create_room(preset="private_chat")
+    await alice.call("POST", f"/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+    member = await alice.call("GET", f"/rooms/{q(room)}/state/m.room.member/{q(bob.user_id)}")
+    assert member == {"membership": "invite", "displayname": "Bob of hs2"}
+
+
+async def test_knock_across_servers(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="private_chat", name="Knock across")
+    await alice.call("PUT", f"/rooms/{q(room)}/state/m.room.join_rules/", {"join_rule": "knock"})
+    await bob.call("POST", f"/knock/{q(room)}", {"reason": "hello"}, params={"via": "hs1.test"})
+    got = await bob.sync_until(lambda d: room in d["rooms"].get("knock", {}))
+    stripped = got["rooms"]["knock"][room]["knock_state"]["events"]
+    assert any(e["type"] == "m.room.name" and e["content"]["name"] == "Knock across" for e in stripped)
+    member = await alice.call("GET", f"/rooms/{q(room)}/state/m.room.member/{q(bob.user_id)}")
+    assert member["membership"] == "knock" and member["reason"] == "hello"
+    await alice.call("POST", f"/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+    await bob.sync_until(lambda d: room in d["rooms"]["invite"])
+    await bob.call("POST", f"/join/{q(room)}", {})
+    assert room in (await bob.call("GET", "/joined_rooms"))["joined_rooms"]
+
+
+async def test_restricted_join_across_servers(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    space = await alice.create_room(preset="public_chat")
+    room = await alice.create_room(preset="private_chat")
+    await alice.call("PUT", f"/rooms/{q(room)}/state/m.room.join_rules/", {
+        "join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}],
+    })
+    await bob.call("POST", f"/join/{q(room)}", {}, params={"server_name": "hs1.test"}, expect=403)
+    await bob.call("POST", f"/join/{q(space)}", {}, params={"server_name": "hs1.test"})
+    await bob.call("POST", f"/join/{q(room)}", {}, params={"server_name": "hs1.test"})
+    member = await alice.call("GET", f"/rooms/{q(room)}/state/m.room.member/{q(bob.user_id)}")
+    assert member["membership"] == "join"
+    assert member["join_authorised_via_users_server"] == alice.user_id
+
+
+async def test_public_rooms_of_another_server(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="public_chat", visibility="public", name="Listed on hs1")
+    listed = await bob.call("GET", "/publicRooms", params={"server": "hs1.test"})
+    assert room in [r["room_id"] for r in listed["chunk"]]
+    found = await bob.call("POST", "/publicRooms", {"filter": {"generic_search_term": "listed on hs1"}},
+                           params={"server": "hs1.test"})
+    assert [r["room_id"] for r in found["chunk"]] == [room]
+    assert [r["name"] for r in found["chunk"]] == ["Listed on hs1"]
+
+
 async def test_leave_is_seen_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
     alice, bob = await pair(net, session)
     room = await shared_room(alice, bob)
