@@ -36,6 +36,7 @@ class Requester:
     device_id: str
     token_id: str
     is_admin: bool = False
+    is_guest: bool = False
     # The application service acting (spec "Identity assertion"), or None for a user's token.
     app_service: str | None = None
     rate_limited: bool = True  # False for services registered with `rate_limited: false`
@@ -44,7 +45,6 @@ class Requester:
     def is_rate_limited(self) -> bool:
         """Whether rate limits apply to this request (issue 12 enforces them)."""
         return self.rate_limited
-    is_guest: bool = False
 
 
 def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:
