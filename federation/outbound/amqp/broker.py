@@ -56,7 +56,12 @@ class BrokerLink:
         if self._conn is not None and not self._conn.is_closed and self.up:
             task = asyncio.get_running_loop().create_task(callback(self._conn))
             self._late.add(task)
-            task.add_done_callback(self._late.discard)
+            task.add_done_callback(self._late_done)
+
+    def _late_done(self, task: asyncio.Task[None]) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("AMQP set-up failed; retried on the next reconnect", exc_info=task.exception())
 
     async def start(self, wait: float = CONNECT_TIMEOUT) -> None:
         """Try to connect (bounded); keep trying in the background if the broker is down."""
