@@ -26,7 +26,7 @@ from config.loader import load_config
 from homeserver.core.federation_envelope import encode_envelope
 from homeserver.core.signing import parse_signing_key
 from homeserver.testnet.brokers import BrokerNode
-from tests.integration.amqp_net import Net, amqp_network, assert_exactly_once_in_order
+from tests.integration.amqp_net import Net, amqp_network, assert_exactly_once_in_order, call
 
 if shutil.which("rabbitmq-server") is None and not os.environ.get("CI"):
     pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)", allow_module_level=True)
@@ -71,6 +71,17 @@ def test_amqp_network_federates_through_shovels_and_reports_brokers() -> None:
             assert status[name]["transport"] == "amqp"
         # the transactions really went over AMQP: no HTTPS fallback was logged
         assert "falls back to HTTPS" not in log_text(net, hs1)
+
+        # EDUs ride the same transactions: hs1's user typing shows on hs2
+        call(net.url(hs1), "PUT", f"/_matrix/client/v3/rooms/{net.room}/typing/{net.users[hs1]}",
+             {"typing": True, "timeout": 30000}, net.tokens[hs1])
+
+        def typing_on_hs2() -> bool:
+            rooms = call(net.url(hs2), "GET", "/_matrix/client/v3/sync?timeout=0", None, net.tokens[hs2])["rooms"]
+            events = rooms.get("join", {}).get(net.room, {}).get("ephemeral", {}).get("events", [])
+            return any(e["type"] == "m.typing" and net.users[hs1] in e["content"]["user_ids"] for e in events)
+
+        net.wait_until(typing_on_hs2, 30, "hs1's typing notice on hs2")
 
         # a shovel deleted behind the server's back is repaired by it
         node(net, hs1).api("DELETE", f"/api/parameters/shovel/%2F/tricolor-fed-{hs2}")
@@ -222,3 +233,18 @@ async def _publish_into(url: str, queue: str, bodies: list[bytes]) -> None:
                 aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                 routing_key=queue, timeout=10,
             )
+
+
+@pytest.mark.amqp_drills
+def test_mixed_network_amqp_server_talks_https_to_a_server_without_broker() -> None:
+    """hs1 runs a broker and transport amqp; hs2 is HTTPS-only and advertises nothing: hs1
+    sends to hs2 over HTTPS (no queue, no shovel), and both see each other's messages."""
+    with amqp_network(2, transport="amqp,https") as net:
+        hs1, hs2 = net.names
+        net.setup_room()
+        sent = net.bursts("mixed", 20)
+        assert_exactly_once_in_order(net, net.wait_converged(sent, 120), sent)
+        status = net.status()
+        assert status[hs1]["transport"] == "amqp" and status[hs2]["transport"] == "https"
+        assert "broker" not in status[hs2]
+        assert status[hs1]["broker"]["shovels"] == {} and status[hs1]["broker"]["outbound_queues"] == {}
