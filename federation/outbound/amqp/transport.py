@@ -84,10 +84,13 @@ class AmqpTransport:
             )
         elif static is not None or self._default_amqp:
             try:
-                advert = parse_advertisement(await self._key_responses(destination))
+                response = await self._key_responses(destination)
             except Exception as e:
+                response = None
                 log.info("cannot read the key response of %s: %s", destination, e)
-                return None  # not cached: asked again next time
+            if response is None:
+                return None  # not known yet (peer unreachable): not cached, asked again next time
+            advert = parse_advertisement(response)
             if advert is not None:
                 uri, exchange = advert
                 spec = ShovelSpec(
