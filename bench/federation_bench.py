@@ -50,6 +50,28 @@ async def measure(hs1: str, hs2: str, hs1_name: str, n: int) -> dict[str, Any]:
         }
 
 
+def _free_block(size: int) -> int:
+    """``size`` consecutive free ports below Linux's ephemeral range (32768+), where an
+    outgoing connection of any process could take one between our check and our bind."""
+    import socket
+
+    for base in range(20000 + (os.getpid() % 1000) * 8, 32000, size):
+        probes = []
+        try:
+            for port in range(base, base + size):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError("no free ports in 20000-31999")
+
+
 CATCH_UP_LIMIT = 600.0  # seconds; a bench never waits forever
 
 
@@ -93,16 +115,15 @@ def _testnet(*args: str) -> dict[str, Any]:
 
 
 async def _wait_count(user: Client, since: str, room: str, prefix: str, n: int) -> str:
-    seen: set[str] = set()
-    while len(seen) < n:
-        resp = await user.sync(since, timeout=30000)
+    """Until ``n`` messages starting with ``prefix`` are in the room on the user's server:
+    woken by /sync, counted with /messages (a woken /sync may give a limited timeline)."""
+    while True:
+        resp = await user.sync(since, timeout=5000)
         since = resp["next_batch"]
-        room_data = resp.get("rooms", {}).get("join", {}).get(room, {})
-        for e in room_data.get("timeline", {}).get("events", []):
-            body = e.get("content", {}).get("body", "")
-            if body.startswith(prefix):
-                seen.add(body)
-    return since
+        chunk = await user.req("GET", f"/rooms/{room}/messages", params={"dir": "b", "limit": str(n + 100)})
+        seen = {e.get("content", {}).get("body", "") for e in chunk["chunk"]}
+        if sum(1 for b in seen if b.startswith(prefix)) >= n:
+            return since
 
 
 async def _wait_for(user: Client, since: str, room: str, text: str) -> str:
@@ -160,7 +181,7 @@ async def _on_network(transport: str, messages: int, burst: int, outage: float) 
     tmp = tempfile.mkdtemp(prefix="tricolor-fedbench-", dir="/tmp")
     os.chmod(tmp, 0o755)
     net = os.path.join(tmp, "net")
-    base = 33000 + (os.getpid() % 500) * 10 + (4 if transport == "amqp" else 0)
+    base = _free_block(4)
     info = _testnet("up", "--servers", "2", "--dir", net, "--base-port", str(base), "--fast-passwords",
                     "--transport", transport)
     try:
