@@ -50,6 +50,7 @@ def generate_config(
     tls: bool = False,
     ca_dir: str | None = None,
     static_map: Mapping[str, str] | None = None,
+    amqp: Mapping[str, str] | None = None,
 ) -> str:
     """Write a config for a new server to ``output`` and create its secrets; return the path.
 
@@ -64,7 +65,9 @@ def generate_config(
     The certificate (``<data_dir>/tls/server.crt``, reissued on every call) is signed
     by the CA in ``ca_dir`` (created there if absent; ``federation.ca_file`` then
     names it) or self-signed without ``ca_dir``. ``static_map`` (server name ->
-    ``host:port``) becomes ``federation.static_map``.
+    ``host:port``) becomes ``federation.static_map``. ``amqp`` (``url``,
+    ``management_url``, ``advertise_url``) fills ``rabbitmq`` and sets
+    ``federation.transport: amqp``.
     """
     output = os.path.abspath(os.path.expanduser(output))
     if os.path.exists(output) and not force:
@@ -105,6 +108,7 @@ def generate_config(
         shared_secret=secrets.token_urlsafe(32),
         ca_file=shown(ca_cert) if ca_cert is not None else None,
         static_map=dict(static_map or {}),
+        amqp=dict(amqp or {}),
     )
 
     os.makedirs(config_dir, exist_ok=True)
@@ -171,6 +175,7 @@ def _render(
     shared_secret: str,
     ca_file: str | None,
     static_map: dict[str, str],
+    amqp: dict[str, str],
 ) -> str:
     database = DatabaseConfig()
     limits = LimitsConfig()
@@ -245,7 +250,15 @@ redis:
 rabbitmq:
   # e.g. amqp://guest:guest@127.0.0.1:5672/ — queues outgoing federation per
   # destination on a broker (and receives from peers' shovels). null: HTTPS only.
-  url: null
+  url: {_q(amqp.get("url"))}
+  # The broker's management API (shovels are made through it), credentials in the URL.
+  management_url: {_q(amqp.get("management_url"))}
+  # How peers' brokers reach ours; advertised in our signed key response. null: not advertised.
+  advertise_url: {_q(amqp.get("advertise_url"))}
+  # The exchange peers' shovels deliver into.
+  inbound_exchange: tricolor.fed.in
+  # Messages a shovel has in flight to a peer at once.
+  shovel_prefetch: 50
 
 federation:
   # Talk to other homeservers (false: a closed, single-server installation).
@@ -260,8 +273,11 @@ federation:
   static_map:{_render_map(static_map)}
   # Notary servers to ask for keys of unreachable servers; [] fetches from each origin.
   trusted_key_servers: []
-  # https (the Matrix standard). amqp is not available yet: the server refuses to start with it.
-  transport: {_q(federation.transport)}
+  # https (the Matrix standard) or amqp: through our broker and a shovel to every peer that
+  # advertises AMQP (HTTPS for the others, and while our broker is down).
+  transport: {_q("amqp" if amqp.get("url") else federation.transport)}
+  # Per peer: {{hs2.example: {{transport: amqp, amqp_uri: "amqp://...", exchange: tricolor.fed.in}}}}
+  peers: {{}}
 
 voip:
   # TURN servers for calls (GET /voip/turnServer); [] answers with no server.

@@ -342,10 +342,39 @@ class RedisConfig:
     url: str | None = setting(None, check=_url("redis", "rediss", "unix"))
 
 
+def _amqp_name(value: str) -> str | None:
+    if value and len(value) <= 200 and re.fullmatch(r"[A-Za-z0-9._:-]+", value):
+        return None
+    return f"{value!r} is not a queue/exchange name (letters, digits, '.', '_', ':', '-')"
+
+
 @attrs.frozen
 class RabbitMQConfig:
+    """Our own broker: outgoing federation queues per destination, shovels, our inbound queue."""
+
     # None: federation is sent over HTTPS only.
     url: str | None = setting(None, check=_url("amqp", "amqps"))
+    # The management HTTP API of the same broker (shovels are made through it), credentials
+    # in the URL, e.g. http://guest:guest@127.0.0.1:15672. Required when any peer uses amqp.
+    management_url: str | None = setting(None, check=_url("http", "https"))
+    # Where peers' shovels publish to reach us (the URI as *their* brokers can reach ours).
+    # Advertised in our signed key response; None: we neither advertise nor consume.
+    advertise_url: str | None = setting(None, check=_url("amqp", "amqps"))
+    # The exchange peers' shovels publish into; our inbound queue is bound to it.
+    inbound_exchange: str = setting("tricolor.fed.in", check=_amqp_name)
+    # Messages a shovel has in flight to a peer: a backlog drains without flooding it.
+    shovel_prefetch: int = setting(50, check=_positive)
+
+
+@attrs.frozen
+class PeerConfig:
+    """How one peer is reached; static config overrides what the peer advertises."""
+
+    transport: str = setting("https", check=_transport)
+    # The peer's broker as our broker's shovel reaches it, and its inbound exchange. None:
+    # taken from the peer's signed key response.
+    amqp_uri: str | None = setting(None, check=_url("amqp", "amqps"))
+    exchange: str | None = setting(None, check=_amqp_name)
 
 
 @attrs.frozen
@@ -364,9 +393,12 @@ class FederationConfig:
     )
     # Notary servers asked for keys of servers that cannot be reached; () = ask each origin.
     trusted_key_servers: tuple[str, ...] = setting((), check_item=_server_name)
-    # How transactions travel: "https" (the Matrix standard) or "amqp" (known, but refused at
-    # start-up by federation.outbound.transport.from_config until the AMQP transport exists).
+    # How transactions travel by default: "https" (the Matrix standard) or "amqp": through
+    # our broker and a shovel to every peer that advertises an AMQP inbound endpoint (or is
+    # configured under `peers`); HTTPS for the others and whenever our broker is down.
     transport: str = setting("https", check=_transport)
+    # Per-peer overrides of the above: {server_name: {transport, amqp_uri, exchange}}.
+    peers: Mapping[str, PeerConfig] = setting(factory=dict, check_key=_server_name)
 
 
 @attrs.frozen
@@ -522,6 +554,7 @@ for _cls in (
     LimitsConfig,
     RedisConfig,
     RabbitMQConfig,
+    PeerConfig,
     FederationConfig,
     ThumbnailSize,
     MediaConfig,

@@ -34,6 +34,7 @@ from federation.inbound.app import create_federation_app, create_key_app
 from federation.inbound.context import FederationContext
 from federation.inbound.media import FEDERATION_MEDIA
 from federation.inbound.media import routes as federation_media_routes
+from federation.outbound.amqp.runtime import AmqpRuntime, advertisement
 from federation.outbound.client import FederationClient
 from federation.outbound.guarded_http import GuardedHttpClient
 from federation.outbound.hierarchy import FederationHierarchy
@@ -166,9 +167,12 @@ class FederationRuntime:
     keyring: Keyring
     client: FederationClient
     sender: FederationSender
+    amqp: AmqpRuntime | None = None
 
     async def close(self) -> None:
         await self.sender.stop()
+        if self.amqp is not None:
+            await self.amqp.close()
         await self.keyring.close()
         await self.client.close()
 
@@ -333,6 +337,8 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             keyring=outbound.keyring, client=outbound.client, txns=InboundTxnStore(engine),
             edus=EduInbound(events=reader, typing=typing, receipts=receipts, presence=presence, e2e=e2e),
         )
+        if outbound.amqp is not None:  # peers' shovels deliver into our inbound queue
+            outbound.amqp.consume(cfg, outbound.keyring, handler)
         remote = RemoteRooms(
             server_name=name, signing_key=key, events=reader, writer=writer, handler=handler,
             client=outbound.client, keyring=outbound.keyring,
@@ -429,7 +435,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             handler=handler,
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
-        federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
+        federation = FederationRuntime(
+            context, outbound.keyring, outbound.client, outbound.sender, outbound.amqp,
+        )
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), federation,
@@ -441,6 +449,7 @@ class Outbound:
     client: FederationClient
     keyring: Keyring
     sender: FederationSender
+    amqp: AmqpRuntime | None = None
 
 
 async def build_outbound(
@@ -456,11 +465,16 @@ async def build_outbound(
     await client.start()
     keyring = Keyring(
         cfg.server_name, key, load_old_keys(cfg.signing_key_path), KeyStore(engine), client,
-        fed.trusted_key_servers,
+        fed.trusted_key_servers, extra=advertisement(cfg),
     )
+    amqp = None
+    if cfg.rabbitmq.url is not None:  # our broker: AMQP sending and/or receiving (issue 9)
+        amqp = AmqpRuntime.build(cfg, key, transport, keyring.key_response)
+        await amqp.start()  # bounded; a broker that is down is retried in the background
+        transport = amqp.transport or transport
     sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
-    return Outbound(client, keyring, sender)
+    return Outbound(client, keyring, sender, amqp)
 
 
 HEALTH = web.AppKey("health", AccountService)

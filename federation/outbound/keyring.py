@@ -153,6 +153,7 @@ class Keyring:
         clock: Callable[[], int] = _now_ms,
         refetch_interval_ms: int = 60_000,
         fetch_timeout: float = 10.0,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.server_name = server_name
         self._own_key = own_key
@@ -168,6 +169,8 @@ class Keyring:
         self._cache: dict[tuple[str, str], ServerKey] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._last_fetch: dict[str, int] = {}
+        # Fields published in (and signed with) our key response, e.g. the AMQP advertisement.
+        self._extra = dict(extra or {})
 
     async def close(self) -> None:
         """Cancel key fetches still running (at shutdown, before the client session closes)."""
@@ -190,6 +193,7 @@ class Keyring:
             "valid_until_ts": (
                 self._clock() + OWN_RESPONSE_VALIDITY_MS if valid_until_ts is None else valid_until_ts
             ),
+            **self._extra,
         }
         return sign_json(body, self.server_name, self._own_key)
 
@@ -208,6 +212,15 @@ class Keyring:
         if cached is None:
             return None
         return sign_json(cached, self.server_name, self._own_key)
+
+    async def key_response(self, server_name: str) -> dict[str, Any] | None:
+        """A peer's self-signed key response as stored (fetched when we have none), so the
+        fields it published beside its keys can be trusted as much as its keys."""
+        stored = await self._store.get_key_response(server_name)
+        if stored is None:
+            await self._refresh(server_name, allow_notaries=False)
+            stored = await self._store.get_key_response(server_name)
+        return stored
 
     # ---- lookups (KeyringPort) ----
 

@@ -148,7 +148,7 @@ class FederationEventHandler:
             return
         await self.accept(origin, room_version, event)
 
-    async def accept(self, origin: str, room_version: str, event: Event) -> StateMap:
+    async def accept(self, origin: str, room_version: str, event: Event, *, forward: bool = False) -> StateMap:
         """Checks 4-6 of "Checks performed on receipt of a PDU" and the write, under the
         room's lock (https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu).
         Returns the room's current state just before the event (send_join answers with it);
@@ -156,11 +156,13 @@ class FederationEventHandler:
         async with self._writer.lock(event.room_id):
             head = await self._events.room_head(event.room_id)
             before = dict(head.state) if head is not None else {}
-            await self._process_locked(origin, room_version, event, fetch_missing=True)
+            await self._process_locked(
+                origin, room_version, event, fetch_missing=True, forward_from=origin if forward else None,
+            )
             return before
 
     async def _process_locked(
-        self, origin: str, rv: str, event: Event, *, fetch_missing: bool,
+        self, origin: str, rv: str, event: Event, *, fetch_missing: bool, forward_from: str | None = None,
     ) -> None:
         if await self._events.get_event(event.event_id) is not None:
             return
@@ -214,7 +216,7 @@ class FederationEventHandler:
             apply_redaction = await self._redaction_allowed(event, state_before)
         await self._writer.append_received(
             event.room_id, event, state_before, before_group=before_group,
-            soft_failed=soft_failed, apply_redaction=apply_redaction,
+            soft_failed=soft_failed, apply_redaction=apply_redaction, forward_from=forward_from,
         )
 
     async def _keep_rejected(self, event: Event) -> None:

@@ -128,7 +128,9 @@ class FederationRooms:
                 or event.state_key != event.sender or server_of(event.sender) != origin):
             raise forbidden(f"Not a {membership} event of a user of {origin}")
         try:
-            before = await self._handler.accept(origin, head.room_version, event)
+            # As the resident server we pass the join/leave on to the room's other servers
+            # (spec: send_join "the resident server ... sends the event to other servers").
+            before = await self._handler.accept(origin, head.room_version, event, forward=True)
         except PduRejected as e:
             raise forbidden(str(e)) from None
         stored = await self._events.get_event(event_id)

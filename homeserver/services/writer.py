@@ -59,6 +59,7 @@ class RoomWriterPort(Protocol):
     async def append_received(
         self, room_id: str, event: Event, state_before: StateMap, *, before_group: int | None,
         soft_failed: bool = False, new_room: NewRoom | None = None, apply_redaction: bool = True,
+        forward_from: str | None = None,
     ) -> StoredEvent: ...
 
     async def append_outliers(
@@ -220,7 +221,7 @@ class RoomWriter:
         return stored
 
     def _queue_for_federation(
-        self, batch: PersistBatch, stored: list[StoredEvent], head: RoomHead,
+        self, batch: PersistBatch, stored: list[StoredEvent], head: RoomHead, exclude: str | None = None,
     ) -> set[str]:
         """Outbox rows for every other server in the room, in the same commit as the events."""
         if not self._queue_outbox:
@@ -232,6 +233,8 @@ class RoomWriter:
             if se.event.type == "m.room.member" and se.event.state_key:
                 dests.add(server_of(se.event.state_key))  # a kicked/banned/invited remote user
             dests.discard(self.server_name)
+            if exclude is not None:
+                dests.discard(exclude)
             if dests:
                 body = encode_json(se.event.pdu)
                 batch.outbox += [(d, body) for d in sorted(dests)]
@@ -243,10 +246,13 @@ class RoomWriter:
     async def append_received(
         self, room_id: str, event: Event, state_before: StateMap, *, before_group: int | None,
         soft_failed: bool = False, new_room: NewRoom | None = None, apply_redaction: bool = True,
+        forward_from: str | None = None,
     ) -> StoredEvent:
         """Persist a checked event with the state before it (the caller holds the room
         lock). Moves the room forward (extremities, current state, members) unless it was
-        soft-failed; forks are merged with state resolution."""
+        soft-failed; forks are merged with state resolution. ``forward_from``: an event a
+        server handed us to pass on (send_join/send_leave), queued for every other server in
+        the room in the same commit."""
         head = await self._heads.get(room_id)
         if head is None:
             if new_room is None:
@@ -312,8 +318,11 @@ class RoomWriter:
         changes = [(m.user_id, m.stream_ordering) for m in batch.memberships]
         if new_head is not None and event.type == "m.room.member" and event.state_key:
             changes.append((event.state_key, stream))
+        forwarded: set[str] = set()
+        if forward_from is not None and not soft_failed:
+            forwarded = self._queue_for_federation(batch, [se], head, exclude=forward_from)
         await self._commit(batch, Committed(
-            [se], new_head, delta, changes, batch.redactions,
+            [se], new_head, delta, changes, batch.redactions, frozenset(forwarded),
         ))
         return se
 

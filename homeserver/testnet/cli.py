@@ -61,6 +61,12 @@ def add_testnet_parser(subparsers: Any) -> None:
     q.add_argument(
         "--fast-passwords", action="store_true", help="bcrypt cost 4 (TRICOLOR_BCRYPT_ROUNDS=4)"
     )
+    q.add_argument(
+        "--transport",
+        default="https",
+        help="https, amqp (every server runs its own RabbitMQ node and federates through "
+        "shovels), or one value per server, comma-separated, for a mixed network",
+    )
     with_timeout(q)
     q.set_defaults(func=_run(cmd_up))
 
@@ -69,10 +75,13 @@ def add_testnet_parser(subparsers: Any) -> None:
 
     q = with_dir(sub.add_parser("stop", help="stop one server, keeping its data"))
     q.add_argument("name")
+    q.add_argument("--broker", action="store_true", help="stop its RabbitMQ node instead")
+    q.add_argument("--kill", action="store_true", help="with --broker: SIGKILL, a crash")
     q.set_defaults(func=_run(cmd_stop))
 
     q = with_dir(sub.add_parser("start", help="start a stopped server again"))
     q.add_argument("name")
+    q.add_argument("--broker", action="store_true", help="start its RabbitMQ node instead")
     with_timeout(q)
     q.set_defaults(func=_run(cmd_start))
 

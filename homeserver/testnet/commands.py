@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from config.errors import ConfigError
 from config.generate import generate_config
 from config.tls import ensure_ca
+from homeserver.testnet.brokers import BOOT_TIMEOUT, BrokerNode, free_port
 from homeserver.testnet.databases import (
     DEFAULT_MYSQL_URL,
     _mysql_admin,
@@ -48,6 +50,7 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
         _require_free(client, f"client port of {name}")
         _require_free(federation, f"federation port of {name}")
 
+    transports = _transports(getattr(args, "transport", "https"), count)
     os.makedirs(directory, exist_ok=True)
     ca_file, _ = ensure_ca(os.path.join(directory, "ca"))
     static_map = {name: f"{HOST}:{fed}" for name, (_, fed) in zip(names, ports, strict=True)}
@@ -55,8 +58,18 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
     if args.database == "mysql":
         mysql_url = os.environ.get("TRICOLOR_TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
     servers: list[Server] = []
-    for name, (client, federation) in zip(names, ports, strict=True):
+    tag = hashlib.sha256(directory.encode()).hexdigest()[:8]  # node names unique per network
+    for i, (name, (client, federation)) in enumerate(zip(names, ports, strict=True)):
         server_dir = os.path.join(directory, _UNSAFE.sub("_", name))
+        broker = None
+        if transports[i] == "amqp":
+            broker = BrokerNode(
+                node=f"tri{tag}-{i + 1}@localhost",
+                amqp_port=free_port(),
+                dist_port=free_port(),
+                management_port=free_port(),
+                directory=os.path.join(server_dir, "rabbitmq"),
+            )
         mysql_database = None
         if mysql_url is not None:
             mysql_database = _mysql_database_name(name, directory)
@@ -74,6 +87,7 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
                 database=database_url,
                 log=os.path.join(server_dir, "server.log"),
                 mysql_database=mysql_database,
+                broker=broker,
             )
         )
     if len({s.mysql_database for s in servers if s.mysql_database}) != len(
@@ -101,6 +115,11 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
 def _create(network: Network, static_map: dict[str, str], timeout: float) -> None:
     """Write every config, create the MariaDB databases, start the servers."""
     servers, mysql_url, ca_file = network.servers, network.mysql_url, network.ca_file
+    brokers = [s.broker for s in servers if s.broker is not None]
+    for broker in brokers:  # boot in parallel (~10 s each), then wait for all
+        broker.launch()
+    for broker in brokers:
+        broker.wait_ready(BOOT_TIMEOUT)
     try:
         for server in servers:
             generate_config(
@@ -112,6 +131,7 @@ def _create(network: Network, static_map: dict[str, str], timeout: float) -> Non
                 federation_port=server.federation_port,
                 ca_dir=os.path.dirname(ca_file),
                 static_map=static_map,
+                amqp=_amqp_settings(server.broker),
             )
     except ConfigError as exc:
         raise TestnetError(f"cannot write a server config: {exc}") from None
@@ -131,6 +151,35 @@ def _create(network: Network, static_map: dict[str, str], timeout: float) -> Non
     _start(network, servers, timeout)
 
 
+def _transports(arg: str, count: int) -> list[str]:
+    values = [v.strip() for v in arg.split(",")]
+    if len(values) == 1:
+        values = values * count
+    if len(values) != count or any(v not in ("https", "amqp") for v in values):
+        raise TestnetError(
+            f"--transport {arg!r}: give https, amqp, or one of them per server ({count} values)"
+        )
+    return values
+
+
+def _amqp_settings(broker: BrokerNode | None) -> dict[str, str] | None:
+    if broker is None:
+        return None
+    # Every node runs on this machine: the URI our shovels use is the one peers use too.
+    return {
+        "url": broker.amqp_url,
+        "management_url": broker.management_url,
+        "advertise_url": broker.amqp_url,
+    }
+
+
+def _broker_of(network: Network, name: str) -> BrokerNode:
+    broker = network.server(name).broker
+    if broker is None:
+        raise TestnetError(f"{name} runs no broker (its transport is https)")
+    return broker
+
+
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
     network = Network.load(args.dir)
     out = network.public()
@@ -138,11 +187,17 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
         alive = server.pid is not None and _is_server_process(server.pid, server.config)
         entry["pid"] = server.pid if alive else None
         entry["health"] = "ok" if alive and _healthy(server.client_port, 2.0) else "down"
+        if server.broker is not None:
+            entry["broker"] = server.broker.status()
     return out
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
     network = Network.load(args.dir)
+    if getattr(args, "broker", False):
+        broker = _broker_of(network, args.name)
+        broker.stop(kill=getattr(args, "kill", False))
+        return {"name": args.name, "broker": broker.status()}
     server = network.server(args.name)
     _terminate([server])
     server.pid = None
@@ -152,6 +207,10 @@ def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
     network = Network.load(args.dir)
+    if getattr(args, "broker", False):
+        broker = _broker_of(network, args.name)
+        broker.start()
+        return {"name": args.name, "broker": broker.status()}
     server = network.server(args.name)
     if server.pid is not None and _is_server_process(server.pid, server.config):
         _wait_healthy({server.name: (server, None)}, args.timeout)
@@ -165,8 +224,15 @@ def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_down(args: argparse.Namespace) -> dict[str, Any]:
     network = Network.load(args.dir)
     _terminate(network.servers)
+    for server in network.servers:
+        if server.broker is not None:
+            server.broker.stop()
     dropped = [s.mysql_database for s in network.servers if s.mysql_database]
     if network.mysql_url is not None and dropped:
         _mysql_admin(network.mysql_url, [f"DROP DATABASE IF EXISTS `{db}`" for db in dropped])
     shutil.rmtree(network.directory)
-    return {"removed": network.directory, "dropped_databases": dropped}
+    return {
+        "removed": network.directory,
+        "dropped_databases": dropped,
+        "stopped_brokers": [s.broker.node for s in network.servers if s.broker is not None],
+    }

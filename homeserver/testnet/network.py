@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from homeserver.core.ids import is_valid_server_name
+from homeserver.testnet.brokers import BrokerNode
 from homeserver.testnet.databases import _masked
 from homeserver.testnet.errors import TestnetError
 
@@ -24,6 +25,10 @@ HOST = "127.0.0.1"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _broker(value: Any) -> BrokerNode | None:
+    return BrokerNode(**value) if isinstance(value, dict) else value
+
+
 @attrs.define
 class Server:
     name: str
@@ -34,6 +39,7 @@ class Server:
     log: str
     pid: int | None = None
     mysql_database: str | None = None  # created by `up`, dropped by `down`
+    broker: BrokerNode | None = attrs.field(default=None, converter=_broker)  # --transport amqp
 
     @property
     def client_url(self) -> str:
@@ -53,6 +59,7 @@ class Server:
             "config": self.config,
             "database": _masked(self.database),
             "log": self.log,
+            "transport": "amqp" if self.broker is not None else "https",
         }
 
 

@@ -238,9 +238,9 @@ def test_attrs_validates_items_too() -> None:
 # ---- federation.transport at start-up -------------------------------------------------------
 
 
-def test_amqp_transport_is_refused_until_it_exists(write_config: WriteConfig) -> None:
-    """The config loads (the value is known), but the server will not run on a transport it
-    does not have: a one-line config error naming the file and the key, not silence."""
+def test_amqp_transport_without_a_broker_is_refused(write_config: WriteConfig) -> None:
+    """The config loads (the value is known), but the server will not run AMQP without its
+    broker: a one-line config error naming the file and the key, not silence."""
     from federation.outbound.client import FederationClient
     from federation.outbound.resolver import ServerResolver
     from federation.outbound.transport import HttpsTransport, TransportRouter, from_config
@@ -250,15 +250,20 @@ def test_amqp_transport_is_refused_until_it_exists(write_config: WriteConfig) ->
     path = write_config("server_name: hs1\nfederation:\n  transport: amqp\n")
     with pytest.raises(ConfigError) as err:
         from_config(load_config(path, env={}), client)
-    assert str(err.value) == (
-        f"{path}: federation.transport: amqp transport is not available yet; use https"
+    assert str(err.value) == (f"{path}: rabbitmq.url: transport amqp needs rabbitmq.url")
+    path = write_config(
+        "server_name: hs1\nfederation:\n  peers: {hs2: {transport: amqp}}\n"
+        "rabbitmq: {url: 'amqp://127.0.0.1/'}\n"
     )
+    with pytest.raises(ConfigError, match=r"transport amqp needs rabbitmq\.management_url"):
+        from_config(load_config(path, env={}), client)
     https = from_config(load_config(write_config("server_name: hs1\n"), env={}), client)
     assert isinstance(https, TransportRouter) and isinstance(https.default, HttpsTransport)
 
 
 def test_server_with_amqp_transport_exits_with_a_config_error(
-    write_config: WriteConfig, unused_tcp_port: int,
+    write_config: WriteConfig,
+    unused_tcp_port: int,
 ) -> None:
     path = write_config(
         "server_name: hs1.test\n"
@@ -268,9 +273,12 @@ def test_server_with_amqp_transport_exits_with_a_config_error(
     )
     done = subprocess.run(
         [sys.executable, "-m", "homeserver", "run", "-c", path],
-        capture_output=True, text=True, timeout=120, cwd=os.path.dirname(path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(path),
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        f"config error: {path}: federation.transport: amqp transport is not available yet; use https"
+        f"config error: {path}: rabbitmq.url: transport amqp needs rabbitmq.url"
     )

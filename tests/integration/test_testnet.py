@@ -309,3 +309,15 @@ def test_network_federates(net_dir: Path, base_port: int) -> None:
         time.sleep(0.2)
     assert "hello over federation" in bodies
     run_testnet("down", "--dir", d)
+
+
+def test_a_join_through_the_resident_server_reaches_the_rooms_other_servers() -> None:
+    """Three servers: hs2 and then hs3 join hs1's room through hs1 (send_join); hs1 passes
+    hs3's join on to hs2, so every server lists all three members and hs2 and hs3 see each
+    other's messages (before, hs2 never heard of hs3's join)."""
+    from tests.integration.amqp_net import amqp_network, assert_exactly_once_in_order
+
+    with amqp_network(3, transport="https") as net:
+        net.setup_room()  # waits until every server lists every member
+        sent = net.bursts("three", 3)
+        assert_exactly_once_in_order(net, net.wait_converged(sent, 60), sent)

@@ -1,8 +1,9 @@
 """How a transaction reaches a peer, behind one interface (see ``base``).
 
 ``base``: the Transaction record, the three outcomes and the Transport Protocol, plus the
-per-destination router. ``https``: the Matrix standard. The AMQP transport will be a sibling
-of ``https``, chosen per destination by :func:`from_config`; the sender does not change.
+per-destination router. ``https``: the Matrix standard. The AMQP transport
+(``federation.outbound.amqp``) wraps the HTTPS one, choosing per destination; the sender
+does not change.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ __all__ = [
 
 
 def from_config(cfg: HomeserverConfig, client: FederationClientPort) -> Transport:
-    """The transport ``federation.transport`` asks for, or a ConfigError if it cannot be had.
-
-    There are no per-peer transport settings yet; when there are, they become the router's
-    ``overrides``.
-    """
-    if cfg.federation.transport != "https":
-        raise ConfigError(
-            f"{cfg.federation.transport} transport is not available yet; use https",
-            file=cfg.config_path, key="federation.transport",
-        )
+    """The HTTPS transport every configuration has (AMQP falls back to it), after checking
+    that an AMQP configuration has the broker settings it needs (else a ConfigError)."""
+    if cfg.federation.transport == "amqp" or any(
+        p.transport == "amqp" for p in cfg.federation.peers.values()
+    ):
+        for key in ("url", "management_url"):
+            if getattr(cfg.rabbitmq, key) is None:
+                raise ConfigError(
+                    f"transport amqp needs rabbitmq.{key}",
+                    file=cfg.config_path,
+                    key=f"rabbitmq.{key}",
+                )
     return TransportRouter(default=HttpsTransport(client))
