@@ -115,8 +115,13 @@ async def test_records_are_listed_for_doctors_room_admins_and_server_admins(
     finally:
         await engine.dispose()
     root = await dep.hs.login_user("root")
-    listing = await root.get("/_tricolor/admin/v1/ai/interactions", params={"status": "success"})
-    assert [r["user_event_id"] for r in listing["chunk"]] == [asked]
+
+    # The assistant marks the record a success just after posting the reply seen above.
+    async def succeeded() -> bool:
+        listing = await root.get("/_tricolor/admin/v1/ai/interactions", params={"status": "success"})
+        return [r["user_event_id"] for r in listing["chunk"]] == [asked]
+
+    await wait_until(succeeded, "the record marked a success")
     await g.doctor.get("/_tricolor/admin/v1/ai/interactions", expect=403)
     await root.get("/_tricolor/admin/v1/ai/interactions", params={"status": "weird"}, expect=400)
 
