@@ -8,7 +8,15 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from client_api.http import cs, parse_body, parse_query, requester, require_own_user, services
+from client_api.http import (
+    cs,
+    parse_body,
+    parse_query,
+    rate_limit,
+    requester,
+    require_own_user,
+    services,
+)
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
@@ -99,6 +107,7 @@ async def register(request: web.Request) -> web.Response:
         await accounts.check_available(body.username)
     if body.auth is None or body.auth.get("type") != "m.login.dummy":
         raise _uia_challenge(_DUMMY_FLOWS, body.auth)
+    await rate_limit(request, "rc_registration")
     return ok(await accounts.register(
         body.username, body.password, body.device_id, body.initial_device_display_name,
         body.inhibit_login, body.refresh_token,
@@ -138,6 +147,8 @@ async def login(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
     if body.password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
+    await rate_limit(request, "rc_login.address")
+    await rate_limit(request, "rc_login.account", key=user.lower())
     return ok(await services(request).accounts.login_password(
         user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
     ))

@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import client_api.app
 import client_api.media
 from client_api import discovery
+from client_api.admin import PREFIX as ADMIN_PREFIX
 from client_api.http import PREFIX as CLIENT_PREFIX
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
-from config.schema import HomeserverConfig
+from config.schema import HomeserverConfig, RateLimit
 from config.tls import client_ssl_context
 from federation.inbound import keys
 from federation.inbound.app import PREFIX as FEDERATION_PREFIX
@@ -43,7 +44,9 @@ from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
+from homeserver.outbound.redis_buckets import RedisBuckets
 from homeserver.services.accounts import AccountService
+from homeserver.services.admin import AdminService
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import AuthService
 from homeserver.services.container import Services
@@ -76,6 +79,7 @@ from homeserver.services.push import (
 )
 from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
+from homeserver.services.ratelimit import BucketStore, Limit, MemoryBuckets, RateLimiter
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
@@ -90,6 +94,7 @@ from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
+from storage.stores.admin import AdminStore
 from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
@@ -118,11 +123,14 @@ class Runtime:
     push: PushRuntime
     urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     federation: FederationRuntime | None = None
+    redis: RedisBuckets | None = None
 
     async def close(self) -> None:
         if self.federation is not None:
             await self.federation.close()
         await self.urls.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -155,12 +163,32 @@ class PushRuntime:
 CONFIG = web.AppKey("config", HomeserverConfig)
 
 
+def rate_limits(cfg: HomeserverConfig) -> dict[str, Limit]:
+    """The ``rc_*`` config sections by the names the handlers ask for (``rc_joins.local``)."""
+    out: dict[str, Limit] = {}
+    for field in attrs.fields(HomeserverConfig):
+        if not field.name.startswith("rc_") or field.name == "rc_enabled":
+            continue
+        value = getattr(cfg, field.name)
+        if isinstance(value, RateLimit):
+            out[field.name] = Limit(value.per_second, value.burst_count)
+        else:
+            for sub in attrs.fields(type(value)):
+                limit = getattr(value, sub.name)
+                out[f"{field.name}.{sub.name}"] = Limit(limit.per_second, limit.burst_count)
+    return out
+
+
 async def build_services(cfg: HomeserverConfig) -> Runtime:
     """Open the database, apply migrations and build every service, bottom-up:
     stores -> federation outbound -> reader, writer and its subscribers -> services
     -> what peers call. Every dependency goes in through a constructor."""
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
+    buckets: BucketStore = MemoryBuckets()
+    redis_buckets = RedisBuckets(cfg.redis.url) if cfg.redis.url else None
+    if redis_buckets is not None:
+        buckets = redis_buckets
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
     secret = ensure_token_secret(cfg.token_secret_path)
     name = cfg.server_name
@@ -291,11 +319,18 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     directory = DirectoryService(
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
     )
+    accounts = AccountService(
+        users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
+    )
+    admin_store = AdminStore(engine)
+    limiter = RateLimiter(
+        buckets, rate_limits(cfg),
+        {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
+        enabled=cfg.rc_enabled,
+    )
     services = Services(
         server_name=name, auth=auth,
-        accounts=AccountService(
-            users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
-        ),
+        accounts=accounts,
         events=reader, rooms=rooms,
         directory=directory, timeline=timeline,
         sync=SyncService(
@@ -316,6 +351,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             remote=FederationHierarchy(outbound.client) if outbound is not None else None,
         ),
         max_event_bytes=cfg.limits.max_event_bytes,
+        limiter=limiter,
+        admin=AdminService(
+            users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
+            profile=profile, limiter=limiter, server_name=name,
+        ),
     )
 
     # -- what peers call
@@ -327,7 +367,10 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
         context = FederationContext(name, handler, serving, profile, directory, e2e, auth, services.spaces)
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
-    return Runtime(services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation)
+    return Runtime(
+        services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation,
+        redis_buckets,
+    )
 
 
 @attrs.frozen
@@ -397,6 +440,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
+    app.add_subapp(ADMIN_PREFIX, client_api.app.create_admin_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
         federation_app = create_federation_app(

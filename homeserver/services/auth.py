@@ -36,6 +36,8 @@ class Requester:
     device_id: str
     token_id: str
     is_admin: bool = False
+    # Whether rate limits apply: false for admins (and application services, which set it).
+    rate_limited: bool = True
 
 
 def token_from_headers(authorization: str | None, x_token: str | None, query_token: str | None) -> str | None:
@@ -138,7 +140,7 @@ class AuthService:
                 raise unknown_token()
             is_admin = user.is_admin
             self._admins.put(record.user_id, is_admin)
-        return Requester(record.user_id, record.device_id, token_id, is_admin)
+        return Requester(record.user_id, record.device_id, token_id, is_admin, rate_limited=not is_admin)
 
     def issue_openid(self, user_id: str) -> dict[str, Any]:
         """Spec: "OpenID" (client-server API). A signed, short-lived token that proves to a
@@ -170,6 +172,10 @@ class AuthService:
         if user is None or user.deactivated:
             raise unknown_token("Invalid OpenID token")
         return str(user.user_id)
+
+    def forget_admin_flag(self, user_id: str) -> None:
+        """The admin API changed the user's admin flag: read it again."""
+        self._admins.pop(user_id)
 
     async def logout(self, requester: Requester) -> None:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):

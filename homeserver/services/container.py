@@ -8,6 +8,7 @@ from __future__ import annotations
 import attrs
 
 from homeserver.services.accounts import AccountService
+from homeserver.services.admin import AdminService
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -19,6 +20,7 @@ from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
 from homeserver.services.pushers import PusherService
+from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.rooms import RoomService
@@ -52,4 +54,6 @@ class Services:
     notifications: NotificationService
     pushers: PusherService
     spaces: SpaceService
+    limiter: RateLimiter
+    admin: AdminService
     max_event_bytes: int = 65_536

@@ -1,0 +1,233 @@
+"""The Synapse-compatible admin API, a sub-app mounted at ``/_synapse/admin``.
+
+Paths, bodies and answers follow Synapse's admin API documentation, so its tools (the
+synapse-admin web UI, scripts) work unchanged; every endpoint is for server admins only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+from aiohttp import web
+
+from client_api.http import parse_body, parse_query, requester, services
+from homeserver.http.responses import ok
+from homeserver.services.admin import SERVER_VERSION
+
+PREFIX = "/_synapse/admin"
+routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class UsersQuery:
+    """GET /v2/users and /v3/users."""
+    from_: int = 0
+    limit: int = 100
+    name: str | None = None
+    user_id: str | None = None
+    guests: bool = True
+    deactivated: bool = False
+    admins: bool | None = None
+    order_by: str = "name"
+    dir: Literal["f", "b"] = "f"
+
+
+@attrs.frozen
+class PutUserBody:
+    """PUT /v2/users/{userId}: create or modify."""
+    password: str | None = None
+    logout_devices: bool = True
+    displayname: str | None = None
+    avatar_url: str | None = None
+    admin: bool | None = None
+    deactivated: bool | None = None
+
+
+@attrs.frozen
+class DeactivateBody:
+    erase: bool = False
+
+
+@attrs.frozen
+class ResetPasswordBody:
+    new_password: str
+    logout_devices: bool = True
+
+
+@attrs.frozen
+class OverrideBody:
+    messages_per_second: float = 0
+    burst_count: int = 0
+
+
+@attrs.frozen
+class RoomsQuery:
+    from_: int = 0
+    limit: int = 100
+    order_by: str = "name"
+    dir: Literal["f", "b"] = "f"
+    search_term: str | None = None
+
+
+@attrs.frozen
+class BlockBody:
+    block: bool
+
+
+@attrs.frozen
+class MakeRoomAdminBody:
+    user_id: str | None = None
+
+
+def _user(request: web.Request) -> str:
+    return request.match_info["user_id"]
+
+
+def _room(request: web.Request) -> str:
+    return request.match_info["room_id"]
+
+
+@routes.get("/v1/server_version")
+async def server_version(request: web.Request) -> web.Response:
+    """GET /v1/server_version (no authentication, as in Synapse)."""
+    return ok({"server_version": SERVER_VERSION})
+
+
+@routes.get("/{v:v2|v3}/users")
+async def list_users(request: web.Request) -> web.Response:
+    req = await requester(request)
+    query = parse_query(request, UsersQuery)
+    return ok(await services(request).admin.list_users(
+        req, offset=query.from_, limit=query.limit, name=query.name or query.user_id,
+        deactivated=query.deactivated, admins=query.admins, order_by=query.order_by,
+        backwards=query.dir == "b",
+    ))
+
+
+@routes.get("/v2/users/{user_id}")
+async def get_user(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.get_user(req, _user(request)))
+
+
+@routes.put("/v2/users/{user_id}")
+async def put_user(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, PutUserBody, allow_empty=True)
+    user, created = await services(request).admin.put_user(
+        req, _user(request), password=body.password, displayname=body.displayname,
+        avatar_url=body.avatar_url, admin=body.admin, deactivated=body.deactivated,
+        logout_devices=body.logout_devices,
+    )
+    return ok(user, status=201 if created else 200)
+
+
+@routes.post("/v1/deactivate/{user_id}")
+async def deactivate(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, DeactivateBody, allow_empty=True)
+    await services(request).admin.deactivate(req, _user(request), body.erase)
+    return ok({"id_server_unbind_result": "success"})
+
+
+@routes.post("/v1/reset_password/{user_id}")
+async def reset_password(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, ResetPasswordBody)
+    await services(request).admin.reset_password(req, _user(request), body.new_password, body.logout_devices)
+    return ok()
+
+
+@routes.get("/v1/whois/{user_id}")
+async def whois(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.whois(req, _user(request)))
+
+
+@routes.get("/v2/users/{user_id}/devices")
+async def devices(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.devices(req, _user(request)))
+
+
+@routes.get("/v1/users/{user_id}/joined_rooms")
+async def joined_rooms(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.joined_rooms(req, _user(request)))
+
+
+@routes.get("/v1/users/{user_id}/override_ratelimit")
+async def get_override(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.get_override(req, _user(request)))
+
+
+@routes.post("/v1/users/{user_id}/override_ratelimit")
+async def set_override(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, OverrideBody, allow_empty=True)
+    return ok(await services(request).admin.set_override(
+        req, _user(request), float(body.messages_per_second), body.burst_count,
+    ))
+
+
+@routes.delete("/v1/users/{user_id}/override_ratelimit")
+async def delete_override(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await services(request).admin.delete_override(req, _user(request))
+    return ok()
+
+
+@routes.get("/v1/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    req = await requester(request)
+    query = parse_query(request, RoomsQuery)
+    return ok(await services(request).admin.list_rooms(
+        req, offset=query.from_, limit=query.limit, order_by=query.order_by,
+        backwards=query.dir == "b", search_term=query.search_term,
+    ))
+
+
+@routes.get("/v1/rooms/{room_id}")
+async def room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.room(req, _room(request)))
+
+
+@routes.get("/v1/rooms/{room_id}/members")
+async def room_members(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.room_members(req, _room(request)))
+
+
+@routes.get("/v1/rooms/{room_id}/state")
+async def room_state(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.room_state(req, _room(request)))
+
+
+@routes.put("/v1/rooms/{room_id}/block")
+async def block_room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, BlockBody)
+    return ok(await services(request).admin.block_room(req, _room(request), body.block))
+
+
+@routes.get("/v1/rooms/{room_id}/block")
+async def room_block(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).admin.room_block(req, _room(request)))
+
+
+@routes.post("/v1/rooms/{room_id}/make_room_admin")
+async def make_room_admin(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, MakeRoomAdminBody, allow_empty=True)
+    await services(request).admin.make_room_admin(req, _room(request), body.user_id)
+    return ok()
+
+
+def schemas() -> dict[str, Any]:
+    """The request schemas of this module, for the OpenAPI description."""
+    return {}
