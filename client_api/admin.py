@@ -11,7 +11,7 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from client_api.http import parse_body, parse_query, requester, services
+from client_api.http import json_body, parse_body, parse_query, requester, services, validate
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
 
@@ -166,7 +166,8 @@ async def get_override(request: web.Request) -> web.Response:
 @routes.post("/v1/users/{user_id}/override_ratelimit")
 async def set_override(request: web.Request) -> web.Response:
     req = await requester(request)
-    body = await parse_body(request, OverrideBody, allow_empty=True)
+    # Synapse takes integers; a fraction (one message per ten seconds) is allowed here too.
+    body = validate(await json_body(request, allow_empty=True, allow_floats=True), OverrideBody)
     return ok(await services(request).admin.set_override(
         req, _user(request), float(body.messages_per_second), body.burst_count,
     ))

@@ -186,7 +186,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
     buckets: BucketStore = MemoryBuckets()
-    redis_buckets = RedisBuckets(cfg.redis.url) if cfg.redis.url else None
+    redis_buckets = RedisBuckets(cfg.redis.url, cfg.server_name) if cfg.redis.url else None
     if redis_buckets is not None:
         buckets = redis_buckets
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
@@ -302,9 +302,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
 
     # -- client-facing services
     auth = AuthService(users, secret, name, device_deleted=e2e.device_deleted)
+    admin_store = AdminStore(engine)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
+        blocked_by=admin_store.room_block,
     )
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
@@ -322,7 +324,6 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     accounts = AccountService(
         users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
     )
-    admin_store = AdminStore(engine)
     limiter = RateLimiter(
         buckets, rate_limits(cfg),
         {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},

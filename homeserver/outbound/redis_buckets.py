@@ -33,9 +33,10 @@ return wait
 
 
 class RedisBuckets:
-    def __init__(self, url: str, prefix: str = "tricolor:rl:") -> None:
+    def __init__(self, url: str, server_name: str) -> None:
         self._redis = redis.Redis.from_url(url)
-        self._prefix = prefix
+        # Several homeservers may share one Redis: each keeps its own buckets.
+        self._prefix = f"tricolor:rl:{server_name}:"
         self._script: Any = self._redis.register_script(_TAKE)
 
     async def take(self, key: str, limit: Any, now_ms: int) -> int:
