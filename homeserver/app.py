@@ -71,6 +71,7 @@ from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.purger import RecallPurger
 from homeserver.services.push import (
     NotificationService,
     PushEvaluator,
@@ -124,8 +125,11 @@ class Runtime:
     urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     federation: FederationRuntime | None = None
     redis: RedisBuckets | None = None
+    purger: RecallPurger | None = None
 
     async def close(self) -> None:
+        if self.purger is not None:
+            await self.purger.stop()
         if self.federation is not None:
             await self.federation.close()
         await self.urls.close()
@@ -194,7 +198,8 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     name = cfg.server_name
 
     # -- stores and positions
-    users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
+    users, rooms_store = UserStore(engine), RoomStore(engine)
+    events_store = EventStore(engine, cfg.recall_content_retention_ms)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
     receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
@@ -245,11 +250,15 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
+    purger = RecallPurger(events_store)
+    subscribers.append(purger)
+    purger.start()
     writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
         persister=persister,
         builder=LocalEventBuilder(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
+            recall_windows_ms=cfg.recall_windows_ms,
         ),
         stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
         outlier_ids=IdGenerator(min_stream, step=-1),
@@ -370,7 +379,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         federation = FederationRuntime(context, outbound.keyring, outbound.client, outbound.sender)
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway), urls, federation,
-        redis_buckets,
+        redis_buckets, purger,
     )
 
 
