@@ -12,6 +12,7 @@ import attrs
 from aiohttp import web
 
 from client_api.http import json_body, parse_body, parse_query, requester, services, validate
+from homeserver.core.errors import MatrixError, forbidden
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
 
@@ -229,6 +230,64 @@ async def make_room_admin(request: web.Request) -> web.Response:
     return ok()
 
 
-def schemas() -> dict[str, Any]:
-    """The request schemas of this module, for the OpenAPI description."""
-    return {}
+@attrs.frozen
+class ServerNoticeBody:
+    """POST /v1/send_server_notice (and PUT .../{txnId})."""
+    user_id: str
+    content: dict[str, Any]
+    type: str = "m.room.message"
+
+
+@routes.post("/v1/send_server_notice")
+async def send_server_notice(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, ServerNoticeBody)
+    return ok(await services(request).notices.send_as_admin(req, body.user_id, body.content, body.type, None))
+
+
+@routes.put("/v1/send_server_notice/{txn_id}")
+async def send_server_notice_txn(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, ServerNoticeBody)
+    return ok(await services(request).notices.send_as_admin(
+        req, body.user_id, body.content, body.type, request.match_info["txn_id"],
+    ))
+
+
+@attrs.frozen
+class DeleteRoomBody:
+    """DELETE /v2/rooms/{roomId} (Synapse's delete room API, version 2)."""
+    block: bool = False
+    purge: bool = True
+    force_purge: bool = False
+    new_room_user_id: str | None = None
+    room_name: str | None = None
+    message: str | None = None
+
+
+@routes.delete("/v2/rooms/{room_id}")
+@routes.delete("/v1/rooms/{room_id}")
+async def delete_room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, DeleteRoomBody, allow_empty=True)
+    if body.new_room_user_id is not None:
+        raise MatrixError(400, "M_UNRECOGNIZED", "new_room_user_id is not supported: members are removed, not moved")
+    return ok(await services(request).deletions.admin_delete(
+        req, _room(request), block=body.block, purge=body.purge, message=body.message,
+    ))
+
+
+@routes.get("/v2/rooms/{room_id}/delete_status")
+async def delete_status_of_room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    if not req.is_admin:
+        raise forbidden("You are not a server admin")
+    return ok(await services(request).deletions.status_of_room(req, _room(request)))
+
+
+@routes.get("/v2/rooms/delete_status/{delete_id}")
+async def delete_status(request: web.Request) -> web.Response:
+    req = await requester(request)
+    if not req.is_admin:
+        raise forbidden("You are not a server admin")
+    return ok(await services(request).deletions.status(req, request.match_info["delete_id"]))

@@ -9,7 +9,7 @@ body limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import attrs
 from aiohttp import web
@@ -20,6 +20,7 @@ import client_api.media
 from client_api import discovery
 from client_api.admin import PREFIX as ADMIN_PREFIX
 from client_api.http import PREFIX as CLIENT_PREFIX
+from client_api.tricolor import PREFIX as TRICOLOR_PREFIX
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import HomeserverConfig, RateLimit
@@ -49,6 +50,7 @@ from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import AuthService
+from homeserver.services.client_events import ClientEventListener, ClientEventService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -65,9 +67,11 @@ from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
+from homeserver.services.groups import GroupService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
+from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -85,6 +89,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
 from homeserver.services.spaces import SpaceService
@@ -100,6 +105,7 @@ from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
+from storage.stores.im import ImStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
@@ -128,6 +134,8 @@ class Runtime:
     purger: RecallPurger | None = None
 
     async def close(self) -> None:
+        await self.services.notices.stop()
+        await self.services.deletions.stop()
         if self.purger is not None:
             await self.purger.stop()
         if self.federation is not None:
@@ -183,7 +191,9 @@ def rate_limits(cfg: HomeserverConfig) -> dict[str, Limit]:
     return out
 
 
-async def build_services(cfg: HomeserverConfig) -> Runtime:
+async def build_services(
+    cfg: HomeserverConfig, client_event_listeners: Sequence[ClientEventListener] = (),
+) -> Runtime:
     """Open the database, apply migrations and build every service, bottom-up:
     stores -> federation outbound -> reader, writer and its subscribers -> services
     -> what peers call. Every dependency goes in through a constructor."""
@@ -338,6 +348,15 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
         enabled=cfg.rc_enabled,
     )
+    im_store = ImStore(engine)
+    deletions = RoomDeletionService(
+        rooms=rooms, events=reader, room_store=rooms_store, store=im_store, admin_store=admin_store,
+        server_name=name,
+    )
+    notices = NoticeService(
+        rooms=rooms, users=users, accounts=accounts, account_data=account_data_svc, store=im_store,
+        admin_store=admin_store, server_name=name, system_localpart=cfg.server_notices_localpart,
+    )
     services = Services(
         server_name=name, auth=auth,
         accounts=accounts,
@@ -366,7 +385,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
             profile=profile, limiter=limiter, server_name=name,
         ),
+        groups=GroupService(rooms=rooms, events=reader),
+        deletions=deletions, notices=notices,
+        client_events=ClientEventService(im_store, client_event_listeners),
     )
+    await deletions.start()
+    await notices.start()
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -451,6 +475,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     app.add_subapp(ADMIN_PREFIX, client_api.app.create_admin_app(runtime.services, limit))
+    app.add_subapp(TRICOLOR_PREFIX, client_api.app.create_tricolor_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
         federation_app = create_federation_app(

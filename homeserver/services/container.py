@@ -10,12 +10,15 @@ import attrs
 from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService
 from homeserver.services.auth import AuthService
+from homeserver.services.client_events import ClientEventService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filters import FilterService
+from homeserver.services.groups import GroupService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
 from homeserver.services.push import NotificationService, PushRulesService
@@ -23,6 +26,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
+from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.rooms import RoomService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
@@ -56,4 +60,8 @@ class Services:
     spaces: SpaceService
     limiter: RateLimiter
     admin: AdminService
+    groups: GroupService
+    deletions: RoomDeletionService
+    notices: NoticeService
+    client_events: ClientEventService
     max_event_bytes: int = 65_536
