@@ -169,6 +169,9 @@ class NoticeService:
                 except MatrixError as e:
                     log.warning("broadcast %s to %s failed: %s", broadcast_id, user_id, e)
                     return False
+                except Exception:  # one user's failure (a database hiccup) must not stop the rest
+                    log.exception("broadcast %s to %s failed", broadcast_id, user_id)
+                    return False
 
         while True:
             batch = [u for u in await self._admin_store.user_ids_after(cursor, self._batch, row["admins_only"])]

@@ -25,9 +25,15 @@ class ImStore:
                 server_notice_rooms.c.user_id == user_id))).scalar()
 
     async def set_notice_room(self, user_id: str, room_id: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
-            await conn.execute(server_notice_rooms.insert().values(user_id=user_id, room_id=room_id))
+        # Insert, else update: a delete-then-insert takes gap locks that deadlock on InnoDB
+        # when a broadcast creates many users' rooms at once.
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(server_notice_rooms.insert().values(user_id=user_id, room_id=room_id))
+        except IntegrityError:
+            async with self._engine.begin() as conn:
+                await conn.execute(server_notice_rooms.update().where(
+                    server_notice_rooms.c.user_id == user_id).values(room_id=room_id))
 
     # -- broadcasts ---------------------------------------------------------------
 
