@@ -15,6 +15,7 @@ from client_api.http import json_body, parse_body, parse_query, requester, servi
 from homeserver.core.errors import MatrixError, forbidden
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
+from homeserver.services.media import MediaService
 
 PREFIX = "/_synapse/admin"
 routes = web.RouteTableDef()
@@ -291,3 +292,138 @@ async def delete_status(request: web.Request) -> web.Response:
     if not req.is_admin:
         raise forbidden("You are not a server admin")
     return ok(await services(request).deletions.status(req, request.match_info["delete_id"]))
+
+
+# -- media: an app key, since the media service is built with the media sub-apps ------------
+
+ADMIN_MEDIA = web.AppKey("admin_media", MediaService)
+
+
+@attrs.frozen
+class MediaListQuery:
+    from_: int = 0
+    limit: int = 100
+
+
+@routes.get("/v1/users/{user_id}/media")
+async def user_media(request: web.Request) -> web.Response:
+    """A user's uploads, newest first."""
+    req = await requester(request)
+    query = parse_query(request, MediaListQuery)
+    return ok(await request.app[ADMIN_MEDIA].user_media(req, _user(request), query.from_, query.limit))
+
+
+@routes.delete("/v1/media/{server_name}/{media_id}")
+async def delete_media(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await request.app[ADMIN_MEDIA].delete_media(
+        req, request.match_info["server_name"], request.match_info["media_id"],
+    ))
+
+
+@routes.post("/v1/media/quarantine/{server_name}/{media_id}")
+async def quarantine_media(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await request.app[ADMIN_MEDIA].quarantine(req, request.match_info["server_name"], request.match_info["media_id"], True)
+    return ok()
+
+
+@routes.post("/v1/media/unquarantine/{server_name}/{media_id}")
+async def unquarantine_media(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await request.app[ADMIN_MEDIA].quarantine(req, request.match_info["server_name"], request.match_info["media_id"], False)
+    return ok()
+
+
+# -- event reports ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReportsQuery:
+    from_: int = 0
+    limit: int = 100
+    dir: Literal["f", "b"] = "b"
+    room_id: str | None = None
+    user_id: str | None = None
+
+
+@routes.get("/v1/event_reports")
+async def list_reports(request: web.Request) -> web.Response:
+    """Reported events, newest first by default."""
+    req = await requester(request)
+    query = parse_query(request, ReportsQuery)
+    return ok(await services(request).reports.list_reports(
+        req, offset=query.from_, limit=query.limit, backwards=query.dir == "b", room_id=query.room_id,
+        user_id=query.user_id,
+    ))
+
+
+@routes.get("/v1/event_reports/{report_id:\\d+}")
+async def get_report(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).reports.get_report(req, int(request.match_info["report_id"])))
+
+
+@routes.delete("/v1/event_reports/{report_id:\\d+}")
+async def delete_report(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await services(request).reports.delete_report(req, int(request.match_info["report_id"]))
+    return ok()
+
+
+# -- registration tokens -----------------------------------------------------------------
+
+
+@attrs.frozen
+class TokensQuery:
+    valid: bool | None = None
+
+
+@attrs.frozen
+class NewTokenBody:
+    token: str | None = None
+    uses_allowed: int | None = None
+    expiry_time: int | None = None
+    length: int = 16
+
+
+@attrs.frozen
+class UpdateTokenBody:
+    """Absent fields stay as they are; null clears (no limit, no expiry)."""
+    uses_allowed: int | None = None
+    expiry_time: int | None = None
+
+
+@routes.get("/v1/registration_tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).reports.list_tokens(req, parse_query(request, TokensQuery).valid))
+
+
+@routes.post("/v1/registration_tokens/new")
+async def new_token(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await parse_body(request, NewTokenBody, allow_empty=True)
+    return ok(await services(request).reports.new_token(req, body.token, body.uses_allowed, body.expiry_time, body.length))
+
+
+@routes.get("/v1/registration_tokens/{token}")
+async def get_token(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return ok(await services(request).reports.get_token(req, request.match_info["token"]))
+
+
+@routes.put("/v1/registration_tokens/{token}")
+async def update_token(request: web.Request) -> web.Response:
+    req = await requester(request)
+    raw = await json_body(request, allow_empty=True)
+    body = validate(raw, UpdateTokenBody)
+    changes = {k: getattr(body, k) for k in ("uses_allowed", "expiry_time") if k in raw}
+    return ok(await services(request).reports.update_token(req, request.match_info["token"], changes))
+
+
+@routes.delete("/v1/registration_tokens/{token}")
+async def delete_token(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await services(request).reports.delete_token(req, request.match_info["token"])
+    return ok()

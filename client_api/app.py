@@ -14,6 +14,7 @@ from client_api import (
     profile,
     push,
     relations,
+    reports,
     rooms,
     spaces,
     sync,
@@ -25,7 +26,7 @@ from homeserver.services.container import Services
 
 MODULES = (
     discovery, account, threepid, rooms, relations, sync, profile, ephemeral, directory, keys, key_backup,
-    push, spaces,
+    push, spaces, reports,
 )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import client_api.app
 import client_api.media
 from client_api import discovery
+from client_api.admin import ADMIN_MEDIA
 from client_api.admin import PREFIX as ADMIN_PREFIX
 from client_api.http import PREFIX as CLIENT_PREFIX
 from client_api.tricolor import PREFIX as TRICOLOR_PREFIX
@@ -47,7 +48,7 @@ from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.outbound.redis_buckets import RedisBuckets
 from homeserver.services.accounts import AccountService
-from homeserver.services.admin import AdminService
+from homeserver.services.admin import AdminService, ReportService
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.auth import AuthService
 from homeserver.services.client_events import ClientEventListener, ClientEventService
@@ -385,6 +386,7 @@ async def build_services(
             users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
             profile=profile, limiter=limiter, server_name=name,
         ),
+        reports=ReportService(store=admin_store, rooms=rooms, events=reader),
         groups=GroupService(rooms=rooms, events=reader),
         deletions=deletions, notices=notices,
         client_events=ClientEventService(im_store, client_event_listeners),
@@ -474,7 +476,9 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         app.add_subapp(prefix, client_api.media.create_media_app(prefix, runtime.services, media, previews))
     # -- end media
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
-    app.add_subapp(ADMIN_PREFIX, client_api.app.create_admin_app(runtime.services, limit))
+    admin_app = client_api.app.create_admin_app(runtime.services, limit)
+    admin_app[ADMIN_MEDIA] = media
+    app.add_subapp(ADMIN_PREFIX, admin_app)
     app.add_subapp(TRICOLOR_PREFIX, client_api.app.create_tricolor_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation

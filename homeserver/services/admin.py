@@ -302,3 +302,133 @@ _ROOM_ORDERS = (
     "encryption", "federatable", "public", "join_rules", "guest_access", "history_visibility",
     "state_events", "room_id",
 )
+
+
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
+
+
+class ReportService:
+    """Spec "Reporting content": users report events; admins read and delete reports
+    (Synapse's event_reports admin API). Also the admin CRUD of registration tokens
+    (Synapse's registration_tokens API; their use at registration is a separate flow)."""
+
+    def __init__(self, *, store: AdminStore, rooms: RoomService, events: EventReader) -> None:
+        self._store = store
+        self._rooms = rooms
+        self._events = events
+
+    async def report(
+        self, requester: Requester, room_id: str, event_id: str, reason: str | None, score: int | None,
+    ) -> None:
+        # Spec: 404 when the event does not exist or the reporter is not in the room
+        # (the same answer, so a report does not reveal events the user cannot see).
+        head = await self._events.room_head(room_id)
+        event = await self._events.get_event(event_id)
+        if head is None or head.members.get(requester.user_id) != "join" or event is None \
+                or event.event.room_id != room_id:
+            raise not_found("Unable to report event: it does not exist or you aren't able to see it.")
+        if score is not None and not -100 <= score <= 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "score must be between -100 and 0")
+        await self._store.add_report(room_id, event_id, requester.user_id, reason, score, now_ms())
+
+    async def _entry(self, row: dict[str, Any], with_event: bool) -> dict[str, Any]:
+        details = await self._store.room_details([row["room_id"]])
+        stored = await self._events.get_event(row["event_id"])
+        out = {
+            "id": row["id"], "received_ts": row["received_ts"], "room_id": row["room_id"],
+            "event_id": row["event_id"], "user_id": row["user_id"], "reason": row["reason"],
+            "score": row["score"], "sender": stored.event.sender if stored else None,
+            "name": details[0]["name"] if details else None,
+            "canonical_alias": details[0]["canonical_alias"] if details else None,
+        }
+        if with_event:
+            out["event_json"] = stored.event.pdu if stored else None
+        return out
+
+    async def list_reports(
+        self, requester: Requester, *, offset: int, limit: int, backwards: bool, room_id: str | None,
+        user_id: str | None,
+    ) -> dict[str, Any]:
+        require_admin(requester)
+        if offset < 0 or limit < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
+        rows, total = await self._store.list_reports(
+            offset=offset, limit=limit, backwards=backwards, room_id=room_id, user_id=user_id,
+        )
+        out: dict[str, Any] = {"event_reports": [await self._entry(r, False) for r in rows], "total": total}
+        if offset + len(rows) < total:
+            out["next_token"] = offset + len(rows)
+        return out
+
+    async def get_report(self, requester: Requester, report_id: int) -> dict[str, Any]:
+        require_admin(requester)
+        row = await self._store.get_report(report_id)
+        if row is None:
+            raise not_found("Event report not found")
+        return await self._entry(row, True)
+
+    async def delete_report(self, requester: Requester, report_id: int) -> None:
+        require_admin(requester)
+        if not await self._store.delete_report(report_id):
+            raise not_found("Event report not found")
+
+    # -- registration tokens --------------------------------------------------------
+
+    async def list_tokens(self, requester: Requester, valid: bool | None) -> dict[str, Any]:
+        require_admin(requester)
+        now = now_ms()
+        tokens = await self._store.list_tokens()
+        if valid is not None:
+            tokens = [t for t in tokens if _token_valid(t, now) == valid]
+        return {"registration_tokens": tokens}
+
+    async def get_token(self, requester: Requester, token: str) -> dict[str, Any]:
+        require_admin(requester)
+        got = await self._store.get_token(token)
+        if got is None:
+            raise not_found("No such registration token")
+        return got
+
+    async def new_token(
+        self, requester: Requester, token: str | None, uses_allowed: int | None, expiry_time: int | None,
+        length: int,
+    ) -> dict[str, Any]:
+        require_admin(requester)
+        if uses_allowed is not None and uses_allowed < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "uses_allowed must be a non-negative integer or null")
+        if expiry_time is not None and expiry_time < now_ms():
+            raise MatrixError(400, "M_INVALID_PARAM", "expiry_time must not be in the past")
+        if token is not None:
+            if not token or len(token) > 64 or not set(token) <= _TOKEN_CHARS:
+                raise MatrixError(400, "M_INVALID_PARAM", "token must be 1 to 64 characters of [A-Za-z0-9._~-]")
+            if not await self._store.add_token(token, uses_allowed, expiry_time):
+                raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
+            return await self.get_token(requester, token)
+        if not 0 < length <= 64:
+            raise MatrixError(400, "M_INVALID_PARAM", "length must be between 1 and 64")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
+        while True:
+            candidate = ids.random_string(length, alphabet)
+            if await self._store.add_token(candidate, uses_allowed, expiry_time):
+                return await self.get_token(requester, candidate)
+
+    async def update_token(self, requester: Requester, token: str, changes: dict[str, Any]) -> dict[str, Any]:
+        require_admin(requester)
+        if await self._store.get_token(token) is None:
+            raise not_found("No such registration token")
+        if changes.get("uses_allowed") is not None and changes["uses_allowed"] < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "uses_allowed must be a non-negative integer or null")
+        if changes.get("expiry_time") is not None and changes["expiry_time"] < now_ms():
+            raise MatrixError(400, "M_INVALID_PARAM", "expiry_time must not be in the past")
+        await self._store.update_token(token, changes)
+        return await self.get_token(requester, token)
+
+    async def delete_token(self, requester: Requester, token: str) -> None:
+        require_admin(requester)
+        if not await self._store.delete_token(token):
+            raise not_found("No such registration token")
+
+
+def _token_valid(t: dict[str, Any], now: int) -> bool:
+    uses_left = t["uses_allowed"] is None or t["pending"] + t["completed"] < t["uses_allowed"]
+    return uses_left and (t["expiry_time"] is None or t["expiry_time"] > now)

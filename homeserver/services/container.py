@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 
 from homeserver.services.accounts import AccountService
-from homeserver.services.admin import AdminService
+from homeserver.services.admin import AdminService, ReportService
 from homeserver.services.auth import AuthService
 from homeserver.services.client_events import ClientEventService
 from homeserver.services.devices import DeviceService
@@ -60,6 +60,7 @@ class Services:
     spaces: SpaceService
     limiter: RateLimiter
     admin: AdminService
+    reports: ReportService
     groups: GroupService
     deletions: RoomDeletionService
     notices: NoticeService

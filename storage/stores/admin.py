@@ -15,8 +15,6 @@ from storage.schema import (
     current_state,
     event_reports,
     events,
-    media,
-    quarantined_media,
     ratelimit_overrides,
     registration_tokens,
     room_members,
@@ -250,58 +248,18 @@ class AdminStore:
         return True
 
     async def update_token(self, token: str, values: dict[str, Any]) -> bool:
+        if not values:
+            return await self.get_token(token) is not None
         async with self._engine.begin() as conn:
             res = await conn.execute(
                 registration_tokens.update().where(registration_tokens.c.token == token).values(**values)
             )
-        return res.rowcount > 0 or not values
+        return res.rowcount > 0
 
     async def delete_token(self, token: str) -> bool:
         async with self._engine.begin() as conn:
             res = await conn.execute(registration_tokens.delete().where(registration_tokens.c.token == token))
         return res.rowcount > 0
-
-    # -- media ---------------------------------------------------------------------
-
-    async def user_media(self, server_name: str, user_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        where = [media.c.server_name == server_name, media.c.user_id == user_id]
-        async with self._engine.connect() as conn:
-            total = int((await conn.execute(sa.select(sa.func.count()).select_from(media).where(*where))).scalar() or 0)
-            rows = await conn.execute(
-                sa.select(media, quarantined_media.c.quarantined_by)
-                .outerjoin(quarantined_media, sa.and_(
-                    quarantined_media.c.server_name == media.c.server_name,
-                    quarantined_media.c.media_id == media.c.media_id,
-                ))
-                .where(*where).order_by(media.c.created_ts.desc(), media.c.media_id).offset(offset).limit(limit)
-            )
-            return [dict(r._mapping) for r in rows], total
-
-    async def delete_media_row(self, server_name: str, media_id: str) -> bool:
-        async with self._engine.begin() as conn:
-            res = await conn.execute(media.delete().where(
-                media.c.server_name == server_name, media.c.media_id == media_id,
-            ))
-            await conn.execute(quarantined_media.delete().where(
-                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
-            ))
-        return res.rowcount > 0
-
-    async def quarantine(self, server_name: str, media_id: str, by: str | None) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(quarantined_media.delete().where(
-                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
-            ))
-            if by is not None:
-                await conn.execute(quarantined_media.insert().values(
-                    server_name=server_name, media_id=media_id, quarantined_by=by,
-                ))
-
-    async def is_quarantined(self, server_name: str, media_id: str) -> bool:
-        async with self._engine.connect() as conn:
-            return (await conn.execute(sa.select(quarantined_media.c.media_id).where(
-                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
-            ))).first() is not None
 
 
 def _user_row(r: Any) -> dict[str, Any]:
