@@ -90,6 +90,31 @@ def _room(request: web.Request) -> str:
     return request.match_info["room_id"]
 
 
+@attrs.frozen
+class SharedSecretBody:
+    """POST /v1/register: Synapse's shared-secret registration."""
+    nonce: str
+    username: str
+    password: str
+    mac: str
+    admin: bool = False
+    displayname: str | None = None
+
+
+@routes.get("/v1/register")
+async def register_nonce(request: web.Request) -> web.Response:
+    """A nonce for one shared-secret registration (no authentication)."""
+    return ok(services(request).shared_secret.nonce())
+
+
+@routes.post("/v1/register")
+async def register_with_secret(request: web.Request) -> web.Response:
+    body = await parse_body(request, SharedSecretBody)
+    return ok(await services(request).shared_secret.register(
+        body.nonce, body.username, body.password, body.admin, body.mac, body.displayname,
+    ))
+
+
 @routes.get("/v1/server_version")
 async def server_version(request: web.Request) -> web.Response:
     """GET /v1/server_version (no authentication, as in Synapse)."""
@@ -237,13 +262,16 @@ class ServerNoticeBody:
     user_id: str
     content: dict[str, Any]
     type: str = "m.room.message"
+    state_key: str | None = None
 
 
 @routes.post("/v1/send_server_notice")
 async def send_server_notice(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await parse_body(request, ServerNoticeBody)
-    return ok(await services(request).notices.send_as_admin(req, body.user_id, body.content, body.type, None))
+    return ok(await services(request).notices.send_as_admin(
+        req, body.user_id, body.content, body.type, None, body.state_key,
+    ))
 
 
 @routes.put("/v1/send_server_notice/{txn_id}")
@@ -251,7 +279,7 @@ async def send_server_notice_txn(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await parse_body(request, ServerNoticeBody)
     return ok(await services(request).notices.send_as_admin(
-        req, body.user_id, body.content, body.type, request.match_info["txn_id"],
+        req, body.user_id, body.content, body.type, request.match_info["txn_id"], body.state_key,
     ))
 
 

@@ -93,6 +93,7 @@ from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, Remot
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.rooms import RoomService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -390,6 +391,9 @@ async def build_services(
         groups=GroupService(rooms=rooms, events=reader),
         deletions=deletions, notices=notices,
         client_events=ClientEventService(im_store, client_event_listeners),
+        shared_secret=SharedSecretRegistration(
+            secret=cfg.registration.shared_secret, accounts=accounts, auth=auth, profile=profile,
+        ),
     )
     await deletions.start()
     await notices.start()

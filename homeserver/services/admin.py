@@ -273,7 +273,8 @@ class AdminService:
 
     async def make_room_admin(self, requester: Requester, room_id: str, user_id: str | None) -> None:
         """Give ``user_id`` (default: the requester) the highest power level a local member of
-        the room holds, joining them first when they are not in it (Synapse's make_room_admin)."""
+        the room holds, inviting them when they are not in a room they cannot join freely
+        (Synapse's make_room_admin)."""
         require_admin(requester)
         target = self._local_user_id(user_id or requester.user_id)
         await self._existing(target)
@@ -288,10 +289,11 @@ class AdminService:
         level = int(users.get(actor, content.get("users_default", 0)))
         if level < int(content.get("events", {}).get("m.room.power_levels", content.get("state_default", 50))):
             raise MatrixError(400, "M_UNKNOWN", "No local user in the room can change power levels")
-        if head.members.get(target) != "join":
-            if head.members.get(target) != "invite":
+        if head.members.get(target) not in ("join", "invite"):
+            rules = await self._events.current_state_event(room_id, ("m.room.join_rules", ""))
+            if rules is None or rules.content.get("join_rule") != "public":
+                # As Synapse: invited, so they can join; a public room they join themselves.
                 await self._rooms.set_membership(as_user(actor), room_id, target, "invite", None)
-            await self._rooms.join(as_user(target), room_id)
         users[target] = level
         content["users"] = users
         await self._rooms.send(as_user(actor), room_id, "m.room.power_levels", content, state_key="")

@@ -28,6 +28,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.relations import RelationsService
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.rooms import RoomService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import Timeline
@@ -65,4 +66,5 @@ class Services:
     deletions: RoomDeletionService
     notices: NoticeService
     client_events: ClientEventService
+    shared_secret: SharedSecretRegistration
     max_event_bytes: int = 65_536

@@ -89,7 +89,10 @@ class NoticeService:
             await self._store.set_notice_room(user_id, room_id)
             return room_id
 
-    async def send(self, user_id: str, content: dict[str, Any], event_type: str, txn: str | None) -> str:
+    async def send(
+        self, user_id: str, content: dict[str, Any], event_type: str, txn: str | None,
+        state_key: str | None = None,
+    ) -> str:
         """Send one notice; ``txn`` makes a retry return the first event."""
         if ids.server_of(user_id) != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", "Server notices can only go to local users")
@@ -99,15 +102,16 @@ class NoticeService:
         if user_id == self.system_user:
             raise MatrixError(400, "M_INVALID_PARAM", "The system user gets no notices")
         room_id = await self._notice_room(user_id)
-        return await self._rooms.send(self._system(), room_id, event_type, content, txn_id=txn)
+        return await self._rooms.send(self._system(), room_id, event_type, content, state_key=state_key, txn_id=txn)
 
     async def send_as_admin(
         self, requester: Requester, user_id: str, content: dict[str, Any], event_type: str, txn_id: str | None,
+        state_key: str | None = None,
     ) -> dict[str, Any]:
         if not requester.is_admin:
             raise forbidden("You are not a server admin")
         txn = f"admin|{requester.user_id}|{requester.device_id}|{txn_id}|{user_id}" if txn_id else None
-        return {"event_id": await self.send(user_id, content, event_type, txn)}
+        return {"event_id": await self.send(user_id, content, event_type, txn, state_key)}
 
     # -- broadcasts ---------------------------------------------------------------
 

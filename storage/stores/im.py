@@ -82,7 +82,7 @@ class ImStore:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(room_deletions.insert().values(
-                    delete_id=delete_id, room_id=room_id, status="shutting_down",
+                    delete_id=delete_id, room_id=room_id, status="active",
                     params=json.dumps(params), created_ts=now,
                 ))
         except IntegrityError:
@@ -103,7 +103,7 @@ class ImStore:
     async def unfinished_deletions(self) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(sa.select(room_deletions).where(
-                room_deletions.c.status.in_(("shutting_down", "purging"))))
+                room_deletions.c.status.in_(("scheduled", "active"))))
             return [_deletion(r) for r in rows]
 
     async def set_deletion_status(

@@ -110,3 +110,43 @@ async def test_devices_and_whois(hs: Matrix, admin: User) -> None:
     # Users may ask about themselves.
     own = await gina.get(f"{ADMIN}/v1/whois/{q(gina.user_id)}")
     assert own["user_id"] == gina.user_id
+
+
+async def test_shared_secret_registration(
+    hs_config, start_hs,  # type: ignore[no-untyped-def]
+) -> None:
+    """Synapse's /_synapse/admin/v1/register: admin tooling creates (admin) users with
+    the shared secret, even with registration closed."""
+    import hashlib
+    import hmac
+
+    import attrs
+
+    from config.schema import RegistrationConfig
+
+    cfg = attrs.evolve(hs_config, registration=RegistrationConfig(enabled=False, shared_secret="s3cret"))
+    hs = await start_hs(cfg)
+
+    def mac(nonce: str, user: str, password: str, admin: bool, secret: str = "s3cret") -> str:
+        h = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+        h.update(b"\x00".join([nonce.encode(), user.encode(), password.encode(), b"admin" if admin else b"notadmin"]))
+        return h.hexdigest()
+
+    nonce = (await hs.call("GET", f"{ADMIN}/v1/register"))["nonce"]
+    body = {"nonce": nonce, "username": "boss", "password": "pw-boss-1", "admin": True,
+            "mac": mac(nonce, "boss", "pw-boss-1", True, "wrong")}
+    assert_error(await hs.call("POST", f"{ADMIN}/v1/register", body, expect=403), "M_FORBIDDEN")
+    nonce = (await hs.call("GET", f"{ADMIN}/v1/register"))["nonce"]
+    body |= {"nonce": nonce, "mac": mac(nonce, "boss", "pw-boss-1", True)}
+    got = await hs.call("POST", f"{ADMIN}/v1/register", body)
+    assert got["user_id"] == hs.uid("boss")
+    # A nonce is good once.
+    assert_error(await hs.call("POST", f"{ADMIN}/v1/register", body, expect=400), "M_UNKNOWN")
+    listed = await hs.call("GET", f"{ADMIN}/v2/users", token=got["access_token"])
+    assert [(u["name"], u["admin"]) for u in listed["users"]] == [(hs.uid("boss"), True)]
+    # Registration through the client API stays closed.
+    await hs.call("POST", "/register", {"username": "x", "password": "y", "auth": {"type": "m.login.dummy"}}, expect=403)
+
+
+async def test_shared_secret_registration_off_without_a_secret(hs: Matrix) -> None:
+    assert_error(await hs.call("GET", f"{ADMIN}/v1/register", expect=400), "M_UNKNOWN")
