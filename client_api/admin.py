@@ -15,6 +15,7 @@ from client_api.http import json_body, parse_body, parse_query, requester, servi
 from homeserver.core.errors import MatrixError, forbidden
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
+from homeserver.services.filtering import EventFilter
 from homeserver.services.media import MediaService
 
 PREFIX = "/_synapse/admin"
@@ -233,6 +234,28 @@ async def room_members(request: web.Request) -> web.Response:
 async def room_state(request: web.Request) -> web.Response:
     req = await requester(request)
     return ok(await services(request).admin.room_state(req, _room(request)))
+
+
+@attrs.frozen
+class RoomMessagesQuery:
+    dir: Literal["b", "f"] = "b"
+    from_: str | None = None
+    to: str | None = None
+    limit: int = 10
+    filter: str | None = None
+
+
+@routes.get("/v1/rooms/{room_id}/messages")
+async def room_messages(request: web.Request) -> web.Response:
+    """A room's timeline as /messages pages it, whoever is in the room."""
+    req = await requester(request)
+    if not req.is_admin:
+        raise forbidden("You are not a server admin")
+    query = parse_query(request, RoomMessagesQuery)
+    return ok(await services(request).timeline.messages(
+        req, _room(request), query.dir, query.from_, query.to, query.limit,
+        EventFilter.from_query(query.filter), whole_history=True,
+    ))
 
 
 @routes.put("/v1/rooms/{room_id}/block")

@@ -197,3 +197,12 @@ async def test_user_media_and_quarantine(hs: HS, admin: User, user: User) -> Non
     (await admin.post(f"{A}/v1/media/unquarantine/{server}/{media_id}", {})).expect(200)
     (await admin.request("DELETE", f"{A}/v1/media/{server}/{media_id}")).expect(200)
     assert (await admin.get(f"{A}/v1/users/{quote(user.user_id)}/media")).expect(200)["total"] == 0
+
+
+async def test_room_messages_for_admins(hs: HS, admin: User, user: User) -> None:
+    room = await user.create_room()
+    for text in ("one", "two", "three"):
+        await user.send_message(room, text)
+    page = (await admin.get(f"{A}/v1/rooms/{quote(room)}/messages", params={"dir": "b", "limit": 2})).expect(200)
+    assert [e["content"]["body"] for e in page["chunk"]] == ["three", "two"]
+    (await user.get(f"{A}/v1/rooms/{quote(room)}/messages")).expect_error(403, "M_FORBIDDEN")

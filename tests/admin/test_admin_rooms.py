@@ -57,3 +57,17 @@ async def test_make_room_admin_invites_and_promotes(hs: Matrix, admin: User) -> 
     levels = await carol.state(room, "m.room.power_levels")
     assert levels["users"][carol.user_id] == 100
     await carol.put_state(room, "m.room.topic", {"topic": "mine now"})
+
+
+async def test_admin_reads_any_rooms_messages(hs: Matrix, admin: User) -> None:
+    alice = await hs.register("alice")
+    room = await alice.create_room()
+    for text in ("one", "two", "three"):
+        await alice.send(room, text)
+    page = await admin.get(f"{ADMIN}/v1/rooms/{q(room)}/messages", params={"limit": 2})
+    assert [e["content"]["body"] for e in page["chunk"]] == ["three", "two"]
+    rest = await admin.get(f"{ADMIN}/v1/rooms/{q(room)}/messages", params={"from": page["end"], "limit": 10})
+    assert "one" in [e["content"].get("body") for e in rest["chunk"]]
+    err = await alice.get(f"{ADMIN}/v1/rooms/{q(room)}/messages", expect=403)
+    assert_error(err, "M_FORBIDDEN")
+    assert_error(await admin.get(f"{ADMIN}/v1/rooms/{q('!x:hs.test')}/messages", expect=404), "M_NOT_FOUND")
