@@ -20,7 +20,7 @@ from client_api.http import (
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
-from homeserver.services.auth import Requester
+from homeserver.services.auth import PasswordError, Requester
 
 routes = web.RouteTableDef()
 
@@ -149,9 +149,15 @@ async def login(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     await rate_limit(request, "rc_login.address")
     await rate_limit(request, "rc_login.account", key=user.lower())
-    return ok(await services(request).accounts.login_password(
-        user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
-    ))
+    try:
+        return ok(await services(request).accounts.login_password(
+            user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
+        ))
+    except PasswordError:
+        # Guessing passwords: each failure takes a token; past the burst it is 429 (Synapse's
+        # rc_login.failed_attempts).
+        await rate_limit(request, "rc_login.failed_attempts", key=user.lower())
+        raise
 
 
 @routes.post(cs("/refresh"))

@@ -124,3 +124,25 @@ async def test_redis_buckets_are_shared_between_workers() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_failed_logins_are_limited(limited: Matrix) -> None:
+    await limited.register("alice")
+    for _ in range(3):
+        assert_error(await limited.login("alice", "wrong", expect=403), "M_FORBIDDEN")
+    assert_error(await limited.login("alice", "wrong", expect=429), "M_LIMIT_EXCEEDED")
+
+
+def test_rate_limits_load_from_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from config.errors import ConfigError
+    from config.loader import load_config
+
+    path = tmp_path / "hs.yaml"
+    path.write_text("server_name: hs.test\nrc_message: {per_second: 0.5, burst_count: 2}\n"
+                    "rc_joins: {local: {per_second: 1, burst_count: 4}}\n")
+    cfg = load_config(str(path), env={})
+    assert cfg.rc_message == RateLimit(0.5, 2) and cfg.rc_joins.local == RateLimit(1.0, 4)
+    assert load_config(str(path), env={"TRICOLOR_RC_MESSAGE__PER_SECOND": "3"}).rc_message.per_second == 3.0
+    path.write_text("server_name: hs.test\nrc_message: {per_second: -1}\n")
+    with pytest.raises(ConfigError, match=r"rc_message\.per_second"):
+        load_config(str(path), env={})
