@@ -2,8 +2,8 @@
 tokens, server notices, broadcasts, client events, blocked rooms, room deletions,
 quarantined media, delayed purges of recalled content
 
-Revision ID: 0011_admin
-Revises: 0010_push
+Revision ID: 0012_admin
+Revises: 0011_media_authenticated
 """
 
 import sqlalchemy as sa
@@ -12,8 +12,8 @@ from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
-revision = '0011_admin'
-down_revision = '0010_push'
+revision = '0012_admin'
+down_revision = '0011_media_authenticated'
 branch_labels = None
 depends_on = None
 
