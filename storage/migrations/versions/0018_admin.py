@@ -2,8 +2,8 @@
 tokens, server notices, broadcasts, client events, blocked rooms, room deletions,
 quarantined media, delayed purges of recalled content
 
-Revision ID: 0012_admin
-Revises: 0011_media_authenticated
+Revision ID: 0018_admin
+Revises: 0017_guests
 """
 
 import sqlalchemy as sa
@@ -12,8 +12,8 @@ from sqlalchemy.dialects import mysql
 
 from storage.migrations.collation import collation
 
-revision = '0012_admin'
-down_revision = '0011_media_authenticated'
+revision = '0018_admin'
+down_revision = '0017_guests'
 branch_labels = None
 depends_on = None
 
@@ -45,16 +45,6 @@ def upgrade() -> None:
         sa.Column('reason', sa.Text(), nullable=True),
         sa.Column('score', sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint('id'),
-        **_opts(),
-    )
-    op.create_table(
-        'registration_tokens',
-        sa.Column('token', sa.String(length=64), nullable=False),
-        sa.Column('uses_allowed', sa.Integer(), nullable=True),
-        sa.Column('pending', sa.Integer(), nullable=False),
-        sa.Column('completed', sa.Integer(), nullable=False),
-        sa.Column('expiry_time', sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint('token'),
         **_opts(),
     )
     op.create_table(
