@@ -26,7 +26,7 @@ from ai_assistant.breaker import CircuitBreaker
 from ai_assistant.config import AssistantConfig
 from ai_assistant.matrix import Homeserver, HomeserverError
 from ai_assistant.providers import Provider, ProviderError, make_provider
-from homeserver.core.roles import (
+from homeserver.core.ai_roles import (
     AI_ASSISTANT,
     AI_EVENT,
     PATIENT,

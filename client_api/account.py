@@ -13,6 +13,7 @@ from client_api.http import (
     cs,
     parse_body,
     parse_query,
+    rate_limit,
     requester,
     require_own_user,
     services,
@@ -21,7 +22,7 @@ from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
 from homeserver.services.accounts import InvalidRegistrationToken
-from homeserver.services.auth import Requester
+from homeserver.services.auth import PasswordError, Requester
 
 routes = web.RouteTableDef()
 
@@ -148,6 +149,7 @@ async def register(request: web.Request) -> web.Response:
             raise _uia_challenge(_TOKEN_FLOWS, body.auth, "M_MISSING_PARAM", "The stage needs a token")
     elif body.auth is None or body.auth.get("type") != "m.login.dummy":
         raise _uia_challenge(_DUMMY_FLOWS, body.auth)
+    await rate_limit(request, "rc_registration")
     try:
         got = await accounts.register(
             body.username, body.password, body.device_id, body.initial_device_display_name,
@@ -205,9 +207,17 @@ async def login(request: web.Request) -> web.Response:
         ))
     if body.password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
-    return ok(await services(request).accounts.login_password(
-        user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
-    ))
+    await rate_limit(request, "rc_login.address")
+    await rate_limit(request, "rc_login.account", key=user.lower())
+    try:
+        return ok(await services(request).accounts.login_password(
+            user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
+        ))
+    except PasswordError:
+        # Guessing passwords: each failure takes a token; past the burst it is 429 (Synapse's
+        # rc_login.failed_attempts).
+        await rate_limit(request, "rc_login.failed_attempts", key=user.lower())
+        raise
 
 
 @routes.post(cs("/refresh"))

@@ -37,6 +37,28 @@ MODULES = (
 )
 
 
+def create_admin_app(services: Services, max_request_bytes: int) -> web.Application:
+    """The Synapse-compatible admin API (``client_api.admin.PREFIX``)."""
+    from client_api import admin
+
+    app = web.Application(middlewares=[body_limit(max_request_bytes)])
+    app[SERVICES] = services
+    app.router.add_routes(admin.routes)
+    return app
+
+
+def create_tricolor_app(services: Services, max_request_bytes: int) -> web.Application:
+    """Tricolor's own extensions (``client_api.tricolor.PREFIX``) and their documentation."""
+    from client_api import ai_records, openapi, tricolor
+
+    app = web.Application(middlewares=[body_limit(max_request_bytes)])
+    app[SERVICES] = services
+    app.router.add_routes(tricolor.routes)
+    app.router.add_routes(ai_records.routes)
+    app.router.add_routes(openapi.routes)
+    return app
+
+
 def create_app(services: Services, max_request_bytes: int) -> web.Application:
     """Errors and CORS come from the root app; this sub-app adds its own body limit."""
     app = web.Application(middlewares=[body_limit(max_request_bytes)])

@@ -162,6 +162,16 @@ _GUEST_ROUTES = [(m, re.compile(p)) for m, p in (
 )]
 
 
+async def rate_limit(request: web.Request, action: str, req: Requester | None = None, key: str | None = None) -> None:
+    """Take a token from ``action``'s bucket (config ``rc_*``): per user when ``req`` is
+    given (an override for that user applies; admins are exempt), else per client IP."""
+    limiter = services(request).limiter
+    if req is not None:
+        await limiter.check(action, key or req.user_id, user_id=req.user_id, exempt=not req.rate_limited)
+    else:
+        await limiter.check(action, key or request.remote or "unknown")
+
+
 def require_own_user(request: web.Request, user_id: str) -> None:
     """Paths under /user/{userId}/... (filters, account data) are the requester's own."""
     if request.match_info["user_id"] != user_id:

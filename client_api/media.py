@@ -15,7 +15,7 @@ import attrs
 import msgspec
 from aiohttp import web
 
-from client_api.http import SERVICES, parse_query, requester
+from client_api.http import SERVICES, parse_query, rate_limit, requester
 from homeserver.core.errors import MatrixError, too_large
 from homeserver.core.media import SECURITY_HEADERS, checked_filename, content_disposition
 from homeserver.http.middleware import Handler, body_limit
@@ -127,6 +127,7 @@ async def upload(request: web.Request) -> web.Response:
     """POST /_matrix/media/v3/upload?filename=..."""
     user = await requester(request)
     filename = checked_filename(parse_query(request, UploadQuery).filename)
+    await rate_limit(request, "rc_media_create", user)
     data = await _read_upload(request)
     uri = await _media(request).upload(user.user_id, data, request.headers.get("Content-Type"), filename)
     return ok({"content_uri": uri})
@@ -139,6 +140,7 @@ legacy_routes.post(_LEGACY + "/upload")(upload)
 async def create(request: web.Request) -> web.Response:
     """POST /_matrix/media/v1/create: an mxc:// URI to upload to later."""
     user = await requester(request)
+    await rate_limit(request, "rc_media_create", user)
     uri, expires = await _media(request).create(user.user_id)
     return ok({"content_uri": uri, "unused_expires_at": expires})
 
@@ -148,6 +150,7 @@ async def upload_to(request: web.Request) -> web.Response:
     """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
     user = await requester(request)
     filename = checked_filename(parse_query(request, UploadQuery).filename)
+    await rate_limit(request, "rc_media_create", user)
     data = await _read_upload(request)
     await _media(request).upload_to(
         user.user_id, request.match_info["server_name"], request.match_info["media_id"], data,

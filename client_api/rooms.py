@@ -13,6 +13,7 @@ from client_api.http import (
     json_body,
     parse_body,
     parse_query,
+    rate_limit,
     requester,
     services,
     validate,
@@ -121,6 +122,7 @@ async def create_room(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await json_body(request)
     validate(body, CreateRoomBody)  # the service reads the checked object as the spec names it
+    await rate_limit(request, "rc_room_creation", req)  # the service reads the checked object as the spec names it
     return ok({"room_id": await services(request).rooms.create_room(req, body)})
 
 
@@ -130,6 +132,7 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await parse_body(request, ReasonBody, allow_empty=True)
     query = parse_query(request, JoinQuery)
+    await rate_limit(request, "rc_joins.local", req)
     room_id = await services(request).rooms.join(
         req, request.match_info["room"], body.reason, query.via + query.server_name,
     )
@@ -153,6 +156,7 @@ async def join(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/join"""
     req = await requester(request)
     body = await parse_body(request, ReasonBody, allow_empty=True)
+    await rate_limit(request, "rc_joins.local", req)
     room_id = await services(request).rooms.join(req, _room_id(request), body.reason)
     return ok({"room_id": room_id})
 
@@ -186,6 +190,9 @@ async def change_membership(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     rooms = services(request).rooms
     room_id = _room_id(request)
+    if action == "invite":
+        await rate_limit(request, "rc_invites.per_room", req, key=f"{req.user_id}|{room_id}")
+        await rate_limit(request, "rc_invites.per_user", req, key=target)
     if action == "unban":
         head = await rooms.head_or_404(room_id)
         if head.members.get(normalize_user_id(target, rooms.server_name)) != "ban":
@@ -207,6 +214,7 @@ async def send(request: web.Request) -> web.Response:
     _refuse_oversized_event(request)
     req = await requester(request)
     body = await json_body(request)
+    await rate_limit(request, "rc_message", req)
     event_id = await services(request).rooms.send(
         req, _room_id(request), request.match_info["event_type"], body,
         txn_id=request.match_info["txn_id"],
@@ -219,6 +227,7 @@ async def send_post(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/send/{eventType} (legacy, not idempotent)"""
     req = await requester(request)
     body = await json_body(request)
+    await rate_limit(request, "rc_message", req)
     event_id = await services(request).rooms.send(req, _room_id(request), request.match_info["event_type"], body)
     return ok({"event_id": event_id})
 
@@ -228,6 +237,7 @@ async def redact(request: web.Request) -> web.Response:
     """PUT /rooms/{roomId}/redact/{eventId}/{txnId} {reason?}"""
     req = await requester(request)
     body = await parse_body(request, ReasonBody, allow_empty=True)
+    await rate_limit(request, "rc_message", req)
     content: dict[str, Any] = {}
     if body.reason is not None:
         content["reason"] = body.reason

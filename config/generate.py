@@ -332,6 +332,34 @@ media:
 default_room_version: {_q(top["default_room_version"])}
 # How long after sending a message it may still be recalled (unsent), in milliseconds.
 recall_window_ms: {top["recall_window_ms"]}
+# Longer windows for some msgtypes (WeChat lets files be recalled for 3 hours).
+recall_windows_ms:
+  m.file: 10800000
+  m.video: 10800000
+# How long a recalled message's original content stays in the database (0: gone at once).
+recall_content_retention_ms: {top["recall_content_retention_ms"]}
+# The user that owns every user's server-notices room (admin broadcasts come from it).
+server_notices_localpart: {_q(top["server_notices_localpart"])}
+
+# Rate limits (token buckets, Synapse's names): burst_count actions at once, refilled at
+# per_second. Admins are never limited; per-user overrides through the admin API. Held in
+# Redis when redis.url is set (shared by all workers). rc_enabled: false turns all off.
+rc_enabled: true
+rc_message: {{per_second: 0.2, burst_count: 10}}
+rc_registration: {{per_second: 0.17, burst_count: 3}}
+rc_login:
+  address: {{per_second: 0.17, burst_count: 3}}
+  account: {{per_second: 0.17, burst_count: 3}}
+  failed_attempts: {{per_second: 0.17, burst_count: 3}}
+rc_joins:
+  local: {{per_second: 0.1, burst_count: 10}}
+  remote: {{per_second: 0.01, burst_count: 10}}
+rc_invites:
+  per_room: {{per_second: 0.3, burst_count: 10}}
+  per_user: {{per_second: 0.003, burst_count: 5}}
+rc_room_creation: {{per_second: 0.05, burst_count: 10}}
+rc_media_create: {{per_second: 10.0, burst_count: 50}}
+rc_client_events: {{per_second: 5.0, burst_count: 50}}
 # CRITICAL, ERROR, WARNING, INFO or DEBUG.
 log_level: {top["log_level"]}
 """

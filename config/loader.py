@@ -319,10 +319,12 @@ class _Builder:
             return raw
         if tp is str and isinstance(raw, str):
             return raw
+        if tp is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
         if tp is str and isinstance(raw, int) and not isinstance(raw, bool):
             # YAML reads `default_room_version: 10` as a number; keep the digits as written.
             return str(raw)
-        if tp not in (bool, int, str):
+        if tp not in (bool, int, float, str):
             raise TypeError(f"config schema uses an unsupported type: {tp!r}")
         self.fail(path, f"expected {expected}, got {_describe(raw)}", env_name)
 
@@ -342,6 +344,11 @@ class _Builder:
                 return int(text)
             except ValueError:
                 self.fail(path, f"expected an integer, got {value.text!r}", value.name)
+        if tp is float:
+            try:
+                return float(text)
+            except ValueError:
+                self.fail(path, f"expected a number, got {value.text!r}", value.name)
         if tp is str:
             return text
         if typing.get_origin(tp) is tuple and typing.get_args(tp)[0] is str:
@@ -390,7 +397,7 @@ def _type_name(tp: Any) -> str:
         return "a list"
     if _is_mapping(tp):
         return "a mapping"
-    return {bool: "true or false", int: "an integer", str: "a string"}.get(tp, repr(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, repr(tp))
 
 
 def _describe(value: Any) -> str:

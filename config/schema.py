@@ -505,6 +505,36 @@ class WebSocketConfig:
     max_unacked: int = setting(256, check=_positive)
     # Bigger client frames close the socket (1009).
     max_frame_bytes: int = setting(69_632, check=_positive)
+def _non_negative_float(value: float) -> str | None:
+    return None if value >= 0 else f"must not be negative, got {value}"
+
+
+@attrs.frozen
+class RateLimit:
+    """A token bucket, named as Synapse names it: `burst_count` actions at once, refilled
+    at `per_second`. per_second 0 turns the limit off."""
+
+    per_second: float = setting(0.2, check=_non_negative_float)
+    burst_count: int = setting(10, check=_non_negative)
+
+
+@attrs.frozen
+class LoginRateLimits:
+    address: RateLimit = attrs.field(factory=lambda: RateLimit(0.17, 3))
+    account: RateLimit = attrs.field(factory=lambda: RateLimit(0.17, 3))
+    failed_attempts: RateLimit = attrs.field(factory=lambda: RateLimit(0.17, 3))
+
+
+@attrs.frozen
+class JoinRateLimits:
+    local: RateLimit = attrs.field(factory=lambda: RateLimit(0.1, 10))
+    remote: RateLimit = attrs.field(factory=lambda: RateLimit(0.01, 10))
+
+
+@attrs.frozen
+class InviteRateLimits:
+    per_room: RateLimit = attrs.field(factory=lambda: RateLimit(0.3, 10))
+    per_user: RateLimit = attrs.field(factory=lambda: RateLimit(0.003, 5))
 
 
 @attrs.frozen
@@ -532,6 +562,24 @@ class HomeserverConfig:
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
     default_room_version: str = setting("10", check=_room_version)
     recall_window_ms: int = setting(120_000, check=_non_negative)
+    # msgtype -> its own recall window (files may be recalled longer, as WeChat allows).
+    recall_windows_ms: Mapping[str, int] = setting(
+        factory=lambda: {"m.file": 10_800_000, "m.video": 10_800_000}, check_item=_non_negative,
+    )
+    # How long a recalled (redacted) event's original content is kept: 0 = gone at once.
+    recall_content_retention_ms: int = setting(0, check=_non_negative)
+    # Rate limits (Synapse's names and defaults); admins are never limited. false: none at all.
+    rc_enabled: bool = setting(True)
+    rc_message: RateLimit = attrs.field(factory=lambda: RateLimit(0.2, 10))
+    rc_registration: RateLimit = attrs.field(factory=lambda: RateLimit(0.17, 3))
+    rc_login: LoginRateLimits = attrs.field(factory=LoginRateLimits)
+    rc_joins: JoinRateLimits = attrs.field(factory=JoinRateLimits)
+    rc_invites: InviteRateLimits = attrs.field(factory=InviteRateLimits)
+    rc_room_creation: RateLimit = attrs.field(factory=lambda: RateLimit(0.05, 10))
+    rc_media_create: RateLimit = attrs.field(factory=lambda: RateLimit(10.0, 50))
+    rc_client_events: RateLimit = attrs.field(factory=lambda: RateLimit(5.0, 50))
+    # The user that owns every server-notices room (Synapse's server_notices.system_mxid_localpart).
+    server_notices_localpart: str = setting("notices", check=_non_empty)
     # bcrypt cost; tests lower it so registering a user takes milliseconds.
     bcrypt_rounds: int = setting(12, check=_positive)
     log_level: str = setting("INFO", check=_log_level, converter=_upper)
@@ -564,6 +612,10 @@ for _cls in (
     WebSocketConfig,
     VoipConfig,
     WellKnownConfig,
+    RateLimit,
+    LoginRateLimits,
+    JoinRateLimits,
+    InviteRateLimits,
     HomeserverConfig,
 ):
     attrs.resolve_types(_cls)

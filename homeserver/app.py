@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import attrs
 from aiohttp import web
@@ -22,11 +22,14 @@ import client_api.tricolor
 from ai_assistant.app import create_app as create_assistant_app
 from ai_assistant.config import load_assistant_config
 from client_api import discovery
+from client_api.admin import ADMIN_MEDIA
+from client_api.admin import PREFIX as ADMIN_PREFIX
 from client_api.http import PREFIX as CLIENT_PREFIX
+from client_api.tricolor import PREFIX as TRICOLOR_PREFIX
 from config.appservice import load_registrations
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
-from config.schema import HomeserverConfig
+from config.schema import HomeserverConfig, RateLimit
 from config.tls import client_ssl_context
 from federation.inbound import keys
 from federation.inbound.app import PREFIX as FEDERATION_PREFIX
@@ -50,12 +53,15 @@ from homeserver.http.responses import ok
 from homeserver.outbound.appservice import HttpAppServiceApi
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
+from homeserver.outbound.redis_buckets import RedisBuckets
 from homeserver.services.accounts import AccountService
+from homeserver.services.admin import AdminService, ReportAdminService
 from homeserver.services.aggregations import Aggregations
 from homeserver.services.ai_records import AiRecordService
 from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.appservice_queue import AppServiceQueue
 from homeserver.services.auth import AuthService
+from homeserver.services.client_events import ClientEventListener, ClientEventService
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -73,13 +79,16 @@ from homeserver.services.federation_events import FederationEventHandler
 from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
+from homeserver.services.groups import GroupService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
+from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.profile import AccountDataService, ProfileService
+from homeserver.services.purger import RecallPurger
 from homeserver.services.push import (
     NotificationService,
     PushEvaluator,
@@ -94,15 +103,18 @@ from homeserver.services.push_socket import (
 )
 from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
+from homeserver.services.ratelimit import BucketStore, Limit, MemoryBuckets, RateLimiter
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.reports import ReportService
+from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchIndexer, SearchService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.summaries import SummaryService
@@ -115,12 +127,14 @@ from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
+from storage.stores.admin import AdminStore
 from storage.stores.ai_records import AiRecordStore
 from storage.stores.appservice import AppServiceStore
 from storage.stores.e2e import E2eStore
 from storage.stores.events import EventStore
 from storage.stores.federation import InboundTxnStore
 from storage.stores.filters import AccountDataStore, FilterStore
+from storage.stores.im import ImStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
@@ -150,12 +164,20 @@ class Runtime:
     urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     appservices: AppServiceRuntime
     federation: FederationRuntime | None = None
+    redis: RedisBuckets | None = None
+    purger: RecallPurger | None = None
 
     async def close(self) -> None:
+        await self.services.notices.stop()
+        await self.services.deletions.stop()
+        if self.purger is not None:
+            await self.purger.stop()
         if self.federation is not None:
             await self.federation.close()
         await self.urls.close()
         await self.appservices.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.persister.stop()
         await self.push.close()
         await self.engine.dispose()
@@ -204,7 +226,25 @@ CONFIG = web.AppKey("config", HomeserverConfig)
 AI_ASSISTANT_PREFIX = "/_tricolor/ai-assistant"
 
 
-async def build_services(cfg: HomeserverConfig) -> Runtime:
+def rate_limits(cfg: HomeserverConfig) -> dict[str, Limit]:
+    """The ``rc_*`` config sections by the names the handlers ask for (``rc_joins.local``)."""
+    out: dict[str, Limit] = {}
+    for field in attrs.fields(HomeserverConfig):
+        if not field.name.startswith("rc_") or field.name == "rc_enabled":
+            continue
+        value = getattr(cfg, field.name)
+        if isinstance(value, RateLimit):
+            out[field.name] = Limit(value.per_second, value.burst_count)
+        else:
+            for sub in attrs.fields(type(value)):
+                limit = getattr(value, sub.name)
+                out[f"{field.name}.{sub.name}"] = Limit(limit.per_second, limit.burst_count)
+    return out
+
+
+async def build_services(
+    cfg: HomeserverConfig, client_event_listeners: Sequence[ClientEventListener] = (),
+) -> Runtime:
     """Open the database, apply migrations and build every service, bottom-up:
     stores -> federation outbound -> reader, writer and its subscribers -> services
     -> what peers call. Every dependency goes in through a constructor."""
@@ -215,12 +255,17 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
+    buckets: BucketStore = MemoryBuckets()
+    redis_buckets = RedisBuckets(cfg.redis.url, cfg.server_name) if cfg.redis.url else None
+    if redis_buckets is not None:
+        buckets = redis_buckets
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
     secret = ensure_token_secret(cfg.token_secret_path)
     name = cfg.server_name
 
     # -- stores and positions
-    users, rooms_store, events_store = UserStore(engine), RoomStore(engine), EventStore(engine)
+    users, rooms_store = UserStore(engine), RoomStore(engine)
+    events_store = EventStore(engine, cfg.recall_content_retention_ms)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
     receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
@@ -287,11 +332,15 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
+    purger = RecallPurger(events_store)
+    subscribers.append(purger)
+    purger.start()
     writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
         persister=persister,
         builder=LocalEventBuilder(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
+            recall_windows_ms=cfg.recall_windows_ms,
         ),
         stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
         outlier_ids=IdGenerator(min_stream, step=-1),
@@ -352,9 +401,11 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         await sockets.device_gone(user_id, device_id)  # its WebSocket closes with the reason
 
     auth = AuthService(users, secret, name, device_deleted=device_deleted)
+    admin_store = AdminStore(engine)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
         server_name=name, default_room_version=cfg.default_room_version,
+        blocked_by=admin_store.room_block,
     )
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
@@ -371,6 +422,12 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         rooms=rooms, store=rooms_store, events=reader, remote=remote, server_name=name,
         appservices=appservices,
     )
+    accounts = AccountService(
+        users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
+        appservices=appservices,
+        tokens=RegistrationTokenStore(engine), requires_token=cfg.registration.requires_token,
+        guests_allowed=cfg.registration.allow_guests,
+    )
     sync_engine = SyncEngine(
         events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
         account_data=account_data, server_name=name, typing=typing,
@@ -378,14 +435,23 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         push=PushSync(notifications, push_rules), material=room_material,
     )
     sync = SyncService(engine=sync_engine, presence=presence)
+    limiter = RateLimiter(
+        buckets, rate_limits(cfg),
+        {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
+        enabled=cfg.rc_enabled,
+    )
+    im_store = ImStore(engine)
+    deletions = RoomDeletionService(
+        rooms=rooms, events=reader, room_store=rooms_store, store=im_store, admin_store=admin_store,
+        server_name=name,
+    )
+    notices = NoticeService(
+        rooms=rooms, users=users, accounts=accounts, account_data=account_data_svc, store=im_store,
+        admin_store=admin_store, server_name=name, system_localpart=cfg.server_notices_localpart,
+    )
     services = Services(
         server_name=name, auth=auth,
-        accounts=AccountService(
-            users, auth, name, cfg.registration.enabled, cfg.bcrypt_rounds, rooms=rooms, profile=profile,
-            appservices=appservices,
-            tokens=RegistrationTokenStore(engine), requires_token=cfg.registration.requires_token,
-            guests_allowed=cfg.registration.allow_guests,
-        ),
+        accounts=accounts,
         appservices=appservices,
         ai_records=AiRecordService(store=AiRecordStore(engine), events=reader, appservices=appservices),
         events=reader, rooms=rooms,
@@ -425,7 +491,21 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
             notifier=notifier, account_data=account_data,
         ),
         max_event_bytes=cfg.limits.max_event_bytes,
+        limiter=limiter,
+        admin=AdminService(
+            users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
+            profile=profile, limiter=limiter, server_name=name,
+        ),
+        report_admin=ReportAdminService(store=admin_store, rooms=rooms, events=reader),
+        groups=GroupService(rooms=rooms, events=reader),
+        deletions=deletions, notices=notices,
+        client_events=ClientEventService(im_store, client_event_listeners),
+        shared_secret=SharedSecretRegistration(
+            secret=cfg.registration.shared_secret, accounts=accounts, auth=auth, profile=profile,
+        ),
     )
+    await deletions.start()
+    await notices.start()
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -440,7 +520,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         )
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
-        AppServiceRuntime(as_queue, as_api), federation,
+        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
     )
 
 
@@ -524,7 +604,10 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
             load_assistant_config(cfg.ai_assistant.config_file, cfg.server_name),
         ))
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
-    app.add_subapp(client_api.tricolor.PREFIX, client_api.tricolor.create_app(runtime.services, limit))
+    admin_app = client_api.app.create_admin_app(runtime.services, limit)
+    admin_app[ADMIN_MEDIA] = media
+    app.add_subapp(ADMIN_PREFIX, admin_app)
+    app.add_subapp(TRICOLOR_PREFIX, client_api.app.create_tricolor_app(runtime.services, limit))
     if runtime.federation is not None:
         fed = runtime.federation
         federation_app = create_federation_app(

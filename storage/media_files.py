@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 # Server names bring ":", "[" and "]" (ports, IPv6 literals); media ids bring "_" and "-".
@@ -37,6 +38,17 @@ class LocalMediaStorage:
 
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._get, self._path(key))
+
+    async def delete_tree(self, key: str) -> None:
+        """Remove the file or directory under ``key`` (an admin deleting media)."""
+        await asyncio.to_thread(self._delete, self._path(key))
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     @staticmethod
     def _put(path: Path, data: bytes) -> bool:

@@ -456,6 +456,19 @@ pushers = sa.Table(
     **_MYSQL,
 )
 
+# -- administration and the IM features (issue 12) ------------------------------
+
+AutoId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+# Per-user rate-limit overrides set through the admin API (0/0 = not limited).
+ratelimit_overrides = sa.Table(
+    "ratelimit_overrides", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("messages_per_second", sa.Float, nullable=False),
+    sa.Column("burst_count", sa.Integer, nullable=False),
+    **_MYSQL,
+)
+
 # -- application services (spec: "Application Service API") --------------------------
 
 # Per service: events up to stream_position are in a transaction (sent or waiting in
@@ -566,5 +579,88 @@ registration_tokens = sa.Table(
     sa.Column("pending", sa.Integer, nullable=False, default=0),
     sa.Column("completed", sa.Integer, nullable=False, default=0),
     sa.Column("expiry_time", Ts),
+    **_MYSQL,
+)
+
+# Each user's server-notices room (created on first notice).
+server_notice_rooms = sa.Table(
+    "server_notice_rooms", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("room_id", Id, nullable=False),
+    **_MYSQL,
+)
+
+# Admin broadcasts: the notice, and how far it got (the last user id done, in id order),
+# so a restart resumes where the previous process stopped.
+broadcasts = sa.Table(
+    "broadcasts", metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("sender", Id, nullable=False),
+    sa.Column("content", LongText, nullable=False),
+    sa.Column("admins_only", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("cursor", Id),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Column("finished_ts", Ts),
+    **_MYSQL,
+)
+
+# Custom events reported by clients (POST /_tricolor/client/v1/events).
+client_events = sa.Table(
+    "client_events", metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("type", Id, nullable=False),
+    sa.Column("payload", LongText, nullable=False),
+    sa.Column("client_ts", Ts),
+    sa.Column("received_ts", Ts, nullable=False),
+    sa.Index("client_events_user", "user_id", "id"),
+    sa.Index("client_events_type", "type", "id"),
+    **_MYSQL,
+)
+
+# Rooms an admin blocked: nobody local may join them again.
+blocked_rooms = sa.Table(
+    "blocked_rooms", metadata,
+    sa.Column("room_id", Id, primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("ts", Ts, nullable=False),
+    **_MYSQL,
+)
+
+# Room deletions / dissolutions and their progress (GET .../delete_status).
+room_deletions = sa.Table(
+    "room_deletions", metadata,
+    sa.Column("delete_id", sa.String(64), primary_key=True),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("result", LongText),
+    sa.Column("error", sa.Text),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Index("room_deletions_room", "room_id"),
+    **_MYSQL,
+)
+
+# Media an admin quarantined: never served again.
+quarantined_media = sa.Table(
+    "quarantined_media", metadata,
+    sa.Column("server_name", Id, primary_key=True),
+    sa.Column("media_id", sa.String(255), primary_key=True),
+    sa.Column("quarantined_by", Id, nullable=False),
+    **_MYSQL,
+)
+
+# Redacted events whose original content is still stored, and when it is to go
+# (`recall.content_retention_ms` > 0); with the default 0 it goes in the redaction's commit.
+pending_purges = sa.Table(
+    "pending_purges", metadata,
+    sa.Column("event_id", Id, primary_key=True),
+    sa.Column("purge_ts", Ts, nullable=False),
+    sa.Index("pending_purges_ts", "purge_ts"),
     **_MYSQL,
 )

@@ -13,6 +13,8 @@ Fixtures:
                  ``hs.server_name``                       (learned from the first registration)
   user     -> a freshly registered ``User`` (function scope).
   hs2      -> ``HS`` for the second homeserver (``--hs2-url``); skips the test without it.
+  admin    -> a server admin made with ``--shared-secret`` (``SYTEST_SHARED_SECRET``): the
+              Synapse-compatible admin API tests (test_80_admin.py); skipped without it.
 
 ``User`` wraps authenticated calls (``Authorization: Bearer``) and common steps:
 ``create_room``, ``join``, ``invite``, ``leave``, ``send_message``, ``put_state``,
@@ -47,6 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Base URL of the homeserver under test, e.g. http://127.0.0.1:18008 "
         "(default: $SYTEST_HS_URL)",
+    )
+    group.addoption(
+        "--shared-secret",
+        action="store",
+        default=None,
+        help="The server's registration shared secret, to make an admin for the admin API "
+        "tests (default: $SYTEST_SHARED_SECRET; without it those tests are skipped)",
     )
     group.addoption(
         "--hs2-url",
@@ -173,6 +182,20 @@ def make_user(hs: HS) -> Callable[..., Awaitable[User]]:
         return await hs.register(**kw)
 
     return _make
+
+
+@pytest.fixture
+def shared_secret(request: pytest.FixtureRequest) -> str:
+    secret = request.config.getoption("--shared-secret", default=None) or os.environ.get("SYTEST_SHARED_SECRET")
+    if not secret:
+        pytest.skip("admin API tests need --shared-secret or SYTEST_SHARED_SECRET")
+    return secret
+
+
+@pytest.fixture
+async def admin(hs: HS, shared_secret: str) -> User:
+    """A server admin, registered through Synapse's shared-secret registration API."""
+    return await hs.register_admin(shared_secret)
 
 
 @pytest.fixture

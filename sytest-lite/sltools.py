@@ -141,6 +141,24 @@ class HS:
             self.server_name = j["user_id"].split(":", 1)[1]
         return User(self, j["user_id"], j["access_token"], j["device_id"], password, localpart)
 
+    async def register_admin(self, shared_secret: str, password: str = DEFAULT_PASSWORD) -> User:
+        """A fresh server admin via ``/_synapse/admin/v1/register`` (HMAC-SHA1 of
+        nonce, user, password and "admin", keyed with the shared secret)."""
+        import hashlib
+        import hmac
+
+        localpart = rand_localpart("admin")
+        nonce = (await self.request("GET", "/_synapse/admin/v1/register")).expect(200)["nonce"]
+        mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+        mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(), b"admin"]))
+        j = (await self.request("POST", "/_synapse/admin/v1/register", json_body={
+            "nonce": nonce, "username": localpart, "password": password, "admin": True,
+            "mac": mac.hexdigest(),
+        })).expect(200)
+        if self.server_name is None:
+            self.server_name = j["user_id"].split(":", 1)[1]
+        return User(self, j["user_id"], j["access_token"], j["device_id"], password, localpart)
+
     async def login(
         self, user: str, password: str = DEFAULT_PASSWORD, device_id: str | None = None
     ) -> Resp:

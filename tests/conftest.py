@@ -39,6 +39,9 @@ from tests.helpers import Matrix
 SERVER_NAME = "hs.test"
 MYSQL_DEFAULT_URL = "mysql+asyncmy://root@127.0.0.1:3306/test"
 MIGRATE_EACH = os.environ.get("TRICOLOR_TEST_MIGRATE_EACH") == "1"
+# Test servers (in process and the processes tests start) are not rate-limited: suites
+# register and send far faster than a person. The rate-limit tests turn limits on.
+os.environ.setdefault("TRICOLOR_RC_ENABLED", "false")
 
 _mysql_problem: list[str] = []  # why MariaDB is unusable, remembered for the session
 _templates: dict[str, Any] = {}  # "sqlite": migrated file; "mysql": [(sql, rows)]
@@ -164,6 +167,7 @@ def hs_config(tmp_path: Path, db_url: str) -> HomeserverConfig:
         token_secret_path=str(tmp_path / "keys" / "token.secret"),
         media_store_path=str(tmp_path / "media"),
         bcrypt_rounds=4,
+        rc_enabled=False,
     )
 
 

@@ -90,7 +90,7 @@ class Matrix:
     ) -> Resp:
         """One request; ``path`` without ``/_matrix`` (or ``/.well-known``, ``/health``) is
         taken relative to ``/_matrix/client/v3``."""
-        if not path.startswith(("/_matrix", "/_tricolor", "/.well-known", "/health")):
+        if not path.startswith(("/_matrix", "/_synapse", "/_tricolor", "/.well-known", "/health")):
             path = CS + path
         hdrs = dict(headers or {})
         if token is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from homeserver.core.ai_roles import DOCTOR, ROLE_EVENT, role_of, role_state_key
 from homeserver.core.auth_helpers import (
     POWER_LEVELS_KEY,
     required_power_level,
@@ -13,7 +14,6 @@ from homeserver.core.auth_helpers import (
     user_power_level,
 )
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.roles import DOCTOR, ROLE_EVENT, role_of, role_state_key
 from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms

@@ -148,7 +148,7 @@ class AuthService:
                 raise unknown_token()
             flags = (user.is_admin, user.is_guest)
             self._admins.put(record.user_id, flags)
-        return Requester(record.user_id, record.device_id, token_id, flags[0], flags[1])
+        return Requester(record.user_id, record.device_id, token_id, flags[0], flags[1], rate_limited=not flags[0])
 
     def forget_user(self, user_id: str) -> None:
         """The user's flags changed (a guest upgraded): read them again."""
@@ -184,6 +184,10 @@ class AuthService:
         if user is None or user.deactivated:
             raise unknown_token("Invalid OpenID token")
         return str(user.user_id)
+
+    def forget_admin_flag(self, user_id: str) -> None:
+        """The admin API changed the user's admin flag: read it again."""
+        self._admins.pop(user_id)
 
     async def logout(self, requester: Requester) -> None:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):

@@ -7,7 +7,7 @@ together, e.g. a new room's initial state, each see the ones before).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -47,12 +47,14 @@ class Built:
 class LocalEventBuilder:
     def __init__(
         self, *, server_name: str, signing_key: SigningKey, reader: EventReader,
-        recall_window_ms: int = 120_000,
+        recall_window_ms: int = 120_000, recall_windows_ms: Mapping[str, int] | None = None,
     ) -> None:
         self.server_name = server_name
         self._key = signing_key
         self._reader = reader
         self.recall_window_ms = recall_window_ms
+        # msgtype -> its own window (files may be recalled for longer than text).
+        self.recall_windows_ms = dict(recall_windows_ms or {})
 
     async def build_all(
         self, work: RoomHead, specs: Sequence[EventSpec], now: int,
@@ -139,5 +141,16 @@ class LocalEventBuilder:
             return
         if target.event.sender != event.sender:
             raise AuthError("You don't have permission to redact this event")
-        if event.origin_server_ts - target.event.origin_server_ts > self.recall_window_ms:
-            raise forbidden("The recall window for this event has passed")
+        msgtype = target.event.content.get("msgtype")
+        window = self.recall_windows_ms.get(msgtype, self.recall_window_ms) if isinstance(msgtype, str) else self.recall_window_ms
+        if event.origin_server_ts - target.event.origin_server_ts > window:
+            raise forbidden(f"Messages can only be recalled within {_duration(window)} of sending them")
+
+
+def _duration(ms: int) -> str:
+    """2 minutes, 3 hours, 90 seconds: how the recall window reads in an error."""
+    for unit, size in (("hour", 3_600_000), ("minute", 60_000), ("second", 1000)):
+        if ms >= size and ms % size == 0:
+            n = ms // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{ms} ms"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -31,6 +31,7 @@ from homeserver.core.thumbnails import (
     render,
     render_many,
 )
+from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.ports import FederationRequestError
 from storage.stores.media import MediaStore
@@ -52,6 +53,9 @@ class MediaStorage(Protocol):
 
     async def get(self, key: str) -> bytes | None:
         """The bytes under ``key``, or None."""
+
+    async def delete_tree(self, key: str) -> None:
+        """Remove ``key`` (a file, or a directory of files such as a media's thumbnails)."""
 
 
 class RemoteMediaFetcher(Protocol):
@@ -198,6 +202,8 @@ class MediaService:
         mxc = checked_mxc(server_name, media_id)
         timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
         frozen = legacy and self._frozen
+        if await self._store.is_quarantined(server_name, media_id):
+            raise not_found("Media not found")  # quarantined by an admin: as if gone (as Synapse answers)
         if self._is_local(mxc):
             row = await self._uploaded_row(media_id, timeout_ms)
             data = await self._storage.get(_local_key(media_id))
@@ -368,7 +374,47 @@ class MediaService:
     def _is_local(self, mxc: MxcUri) -> bool:
         return mxc.server_name == self.server_name
 
+    # -- administration (the admin API's media endpoints) ------------------------------
+
+    async def user_media(self, requester: Requester, user_id: str, offset: int, limit: int) -> dict[str, Any]:
+        _require_admin(requester)
+        if offset < 0 or limit < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
+        rows, total = await self._store.user_media(self.server_name, user_id, offset, limit)
+        media = [{
+            "media_id": r["media_id"], "media_type": r["content_type"], "media_length": r["size"],
+            "upload_name": r["upload_name"], "created_ts": r["created_ts"], "last_access_ts": r["uploaded_ts"],
+            "quarantined_by": r["quarantined_by"], "safe_from_quarantine": False,
+        } for r in rows]
+        out: dict[str, Any] = {"media": media, "total": total}
+        if offset + len(media) < total:
+            out["next_token"] = offset + len(media)
+        return out
+
+    async def delete_media(self, requester: Requester, server_name: str, media_id: str) -> dict[str, Any]:
+        """Delete one of our own files, its thumbnails and its row (Synapse: local media only)."""
+        _require_admin(requester)
+        mxc = checked_mxc(server_name, media_id)
+        if not self._is_local(mxc):
+            raise MatrixError(400, "M_INVALID_PARAM", "Can only delete local media")
+        if not await self._store.delete_media_row(server_name, media_id):
+            raise not_found("Media not found")
+        await self._storage.delete_tree(_local_key(media_id))
+        await self._storage.delete_tree(f"thumbnails/{mxc.server_name}/{mxc.media_id}")
+        return {"deleted_media": [media_id], "total": 1}
+
+    async def quarantine(self, requester: Requester, server_name: str, media_id: str, on: bool) -> None:
+        """Quarantined media is never served again (local or cached remote), until released."""
+        _require_admin(requester)
+        checked_mxc(server_name, media_id)
+        await self._store.quarantine(server_name, media_id, requester.user_id if on else None)
+
 
 def _thumbnail_content(data: bytes, content_type: str) -> MediaContent:
     extension = {"image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}.get(content_type, "png")
     return MediaContent(content_type, f"thumbnail.{extension}", data)
+
+
+def _require_admin(requester: Requester) -> None:
+    if not requester.is_admin:
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")

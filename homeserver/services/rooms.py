@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -60,7 +61,10 @@ class RoomService:
     def __init__(
         self, *, events: EventReader, writer: RoomWriterPort, remote: RemoteRoomsPort,
         rooms: RoomStore, users: UserStore, server_name: str, default_room_version: str,
+        blocked_by: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
+        # blocked_by(room): the admin who blocked the room (admin API), or None.
+        self._blocked_by = blocked_by
         self._events = events
         self._writer = writer
         self._remote = remote
@@ -221,6 +225,8 @@ class RoomService:
         via: list[str] | None = None,
     ) -> str:
         room_id, servers = await self.resolve_room(room_id_or_alias)
+        if self._blocked_by is not None and await self._blocked_by(room_id):
+            raise forbidden("This room has been blocked on this server")
         head = await self._is_resident(room_id)
         if head is not None:
             if head.members.get(requester.user_id) == "join":

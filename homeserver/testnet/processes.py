@@ -149,6 +149,9 @@ def _child_env(fast_passwords: bool) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     if fast_passwords:
         env["TRICOLOR_BCRYPT_ROUNDS"] = "4"
+    # A test network is driven by scripts and test suites, far faster than people type:
+    # rate limits (rc_*) stay off on it.
+    env["TRICOLOR_RC_ENABLED"] = "false"
     return env
 
 

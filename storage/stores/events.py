@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.records import Membership, NewRoom
+from homeserver.core.redaction import redact_pdu
 from homeserver.core.relations import relation_of
 from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
@@ -26,6 +27,7 @@ from storage.schema import (
     event_relations,
     events,
     federation_outbox,
+    pending_purges,
     redactions,
     room_members,
     room_state_meta,
@@ -77,8 +79,11 @@ class PersistBatch:
 
 
 class EventStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, content_retention_ms: int = 0) -> None:
         self._engine = engine
+        # How long a redacted event's original content stays stored (0: it goes in the
+        # redaction's own commit). Serving strips it at once either way.
+        self._retention = content_retention_ms
 
     async def max_ids(self) -> tuple[int, int, int]:
         """(max stream_ordering, max state group id, min stream_ordering) for the id generators.
@@ -149,6 +154,17 @@ class EventStore:
             await conn.execute(event_relations.delete().where(
                 event_relations.c.event_id.in_([t for _, t in b.redactions])
             ))
+            targets = list(dict.fromkeys(t for _, t in b.redactions))
+            if self._retention == 0:
+                await _purge_content(conn, targets)
+            else:
+                known = await conn.execute(sa.select(pending_purges.c.event_id).where(
+                    pending_purges.c.event_id.in_(targets)))
+                fresh = set(targets) - {r.event_id for r in known}
+                if fresh:
+                    await conn.execute(pending_purges.insert(), [
+                        {"event_id": t, "purge_ts": b.received_ts + self._retention} for t in fresh
+                    ])
         if b.edges:
             await conn.execute(event_edges.insert(), [
                 {"event_id": e, "prev_event_id": p} for e, p in b.edges
@@ -157,6 +173,24 @@ class EventStore:
             await conn.execute(federation_outbox.insert(), [
                 {"destination": d, "pdu_json": j, "created_ts": b.received_ts} for d, j in b.outbox
             ])
+
+    async def next_purge_ts(self) -> int | None:
+        """When the next redacted event's original content is due to go."""
+        async with self._engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.min(pending_purges.c.purge_ts)))).scalar()
+
+    async def purge_due(self, now_ms: int, limit: int = 500) -> int:
+        """Replace the stored JSON of redacted events whose retention has passed by their
+        redacted form (the room version's redaction algorithm); returns how many."""
+        async with self._engine.begin() as conn:
+            due = [r.event_id for r in await conn.execute(
+                sa.select(pending_purges.c.event_id).where(pending_purges.c.purge_ts <= now_ms)
+                .order_by(pending_purges.c.purge_ts).limit(limit)
+            )]
+            if due:
+                await _purge_content(conn, due)
+                await conn.execute(pending_purges.delete().where(pending_purges.c.event_id.in_(due)))
+        return len(due)
 
     # -- reads -------------------------------------------------------------
 
@@ -350,6 +384,20 @@ async def _apply_room_update(conn: AsyncConnection, u: RoomUpdate) -> None:
     )
     if res.rowcount == 0:
         await conn.execute(room_state_meta.insert().values(room_id=u.room_id, **head))
+
+
+async def _purge_content(conn: AsyncConnection, event_ids: list[str]) -> None:
+    """Keep only what the redaction algorithm keeps of these events (spec "Redactions"):
+    the original content is gone from storage; ids, hashes and signatures still verify."""
+    rows = await conn.execute(
+        sa.select(events.c.event_id, events.c.json, rooms.c.room_version)
+        .join(rooms, rooms.c.room_id == events.c.room_id).where(events.c.event_id.in_(event_ids))
+    )
+    for r in list(rows):
+        pruned = redact_pdu(r.room_version, json.loads(r.json))
+        await conn.execute(events.update().where(events.c.event_id == r.event_id).values(
+            json=json.dumps(pruned, ensure_ascii=False, separators=(",", ":")),
+        ))
 
 
 def _select_events() -> sa.Select[Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.media import MediaRecord
-from storage.schema import media
+from storage.schema import media, quarantined_media
 
 
 class MediaStore:
@@ -52,3 +54,45 @@ class MediaStore:
                 uploaded_ts=uploaded_ts, expires_ts=None,
             ))
         return result.rowcount == 1
+
+    # -- administration ---------------------------------------------------------------------
+
+    async def user_media(self, server_name: str, user_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        where = [media.c.server_name == server_name, media.c.user_id == user_id]
+        async with self._engine.connect() as conn:
+            total = int((await conn.execute(sa.select(sa.func.count()).select_from(media).where(*where))).scalar() or 0)
+            rows = await conn.execute(
+                sa.select(media, quarantined_media.c.quarantined_by)
+                .outerjoin(quarantined_media, sa.and_(
+                    quarantined_media.c.server_name == media.c.server_name,
+                    quarantined_media.c.media_id == media.c.media_id,
+                ))
+                .where(*where).order_by(media.c.created_ts.desc(), media.c.media_id).offset(offset).limit(limit)
+            )
+            return [dict(r._mapping) for r in rows], total
+
+    async def delete_media_row(self, server_name: str, media_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            res = await conn.execute(media.delete().where(
+                media.c.server_name == server_name, media.c.media_id == media_id,
+            ))
+            await conn.execute(quarantined_media.delete().where(
+                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
+            ))
+        return res.rowcount > 0
+
+    async def quarantine(self, server_name: str, media_id: str, by: str | None) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(quarantined_media.delete().where(
+                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
+            ))
+            if by is not None:
+                await conn.execute(quarantined_media.insert().values(
+                    server_name=server_name, media_id=media_id, quarantined_by=by,
+                ))
+
+    async def is_quarantined(self, server_name: str, media_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(sa.select(quarantined_media.c.media_id).where(
+                quarantined_media.c.server_name == server_name, quarantined_media.c.media_id == media_id,
+            ))).first() is not None

@@ -95,6 +95,13 @@ room_list_publication_rules:
 alias_creation_rules:
   - {user_id: "*", alias: "*", room_id: "*", action: allow}
 bcrypt_rounds: 4  # fast password hashing: tests register hundreds of users
+# The admin tests (test_80_admin.py) make their admin through shared-secret registration
+# (SYTEST_SHARED_SECRET) and send server notices.
+registration_shared_secret: "${SYTEST_SHARED_SECRET:-sytest-lite-shared-secret}"
+server_notices:
+  system_mxid_localpart: notices
+  system_mxid_display_name: "Server Notices"
+  room_name: "Server Notices"
 YAML
 
 (cd "$DATA_DIR" && "$SYNAPSE_PY" -m synapse.app.homeserver \

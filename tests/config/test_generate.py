@@ -50,6 +50,9 @@ def test_generated_config_is_commented_and_complete(tmp_path: Path) -> None:
         "media_store_path",
         "default_room_version",
         "recall_window_ms",
+        "recall_content_retention_ms",
+        "rc_enabled",
+        "rc_message",
         "log_level",
         "public_baseurl",
     ):

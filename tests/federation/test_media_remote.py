@@ -63,6 +63,7 @@ def start_victim(
             token_secret_path=str(tmp_path / "keys" / "token.secret"),
             media_store_path=str(tmp_path / "media"),
             bcrypt_rounds=4,
+            rc_enabled=False,  # the test registers users faster than people do
             media=MediaConfig(**media),
             ip_range_whitelist=whitelist,
             federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),

@@ -372,3 +372,34 @@ async def test_cross_signing_keys_uploaded_on_one_server_are_seen_on_the_other(
     await bob.sync_until(lambda d: alice.user_id in d["device_lists"]["changed"])
     served = await bob.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
     assert served["master_keys"][alice.user_id] == master, served
+
+
+async def test_dissolving_a_group_removes_and_notifies_a_remote_member(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """Issue 12: the owner on hs1 dissolves a group with a member on hs2; hs2's member is
+    kicked over federation, sees the final notice, and the room closes."""
+    alice, bob = await pair(net, session)
+    room = await shared_room(alice, bob)
+    url = f"{alice.base}/_tricolor/client/v1/rooms/{q(room)}/dissolve"
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    async with session.post(url, json={"message": "This group is closed"}, headers=headers) as r:
+        assert r.status == 200, await r.text()
+
+    def removed(d: dict[str, Any]) -> bool:
+        left = d["rooms"]["leave"].get(room)
+        return left is not None
+    synced = await bob.sync_until(removed)
+    events = synced["rooms"]["leave"][room]["timeline"]["events"]
+    mine = [e for e in events if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    assert mine and mine[-1]["content"]["membership"] == "leave"
+    assert mine[-1]["sender"] == alice.user_id and mine[-1]["content"]["reason"] == "This group is closed"
+    notices = [e["content"]["body"] for e in await bob.messages(room) if e["type"] == "m.room.message"]
+    assert notices[-1:] == ["This group is closed"]
+
+    async def complete() -> bool:
+        async with session.get(url, headers=headers) as r:
+            return (await r.json())["results"][0]["status"] == "complete"
+    await eventually(complete)
+    # Nobody is left on hs1 to let bob back in: the group is gone.
+    await bob.call("POST", f"/join/{q(room)}", {}, expect=404)
