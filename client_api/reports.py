@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 @attrs.frozen
 class EventReportBody:
     reason: str | None = None
-    score: int | None = None  # removed in v1.18; still sent by older clients, and ignored
+    score: int | None = None  # -100..0; removed in v1.18, still sent by older clients and kept
 
 
 @attrs.frozen
@@ -35,7 +35,11 @@ async def report_event(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/report/{eventId} {reason}"""
     req = await requester(request)
     body = await parse_body(request, EventReportBody, allow_empty=True)
-    await services(request).reports.report_event(req, _room_id(request), request.match_info["event_id"], body.reason)
+    if body.score is not None and not -100 <= body.score <= 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "score must be between -100 and 0")
+    await services(request).reports.report_event(
+        req, _room_id(request), request.match_info["event_id"], body.reason, body.score,
+    )
     return ok()
 
 

@@ -565,6 +565,8 @@ reports = sa.Table(
     sa.Column("event_id", Id),
     sa.Column("target_user_id", Id),
     sa.Column("reason", sa.Text),
+    # -100 (most offensive) to 0: dropped from the spec in v1.18, still sent by some clients
+    sa.Column("score", sa.Integer),
     sa.Column("received_ts", Ts, nullable=False),
     sa.Index("reports_received", "received_ts"),
     **_MYSQL,

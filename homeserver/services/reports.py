@@ -37,7 +37,9 @@ class ReportService:
         self._users = users
         self.server_name = server_name
 
-    async def report_event(self, requester: Requester, room_id: str, event_id: str, reason: str | None) -> None:
+    async def report_event(
+        self, requester: Requester, room_id: str, event_id: str, reason: str | None, score: int | None = None,
+    ) -> None:
         missing = not_found("The event was not found or you are not joined to the room.")
         head = await self._events.room_head(room_id)
         if head is None or head.members.get(requester.user_id) != "join":
@@ -47,7 +49,7 @@ class ReportService:
             raise missing
         if await self._events.get_redactions_of([event_id]):
             raise missing
-        await self._store.add(Report("event", requester.user_id, room_id, event_id, None, _reason(reason), now_ms()))
+        await self._store.add(Report("event", requester.user_id, room_id, event_id, None, _reason(reason), now_ms(), score))
 
     async def report_room(self, requester: Requester, room_id: str, reason: str) -> None:
         # The reporter need not be in the room (spec): a room we know of is enough.

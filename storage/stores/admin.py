@@ -36,7 +36,7 @@ def _like(term: str) -> str:
 
 _EVENT_REPORT = (
     reports.c.id, reports.c.received_ts, reports.c.room_id, reports.c.event_id,
-    reports.c.reporter.label("user_id"), reports.c.reason, sa.null().label("score"),
+    reports.c.reporter.label("user_id"), reports.c.reason, reports.c.score,
 )
 
 class AdminStore:
@@ -192,7 +192,7 @@ class AdminStore:
     # -- event reports --------------------------------------------------------------
     # Users' event reports live in the `reports` table (client_api/reports.py); the admin
     # API reads its event rows under Synapse's field names (`user_id` is the reporter; the
-    # spec dropped `score` in v1.18, so it is always null).
+    # spec dropped `score` in v1.18, but a score a client sends is kept).
 
     async def list_reports(
         self, *, offset: int, limit: int, backwards: bool, room_id: str | None, user_id: str | None,

@@ -20,6 +20,7 @@ class Report:
     target_user_id: str | None
     reason: str | None
     received_ts: int
+    score: int | None = None
 
 
 class ReportStore:

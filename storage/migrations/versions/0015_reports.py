@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('event_id', sa.String(length=255), nullable=True),
         sa.Column('target_user_id', sa.String(length=255), nullable=True),
         sa.Column('reason', sa.Text(), nullable=True),
+        sa.Column('score', sa.Integer(), nullable=True),
         sa.Column('received_ts', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         mysql_charset='utf8mb4', mysql_collate=collation(), mysql_engine='InnoDB',
