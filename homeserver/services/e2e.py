@@ -17,11 +17,12 @@ import attrs
 from homeserver.core import e2e_keys
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.core.ids import server_of
+from homeserver.core.records import OneTimeKey
 from homeserver.services.auth import Requester
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.persister import IdGenerator
-from storage.stores.e2e import E2eStore, OneTimeKey
+from storage.stores.e2e import E2eStore
 
 TO_DEVICE_LIMIT = 100
 REMOTE_TIMEOUT_MS = 10_000  # spec default of /keys/query and /keys/claim `timeout`

@@ -14,6 +14,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import OneTimeKey
 from storage.schema import (
     device_inbox,
     device_list_changes,
@@ -22,15 +23,6 @@ from storage.schema import (
     e2e_fallback_keys,
     e2e_one_time_keys,
 )
-
-
-@attrs.frozen
-class OneTimeKey:
-    """A key as /keys/upload named it: ``algorithm:key_id`` -> key object."""
-
-    algorithm: str
-    key_id: str
-    key: Any
 
 
 @attrs.frozen
