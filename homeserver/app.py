@@ -257,7 +257,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     )
     evaluator = PushEvaluator(
         server_name=name, store=push_store, rules=push_rules, reader=reader,
-        deliver=[unread.add, pushers.deliver],
+        deliver=[unread.add, pushers.deliver], retract=[unread.retract],
     )
     await evaluator.start(max_stream)
     search_store = SearchStore(engine)
