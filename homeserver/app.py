@@ -320,7 +320,9 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
 
     e2e = E2eService(
         store=e2e_store, notifier=notifier, server_name=name,
-        membership=Membership(reader.users_sharing_rooms, device_names, rooms_store.users_departed), remote=remote_keys,
+        membership=Membership(
+            reader.users_sharing_rooms, device_names, rooms_store.users_departed, rooms_store.users_sharing_at,
+        ), remote=remote_keys,
         to_device_ids=to_device_ids, device_list_ids=device_list_ids,
     )
 

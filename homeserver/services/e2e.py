@@ -82,6 +82,8 @@ class Membership:
     users_departed: Callable[[str, int, int], Awaitable[set[str]]]
     """Users who may have stopped sharing a room with the user between two event stream
     positions (they left a room of the user's, or the user left theirs)."""
+    users_sharing_at: Callable[[str, int], Awaitable[set[str]]]
+    """Users sharing a room with the user as of an event stream position."""
 
     async def devices_of(self, user_id: str) -> list[str]:
         return list(await self.device_names(user_id))
@@ -285,7 +287,10 @@ class E2eService:
         """Users sharing a room with the requester whose devices changed between the tokens,
         and (`left`) users who stopped sharing any room with them, as /sync reports them."""
         changed = await self._store.users_changed(from_token.device_lists, to_token.device_lists)
-        sharing = await self._membership.users_sharing_rooms(requester.user_id)
+        # Membership as of `to`, from the membership events of the range: someone who left
+        # one shared room but still shares another (or left and joined another one of ours
+        # before `to`) is not `left`, whatever happened after `to`.
+        sharing = await self._membership.users_sharing_at(requester.user_id, to_token.events)
         departed = await self._membership.users_departed(requester.user_id, from_token.events, to_token.events)
         return _device_list_delta(requester.user_id, changed & (sharing | {requester.user_id}), departed, sharing)
 
@@ -516,7 +521,11 @@ class E2eService:
             left.update(ev["state_key"] for ev in _member_events(section))
         if not changed_keys and not changed and not left:
             return {"changed": [], "left": []}  # the common wake-up: no query at all
-        sharing = await self._membership.users_sharing_rooms(user)
+        # Who shares a room as of this answer's position (not whatever came after it).
+        sharing = await (
+            self._membership.users_sharing_at(user, now.events) if left
+            else self._membership.users_sharing_rooms(user)
+        )
         return _device_list_delta(user, changed | (changed_keys & (sharing | {user})), left, sharing)
 
 
