@@ -273,6 +273,19 @@ e2e_cross_signing_keys = sa.Table(
     **_MYSQL,
 )
 
+# Signatures a local user's user-signing key made of other users' master keys (local or
+# remote). Spec "Cross-signing": only the signer sees them, so they are kept apart from
+# the key and merged into /keys/query answers to the signer alone.
+e2e_user_signatures = sa.Table(
+    "e2e_user_signatures", metadata,
+    sa.Column("signer", Id, primary_key=True),
+    sa.Column("target_user_id", Id, primary_key=True),
+    sa.Column("target_key_id", sa.String(128), primary_key=True),  # the master key's "ed25519:<key>"
+    sa.Column("signing_key_id", sa.String(128), primary_key=True),  # the signer's user-signing key
+    sa.Column("signature", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
 # To-device messages waiting for a device's next /sync; deleted once a later `since`
 # acknowledges them (spec "Send-to-Device messaging").
 device_inbox = sa.Table(

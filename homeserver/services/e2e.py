@@ -192,6 +192,8 @@ class E2eService:
                         {u: v for u, v in got.items() if u in users and server_of(u) == server})
 
         await asyncio.gather(*(ask(s, u) for s, u in by_server.items()))
+        if requester is not None:
+            await self._with_my_signatures(requester.user_id, out)
         return out
 
     async def query_local(self, wanted: dict[str, list[str]], requester: str | None) -> dict[str, Any]:
@@ -320,8 +322,9 @@ class E2eService:
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/signatures/upload: signatures of the requester's own devices and keys, and of
-        other local users' master keys; each is checked against the signing key it names.
-        Signatures of remote users' keys are not stored: they come back in `failures`."""
+        other users' master keys (ours or remote) by the requester's user-signing key; each
+        is checked against the signing key it names. What cannot be stored comes back in
+        `failures` (spec: M_INVALID_SIGNATURE for a bad or impossible signature)."""
         failures: dict[str, dict[str, Any]] = {}
         for user, by_id in body.items():
             if not isinstance(by_id, dict):
@@ -336,15 +339,16 @@ class E2eService:
     async def _add_signature(self, signer: str, user: str, target_id: str, signed: Any) -> None:
         if not isinstance(signed, dict):
             raise bad_json("a signed object is expected")
-        if not self._is_local(user):
-            raise MatrixError(400, "M_UNRECOGNIZED", "Signatures of remote keys are not stored")
+        if user != signer:
+            await self._sign_other_user(signer, user, target_id, signed)
+            return
         cross = (await self._store.cross_signing_keys_for([user, signer]))
         held_device = await self._store.get_device_keys(user, target_id)
         held_master = cross.get(user, {}).get("master")
-        if held_device is not None and user == signer:
+        if held_device is not None:
             target, signing_type = held_device, "self_signing"
         elif held_master is not None and e2e_keys.public_key(held_master)[0] == f"ed25519:{target_id}":
-            target, signing_type = held_master, ("master" if user == signer else "user_signing")
+            target, signing_type = held_master, "master"
         else:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown key")
         if not e2e_keys.same_signed_content(target, signed):
@@ -363,6 +367,60 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.mark_changed(user, pos)
         await self._wake_device_lists(user, pos)
+
+    async def _sign_other_user(self, signer: str, user: str, target_id: str, signed: dict[str, Any]) -> None:
+        """Another user's master key (of this server or another) signed with the signer's
+        user-signing key (spec "Cross-signing"). Kept apart from the key: only the signer
+        sees it, in their /keys/query answers; it is not sent to other servers. Nothing
+        else of another user can be signed: their devices are signed by their own
+        self-signing key."""
+        if "master" not in (signed.get("usage") or []) or signed.get("user_id") != user:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "Only the master key of another user can be signed")
+        master = await self._master_key_of(user)
+        if master is None:
+            raise MatrixError(404, "M_NOT_FOUND", "The user has no master key")
+        key_id = e2e_keys.public_key(master)[0]
+        if key_id != f"ed25519:{target_id}":
+            raise MatrixError(404, "M_NOT_FOUND", "Not the user's master key")
+        if not e2e_keys.same_signed_content(master, signed):
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "The signed object differs from the user's master key")
+        usk = (await self._store.cross_signing_keys_for([signer])).get(signer, {}).get("user_signing")
+        if usk is None:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No user_signing key")
+        usk_id, usk_value = e2e_keys.public_key(usk)
+        e2e_keys.check_self_signed(signed, signer, usk_id, usk_value)
+        await self._store.add_user_signature(signer, user, key_id, usk_id, signed["signatures"][signer][usk_id])
+        # The signer's other devices re-query their keys (and so see the new signature).
+        pos = self._device_list_ids.next()
+        await self._store.mark_changed(signer, pos)
+        await self._wake_device_lists(signer, pos)
+
+    async def _master_key_of(self, user: str) -> dict[str, Any] | None:
+        """The user's master key as this server holds it or, for a remote user, as their
+        server answers now (spec: the signed object must match the key retrieved)."""
+        if self._is_local(user):
+            return (await self._store.cross_signing_keys_for([user])).get(user, {}).get("master")
+        try:
+            answer = await asyncio.wait_for(self._remote.query(server_of(user), {user: []}), REMOTE_TIMEOUT_MS / 1000)
+        except Exception as e:  # unreachable: this signature fails, the others go on
+            raise MatrixError(502, "M_UNKNOWN", f"Could not fetch the master key: {e or type(e).__name__}") from e
+        master = (answer.get("master_keys") or {}).get(user)
+        if not isinstance(master, dict) or not isinstance(master.get("keys"), dict) or len(master["keys"]) != 1:
+            return None
+        return master
+
+    async def _with_my_signatures(self, requester: str, out: dict[str, Any]) -> None:
+        """Merge the signatures the requester's user-signing key made into the master keys
+        of the answer (spec /keys/query: the signatures the requester may see)."""
+        masters = out.get("master_keys") or {}
+        mine = await self._store.user_signatures(requester, [u for u in masters if u != requester])
+        for user, by_key in mine.items():
+            master = masters.get(user)
+            if not isinstance(master, dict) or not isinstance(master.get("keys"), dict):
+                continue
+            for key_id, sigs in by_key.items():
+                if key_id in master["keys"]:
+                    masters[user] = master = e2e_keys.merge_signatures(master, {"signatures": {requester: sigs}})
 
     async def _device_signatures(self, user: str, master: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
         """The signatures of `user`'s devices that `signed` adds to their master key, each

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from homeserver.core.signing import SigningKey, generate_signing_key, sign_json
-from tests.helpers import Matrix, User, assert_error
+from tests.helpers import Matrix, User, assert_error, cross_signing_keys
 
 ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
 
@@ -355,3 +355,47 @@ async def test_device_lists_left_follows_membership_in_the_range(hs: Matrix, cas
     await act(case.after)
     got = await alice.get("/keys/changes", params={"from": before, "to": synced["next_batch"]})
     assert got["left"] == want
+
+
+async def test_signing_another_users_master_key_is_seen_by_the_signer_only(hs: Matrix) -> None:
+    """Spec "Cross-signing": alice's user-signing key signs bob's master key; the signature
+    is stored and served in /keys/query to alice alone (the dotted lines of the spec's
+    diagram), never to bob or to carol."""
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    mine, theirs = cross_signing_keys(alice.user_id), cross_signing_keys(bob.user_id)
+    await alice.post("/keys/device_signing/upload", mine.upload_body())
+    await bob.post("/keys/device_signing/upload", theirs.upload_body())
+    signed = sign_json(theirs.master, alice.user_id, mine.usk)
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {theirs.master_id: signed}})
+    assert got["failures"] == {}
+
+    seen = await alice.post("/keys/query", {"device_keys": {bob.user_id: []}})
+    assert seen["master_keys"][bob.user_id]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
+    for other in (bob, carol):
+        plain = await other.post("/keys/query", {"device_keys": {bob.user_id: []}})
+        assert plain["master_keys"][bob.user_id] == theirs.master
+
+
+async def test_impossible_signatures_of_another_user_are_failures(hs: Matrix) -> None:
+    """Spec /keys/signatures/upload: each bad signature is a failure (M_INVALID_SIGNATURE
+    when invalid) and changes nothing; the good one in the same request is stored."""
+    alice, bob = await hs.users("alice", "bob")
+    mine, theirs = cross_signing_keys(alice.user_id), cross_signing_keys(bob.user_id)
+    await alice.post("/keys/device_signing/upload", mine.upload_body())
+    await bob.post("/keys/device_signing/upload", theirs.upload_body())
+    bobs_device, _ = device_keys(bob)
+    await upload(bob, device_keys=bobs_device)
+    wrong_key = sign_json(theirs.master, alice.user_id, SigningKey(mine.master_id, b"\x01" * 32))
+    tampered = sign_json({**theirs.master, "usage": ["master", "extra"]}, alice.user_id, mine.usk)
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {
+        bob.device_id: sign_json(bobs_device, alice.user_id, mine.usk),  # another user's device
+        theirs.master_id: wrong_key,  # not alice's user-signing key
+    }})
+    assert {k: v["errcode"] for k, v in got["failures"][bob.user_id].items()} == {
+        bob.device_id: "M_INVALID_SIGNATURE", theirs.master_id: "M_INVALID_SIGNATURE",
+    }
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {theirs.master_id: tampered}})
+    assert got["failures"][bob.user_id][theirs.master_id]["errcode"] == "M_INVALID_SIGNATURE"
+    seen = await alice.post("/keys/query", {"device_keys": {bob.user_id: []}})
+    assert seen["master_keys"][bob.user_id] == theirs.master
+    assert seen["device_keys"][bob.user_id][bob.device_id] == bobs_device
