@@ -125,6 +125,7 @@ from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
+from storage.stores.push_queue import PushQueueStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
@@ -251,7 +252,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
     gateway = HttpPushGateway()
     unread = UnreadCache(push_store)
     pushers = PusherService(
-        store=push_store, unread=unread, reader=reader, gateway=gateway,
+        store=push_store, queue=PushQueueStore(engine), unread=unread, reader=reader, gateway=gateway,
         mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
         email_delay_ms=cfg.email.notif_delay_ms, server_name=name,
     )
@@ -259,6 +260,7 @@ async def build_services(cfg: HomeserverConfig) -> Runtime:
         server_name=name, store=push_store, rules=push_rules, reader=reader,
         deliver=[unread.add, pushers.deliver], retract=[unread.retract],
     )
+    await pushers.start()  # first: it queues what the last process evaluated but did not queue
     await evaluator.start(max_stream)
     search_store = SearchStore(engine)
     indexer = SearchIndexer(store=search_store, reader=reader)

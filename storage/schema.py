@@ -455,6 +455,37 @@ push_progress = sa.Table(
     **_MYSQL,
 )
 
+# Push-gateway deliveries waiting for an http pusher (spec "Push Gateway API"): written
+# after evaluation, off the send path, deleted once the gateway took them; `due_ts` is the
+# next attempt (exponential backoff), so a restart resumes where the last process was.
+push_queue = sa.Table(
+    "push_queue", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("app_id", sa.String(64), nullable=False),
+    sa.Column("pushkey_sha256", sa.String(64), nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    sa.Column("due_ts", Ts, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("push_queue_due", "due_ts", "id"),
+    sa.Index("push_queue_event", "event_id"),
+    **_MYSQL,
+)
+
+# One row per user with an email pusher: the digest due (NULL: none pending) and the
+# newest notification already mailed, so a restart neither loses nor repeats a digest.
+email_digests = sa.Table(
+    "email_digests", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("due_ts", Ts),
+    sa.Column("mailed_upto", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("email_digests_due", "due_ts"),
+    **_MYSQL,
+)
+
 # Spec "Pushers": unique per (app_id, pushkey, user). A pushkey may take 512 bytes, too
 # long for InnoDB's key limit next to the others, so the key holds its SHA-256.
 pushers = sa.Table(

@@ -175,3 +175,28 @@ class OneTimeKey:
     algorithm: str
     key_id: str
     key: Any
+
+
+@attrs.frozen
+class QueuedPush:
+    """A push-gateway delivery waiting in the durable queue, with its notification and the
+    pusher it goes to (None when the pusher or the notification is gone meanwhile)."""
+
+    id: int
+    user_id: str
+    app_id: str
+    pushkey_sha256: str
+    event_id: str
+    room_id: str
+    attempts: int
+    pusher: dict[str, Any] | None
+    actions: list[Any] | None
+
+
+@attrs.frozen
+class DueDigest:
+    """An email digest due for a user: what was mailed before is up to `mailed_upto`."""
+
+    user_id: str
+    mailed_upto: int
+    attempts: int
