@@ -568,3 +568,33 @@ async def test_a_redaction_not_yet_applied_to_notifications_is_on_restart(
     bob_again = await again.login_user("bob")
     assert unread(await bob_again.sync(), room) == {"notification_count": 0, "highlight_count": 0}
     assert (await bob_again.get("/notifications"))["notifications"] == []
+
+
+async def test_a_pending_push_of_a_redacted_event_is_not_delivered(hs: Matrix) -> None:
+    """The gateway is failing when a message comes; it is redacted before the retry: the
+    queued delivery goes with its notification, and the next message is pushed alone."""
+    delivered: asyncio.Queue[str] = asyncio.Queue()
+    failures = [503]
+
+    async def notify(request: web.Request) -> web.Response:
+        event_id = (await request.json())["notification"]["event_id"]
+        if failures:
+            return web.json_response({}, status=failures.pop())
+        await delivered.put(event_id)
+        return web.json_response({"rejected": []})
+
+    app = web.Application()
+    app.router.add_post("/_matrix/push/v1/notify", notify)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        alice, bob, room = await chat(hs)
+        await bob.post("/pushers/set", http_pusher(str(server.make_url("/_matrix/push/v1/notify"))))
+        oops = await alice.send(room, "oops")
+        await redact(alice, room, oops)
+        assert (await bob.get("/notifications"))["notifications"] == []
+        second = await alice.send(room, "second")
+        # Deliveries of a pusher are in order: a delivery of `oops` would come first.
+        assert await asyncio.wait_for(delivered.get(), 30) == second
+    finally:
+        await server.close()
