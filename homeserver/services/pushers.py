@@ -227,8 +227,7 @@ class PusherService:
             if pusher is None or row.actions is None:
                 await self._queue.delivered(row.id)  # the pusher or the notification is gone
                 continue
-            n = Notification(row.user_id, row.event_id, row.room_id, 0, "", row.actions, False, 0)
-            answer = await self._gateway.notify(pusher["data"]["url"], await self._body(pusher, n))
+            answer = await self._gateway.notify(pusher["data"]["url"], await self._body(pusher, row, row.actions))
             if answer.retry:
                 if row.attempts + 1 >= MAX_ATTEMPTS:
                     log.warning("gave up pushing %s to %s", row.event_id, pusher["data"]["url"])
@@ -245,7 +244,7 @@ class PusherService:
                 return
             await self._queue.delivered(row.id)
 
-    async def _body(self, pusher: dict[str, Any], n: Notification) -> dict[str, Any]:
+    async def _body(self, pusher: dict[str, Any], n: QueuedPush, actions: list[Any]) -> dict[str, Any]:
         se = await self._reader.get_event(n.event_id)
         event = {**(se.event.pdu if se is not None else {}), "event_id": n.event_id, "room_id": n.room_id}
         event.setdefault("type", "")
@@ -261,7 +260,7 @@ class PusherService:
             sender_name = member.content.get("displayname") if member is not None else None
             room_name = name.content.get("name") if name is not None else None
         return notify_body(
-            pusher=pusher, event=event, actions=n.actions, unread=await self._unread_total(n.user_id),
+            pusher=pusher, event=event, actions=actions, unread=await self._unread_total(n.user_id),
             sender_display_name=sender_name if isinstance(sender_name, str) else None,
             room_name=room_name if isinstance(room_name, str) else None,
             user_is_target=event.get("state_key") == n.user_id,
