@@ -7,6 +7,7 @@ from aiohttp import web
 
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
+from homeserver.core.errors import MatrixError
 from homeserver.http.inputs import json_body, parse_body, parse_query, validate
 from homeserver.http.responses import ok
 

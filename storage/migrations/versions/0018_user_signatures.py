@@ -1,7 +1,7 @@
 """signatures of other users' master keys by a local user's user-signing key
 
-Revision ID: 0012_user_signatures
-Revises: 0011_media_authenticated
+Revision ID: 0018_user_signatures
+Revises: 0017_guests
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0012_user_signatures'
-down_revision = '0011_media_authenticated'
+revision = '0018_user_signatures'
+down_revision = '0017_guests'
 branch_labels = None
 depends_on = None
 
