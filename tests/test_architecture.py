@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("homeserver", "client_api", "federation", "storage", "config")
+PACKAGES = ("homeserver", "client_api", "federation", "storage", "config", "ai_assistant")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

@@ -200,3 +200,34 @@ class DueDigest:
     user_id: str
     mailed_upto: int
     attempts: int
+
+
+@attrs.frozen
+class SearchRow:
+    stream_ordering: int
+    event_id: str
+    room_id: str
+    sender: str
+    key: str
+    origin_server_ts: int
+    tokens: str
+
+
+@attrs.frozen
+class RoomWindow:
+    """Where in one room the searcher may read (stream positions, None = unbounded)."""
+
+    room_id: str
+    since: int | None = None
+    upto: int | None = None
+
+
+@attrs.frozen
+class Report:
+    kind: str
+    reporter: str
+    room_id: str | None
+    event_id: str | None
+    target_user_id: str | None
+    reason: str | None
+    received_ts: int
