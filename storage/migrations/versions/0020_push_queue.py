@@ -1,7 +1,7 @@
 """durable pusher deliveries: the push-gateway queue and pending email digests
 
-Revision ID: 0019_push_queue
-Revises: 0018_user_signatures
+Revision ID: 0020_push_queue
+Revises: 0019_user_signatures
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0019_push_queue'
-down_revision = '0018_user_signatures'
+revision = '0020_push_queue'
+down_revision = '0019_user_signatures'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """signatures of other users' master keys by a local user's user-signing key
 
-Revision ID: 0018_user_signatures
-Revises: 0017_guests
+Revision ID: 0019_user_signatures
+Revises: 0018_admin
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from storage.migrations.collation import collation
 
-revision = '0018_user_signatures'
-down_revision = '0017_guests'
+revision = '0019_user_signatures'
+down_revision = '0018_admin'
 branch_labels = None
 depends_on = None
 
