@@ -20,6 +20,7 @@ from aiohttp import web
 from config.errors import ConfigError
 from config.loader import load_config
 from config.schema import HomeserverConfig
+from homeserver.http.server import MatrixAppRunner
 
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         app = await create_app(cfg)
-        runner = web.AppRunner(app, access_log=None)
+        runner = MatrixAppRunner(app, access_log=None)
         await runner.setup()
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):

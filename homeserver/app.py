@@ -140,6 +140,7 @@ from storage.stores.keys import KeyStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
+from storage.stores.push_queue import PushQueueStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
@@ -300,14 +301,15 @@ async def build_services(
     gateway = HttpPushGateway()
     unread = UnreadCache(push_store)
     pushers = PusherService(
-        store=push_store, unread=unread, reader=reader, gateway=gateway,
+        store=push_store, queue=PushQueueStore(engine), unread=unread, reader=reader, gateway=gateway,
         mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
         email_delay_ms=cfg.email.notif_delay_ms, server_name=name,
     )
     evaluator = PushEvaluator(
         server_name=name, store=push_store, rules=push_rules, reader=reader,
-        deliver=[unread.add, pushers.deliver],
+        deliver=[unread.add, pushers.deliver], retract=[unread.retract],
     )
+    await pushers.start()  # first: it queues what the last process evaluated but did not queue
     await evaluator.start(max_stream)
     search_store = SearchStore(engine)
     indexer = SearchIndexer(store=search_store, reader=reader)
@@ -373,7 +375,9 @@ async def build_services(
 
     e2e = E2eService(
         store=e2e_store, notifier=notifier, server_name=name,
-        membership=Membership(reader.users_sharing_rooms, device_names, rooms_store.users_departed), remote=remote_keys,
+        membership=Membership(
+            reader.users_sharing_rooms, device_names, rooms_store.users_departed, rooms_store.users_sharing_at,
+        ), remote=remote_keys,
         to_device_ids=to_device_ids, device_list_ids=device_list_ids,
     )
 

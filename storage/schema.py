@@ -273,6 +273,19 @@ e2e_cross_signing_keys = sa.Table(
     **_MYSQL,
 )
 
+# Signatures a local user's user-signing key made of other users' master keys (local or
+# remote). Spec "Cross-signing": only the signer sees them, so they are kept apart from
+# the key and merged into /keys/query answers to the signer alone.
+e2e_user_signatures = sa.Table(
+    "e2e_user_signatures", metadata,
+    sa.Column("signer", Id, primary_key=True),
+    sa.Column("target_user_id", Id, primary_key=True),
+    sa.Column("target_key_id", sa.String(128), primary_key=True),  # the master key's "ed25519:<key>"
+    sa.Column("signing_key_id", sa.String(128), primary_key=True),  # the signer's user-signing key
+    sa.Column("signature", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
 # To-device messages waiting for a device's next /sync; deleted once a later `since`
 # acknowledges them (spec "Send-to-Device messaging").
 device_inbox = sa.Table(
@@ -439,6 +452,37 @@ push_progress = sa.Table(
     "push_progress", metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+# Push-gateway deliveries waiting for an http pusher (spec "Push Gateway API"): written
+# after evaluation, off the send path, deleted once the gateway took them; `due_ts` is the
+# next attempt (exponential backoff), so a restart resumes where the last process was.
+push_queue = sa.Table(
+    "push_queue", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("app_id", sa.String(64), nullable=False),
+    sa.Column("pushkey_sha256", sa.String(64), nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("room_id", Id, nullable=False),
+    sa.Column("stream_ordering", sa.BigInteger, nullable=False),
+    sa.Column("due_ts", Ts, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("push_queue_due", "due_ts", "id"),
+    sa.Index("push_queue_event", "event_id"),
+    **_MYSQL,
+)
+
+# One row per user with an email pusher: the digest due (NULL: none pending) and the
+# newest notification already mailed, so a restart neither loses nor repeats a digest.
+email_digests = sa.Table(
+    "email_digests", metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("due_ts", Ts),
+    sa.Column("mailed_upto", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("email_digests_due", "due_ts"),
     **_MYSQL,
 )
 

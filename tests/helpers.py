@@ -265,3 +265,35 @@ def assert_error(body: Any, errcode: str) -> None:
     assert isinstance(body, dict), body
     assert body.get("errcode") == errcode, body
     assert isinstance(body.get("error"), str), body
+
+
+@dataclass
+class CrossSigning:
+    """A user's cross-signing keys as a client makes them: the master key, and the
+    self-signing and user-signing keys signed by it (spec "Cross-signing")."""
+
+    master: dict[str, Any]
+    self_signing: dict[str, Any]
+    user_signing: dict[str, Any]
+    master_id: str  # the master key's id without "ed25519:" (how /keys/signatures/upload names it)
+    usk: Any  # SigningKey of the user-signing key, to sign other users' master keys
+
+    def upload_body(self) -> dict[str, Any]:
+        return {"master_key": self.master, "self_signing_key": self.self_signing, "user_signing_key": self.user_signing}
+
+
+def cross_signing_keys(user_id: str) -> CrossSigning:
+    from homeserver.core.signing import SigningKey, generate_signing_key, sign_json
+
+    def key(usage: str) -> tuple[dict[str, Any], Any]:
+        raw = generate_signing_key(usage)
+        pub = raw.verify_key_base64
+        return {"user_id": user_id, "usage": [usage], "keys": {f"ed25519:{pub}": pub}}, SigningKey(pub, raw.seed)
+
+    master, master_signer = key("master")
+    ssk, _ = key("self_signing")
+    usk, usk_signer = key("user_signing")
+    return CrossSigning(
+        master, sign_json(ssk, user_id, master_signer), sign_json(usk, user_id, master_signer),
+        master_signer.version, usk_signer,
+    )

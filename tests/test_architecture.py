@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("homeserver", "client_api", "federation", "storage", "config")
+PACKAGES = ("homeserver", "client_api", "federation", "storage", "config", "ai_assistant")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -39,6 +39,8 @@ def test_import_contracts_are_kept() -> None:
     ("homeserver/services/rooms.py", "import homeserver.http.responses", "Layers"),
     ("homeserver/app.py", "import homeserver.__main__", "Layers"),
     ("homeserver/testnet/cli.py", "import homeserver.app", "Layers"),
+    ("homeserver/services/push.py", "import storage.schema", "Services reach storage only through its stores"),
+    ("federation/outbound/sender.py", "import storage.engine", "Services reach storage only through its stores"),
 ])
 def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     for package in PACKAGES:
@@ -50,3 +52,25 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, lin
     assert result.returncode != 0, result.stdout[-3000:]
     broken = [ln for ln in result.stdout.splitlines() if " BROKEN" in ln]
     assert len(broken) == 1 and broken[0].startswith(contract), broken
+
+
+def test_services_take_only_store_classes_from_storage() -> None:
+    """What services and outbound adapters import from storage is a store class (handed to
+    them at construction); the records they exchange with stores are core types
+    (homeserver/core/records.py), so no service depends on storage's own definitions."""
+    import ast
+
+    offenders = []
+    for folder in ("homeserver/services", "homeserver/outbound", "federation/outbound"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("storage"):
+                    offenders += [
+                        f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                        for a in node.names if not a.name.endswith("Store")
+                    ]
+                elif isinstance(node, ast.Import):
+                    offenders += [
+                        f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names if a.name.startswith("storage")
+                    ]
+    assert offenders == []

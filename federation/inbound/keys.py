@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from federation.outbound.keyring import Keyring
 from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import bad_json, invalid_param, not_json
+from homeserver.http.inputs import parse_query
 from homeserver.http.responses import ok
 
 KEYRING = web.AppKey("keyring", Keyring)
@@ -79,16 +81,15 @@ async def query_keys(request: web.Request) -> web.Response:
     return ok({"server_keys": await _lookup_all(request.app[KEYRING], wanted)})
 
 
+@attrs.frozen
+class KeyQuery:
+    minimum_valid_until_ts: int | None = None
+
+
 @routes.get("/v2/query/{server_name}")
 async def query_server_keys(request: web.Request) -> web.Response:
     """GET /_matrix/key/v2/query/{serverName}?minimum_valid_until_ts="""
-    text = request.query.get("minimum_valid_until_ts")
-    min_valid = None
-    if text is not None:
-        try:
-            min_valid = int(text)
-        except ValueError as e:
-            raise invalid_param("minimum_valid_until_ts must be an integer") from e
+    min_valid = parse_query(request, KeyQuery).minimum_valid_until_ts
     server = request.match_info["server_name"]
     return ok({"server_keys": await _lookup_all(request.app[KEYRING], {server: ([], min_valid)})})
 

@@ -7,9 +7,11 @@ file with its Content-Type and Content-Disposition. Only our own media is served
 from __future__ import annotations
 
 import aiohttp
+import attrs
 from aiohttp import web
 
 from homeserver.core.media import content_disposition, thumbnail_query
+from homeserver.http.inputs import parse_query
 from homeserver.services.media import DEFAULT_TIMEOUT_MS, MediaContent, MediaService
 
 FEDERATION_MEDIA = web.AppKey("federation_media", MediaService)
@@ -18,11 +20,13 @@ routes = web.RouteTableDef()
 V1 = "/v1"  # relative to the federation sub-app's /_matrix/federation
 
 
+@attrs.frozen
+class TimeoutQuery:
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+
 def _timeout_ms(request: web.Request) -> int:
-    try:
-        return int(request.query.get("timeout_ms", DEFAULT_TIMEOUT_MS))
-    except ValueError:
-        return DEFAULT_TIMEOUT_MS
+    return parse_query(request, TimeoutQuery).timeout_ms
 
 
 def _multipart(content: MediaContent) -> web.Response:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import attrs
 from aiohttp import web
 
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
-from homeserver.core.canonical_json import parse_json
 from homeserver.core.errors import MatrixError
+from homeserver.http.inputs import json_body, parse_body, parse_query, validate
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
@@ -17,15 +16,62 @@ V1 = "/v1"  # relative to the federation sub-app's PREFIX
 V2 = "/v2"
 
 
-async def _body(request: web.Request) -> Any:
-    raw = await request.read()
-    return parse_json(raw) if raw.strip() else {}
+# One schema per endpoint, as in the client API (docs/inputs.md): a peer's wrong type is
+# 400 M_INVALID_PARAM (query) or M_BAD_JSON (body), never a 500.
+
+
+@attrs.frozen
+class MakeJoinQuery:
+    ver: list[str] = attrs.field(factory=lambda: ["1"])  # spec: room versions the joiner supports
+
+
+@attrs.frozen
+class EventIdQuery:
+    event_id: str  # GET /state and /state_ids: required
+
+
+@attrs.frozen
+class BackfillQuery:
+    v: list[str]  # spec: required, the events to start from
+    limit: int  # spec: required
+
+
+@attrs.frozen
+class MissingEventsBody:
+    earliest_events: list[str]
+    latest_events: list[str]
+    limit: int = 10
+    min_depth: int = 0
+
+
+@attrs.frozen
+class InviteBody:
+    event: dict[str, object]
+    room_version: str | None = None
+    # Junk entries are dropped by the service (an invite must not fail over a stripped-state hint).
+    invite_room_state: list[object] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class ProfileQuery:
+    user_id: str
+    field: str | None = None
+
+
+@attrs.frozen
+class DirectoryQuery:
+    room_alias: str
+
+
+async def _body(request: web.Request) -> dict[str, object]:
+    """A PDU body: any JSON object (the event is checked by the service)."""
+    return await json_body(request)
 
 
 @routes.get(V1 + "/make_join/{room_id}/{user_id}")
 async def make_join(request: web.Request) -> web.Response:
     """GET /make_join/{roomId}/{userId}?ver=..."""
-    versions = request.query.getall("ver", ["1"])
+    versions = parse_query(request, MakeJoinQuery).ver
     return ok(await request.app[FEDERATION].rooms.make_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["user_id"], "join", versions,
     ))
@@ -78,8 +124,10 @@ async def send_knock(request: web.Request) -> web.Response:
 @routes.put(V2 + "/invite/{room_id}/{event_id}")
 async def invite(request: web.Request) -> web.Response:
     """PUT /v2/invite/{roomId}/{eventId}"""
+    body = await _body(request)
+    validate(body, InviteBody)
     return ok(await request.app[FEDERATION].rooms.on_invite(
-        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"], await _body(request),
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"], body,
     ))
 
 
@@ -90,10 +138,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 def _event_id_param(request: web.Request) -> str:
-    event_id = request.query.get("event_id")
-    if not event_id:
-        raise MatrixError(400, "M_MISSING_PARAM", "event_id is required")
-    return event_id
+    return parse_query(request, EventIdQuery).event_id
 
 
 @routes.get(V1 + "/state/{room_id}")
@@ -123,40 +168,29 @@ async def event_auth(request: web.Request) -> web.Response:
 @routes.get(V1 + "/backfill/{room_id}")
 async def backfill(request: web.Request) -> web.Response:
     """GET /backfill/{roomId}?v=...&limit="""
-    try:
-        limit = int(request.query.get("limit", "10"))
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "limit must be an integer") from None
+    query = parse_query(request, BackfillQuery)
     return ok(await request.app[FEDERATION].rooms.backfill(
-        request[ORIGIN], request.match_info["room_id"], request.query.getall("v", []), limit,
+        request[ORIGIN], request.match_info["room_id"], query.v, query.limit,
     ))
 
 
 @routes.post(V1 + "/get_missing_events/{room_id}")
 async def get_missing_events(request: web.Request) -> web.Response:
     """POST /get_missing_events/{roomId}"""
-    body = await _body(request)
-    if not isinstance(body, dict):
-        raise MatrixError(400, "M_BAD_JSON", "Body must be an object")
-    earliest, latest = body.get("earliest_events", []), body.get("latest_events", [])
-    limit = body.get("limit", 10)
-    if not isinstance(earliest, list) or not isinstance(latest, list) or not isinstance(limit, int):
-        raise MatrixError(400, "M_BAD_JSON", "earliest_events, latest_events and limit are required")
+    body = await parse_body(request, MissingEventsBody)
     return ok(await request.app[FEDERATION].rooms.missing_events(
-        request[ORIGIN], request.match_info["room_id"], earliest, latest, max(1, min(limit, 100)),
+        request[ORIGIN], request.match_info["room_id"], body.earliest_events, body.latest_events,
+        max(1, min(body.limit, 100)),
     ))
 
 
 @routes.get(V1 + "/query/profile")
 async def query_profile(request: web.Request) -> web.Response:
     """GET /query/profile?user_id=&field="""
-    user_id = request.query.get("user_id")
-    if not user_id:
-        raise MatrixError(400, "M_MISSING_PARAM", "user_id is required")
-    profile = await request.app[FEDERATION].profile.get_profile(user_id)
-    field = request.query.get("field")
-    if field:
-        profile = {k: v for k, v in profile.items() if k == field}
+    query = parse_query(request, ProfileQuery)
+    profile = await request.app[FEDERATION].profile.get_profile(query.user_id)
+    if query.field:
+        profile = {k: v for k, v in profile.items() if k == query.field}
     return ok(profile)
 
 
@@ -197,15 +231,18 @@ async def search_public_rooms(request: web.Request) -> web.Response:
 @routes.get(V1 + "/query/directory")
 async def query_directory(request: web.Request) -> web.Response:
     """GET /query/directory?room_alias="""
-    return ok(await request.app[FEDERATION].directory.local_alias(request.query.get("room_alias", "")))
+    return ok(await request.app[FEDERATION].directory.local_alias(parse_query(request, DirectoryQuery).room_alias))
+
+
+@attrs.frozen
+class HierarchyQuery:
+    suggested_only: bool = False
 
 
 @routes.get(V1 + "/hierarchy/{room_id}")
 async def hierarchy(request: web.Request) -> web.Response:
     """GET /hierarchy/{roomId}?suggested_only (spec: server-server API, "Spaces")."""
-    suggested = request.query.get("suggested_only", "false")
-    if suggested not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", "suggested_only must be true or false")
+    query = parse_query(request, HierarchyQuery)
     return ok(await request.app[FEDERATION].spaces.hierarchy_for_server(
-        request[ORIGIN], request.match_info["room_id"], suggested == "true",
+        request[ORIGIN], request.match_info["room_id"], query.suggested_only,
     ))

@@ -21,6 +21,7 @@ import attrs
 from federation.outbound.client import FederationClient
 from homeserver.core.errors import MatrixError, SignatureError
 from homeserver.core.ids import server_of
+from homeserver.core.records import ServerKey
 from homeserver.core.redaction import redact_pdu
 from homeserver.core.room_versions import get_room_version
 from homeserver.core.signing import (
@@ -33,7 +34,7 @@ from homeserver.core.signing import (
     verify_json_signature,
 )
 from homeserver.services.ports import FederationRequestError
-from storage.stores.keys import KeyStore, ServerKey
+from storage.stores.keys import KeyStore
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,8 @@ from federation.outbound.transport.base import (
     Transport,
 )
 from homeserver.core.canonical_json import encode_canonical_json
-from storage.stores.outbox import OutboxStore, RetryState
+from homeserver.core.records import RetryState
+from storage.stores.outbox import OutboxStore
 
 logger = logging.getLogger(__name__)
 

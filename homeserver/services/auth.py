@@ -16,9 +16,10 @@ import attrs
 import jwt
 
 from homeserver.core.errors import MatrixError, unknown_token
+from homeserver.core.records import TokenRecord
 from homeserver.services.clock import now_ms
 from homeserver.services.lru import LruCache
-from storage.stores.users import TokenRecord, UserStore
+from storage.stores.users import UserStore
 
 REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
 OPENID_TOKEN_LIFETIME_S = 3600

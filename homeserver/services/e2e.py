@@ -17,11 +17,12 @@ import attrs
 from homeserver.core import e2e_keys
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.core.ids import server_of
+from homeserver.core.records import OneTimeKey
 from homeserver.services.auth import Requester
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.persister import IdGenerator
-from storage.stores.e2e import E2eStore, OneTimeKey
+from storage.stores.e2e import E2eStore
 
 TO_DEVICE_LIMIT = 100
 REMOTE_TIMEOUT_MS = 10_000  # spec default of /keys/query and /keys/claim `timeout`
@@ -81,6 +82,8 @@ class Membership:
     users_departed: Callable[[str, int, int], Awaitable[set[str]]]
     """Users who may have stopped sharing a room with the user between two event stream
     positions (they left a room of the user's, or the user left theirs)."""
+    users_sharing_at: Callable[[str, int], Awaitable[set[str]]]
+    """Users sharing a room with the user as of an event stream position."""
 
     async def devices_of(self, user_id: str) -> list[str]:
         return list(await self.device_names(user_id))
@@ -189,6 +192,8 @@ class E2eService:
                         {u: v for u, v in got.items() if u in users and server_of(u) == server})
 
         await asyncio.gather(*(ask(s, u) for s, u in by_server.items()))
+        if requester is not None:
+            await self._with_my_signatures(requester.user_id, out)
         return out
 
     async def query_local(self, wanted: dict[str, list[str]], requester: str | None) -> dict[str, Any]:
@@ -284,7 +289,10 @@ class E2eService:
         """Users sharing a room with the requester whose devices changed between the tokens,
         and (`left`) users who stopped sharing any room with them, as /sync reports them."""
         changed = await self._store.users_changed(from_token.device_lists, to_token.device_lists)
-        sharing = await self._membership.users_sharing_rooms(requester.user_id)
+        # Membership as of `to`, from the membership events of the range: someone who left
+        # one shared room but still shares another (or left and joined another one of ours
+        # before `to`) is not `left`, whatever happened after `to`.
+        sharing = await self._membership.users_sharing_at(requester.user_id, to_token.events)
         departed = await self._membership.users_departed(requester.user_id, from_token.events, to_token.events)
         return _device_list_delta(requester.user_id, changed & (sharing | {requester.user_id}), departed, sharing)
 
@@ -314,8 +322,9 @@ class E2eService:
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/signatures/upload: signatures of the requester's own devices and keys, and of
-        other local users' master keys; each is checked against the signing key it names.
-        Signatures of remote users' keys are not stored: they come back in `failures`."""
+        other users' master keys (ours or remote) by the requester's user-signing key; each
+        is checked against the signing key it names. What cannot be stored comes back in
+        `failures` (spec: M_INVALID_SIGNATURE for a bad or impossible signature)."""
         failures: dict[str, dict[str, Any]] = {}
         for user, by_id in body.items():
             if not isinstance(by_id, dict):
@@ -330,15 +339,16 @@ class E2eService:
     async def _add_signature(self, signer: str, user: str, target_id: str, signed: Any) -> None:
         if not isinstance(signed, dict):
             raise bad_json("a signed object is expected")
-        if not self._is_local(user):
-            raise MatrixError(400, "M_UNRECOGNIZED", "Signatures of remote keys are not stored")
+        if user != signer:
+            await self._sign_other_user(signer, user, target_id, signed)
+            return
         cross = (await self._store.cross_signing_keys_for([user, signer]))
         held_device = await self._store.get_device_keys(user, target_id)
         held_master = cross.get(user, {}).get("master")
-        if held_device is not None and user == signer:
+        if held_device is not None:
             target, signing_type = held_device, "self_signing"
         elif held_master is not None and e2e_keys.public_key(held_master)[0] == f"ed25519:{target_id}":
-            target, signing_type = held_master, ("master" if user == signer else "user_signing")
+            target, signing_type = held_master, "master"
         else:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown key")
         if not e2e_keys.same_signed_content(target, signed):
@@ -357,6 +367,60 @@ class E2eService:
         pos = self._device_list_ids.next()
         await self._store.mark_changed(user, pos)
         await self._wake_device_lists(user, pos)
+
+    async def _sign_other_user(self, signer: str, user: str, target_id: str, signed: dict[str, Any]) -> None:
+        """Another user's master key (of this server or another) signed with the signer's
+        user-signing key (spec "Cross-signing"). Kept apart from the key: only the signer
+        sees it, in their /keys/query answers; it is not sent to other servers. Nothing
+        else of another user can be signed: their devices are signed by their own
+        self-signing key."""
+        if "master" not in (signed.get("usage") or []) or signed.get("user_id") != user:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "Only the master key of another user can be signed")
+        master = await self._master_key_of(user)
+        if master is None:
+            raise MatrixError(404, "M_NOT_FOUND", "The user has no master key")
+        key_id = e2e_keys.public_key(master)[0]
+        if key_id != f"ed25519:{target_id}":
+            raise MatrixError(404, "M_NOT_FOUND", "Not the user's master key")
+        if not e2e_keys.same_signed_content(master, signed):
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "The signed object differs from the user's master key")
+        usk = (await self._store.cross_signing_keys_for([signer])).get(signer, {}).get("user_signing")
+        if usk is None:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No user_signing key")
+        usk_id, usk_value = e2e_keys.public_key(usk)
+        e2e_keys.check_self_signed(signed, signer, usk_id, usk_value)
+        await self._store.add_user_signature(signer, user, key_id, usk_id, signed["signatures"][signer][usk_id])
+        # The signer's other devices re-query their keys (and so see the new signature).
+        pos = self._device_list_ids.next()
+        await self._store.mark_changed(signer, pos)
+        await self._wake_device_lists(signer, pos)
+
+    async def _master_key_of(self, user: str) -> dict[str, Any] | None:
+        """The user's master key as this server holds it or, for a remote user, as their
+        server answers now (spec: the signed object must match the key retrieved)."""
+        if self._is_local(user):
+            return (await self._store.cross_signing_keys_for([user])).get(user, {}).get("master")
+        try:
+            answer = await asyncio.wait_for(self._remote.query(server_of(user), {user: []}), REMOTE_TIMEOUT_MS / 1000)
+        except Exception as e:  # unreachable: this signature fails, the others go on
+            raise MatrixError(502, "M_UNKNOWN", f"Could not fetch the master key: {e or type(e).__name__}") from e
+        master = (answer.get("master_keys") or {}).get(user)
+        if not isinstance(master, dict) or not isinstance(master.get("keys"), dict) or len(master["keys"]) != 1:
+            return None
+        return master
+
+    async def _with_my_signatures(self, requester: str, out: dict[str, Any]) -> None:
+        """Merge the signatures the requester's user-signing key made into the master keys
+        of the answer (spec /keys/query: the signatures the requester may see)."""
+        masters = out.get("master_keys") or {}
+        mine = await self._store.user_signatures(requester, [u for u in masters if u != requester])
+        for user, by_key in mine.items():
+            master = masters.get(user)
+            if not isinstance(master, dict) or not isinstance(master.get("keys"), dict):
+                continue
+            for key_id, sigs in by_key.items():
+                if key_id in master["keys"]:
+                    masters[user] = master = e2e_keys.merge_signatures(master, {"signatures": {requester: sigs}})
 
     async def _device_signatures(self, user: str, master: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
         """The signatures of `user`'s devices that `signed` adds to their master key, each
@@ -515,7 +579,11 @@ class E2eService:
             left.update(ev["state_key"] for ev in _member_events(section))
         if not changed_keys and not changed and not left:
             return {"changed": [], "left": []}  # the common wake-up: no query at all
-        sharing = await self._membership.users_sharing_rooms(user)
+        # Who shares a room as of this answer's position (not whatever came after it).
+        sharing = await (
+            self._membership.users_sharing_at(user, now.events) if left
+            else self._membership.users_sharing_rooms(user)
+        )
         return _device_list_delta(user, changed | (changed_keys & (sharing | {user})), left, sharing)
 
 

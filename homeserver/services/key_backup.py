@@ -7,7 +7,8 @@ from typing import Any
 
 from homeserver.core import e2e_keys
 from homeserver.core.errors import MatrixError, bad_json
-from storage.stores.key_backup import BackupVersion, KeyBackupStore, RoomKey
+from homeserver.core.records import BackupVersion, RoomKey
+from storage.stores.key_backup import KeyBackupStore
 
 
 def _no_backup(msg: str = "Unknown backup version") -> MatrixError:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from storage.stores.events import EventStore, PersistBatch, StoreConflict
+from homeserver.core.records import PersistBatch, StoreConflict
+from storage.stores.events import EventStore
 
 log = logging.getLogger(__name__)
 

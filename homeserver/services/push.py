@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -105,6 +105,9 @@ def thread_of(event: Event) -> str:
 
 
 Deliver = Callable[[Sequence[Notification]], None]
+# Told of notifications removed because their event was redacted (spec "Redactions":
+# a redacted event's content is gone, so it no longer counts as unread nor is listed).
+Retract = Callable[[Sequence[Notification]], None]
 # The progress mark is written with every batch that notifies someone, else at most once
 # per this many stream positions: re-evaluating after a crash is idempotent, so a lagging
 # mark costs only repeated work, and the send path's commits never wait behind ours.
@@ -116,9 +119,10 @@ class PushEvaluator:
 
     def __init__(
         self, *, server_name: str, store: PushStore, rules: PushRulesService, reader: EventReader,
-        deliver: Sequence[Deliver],
+        deliver: Sequence[Deliver], retract: Sequence[Retract] = (),
     ) -> None:
         self._name = server_name
+        self._retract = tuple(retract)
         self._store = store
         self._rules = rules
         self._reader = reader
@@ -148,10 +152,14 @@ class PushEvaluator:
             batch = await self._store.events_after(self._done, upto, 200)
             if not batch:
                 break
+            redacted = await self._store.redacted_by(
+                [se.event.event_id for se in batch if se.event.type == "m.room.redaction"],
+            )
             for se in batch:
                 head = await self._reader.room_head(se.event.room_id)
-                if head is not None:
-                    await self._store_rows(await self._evaluate([se], head), se.stream_ordering)
+                rows = await self._evaluate([se], head) if head is not None else []
+                target = redacted.get(se.event.event_id)
+                await self._store_rows(rows, se.stream_ordering, [target] if target else [])
                 self._done = se.stream_ordering
         self._done = max(self._done, upto)
         await self._store_rows([], self._done)
@@ -192,6 +200,7 @@ class PushEvaluator:
             while True:
                 try:
                     rows: list[Notification] = []
+                    redacted = {target for c in commits for _, target in c.redactions}
                     for commit in commits:
                         events = [
                             se for se in commit.events
@@ -200,7 +209,8 @@ class PushEvaluator:
                         ]
                         if commit.head is not None and events:
                             rows += await self._evaluate(events, commit.head)
-                    await self._store_rows(rows, position)
+                    rows = [n for n in rows if n.event_id not in redacted]
+                    await self._store_rows(rows, position, redacted)
                     break
                 except Exception:
                     # The database is away: try again rather than lose the notifications.
@@ -209,10 +219,16 @@ class PushEvaluator:
             self._done = max(self._done, position)
             self._advanced.set()
 
-    async def _store_rows(self, rows: Sequence[Notification], position: int) -> None:
-        if rows or position - self._saved >= PROGRESS_EVERY:
-            await self._store.add_notifications(rows, position)
+    async def _store_rows(
+        self, rows: Sequence[Notification], position: int, redacted: Collection[str] = (),
+    ) -> None:
+        removed: list[Notification] = []
+        if rows or redacted or position - self._saved >= PROGRESS_EVERY:
+            removed = await self._store.add_notifications(rows, position, sorted(redacted))
             self._saved = position
+        if removed:
+            for retract in self._retract:
+                retract(removed)
         if rows:
             for deliver in self._deliver:
                 deliver(rows)
@@ -305,6 +321,14 @@ class UnreadCache:
             entry = self._users.get(n.user_id)
             if entry is not None:
                 entry.rows[n.event_id] = n
+
+    def retract(self, rows: Sequence[Notification]) -> None:
+        """Notifications of redacted events: no longer unread."""
+        self._generation += 1
+        for n in rows:
+            entry = self._users.get(n.user_id)
+            if entry is not None:
+                entry.rows.pop(n.event_id, None)
 
     # EphemeralListener: only receipts matter here.
     def receipt_changed(self, receipt: Receipt) -> None:

@@ -9,26 +9,32 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#push-notifications ("Push
   `MailerPort`, `notif_delay_ms` after the first one, unless read meanwhile.
 
 Both are fed by the evaluator's `deliver` hook after its rows are stored: the send
-path never waits for a gateway or a mail server. Deliveries queued in memory are lost on
-restart (a notification is then only in /sync and GET /notifications).
+path never waits for a gateway or a mail server. The hook only hands rows to our task,
+which writes them to a durable queue (`PushQueueStore`: one row per delivery, one
+pending digest per user) with a progress mark over the notifications table, in one
+transaction; on start, notifications after the mark are queued first. Two workers deliver
+from the queue, each sleeping until the next row is due or new rows arrive (no polling):
+a delivery leaves the queue once the gateway took it, so a restart resumes exactly the
+ones not delivered, with their backoff. A notification whose event was redacted
+meanwhile is not pushed (its row is gone, spec "Redactions").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
-
-import attrs
 
 from homeserver.core.errors import MatrixError, bad_json
 from homeserver.core.push_gateway import GatewayAnswer, notify_body
-from homeserver.core.records import Notification
+from homeserver.core.records import DueDigest, Notification, QueuedPush
 from homeserver.services.clock import now_ms
 from homeserver.services.push import UnreadCache, is_read
 from homeserver.services.reader import EventReader
 from storage.stores.push import PushStore
+from storage.stores.push_queue import PushQueueStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
@@ -45,13 +51,6 @@ class PushGatewayPort(Protocol):
 class MailerPort(Protocol):
     async def send(self, to: str, subject: str, text: str) -> bool:
         """Send one mail; False when it should be tried again later."""
-
-
-@attrs.frozen
-class PusherKey:
-    user_id: str
-    app_id: str
-    pushkey: str
 
 
 def check_pusher(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -93,20 +92,22 @@ def check_pusher(body: dict[str, Any]) -> dict[str, Any] | None:
 
 class PusherService:
     def __init__(
-        self, *, store: PushStore, unread: UnreadCache, reader: EventReader, gateway: PushGatewayPort,
-        mailer: MailerPort | None, email_delay_ms: int, server_name: str,
+        self, *, store: PushStore, queue: PushQueueStore, unread: UnreadCache, reader: EventReader,
+        gateway: PushGatewayPort, mailer: MailerPort | None, email_delay_ms: int, server_name: str,
     ) -> None:
         self._store = store
+        self._queue = queue
         self._unread = unread
         self._reader = reader
         self._gateway = gateway
         self._mailer = mailer
-        self._email_delay_s = email_delay_ms / 1000
+        self._email_delay_ms = email_delay_ms
         self._server_name = server_name
-        self._queues: dict[PusherKey, asyncio.Queue[Notification]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._digests: dict[str, asyncio.Task[None]] = {}  # user id -> pending digest
-        self._emailed: dict[str, int] = {}  # user id -> last stream position mailed
+        self._incoming: asyncio.Queue[list[Notification]] = asyncio.Queue()
+        self._mark = 0  # notifications up to here are in the durable queue
+        # New rows queued: each worker looks again (one event per worker, each clears its own).
+        self._wakes = {"push": asyncio.Event(), "email": asyncio.Event()}
+        self._tasks: list[asyncio.Task[None]] = []
         # Every pusher by user, read once (the table is small); None: read it again.
         self._by_user: dict[str, list[dict[str, Any]]] | None = None
         self._stopped = False
@@ -137,75 +138,113 @@ class PusherService:
             self._by_user = by_user
         return self._by_user.get(user_id, [])
 
-    # -- delivery ----------------------------------------------------------------------
+    # -- queueing ----------------------------------------------------------------------
 
     def deliver(self, rows: Sequence[Notification]) -> None:
-        """The evaluator's hook: cheap, hands the rows to our own tasks."""
-        if self._stopped:
-            return
-        task = asyncio.create_task(self._route(list(rows)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """The evaluator's hook: cheap, hands the rows to our own task."""
+        if not self._stopped and rows:
+            self._incoming.put_nowait(list(rows))
+
+    async def start(self) -> None:
+        """Queue what was evaluated but not queued before the last stop, then follow the
+        evaluator and deliver. A database that never ran pushers starts at its newest
+        notification (no history is pushed). Call before the evaluator starts."""
+        mark = await self._queue.mark()
+        if mark is None:
+            mark = await self._queue.newest_notification()
+            await self._queue.enqueue([], mark, now_ms(), self._email_delay_ms)
+        self._mark = mark
+        while rows := await self._queue.notifications_after(self._mark, 200):
+            await self._enqueue(rows)
+        self._tasks = [
+            asyncio.create_task(self._follow()),
+            asyncio.create_task(self._worker("push", self._push_due, self._queue.next_push_due)),
+            asyncio.create_task(self._worker("email", self._mail_due, self._queue.next_digest_due)),
+        ]
 
     async def stop(self) -> None:
         self._stopped = True
-        tasks = [*self._tasks, *self._digests.values()]
-        for t in tasks:
+        for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
-    async def _route(self, rows: list[Notification]) -> None:
-        users = {n.user_id for n in rows}
-        for user_id in users:
-            for pusher in await self._pushers_of(user_id):
-                mine = [n for n in rows if n.user_id == user_id]
-                if pusher["kind"] == "http":
-                    key = PusherKey(user_id, pusher["app_id"], pusher["pushkey"])
-                    queue = self._queues.get(key)
-                    if queue is None:
-                        queue = self._queues[key] = asyncio.Queue()
-                        self._spawn(self._http_worker(key, queue))
-                    for n in mine:
-                        queue.put_nowait(n)
-                elif pusher["kind"] == "email" and self._mailer is not None and user_id not in self._digests:
-                    self._digests[user_id] = asyncio.create_task(self._digest_later(user_id))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _http_worker(self, key: PusherKey, queue: asyncio.Queue[Notification]) -> None:
+    async def _follow(self) -> None:
         while True:
-            n = await queue.get()
-            pusher = await self._current(key)
-            if pusher is None:
-                self._queues.pop(key, None)
-                return  # the pusher was removed meanwhile
-            body = await self._body(pusher, n)
-            delay = FIRST_BACKOFF_S
-            for _ in range(MAX_ATTEMPTS):
-                answer = await self._gateway.notify(pusher["data"]["url"], body)
-                if not answer.retry:
-                    if key.pushkey in answer.rejected:
-                        # Spec (push gateway API): a rejected pushkey's pusher must go.
-                        await self._store.delete_pusher(key.user_id, key.app_id, key.pushkey)
-                        self._by_user = None
-                        self._queues.pop(key, None)
-                        return
+            batches = [await self._incoming.get()]
+            while not self._incoming.empty():
+                batches.append(self._incoming.get_nowait())
+            rows = [n for batch in batches for n in batch if n.stream_ordering > self._mark]
+            while rows:
+                try:
+                    await self._enqueue(rows)
                     break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
-            else:
-                log.warning("gave up pushing %s to %s", n.event_id, pusher["data"]["url"])
+                except Exception:
+                    # The database is away: try again rather than lose the deliveries.
+                    log.exception("could not queue %d push deliveries; retrying", len(rows))
+                    await asyncio.sleep(1)
 
-    async def _current(self, key: PusherKey) -> dict[str, Any] | None:
-        for p in await self._pushers_of(key.user_id):
-            if p["app_id"] == key.app_id and p["pushkey"] == key.pushkey:
-                return p
-        return None
+    async def _enqueue(self, rows: Sequence[Notification]) -> None:
+        mark = max(n.stream_ordering for n in rows)
+        await self._queue.enqueue(rows, mark, now_ms(), self._email_delay_ms)
+        self._mark = max(self._mark, mark)
+        for wake in self._wakes.values():
+            wake.set()
 
-    async def _body(self, pusher: dict[str, Any], n: Notification) -> dict[str, Any]:
+    # -- delivery ----------------------------------------------------------------------
+
+    async def _worker(
+        self, name: str, deliver_due: Callable[[], Awaitable[None]], next_due: Callable[[], Awaitable[int | None]],
+    ) -> None:
+        """Deliver what is due, then sleep until the next row is due or new rows come."""
+        wake = self._wakes[name]
+        while True:
+            wake.clear()
+            try:
+                await deliver_due()
+                due = await next_due()
+            except Exception:
+                log.exception("%s delivery failed; trying again", name)
+                await asyncio.sleep(1)
+                continue
+            timeout = None if due is None else max(due - now_ms(), 0) / 1000
+            if timeout == 0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+
+    async def _push_due(self) -> None:
+        due = await self._queue.due_pushes(now_ms(), 100)
+        by_pusher: dict[tuple[str, str, str], list[QueuedPush]] = {}
+        for row in due:
+            by_pusher.setdefault((row.user_id, row.app_id, row.pushkey_sha256), []).append(row)
+        await asyncio.gather(*(self._push_in_order(rows) for rows in by_pusher.values()))
+
+    async def _push_in_order(self, rows: Sequence[QueuedPush]) -> None:
+        """One pusher's due deliveries, in order; a failure leaves the rest behind it."""
+        for row in rows:
+            pusher = row.pusher
+            if pusher is None or row.actions is None:
+                await self._queue.delivered(row.id)  # the pusher or the notification is gone
+                continue
+            answer = await self._gateway.notify(pusher["data"]["url"], await self._body(pusher, row, row.actions))
+            if answer.retry:
+                if row.attempts + 1 >= MAX_ATTEMPTS:
+                    log.warning("gave up pushing %s to %s", row.event_id, pusher["data"]["url"])
+                    await self._queue.delivered(row.id)
+                    continue
+                backoff_s = min(FIRST_BACKOFF_S * 2 ** row.attempts, MAX_BACKOFF_S)
+                await self._queue.retry_later(row, now_ms() + int(backoff_s * 1000))
+                return
+            if pusher["pushkey"] in answer.rejected:
+                # Spec (push gateway API): a rejected pushkey's pusher must go.
+                await self._store.delete_pusher(row.user_id, row.app_id, pusher["pushkey"])
+                await self._queue.drop_pusher(row)
+                self._by_user = None
+                return
+            await self._queue.delivered(row.id)
+
+    async def _body(self, pusher: dict[str, Any], n: QueuedPush, actions: list[Any]) -> dict[str, Any]:
         se = await self._reader.get_event(n.event_id)
         event = {**(se.event.pdu if se is not None else {}), "event_id": n.event_id, "room_id": n.room_id}
         event.setdefault("type", "")
@@ -221,7 +260,7 @@ class PusherService:
             sender_name = member.content.get("displayname") if member is not None else None
             room_name = name.content.get("name") if name is not None else None
         return notify_body(
-            pusher=pusher, event=event, actions=n.actions, unread=await self._unread_total(n.user_id),
+            pusher=pusher, event=event, actions=actions, unread=await self._unread_total(n.user_id),
             sender_display_name=sender_name if isinstance(sender_name, str) else None,
             room_name=room_name if isinstance(room_name, str) else None,
             user_is_target=event.get("state_key") == n.user_id,
@@ -234,23 +273,21 @@ class PusherService:
     async def _unread_total(self, user_id: str) -> int:
         return len(await self._unread_rows(user_id))
 
-    async def _digest_later(self, user_id: str) -> None:
-        try:
-            await asyncio.sleep(self._email_delay_s)
-            await self._send_digest(user_id)
-        finally:
-            self._digests.pop(user_id, None)
+    async def _mail_due(self) -> None:
+        for digest in await self._queue.due_digests(now_ms()):
+            await self._send_digest(digest)
 
-    async def _send_digest(self, user_id: str) -> None:
+    async def _send_digest(self, digest: DueDigest) -> None:
         """Mail what is still unread and was not mailed before, to each email pusher."""
-        assert self._mailer is not None
-        since = self._emailed.get(user_id, 0)
+        user_id = digest.user_id
+        emails = [p for p in await self._pushers_of(user_id) if p["kind"] == "email"]
         unread = sorted(
-            (n for n in await self._unread_rows(user_id) if n.stream_ordering > since),
+            (n for n in await self._unread_rows(user_id) if n.stream_ordering > digest.mailed_upto),
             key=lambda n: n.stream_ordering,
         )
-        if not unread:
-            return  # read meanwhile
+        if not unread or not emails or self._mailer is None:
+            await self._queue.digest_done(user_id, digest.mailed_upto)  # read (or unsubscribed) meanwhile
+            return
         lines = []
         events = await self._reader.get_events([n.event_id for n in unread])
         for n in unread:
@@ -263,13 +300,9 @@ class PusherService:
         rooms = len({n.room_id for n in unread})
         subject = f"{len(unread)} unread message{'s' * (len(unread) != 1)} in {rooms} room{'s' * (rooms != 1)}"
         text = "You have unread messages on " + self._server_name + ":\n\n" + "\n".join(lines) + "\n"
-        for pusher in await self._pushers_of(user_id):
-            if pusher["kind"] != "email":
-                continue
-            delay = FIRST_BACKOFF_S
-            for _ in range(MAX_ATTEMPTS):
-                if await self._mailer.send(pusher["pushkey"], subject, text):
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
-        self._emailed[user_id] = unread[-1].stream_ordering
+        sent = [await self._mailer.send(p["pushkey"], subject, text) for p in emails]
+        if all(sent) or digest.attempts + 1 >= MAX_ATTEMPTS:
+            await self._queue.digest_done(user_id, unread[-1].stream_ordering)
+        else:
+            backoff_s = min(FIRST_BACKOFF_S * 2 ** digest.attempts, MAX_BACKOFF_S)
+            await self._queue.digest_later(digest, now_ms() + int(backoff_s * 1000))

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core.errors import MatrixError, not_found
+from homeserver.core.records import Relation
 from homeserver.core.relations import THREAD
 from homeserver.services.auth import Requester
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService, Visibility
 from homeserver.services.timeline import Timeline
-from storage.stores.relations import Relation, RelationStore
+from storage.stores.relations import RelationStore
 
 MAX_RECURSION_DEPTH = 3  # the spec asks servers to follow at least 3 levels
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, not_found
+from homeserver.core.records import Report
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.reader import EventReader
-from storage.stores.reports import Report, ReportStore
+from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
 

@@ -20,6 +20,7 @@ import attrs
 
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import StoredEvent
+from homeserver.core.records import RoomWindow, SearchRow
 from homeserver.core.search_text import index_tokens, parse_query
 from homeserver.services.auth import Requester
 from homeserver.services.fanout import Committed
@@ -29,7 +30,7 @@ from homeserver.services.rooms import RoomService, Visibility
 from homeserver.services.timeline import Timeline
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import RoomStore
-from storage.stores.search import RoomWindow, SearchRow, SearchStore
+from storage.stores.search import SearchStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.ids import server_of
-from homeserver.core.records import Membership, NewRoom
+from homeserver.core.records import Membership, NewRoom, PersistBatch, RoomUpdate, StoreConflict
 from homeserver.core.room_versions import get_room_version
 from homeserver.core.state_groups import NewStateGroup, StateKey, StateMap, plan_state_group
 from homeserver.services.clock import now_ms
@@ -33,7 +33,7 @@ from homeserver.services.lru import LruCache
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.reader import EventReader
 from homeserver.services.room_heads import RoomHead, RoomHeads
-from storage.stores.events import EventStore, PersistBatch, RoomUpdate, StoreConflict
+from storage.stores.events import EventStore
 from storage.stores.state import StateStore
 
 

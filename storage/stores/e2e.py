@@ -14,6 +14,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import OneTimeKey
 from storage.schema import (
     device_inbox,
     device_list_changes,
@@ -21,16 +22,8 @@ from storage.schema import (
     e2e_device_keys,
     e2e_fallback_keys,
     e2e_one_time_keys,
+    e2e_user_signatures,
 )
-
-
-@attrs.frozen
-class OneTimeKey:
-    """A key as /keys/upload named it: ``algorithm:key_id`` -> key object."""
-
-    algorithm: str
-    key_id: str
-    key: Any
 
 
 @attrs.frozen
@@ -213,6 +206,35 @@ class E2eStore:
             await conn.execute(e2e_device_keys.update().where(
                 e2e_device_keys.c.user_id == user_id, e2e_device_keys.c.device_id == device_id,
             ).values(json=_dump(keys)))
+
+    async def add_user_signature(
+        self, signer: str, target_user_id: str, target_key_id: str, signing_key_id: str, signature: str,
+    ) -> None:
+        """A signature by `signer`'s user-signing key of another user's master key (the same
+        one again replaces it)."""
+        key = {
+            "signer": signer, "target_user_id": target_user_id, "target_key_id": target_key_id,
+            "signing_key_id": signing_key_id,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(e2e_user_signatures.delete().where(
+                *(e2e_user_signatures.c[k] == v for k, v in key.items())))
+            await conn.execute(e2e_user_signatures.insert().values(**key, signature=signature))
+
+    async def user_signatures(
+        self, signer: str, target_user_ids: Iterable[str],
+    ) -> dict[str, dict[str, dict[str, str]]]:
+        """target user -> their master key id -> signing key id -> signature, by `signer`."""
+        wanted = sorted(set(target_user_ids))
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        if not wanted:
+            return out
+        async with self._engine.connect() as conn:
+            for r in await conn.execute(sa.select(e2e_user_signatures).where(
+                e2e_user_signatures.c.signer == signer, e2e_user_signatures.c.target_user_id.in_(wanted),
+            )):
+                out.setdefault(r.target_user_id, {}).setdefault(r.target_key_id, {})[r.signing_key_id] = r.signature
+        return out
 
     async def mark_changed(self, user_id: str, stream_id: int) -> None:
         async with self._engine.begin() as conn:

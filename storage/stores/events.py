@@ -11,16 +11,14 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.events import Event, StoredEvent
-from homeserver.core.records import Membership, NewRoom
+from homeserver.core.records import Membership, PersistBatch, RoomUpdate, StoreConflict
 from homeserver.core.redaction import redact_pdu
 from homeserver.core.relations import relation_of
-from homeserver.core.state_groups import NewStateGroup, StateKey
 from storage.schema import (
     current_state,
     event_edges,
@@ -35,47 +33,6 @@ from storage.schema import (
     state_group_entries,
     state_groups,
 )
-
-
-class StoreConflict(Exception):
-    """A write broke a uniqueness rule (an event or a client txn id stored twice)."""
-
-
-@attrs.frozen
-class RoomUpdate:
-    room_id: str
-    current_group: int
-    max_depth: int
-    current_state_delta: dict[StateKey, str | None]
-    forward_extremities: tuple[str, ...]
-
-
-@attrs.define
-class PersistBatch:
-    """Everything one commit writes. Built by the event service, written atomically."""
-
-    events: list[StoredEvent] = attrs.field(factory=list)
-    new_rooms: list[NewRoom] = attrs.field(factory=list)
-    state_groups: list[NewStateGroup] = attrs.field(factory=list)
-    room_updates: list[RoomUpdate] = attrs.field(factory=list)
-    memberships: list[Membership] = attrs.field(factory=list)
-    redactions: list[tuple[str, str]] = attrs.field(factory=list)  # (redaction id, target id)
-    # Federation: (destination, PDU JSON) written with the events, so an event is
-    # never committed without its delivery being queued (and vice versa).
-    outbox: list[tuple[str, str]] = attrs.field(factory=list)
-    edges: list[tuple[str, str]] = attrs.field(factory=list)  # (event, prev event), received events
-    received_ts: int = 0
-
-    def extend(self, other: PersistBatch) -> None:
-        self.events += other.events
-        self.new_rooms += other.new_rooms
-        self.state_groups += other.state_groups
-        self.room_updates += other.room_updates
-        self.memberships += other.memberships
-        self.redactions += other.redactions
-        self.outbox += other.outbox
-        self.edges += other.edges
-        self.received_ts = max(self.received_ts, other.received_ts)
 
 
 class EventStore:

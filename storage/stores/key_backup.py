@@ -9,35 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import BackupVersion, RoomKey
 from storage.schema import e2e_room_keys, e2e_room_keys_versions
-
-
-@attrs.frozen
-class BackupVersion:
-    version: int
-    algorithm: str
-    auth_data: dict[str, Any]
-    etag: int
-
-
-@attrs.frozen
-class RoomKey:
-    room_id: str
-    session_id: str
-    first_message_index: int
-    forwarded_count: int
-    is_verified: bool
-    session_data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "first_message_index": self.first_message_index, "forwarded_count": self.forwarded_count,
-            "is_verified": self.is_verified, "session_data": self.session_data,
-        }
 
 
 def _dump(value: Any) -> str:

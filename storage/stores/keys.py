@@ -11,18 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.canonical_json import encode_json
+from homeserver.core.records import ServerKey
 from homeserver.core.signing import decode_base64, encode_base64
 from storage.schema import server_key_responses, server_keys
-
-
-@attrs.frozen
-class ServerKey:
-    server_name: str
-    key_id: str
-    verify_key: bytes  # raw 32-byte ed25519 public key
-    valid_until_ts: int  # already capped by the keyring
-    expired_ts: int | None  # set for old_verify_keys
-    fetched_ts: int
 
 
 def _row(key: ServerKey) -> dict[str, Any]:

@@ -12,23 +12,14 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import RetryState
 from storage.schema import federation_destinations, federation_edu_outbox, federation_outbox
 
 # Keep `IN (...)` lists well under every engine's bound-parameter limit.
 _CHUNK = 500
-
-
-@attrs.frozen
-class RetryState:
-    """Backoff of one destination: retry no earlier than ``retry_after_ts`` (ms)."""
-
-    failure_count: int = 0
-    retry_after_ts: int = 0
-    last_success_ts: int | None = None
 
 
 class OutboxStore:

@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.events import StoredEvent
 from homeserver.core.records import Notification, ReadPositions
-from storage.schema import events, notifications, push_progress, push_rules, pushers, receipts
+from storage.schema import (
+    events,
+    notifications,
+    push_progress,
+    push_rules,
+    pushers,
+    receipts,
+    redactions,
+)
 from storage.stores.events import _select_events, _stored
 
 _EVALUATOR = "evaluator"
@@ -60,11 +68,19 @@ class PushStore:
         async with self._engine.connect() as conn:
             return [_stored(r) for r in await conn.execute(q)]
 
-    async def add_notifications(self, rows: Sequence[Notification], position: int) -> None:
+    async def add_notifications(
+        self, rows: Sequence[Notification], position: int, redacted: Sequence[str] = (),
+    ) -> list[Notification]:
         """Store what a batch of events produced and move the progress mark, together: a
         restart re-evaluates from the mark, never skipping a row that was not stored
-        (rows found again replace the old ones)."""
+        (rows found again replace the old ones). The notifications of `redacted` events
+        go in the same transaction; they are returned."""
         async with self._engine.begin() as conn:
+            removed: list[Notification] = []
+            if redacted:
+                gone = notifications.c.event_id.in_(list(redacted))
+                removed = [_notification(r) for r in await conn.execute(sa.select(notifications).where(gone))]
+                await conn.execute(notifications.delete().where(gone))
             if rows:
                 # A re-evaluation (catch-up after a crash) replaces what it finds.
                 keys = [(n.user_id, n.event_id) for n in rows]
@@ -79,6 +95,17 @@ class PushStore:
             ).values(stream_ordering=position))
             if res.rowcount == 0:
                 await conn.execute(push_progress.insert().values(name=_EVALUATOR, stream_ordering=position))
+        return removed
+
+    async def redacted_by(self, redaction_ids: Sequence[str]) -> dict[str, str]:
+        """Redaction id -> the event it was applied to (catch-up after a restart)."""
+        if not redaction_ids:
+            return {}
+        async with self._engine.connect() as conn:
+            return {r[0]: r[1] for r in await conn.execute(
+                sa.select(redactions.c.event_id, redactions.c.redacts)
+                .where(redactions.c.event_id.in_(list(redaction_ids)))
+            )}
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -8,18 +8,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import Relation
 from storage.schema import event_relations as rel
-
-
-@attrs.frozen
-class Relation:
-    event_id: str
-    relates_to_id: str
-    rel_type: str
-    type: str
-    sender: str
-    room_id: str
-    stream_ordering: int
 
 
 @attrs.frozen

@@ -8,19 +8,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import Report
 from storage.schema import reports
-
-
-@attrs.frozen
-class Report:
-    kind: str
-    reporter: str
-    room_id: str | None
-    event_id: str | None
-    target_user_id: str | None
-    reason: str | None
-    received_ts: int
-    score: int | None = None
 
 
 class ReportStore:

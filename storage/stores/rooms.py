@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from homeserver.core.records import Membership
-from storage.schema import current_state, room_aliases, room_members, room_state_meta, rooms
+from storage.schema import current_state, events, room_aliases, room_members, room_state_meta, rooms
 
 
 @attrs.frozen
@@ -84,24 +84,50 @@ class RoomStore:
 
     async def users_departed(self, user_id: str, after: int, upto: int) -> set[str]:
         """Users who may have stopped sharing a room with `user_id` between the stream
-        positions: those who left or were banned from a room the user is in, and every
-        member of a room the user left or was banned from."""
-        gone = room_members.c.membership.in_(["leave", "ban"])
-        in_range = sa.and_(room_members.c.stream_ordering > after, room_members.c.stream_ordering <= upto)
-        mine = sa.select(room_members.c.room_id, room_members.c.membership, room_members.c.stream_ordering).where(
-            room_members.c.user_id == user_id)
+        positions, from the membership events in that range: those who left or were banned
+        from a room the user was in, and every member of a room the user left or was
+        banned from (the caller keeps those who share no room as of `upto`)."""
         async with self._engine.connect() as conn:
-            rows = list(await conn.execute(mine))
-            joined = [r.room_id for r in rows if r.membership == "join"]
-            left = [r.room_id for r in rows if r.membership in ("leave", "ban") and after < r.stream_ordering <= upto]
+            rooms_of_user = list((await conn.execute(
+                sa.select(room_members.c.room_id).where(room_members.c.user_id == user_id)
+            )).scalars())
+            if not rooms_of_user:
+                return set()
+            gone = (await conn.execute(
+                sa.select(events.c.room_id, events.c.state_key, events.c.json).where(
+                    events.c.type == "m.room.member", events.c.room_id.in_(rooms_of_user),
+                    events.c.stream_ordering > after, events.c.stream_ordering <= upto,
+                    *_TIMELINE,
+                )
+            )).all()
             out: set[str] = set()
-            if joined:
+            left_rooms: set[str] = set()
+            for room_id, state_key, raw in gone:
+                if _membership_of(raw) in ("leave", "ban"):
+                    out.add(state_key)
+                    if state_key == user_id:
+                        left_rooms.add(room_id)
+            if left_rooms:
                 out.update((await conn.execute(sa.select(room_members.c.user_id).where(
-                    room_members.c.room_id.in_(joined), gone, in_range))).scalars())
-            if left:
-                out.update((await conn.execute(sa.select(room_members.c.user_id).where(
-                    room_members.c.room_id.in_(left)))).scalars())
+                    room_members.c.room_id.in_(sorted(left_rooms))))).scalars())
+        out.discard(user_id)
         return out
+
+    async def users_sharing_at(self, user_id: str, position: int) -> set[str]:
+        """Users joined to a room `user_id` was joined to as of the stream position: the
+        current membership rows, with those changed after `position` taken back to the
+        membership event in force then."""
+        async with self._engine.connect() as conn:
+            mine = (await conn.execute(sa.select(room_members).where(room_members.c.user_id == user_id))).all()
+            mine_then = await _memberships_at(conn, mine, position)
+            rooms_then = sorted(room for (room, _), m in mine_then.items() if m == "join")
+            if not rooms_then:
+                return set()
+            members = (await conn.execute(
+                sa.select(room_members).where(room_members.c.room_id.in_(rooms_then))
+            )).all()
+            then = await _memberships_at(conn, members, position)
+        return {u for (_, u), m in then.items() if m == "join" and u != user_id}
 
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         async with self._engine.connect() as conn:
@@ -152,6 +178,36 @@ class RoomStore:
             return [r.alias for r in await conn.execute(
                 sa.select(room_aliases.c.alias).where(room_aliases.c.room_id == room_id)
             )]
+
+
+# Timeline events only: an outlier, a rejected or a soft-failed membership never applied.
+_TIMELINE = (events.c.outlier.is_(False), events.c.rejected.is_(False), events.c.soft_failed.is_(False))
+
+
+def _membership_of(raw: str) -> str | None:
+    membership = json.loads(raw).get("content", {}).get("membership")
+    return membership if isinstance(membership, str) else None
+
+
+async def _memberships_at(conn: AsyncConnection, rows: Sequence[sa.Row], position: int) -> dict[tuple[str, str], str]:
+    """(room, user) -> membership as of `position`, from current rows: a row written after
+    `position` is replaced by the newest membership event at or before it (none: no
+    membership then)."""
+    out = {(r.room_id, r.user_id): r.membership for r in rows if r.stream_ordering <= position}
+    later = [(r.room_id, r.user_id) for r in rows if r.stream_ordering > position]
+    for room_id in sorted({room for room, _ in later}):
+        users = [u for room, u in later if room == room_id]
+        found = (await conn.execute(
+            sa.select(events.c.state_key, events.c.json).where(
+                events.c.type == "m.room.member", events.c.room_id == room_id,
+                events.c.state_key.in_(users), events.c.stream_ordering <= position, *_TIMELINE,
+            ).order_by(events.c.stream_ordering)
+        )).all()
+        for state_key, raw in found:  # oldest first: the last one wins
+            membership = _membership_of(raw)
+            if membership is not None:
+                out[(room_id, state_key)] = membership
+    return out
 
 
 def _member(r: sa.Row) -> Membership:

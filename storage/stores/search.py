@@ -10,32 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.events import StoredEvent
+from homeserver.core.records import RoomWindow, SearchRow
 from homeserver.core.search_text import SearchQuery
 from storage.schema import event_search, events, push_progress
 from storage.stores.events import _select_events, _stored
 
 _PROGRESS = "search"
 SEARCHED_TYPES = ("m.room.message", "m.room.name", "m.room.topic")
-
-
-@attrs.frozen
-class SearchRow:
-    stream_ordering: int
-    event_id: str
-    room_id: str
-    sender: str
-    key: str
-    origin_server_ts: int
-    tokens: str
-
-
-@attrs.frozen
-class RoomWindow:
-    """Where in one room the searcher may read (stream positions, None = unbounded)."""
-
-    room_id: str
-    since: int | None = None
-    upto: int | None = None
 
 
 @attrs.frozen

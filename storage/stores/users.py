@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from homeserver.core.records import TokenRecord
 from storage.schema import access_tokens, devices, users
 
 
@@ -21,15 +22,6 @@ class UserRecord:
     avatar_url: str | None
     deactivated: bool
     is_guest: bool = False
-
-
-@attrs.frozen
-class TokenRecord:
-    token_id: str
-    user_id: str
-    device_id: str
-    expires_ts: int | None
-    refresh_token: str | None
 
 
 class UserStore:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
+import pytest
+
 from homeserver.core.signing import SigningKey, generate_signing_key, sign_json
-from tests.helpers import Matrix, User, assert_error
+from tests.helpers import Matrix, User, assert_error, cross_signing_keys
 
 ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
 
@@ -292,3 +295,107 @@ async def test_sync_counts_follow_claims_and_uploads_between_syncs(hs: Matrix) -
     later = await alice.sync(since, timeout="0")
     assert later["device_one_time_keys_count"]["signed_curve25519"] == 3
     assert later["device_unused_fallback_key_types"] == ["signed_curve25519"]
+
+
+@attrs.frozen
+class LeftCase:
+    """Alice watches bob's devices. Rooms A and B are carol's public rooms; `start` says
+    who is in each, `during` happens between the tokens, `after` after the second one."""
+
+    start: dict[str, tuple[str, ...]]
+    during: tuple[tuple[str, str, str], ...]  # (user, "join" | "leave", room)
+    left: list[str]
+    after: tuple[tuple[str, str, str], ...] = ()
+
+
+LEFT_CASES = {
+    "bob leaves the only shared room": LeftCase(
+        {"A": ("alice", "bob")}, (("bob", "leave", "A"),), ["bob"]),
+    "bob leaves one room but still shares another": LeftCase(
+        {"A": ("alice", "bob"), "B": ("alice", "bob")}, (("bob", "leave", "A"),), []),
+    "alice leaves one room but still shares another": LeftCase(
+        {"A": ("alice", "bob"), "B": ("alice", "bob")}, (("alice", "leave", "A"),), []),
+    "alice leaves the only shared room": LeftCase(
+        {"A": ("alice", "bob"), "B": ("alice",)}, (("alice", "leave", "A"),), ["bob"]),
+    "bob leaves and joins another of alice's rooms": LeftCase(
+        {"A": ("alice", "bob"), "B": ("alice",)}, (("bob", "leave", "A"), ("bob", "join", "B")), []),
+    "alice leaves and joins another room of bob's": LeftCase(
+        {"A": ("alice", "bob"), "B": ("bob",)}, (("alice", "leave", "A"), ("alice", "join", "B")), []),
+    "bob leaves and rejoins the same room": LeftCase(
+        {"A": ("alice", "bob")}, (("bob", "leave", "A"), ("bob", "join", "A")), []),
+    "bob rejoins only after the range": LeftCase(
+        {"A": ("alice", "bob")}, (("bob", "leave", "A"),), ["bob"], after=(("bob", "join", "A"),)),
+    "bob still shared a room at the range's end, left it after": LeftCase(
+        {"A": ("alice", "bob"), "B": ("alice", "bob")}, (("bob", "leave", "A"),), [],
+        after=(("bob", "leave", "B"),)),
+}
+
+
+@pytest.mark.parametrize("case", LEFT_CASES.values(), ids=LEFT_CASES.keys())
+async def test_device_lists_left_follows_membership_in_the_range(hs: Matrix, case: LeftCase) -> None:
+    """Spec "Tracking the device list for a user": `left` (of /sync and of /keys/changes)
+    are users who share no room with us any more as of the later token, however they got
+    there; one still in another shared room, or back in one, is not left."""
+    users = dict(zip(("alice", "bob", "carol"), await hs.users("alice", "bob", "carol"), strict=True))
+    rooms = {name: await users["carol"].create_room(preset="public_chat") for name in ("A", "B")}
+    for name, members in case.start.items():
+        for who in members:
+            await users[who].join(rooms[name])
+
+    async def act(steps: tuple[tuple[str, str, str], ...]) -> None:
+        for who, verb, room in steps:
+            await (users[who].join(rooms[room]) if verb == "join" else users[who].leave(rooms[room]))
+
+    alice = users["alice"]
+    before = (await alice.sync())["next_batch"]
+    await act(case.during)
+    synced = await alice.sync(before)
+    want = [users[u].user_id for u in case.left]
+    assert synced["device_lists"]["left"] == want
+    await act(case.after)
+    got = await alice.get("/keys/changes", params={"from": before, "to": synced["next_batch"]})
+    assert got["left"] == want
+
+
+async def test_signing_another_users_master_key_is_seen_by_the_signer_only(hs: Matrix) -> None:
+    """Spec "Cross-signing": alice's user-signing key signs bob's master key; the signature
+    is stored and served in /keys/query to alice alone (the dotted lines of the spec's
+    diagram), never to bob or to carol."""
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    mine, theirs = cross_signing_keys(alice.user_id), cross_signing_keys(bob.user_id)
+    await alice.post("/keys/device_signing/upload", mine.upload_body())
+    await bob.post("/keys/device_signing/upload", theirs.upload_body())
+    signed = sign_json(theirs.master, alice.user_id, mine.usk)
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {theirs.master_id: signed}})
+    assert got["failures"] == {}
+
+    seen = await alice.post("/keys/query", {"device_keys": {bob.user_id: []}})
+    assert seen["master_keys"][bob.user_id]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
+    for other in (bob, carol):
+        plain = await other.post("/keys/query", {"device_keys": {bob.user_id: []}})
+        assert plain["master_keys"][bob.user_id] == theirs.master
+
+
+async def test_impossible_signatures_of_another_user_are_failures(hs: Matrix) -> None:
+    """Spec /keys/signatures/upload: each bad signature is a failure (M_INVALID_SIGNATURE
+    when invalid) and changes nothing; the good one in the same request is stored."""
+    alice, bob = await hs.users("alice", "bob")
+    mine, theirs = cross_signing_keys(alice.user_id), cross_signing_keys(bob.user_id)
+    await alice.post("/keys/device_signing/upload", mine.upload_body())
+    await bob.post("/keys/device_signing/upload", theirs.upload_body())
+    bobs_device, _ = device_keys(bob)
+    await upload(bob, device_keys=bobs_device)
+    wrong_key = sign_json(theirs.master, alice.user_id, SigningKey(mine.master_id, b"\x01" * 32))
+    tampered = sign_json({**theirs.master, "usage": ["master", "extra"]}, alice.user_id, mine.usk)
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {
+        bob.device_id: sign_json(bobs_device, alice.user_id, mine.usk),  # another user's device
+        theirs.master_id: wrong_key,  # not alice's user-signing key
+    }})
+    assert {k: v["errcode"] for k, v in got["failures"][bob.user_id].items()} == {
+        bob.device_id: "M_INVALID_SIGNATURE", theirs.master_id: "M_INVALID_SIGNATURE",
+    }
+    got = await alice.post("/keys/signatures/upload", {bob.user_id: {theirs.master_id: tampered}})
+    assert got["failures"][bob.user_id][theirs.master_id]["errcode"] == "M_INVALID_SIGNATURE"
+    seen = await alice.post("/keys/query", {"device_keys": {bob.user_id: []}})
+    assert seen["master_keys"][bob.user_id] == theirs.master
+    assert seen["device_keys"][bob.user_id][bob.device_id] == bobs_device

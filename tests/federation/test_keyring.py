@@ -17,11 +17,12 @@ from federation.outbound.keyring import KeyResponseError, Keyring, parse_key_res
 from federation.outbound.resolver import ServerResolver
 from homeserver.core.errors import SignatureError
 from homeserver.core.events import hash_and_sign_pdu
+from homeserver.core.records import ServerKey
 from homeserver.core.redaction import redact_pdu
 from homeserver.core.signing import SigningKey, encode_base64, generate_signing_key, sign_json
 from storage.engine import create_engine
 from storage.migrate import migrate
-from storage.stores.keys import KeyStore, ServerKey
+from storage.stores.keys import KeyStore
 
 NOW = 1_700_000_000_000
 HOUR = 3600 * 1000

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import HttpsTransport
+from homeserver.core.records import RetryState
 from homeserver.services.ports import FederationRequestError, FederationSenderPort
 from storage.engine import create_engine
 from storage.migrate import migrate
-from storage.stores.outbox import OutboxStore, RetryState
+from storage.stores.outbox import OutboxStore
 
 ME = "me.test"
 PEER = "peer.test"

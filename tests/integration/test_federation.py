@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from homeserver.core.signing import generate_signing_key, sign_json
+from tests.helpers import cross_signing_keys
 from tests.integration.matrix_http import MatrixUser, eventually, q, timeline_bodies
 from tests.integration.nio_e2ee import encrypted_client, encrypted_conversation
 from tests.integration.test_testnet import _free_block, run_testnet
@@ -403,3 +404,42 @@ async def test_dissolving_a_group_removes_and_notifies_a_remote_member(
     await eventually(complete)
     # Nobody is left on hs1 to let bob back in: the group is gone.
     await bob.call("POST", f"/join/{q(room)}", {}, expect=404)
+
+
+async def test_a_remote_users_master_key_signed_with_our_user_signing_key(
+    net: dict[str, Any], session: aiohttp.ClientSession,
+) -> None:
+    """Spec "Cross-signing": Alice (hs1) verifies Bob (hs2) and signs his master key with
+    her user-signing key. hs1 checks it against the key hs2 serves, keeps it, and shows it
+    to Alice alone; signing one of Bob's devices is a failure (M_INVALID_SIGNATURE)."""
+    alice, bob = await pair(net, session)
+    carol = await MatrixUser(session, client_url(net, "hs1.test")).register("carol")
+    mine, theirs = cross_signing_keys(alice.user_id), cross_signing_keys(bob.user_id)
+    await alice.call("POST", "/keys/device_signing/upload", mine.upload_body())
+    await bob.call("POST", "/keys/device_signing/upload", theirs.upload_body())
+    device = (await bob.call("GET", "/account/whoami"))["device_id"]
+    device_key = generate_signing_key(device)
+    bobs_device = sign_json({
+        "user_id": bob.user_id, "device_id": device, "algorithms": ["m.megolm.v1.aes-sha2"],
+        "keys": {f"ed25519:{device}": device_key.verify_key_base64},
+    }, bob.user_id, device_key)
+    await bob.call("POST", "/keys/upload", {"device_keys": bobs_device})
+
+    signed = sign_json(theirs.master, alice.user_id, mine.usk)
+    got = await alice.call("POST", "/keys/signatures/upload", {bob.user_id: {
+        theirs.master_id: signed, device: sign_json(bobs_device, alice.user_id, mine.usk),
+    }})
+    assert list(got["failures"]) == [bob.user_id], got
+    assert {k: v["errcode"] for k, v in got["failures"][bob.user_id].items()} == {device: "M_INVALID_SIGNATURE"}
+
+    seen = await alice.call("POST", "/keys/query", {"device_keys": {bob.user_id: []}})
+    assert seen["master_keys"][bob.user_id]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
+    assert seen["device_keys"][bob.user_id][device] == bobs_device
+    plain = await carol.call("POST", "/keys/query", {"device_keys": {bob.user_id: []}})
+    assert plain["master_keys"][bob.user_id] == theirs.master
+    # A key Bob's server does not serve is refused.
+    forged = cross_signing_keys(bob.user_id)
+    got = await alice.call("POST", "/keys/signatures/upload", {bob.user_id: {
+        forged.master_id: sign_json(forged.master, alice.user_id, mine.usk),
+    }})
+    assert forged.master_id in got["failures"][bob.user_id]

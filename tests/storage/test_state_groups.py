@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import random
 
+from homeserver.core.records import PersistBatch
 from homeserver.core.state_groups import MAX_CHAIN, plan_state_group
 from storage.engine import create_engine
 from storage.migrate import migrate
-from storage.stores.events import EventStore, PersistBatch
+from storage.stores.events import EventStore
 from storage.stores.state import StateStore
 
 

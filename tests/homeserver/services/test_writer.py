@@ -9,9 +9,10 @@ import pytest
 
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import StoredEvent
+from homeserver.core.records import PersistBatch, StoreConflict
 from homeserver.services.fanout import Committed
 from storage.engine import create_engine
-from storage.stores.events import EventStore, PersistBatch, StoreConflict
+from storage.stores.events import EventStore
 from tests.homeserver.services.writer_setup import (
     ALICE,
     Recorder,
