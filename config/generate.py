@@ -262,6 +262,10 @@ federation:
   trusted_key_servers: []
   # https (the Matrix standard). amqp is not available yet: the server refuses to start with it.
   transport: {_q(federation.transport)}
+  # Servers we federate with (exact names). null: everyone not denied; []: nobody.
+  domain_whitelist: null
+  # Servers we never federate with.
+  domain_blacklist: []
 
 voip:
   # TURN servers for calls (GET /voip/turnServer); [] answers with no server.
@@ -312,7 +316,7 @@ media:
   url_preview_max_bytes: {media.url_preview_max_bytes}
   url_preview_cache_ms: {media.url_preview_cache_ms}
 
-# Room version for new rooms: "10" or "11".
+# Room version for new rooms: any stable version, "1" to "12".
 default_room_version: {_q(top["default_room_version"])}
 # How long after sending a message it may still be recalled (unsent), in milliseconds.
 recall_window_ms: {top["recall_window_ms"]}
