@@ -7,6 +7,7 @@ import attrs
 from aiohttp import web
 
 from client_api.http import cs, parse_query, requester, services
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 
@@ -54,6 +55,6 @@ async def room_initial_sync(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/initialSync"""
     req = await requester(request)
     room_id = request.match_info["room_id"]
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
     return ok(await services(request).legacy.room_initial_sync(req, room_id))

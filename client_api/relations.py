@@ -8,6 +8,7 @@ import attrs
 from aiohttp import web
 
 from client_api.http import cs, parse_query, requester, services
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 from homeserver.services.filtering import EventFilter
@@ -20,7 +21,7 @@ V1 = "/v1"
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["room_id"]
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
     return room_id
 

@@ -18,6 +18,7 @@ from client_api.http import (
     services,
     validate,
 )
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError, too_large
 from homeserver.core.ids import normalize_user_id
 from homeserver.http.responses import ok
@@ -111,7 +112,7 @@ def _refuse_oversized_event(request: web.Request) -> None:
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["room_id"]
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
     return room_id
 

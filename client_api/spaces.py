@@ -6,6 +6,7 @@ import attrs
 from aiohttp import web
 
 from client_api.http import parse_query, requester, services
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 
@@ -26,7 +27,7 @@ async def hierarchy(request: web.Request) -> web.Response:
     """GET /v1/rooms/{roomId}/hierarchy?suggested_only&limit&max_depth&from"""
     req = await requester(request)
     room_id = request.match_info["room_id"]
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
     query = parse_query(request, HierarchyQuery)
     return ok(await services(request).spaces.hierarchy(

@@ -278,6 +278,10 @@ federation:
   transport: {_q("amqp" if amqp.get("url") else federation.transport)}
   # Per peer: {{hs2.example: {{transport: amqp, amqp_uri: "amqp://...", exchange: tricolor.fed.in}}}}
   peers: {{}}
+  # Servers we federate with (exact names). null: everyone not denied; []: nobody.
+  domain_whitelist: null
+  # Servers we never federate with.
+  domain_blacklist: []
 
 voip:
   # TURN servers for calls (GET /voip/turnServer); [] answers with no server.
@@ -328,7 +332,7 @@ media:
   url_preview_max_bytes: {media.url_preview_max_bytes}
   url_preview_cache_ms: {media.url_preview_cache_ms}
 
-# Room version for new rooms: "10" or "11".
+# Room version for new rooms: any stable version, "1" to "12".
 default_room_version: {_q(top["default_room_version"])}
 # How long after sending a message it may still be recalled (unsent), in milliseconds.
 recall_window_ms: {top["recall_window_ms"]}

@@ -26,7 +26,8 @@ FROM_FILE = "tricolor.from_file"  # False: set by the loader, not accepted as a 
 CHECK_ITEM = "tricolor.check_item"  # Check for each item of a list, or each value of a mapping
 CHECK_KEY = "tricolor.check_key"  # Check for each key of a mapping
 
-SUPPORTED_ROOM_VERSIONS = ("10", "11")
+# Every stable room version (homeserver.core.room_versions.KNOWN_ROOM_VERSIONS).
+SUPPORTED_ROOM_VERSIONS = tuple(str(n) for n in range(1, 13))
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 # What a listener may serve; extend this when a new sub-app appears.
 KNOWN_RESOURCES = ("client", "federation", "media", "keys", "metrics")
@@ -399,6 +400,11 @@ class FederationConfig:
     transport: str = setting("https", check=_transport)
     # Per-peer overrides of the above: {server_name: {transport, amqp_uri, exchange}}.
     peers: Mapping[str, PeerConfig] = setting(factory=dict, check_key=_server_name)
+    # Servers we federate with, by exact name; unset (null) = every server not denied,
+    # an empty list = no server at all. Checked on every request in and out.
+    domain_whitelist: tuple[str, ...] | None = setting(None, check_item=_server_name)
+    # Servers we never federate with (checked before the allow list).
+    domain_blacklist: tuple[str, ...] = setting((), check_item=_server_name)
 
 
 @attrs.frozen
@@ -560,7 +566,7 @@ class HomeserverConfig:
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
     token_secret_path: str = setting("./data/token.secret", check=_non_empty, resolve=resolve_path)
     media_store_path: str = setting("./data/media", check=_non_empty, resolve=resolve_path)
-    default_room_version: str = setting("10", check=_room_version)
+    default_room_version: str = setting("12", check=_room_version)
     recall_window_ms: int = setting(120_000, check=_non_negative)
     # msgtype -> its own recall window (files may be recalled longer, as WeChat allows).
     recall_windows_ms: Mapping[str, int] = setting(

@@ -29,7 +29,7 @@ from client_api.tricolor import PREFIX as TRICOLOR_PREFIX
 from config.appservice import load_registrations
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
-from config.schema import HomeserverConfig, RateLimit
+from config.schema import FederationConfig, HomeserverConfig, RateLimit
 from config.tls import client_ssl_context
 from federation.inbound import keys
 from federation.inbound.app import PREFIX as FEDERATION_PREFIX
@@ -46,6 +46,7 @@ from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
+from homeserver.core.federation_domains import federation_domain_allowed
 from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
@@ -528,6 +529,13 @@ async def build_services(
     )
 
 
+def federation_domains(fed: FederationConfig) -> Callable[[str], bool]:
+    """federation.domain_whitelist / domain_blacklist as one check, for both directions."""
+    allow = frozenset(fed.domain_whitelist) if fed.domain_whitelist is not None else None
+    deny = frozenset(fed.domain_blacklist)
+    return lambda server: federation_domain_allowed(server, allow, deny)
+
+
 @attrs.frozen
 class Outbound:
     client: FederationClient
@@ -543,7 +551,7 @@ async def build_outbound(
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
-        client_ssl_context(fed), url_fetcher=urls,
+        client_ssl_context(fed), url_fetcher=urls, allowed=federation_domains(fed),
     )
     transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()
@@ -616,6 +624,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         fed = runtime.federation
         federation_app = create_federation_app(
             fed.context, fed.keyring, limit, on_origin=fed.sender.retry_now,
+            allowed=federation_domains(cfg.federation),
         )
         federation_app[FEDERATION_MEDIA] = media  # media (issue 8): our media for peers
         federation_app.router.add_routes(federation_media_routes)

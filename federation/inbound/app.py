@@ -24,14 +24,17 @@ PREFIX = "/_matrix/federation"
 def create_federation_app(
     context: FederationContext, keyring: Keyring, max_request_bytes: int,
     on_origin: Callable[[str], None] | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> web.Application:
     """Mounted at PREFIX. ``on_origin`` hears of every authenticated peer."""
     app = web.Application(middlewares=[
         body_limit(max_request_bytes),
-        make_xmatrix_middleware(context.server_name, keyring, on_origin=on_origin),
+        make_xmatrix_middleware(context.server_name, keyring, on_origin=on_origin, allowed=allowed),
     ])
     app[FEDERATION] = context
-    for table in (keys.version_routes, transactions.routes, fed_rooms.routes, keys_e2e.routes, openid.routes):
+    for table in (
+        keys.version_routes, transactions.routes, fed_rooms.routes, keys_e2e.routes, openid.routes,
+    ):
         app.router.add_routes(table)
     return app
 

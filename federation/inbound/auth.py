@@ -52,8 +52,12 @@ def needs_auth(path: str) -> bool:
     return path.startswith(FEDERATION_PREFIX) and path.rstrip("/") not in UNAUTHENTICATED_PATHS
 
 
-async def authenticate(request: web.Request, server_name: str, keyring: KeyringPort) -> str:
-    """The authenticated origin of ``request``; MatrixError (401/403/400) otherwise."""
+async def authenticate(
+    request: web.Request, server_name: str, keyring: KeyringPort,
+    allowed: Callable[[str], bool] | None = None,
+) -> str:
+    """The authenticated origin of ``request``; MatrixError (401/403/400) otherwise.
+    A server outside the domain lists (``allowed``) is refused before its keys are fetched."""
     headers = [h for h in request.headers.getall("Authorization", []) if is_xmatrix(h)]
     if not headers:
         raise MatrixError(401, "M_UNAUTHORIZED", "Missing X-Matrix Authorization header")
@@ -66,6 +70,8 @@ async def authenticate(request: web.Request, server_name: str, keyring: KeyringP
         raise MatrixError(401, "M_UNAUTHORIZED", "X-Matrix headers name different origins")
     if any(a.destination is not None and a.destination != server_name for a in auths):
         raise MatrixError(401, "M_UNAUTHORIZED", "X-Matrix destination is not this server")
+    if allowed is not None and not allowed(origin):
+        raise MatrixError(403, "M_FORBIDDEN", "Federation with your server is not allowed")
 
     content: Any = None
     if request.body_exists:
@@ -86,14 +92,16 @@ async def authenticate(request: web.Request, server_name: str, keyring: KeyringP
 
 def make_xmatrix_middleware(
     server_name: str, keyring: KeyringPort, on_origin: Callable[[str], None] | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """`on_origin` hears of every authenticated peer (the sender retries a peer that is back)."""
+    """`on_origin` hears of every authenticated peer (the sender retries a peer that is back);
+    `allowed` refuses peers outside federation.domain_whitelist / in domain_blacklist."""
 
     @web.middleware
     async def xmatrix_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if needs_auth(request.path):
             try:
-                request[ORIGIN] = await authenticate(request, server_name, keyring)
+                request[ORIGIN] = await authenticate(request, server_name, keyring, allowed)
             except MatrixError as e:
                 if e.status == 401:
                     log.info("rejected federation request %s %s: %s", request.method, request.path, e.error)

@@ -246,3 +246,34 @@ async def hierarchy(request: web.Request) -> web.Response:
     return ok(await request.app[FEDERATION].spaces.hierarchy_for_server(
         request[ORIGIN], request.match_info["room_id"], query.suggested_only,
     ))
+
+
+@routes.put(V1 + "/invite/{room_id}/{event_id}")
+async def invite_v1(request: web.Request) -> web.Response:
+    """PUT /v1/invite/{roomId}/{eventId}: the event itself is the body, the stripped state
+    rides in unsigned.invite_room_state, and the API only serves rooms of versions 1-2
+    (whose invites countersign alike, so "1" stands for both). Answers [200, {event}]."""
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise MatrixError(400, "M_BAD_JSON", "The body must be the invite event")
+    unsigned = body.get("unsigned") if isinstance(body.get("unsigned"), dict) else {}
+    v2_body = {"event": body, "room_version": "1", "invite_room_state": unsigned.get("invite_room_state", [])}
+    signed = await request.app[FEDERATION].rooms.on_invite(
+        request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"], v2_body,
+    )
+    return ok([200, signed])
+
+
+@routes.get(V1 + "/timestamp_to_event/{room_id}")
+async def timestamp_to_event(request: web.Request) -> web.Response:
+    """GET /timestamp_to_event/{roomId}?ts&dir"""
+    direction = request.query.get("dir")
+    try:
+        ts = int(request.query.get("ts", ""))
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "ts must be an integer") from None
+    if direction not in ("f", "b"):
+        raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'f' or 'b'")
+    return ok(await request.app[FEDERATION].rooms.timestamp_to_event(
+        request[ORIGIN], request.match_info["room_id"], ts, direction == "f",
+    ))

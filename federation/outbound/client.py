@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -52,6 +52,7 @@ class FederationClient:
         scheme: str = "https",
         session: aiohttp.ClientSession | None = None,
         url_fetcher: UrlFetcherPort | None = None,
+        allowed: Callable[[str], bool] | None = None,
     ) -> None:
         """``url_fetcher``: fetches the URLs peers point to (media ``Location``), guarded
         against forbidden addresses (ip_range_blacklist); without one they are refused.
@@ -66,6 +67,7 @@ class FederationClient:
         self._session = session
         self._owns_session = False
         self._url_fetcher = url_fetcher
+        self._allowed = allowed
 
     async def start(self) -> None:
         if self._session is None:
@@ -106,6 +108,9 @@ class FederationClient:
         self, method: str, destination: str, uri: str, body: Any,
         headers: dict[str, str], timeout: float,
     ) -> Any:
+        if self._allowed is not None and not self._allowed(destination):
+            # federation.domain_whitelist / domain_blacklist: never contact this server.
+            raise FederationRequestError(403, "M_FORBIDDEN", f"Federation with {destination} is not allowed")
         target = await self._resolve(destination)
         data = None
         if body is not None:

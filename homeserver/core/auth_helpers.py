@@ -7,6 +7,8 @@ re-exported by :mod:`homeserver.core.auth_rules`.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +36,10 @@ NAMED_LEVEL_DEFAULTS: dict[str, int] = {
     "users_default": 0,
 }
 CREATOR_LEVEL_WITHOUT_PL = 100
+# rooms/v12: creators' power level is infinitely high; any int compares below this.
+CREATOR_POWER = 2**64
+
+_STRINGY_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 def is_int(value: Any) -> bool:
@@ -41,10 +47,24 @@ def is_int(value: Any) -> bool:
     return type(value) is int
 
 
+def parse_power_level(value: Any) -> int | None:
+    """A power level as rooms of versions 1-9 read it: an integer, a string holding
+    one (rooms/v1 stringy power levels) or a float truncated at the point (rooms/v1
+    floaty power levels). None when it is none of these."""
+    if is_int(value):
+        return value
+    if isinstance(value, str) and _STRINGY_INT.fullmatch(value):
+        return int(value.strip())
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
+
+
 def _as_int(value: Any, default: int) -> int:
-    # Values in a PL event that passed v10+ auth are always ints; anything
-    # else can only come from a malformed event, so fall back to the default.
-    return value if is_int(value) else default
+    # From v10 values in a PL event that passed auth are ints; in older rooms
+    # they may be strings or floats. Anything else falls back to the default.
+    parsed = parse_power_level(value)
+    return default if parsed is None else parsed
 
 
 def _version_of(create: Event, room_version: RoomVersion | str | None) -> RoomVersion | None:
@@ -72,18 +92,40 @@ def room_creator(state: AuthState, room_version: RoomVersion | str | None = None
     return create.sender
 
 
+def room_creators(state: AuthState, room_version: RoomVersion | str | None = None) -> set[str]:
+    """rooms/v12 "room creators": the create sender plus ``additional_creators``;
+    before v12 just :func:`room_creator`."""
+    create = state.get(CREATE_KEY)
+    if create is None:
+        return set()
+    version = _version_of(create, room_version)
+    if version is None or not version.privileged_creators:
+        creator = room_creator(state, room_version)
+        return {creator} if creator else set()
+    extra = create.content.get("additional_creators")
+    extras = [u for u in extra if isinstance(u, str)] if isinstance(extra, list) else []
+    return {create.sender, *extras}
+
+
 def user_power_level(
     state: AuthState, user_id: str, room_version: RoomVersion | str | None = None
 ) -> int:
     """``users[user_id]``, else ``users_default`` (0); without a PL event the
-    creator has 100 and everyone else 0."""
+    creator has 100 and everyone else 0. From v12 creators outrank everyone."""
+    create = state.get(CREATE_KEY)
+    version = _version_of(create, room_version) if create is not None else None
+    if version is not None and version.privileged_creators:
+        if user_id in room_creators(state, version):
+            return CREATOR_POWER
     pl = state.get(POWER_LEVELS_KEY)
     if pl is None:
         return CREATOR_LEVEL_WITHOUT_PL if user_id == room_creator(state, room_version) else 0
     content = pl.content
     users = content.get("users")
-    if isinstance(users, dict) and is_int(users.get(user_id)):
-        return users[user_id]
+    if isinstance(users, dict) and user_id in users:
+        level = parse_power_level(users[user_id])
+        if level is not None:
+            return level
     return _as_int(content.get("users_default"), 0)
 
 
@@ -102,8 +144,9 @@ def required_power_level(state: AuthState, event_type: str, is_state: bool) -> i
     pl = state.get(POWER_LEVELS_KEY)
     if pl is not None:
         events = pl.content.get("events")
-        if isinstance(events, dict) and is_int(events.get(event_type)):
-            return events[event_type]
+        level = parse_power_level(events.get(event_type)) if isinstance(events, dict) else None
+        if level is not None:
+            return level
     return named_power_level(state, "state_default" if is_state else "events_default")
 
 
@@ -111,9 +154,8 @@ def notification_power_level(state: AuthState, key: str = "room") -> int:
     """``notifications[key]`` (``room`` defaults to 50, for @room pushes)."""
     pl = state.get(POWER_LEVELS_KEY)
     notifications = pl.content.get("notifications") if pl is not None else None
-    if isinstance(notifications, dict) and is_int(notifications.get(key)):
-        return notifications[key]
-    return 50
+    level = parse_power_level(notifications.get(key)) if isinstance(notifications, dict) else None
+    return 50 if level is None else level
 
 
 def membership_of(state: AuthState, user_id: str) -> str | None:

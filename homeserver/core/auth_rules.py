@@ -1,9 +1,10 @@
-"""Authorization rules for room versions 10 and 11
-(https://spec.matrix.org/v1.19/rooms/v10/#authorization-rules, .../rooms/v11/#authorization-rules).
+"""Authorization rules for room versions 1-12
+(https://spec.matrix.org/v1.19/rooms/v1/#authorization-rules ... rooms/v12/#authorisation-rules).
 
-Rule numbers in comments follow the spec's v10 numbering. v11 differs only in
-who "the creator" is (see RoomVersion.creator_in_content) and in dropping
-rule 1.4.
+Rule numbers in comments follow the spec's v10 numbering; version differences
+are RoomVersion flags: the m.room.aliases special case (v1-v5), the redaction
+rule (v1-v2), knock (v7), restricted joins (v8), notifications and integer power
+levels (v6, v10), the creator (v11) and v12's room ids and privileged creators.
 """
 
 from __future__ import annotations
@@ -23,28 +24,39 @@ from homeserver.core.auth_helpers import (
     notification_power_level,
     required_power_level,
     room_creator,
+    room_creators,
     user_power_level,
 )
 from homeserver.core.auth_power_levels import check_power_levels_change
 from homeserver.core.errors import AuthError, SignatureError
 from homeserver.core.events import Event
-from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, get_room_version
+from homeserver.core.ids import is_valid_user_id
+from homeserver.core.room_versions import (
+    KNOWN_ROOM_VERSIONS,
+    EventFormat,
+    RoomVersion,
+    get_room_version,
+)
 from homeserver.core.signing import decode_base64, signature_key_ids, verify_json_signature
 
 __all__ = [
     "AuthState",
     "StateKey",
+    "auth_event_selection",
+    "auth_references",
     "auth_state_from_events",
     "auth_types_for_event",
     "check_auth_events",
     "check_auth_rules",
     "check_event_auth",
+    "create_event_id_for_room",
     "join_rule_of",
     "membership_of",
     "named_power_level",
     "notification_power_level",
     "required_power_level",
     "room_creator",
+    "room_creators",
     "user_power_level",
 ]
 
@@ -60,7 +72,7 @@ def auth_types_for_event(
     content: Mapping[str, Any],
 ) -> list[StateKey]:
     """The (type, state_key) pairs an event's ``auth_events`` are chosen from (§1)."""
-    get_room_version(room_version)  # refuse unknown versions early
+    version = get_room_version(room_version)  # refuse unknown versions early
     if event_type == "m.room.create":
         return []
     wanted: list[StateKey] = [CREATE_KEY, POWER_LEVELS_KEY, ("m.room.member", sender)]
@@ -75,15 +87,45 @@ def auth_types_for_event(
             token = signed.get("token") if isinstance(signed, dict) else None
             if isinstance(token, str):
                 wanted.append(("m.room.third_party_invite", token))
-        if membership == "join":
+        if membership == "join" and version.restricted_join_rule:
             authoriser = content.get("join_authorised_via_users_server")
             if isinstance(authoriser, str):
                 wanted.append(("m.room.member", authoriser))
     return list(dict.fromkeys(wanted))  # dedupe, keep order
 
 
+def auth_event_selection(
+    room_version: RoomVersion | str,
+    event_type: str,
+    sender: str,
+    state_key: str | None,
+    content: Mapping[str, Any],
+) -> list[StateKey]:
+    """What goes in a new event's ``auth_events``: :func:`auth_types_for_event`
+    without m.room.create from v12, where the room id stands for it (rule 3.2)."""
+    version = get_room_version(room_version)
+    wanted = auth_types_for_event(version, event_type, sender, state_key, content)
+    if version.room_id_is_create_hash:
+        return [k for k in wanted if k != CREATE_KEY]
+    return wanted
+
+
+def auth_references(room_version: RoomVersion | str, auth_events: Sequence[Event]) -> list[Any]:
+    """``auth_events``/``prev_events`` as the PDU carries them: ids, or in rooms of
+    versions 1-2 ``[id, {"sha256": ...}]`` pairs (rooms/v1 event format)."""
+    version = get_room_version(room_version)
+    if version.event_format is not EventFormat.V1:
+        return [e.event_id for e in auth_events]
+    return [[e.event_id, dict(e.pdu.get("hashes") or {})] for e in auth_events]
+
+
+def create_event_id_for_room(room_id: str) -> str:
+    """rooms/v12: the create event's id is the room id with the sigil ``$``."""
+    return "$" + room_id[1:]
+
+
 def _auth_types_of(version: RoomVersion, event: Event) -> list[StateKey]:
-    return auth_types_for_event(version, event.type, event.sender, event.state_key, event.content)
+    return auth_event_selection(version, event.type, event.sender, event.state_key, event.content)
 
 
 def auth_state_from_events(auth_events: Sequence[Event]) -> dict[StateKey, Event]:
@@ -111,7 +153,7 @@ def check_auth_events(
             raise AuthError(f"Auth event {ae.event_id} was rejected")  # 2.3
         if ae.room_id != event.room_id:
             raise AuthError(f"Auth event {ae.event_id} is from another room")  # 2.5
-    if CREATE_KEY not in seen:
+    if CREATE_KEY not in seen and not version.room_id_is_create_hash:
         raise AuthError("No m.room.create event in auth events")  # 2.4
 
 
@@ -120,16 +162,18 @@ def check_event_auth(
     event: Event,
     auth_events: Sequence[Event],
     *,
+    create_event: Event | None = None,
     verify_authoriser: AuthoriserCheck | None = None,
 ) -> None:
-    """Check (a) on receipt: rule 2 and then rules 1, 3-10 against the auth events."""
+    """Check (a) on receipt: rule 2 and then rules 1, 3-10 against the auth events.
+
+    From v12 the create event is not among the auth events: pass it as
+    ``create_event`` (the event whose id is the room id, rule 2)."""
     check_auth_events(room_version, event, auth_events)
-    check_auth_rules(
-        room_version,
-        event,
-        auth_state_from_events(auth_events),
-        verify_authoriser=verify_authoriser,
-    )
+    state = auth_state_from_events(auth_events)
+    if create_event is not None:
+        state.setdefault(CREATE_KEY, create_event)
+    check_auth_rules(room_version, event, state, verify_authoriser=verify_authoriser)
 
 
 def check_auth_rules(
@@ -157,11 +201,22 @@ def check_auth_rules(
     create = auth_state.get(CREATE_KEY)
     if create is None:
         raise AuthError("No m.room.create event in the auth state")
+    if version.room_id_is_create_hash:
+        # v12 rule 2: the room id names an accepted create event.
+        if create.rejected or event.room_id != "!" + create.event_id[1:]:
+            raise AuthError("The room id is not the id of an accepted m.room.create event")
     # Rule 3: m.federate = false keeps other servers out.
     if create.content.get("m.federate", True) is False and domain_of(event.sender) != domain_of(
         create.sender
     ):
         raise AuthError("This room does not federate with the sender's server")
+    # v1-v5 rule 4: m.room.aliases belongs to the server named by its state key.
+    if event.type == "m.room.aliases" and version.special_case_aliases_auth:
+        if event.state_key is None:
+            raise AuthError("m.room.aliases needs a state_key")
+        if event.state_key != domain_of(event.sender):
+            raise AuthError("m.room.aliases state_key must be the sender's server")
+        return
     if event.type == "m.room.member":
         _check_membership(version, event, auth_state, verify_authoriser)
         return
@@ -184,20 +239,34 @@ def check_auth_rules(
         raise AuthError("A state_key starting with '@' must be the sender's user id")
     # Rule 9.
     if event.type == "m.room.power_levels":
-        check_power_levels_change(event, auth_state, sender_level)
+        check_power_levels_change(version, event, auth_state, sender_level)
+    # v1-v2 rule 11: redactions need the redact level or the same event-id domain.
+    if event.type == "m.room.redaction" and version.redaction_auth_rule:
+        if sender_level >= named_power_level(auth_state, "redact"):
+            return
+        target = event.redacts
+        if target is None or domain_of(target) != domain_of(event.event_id):
+            raise AuthError("Insufficient power level to redact")
     # Rule 10: allow.
 
 
 def _check_create(version: RoomVersion, event: Event) -> None:
     if event.prev_event_ids:
         raise AuthError("m.room.create must not have prev_events")  # 1.1
-    if domain_of(event.room_id) != domain_of(event.sender) or not domain_of(event.sender):
+    if version.room_id_is_create_hash:
+        if "room_id" in event.pdu:
+            raise AuthError("m.room.create must not have a room_id")  # 1.2 (v12)
+    elif domain_of(event.room_id) != domain_of(event.sender) or not domain_of(event.sender):
         raise AuthError("m.room.create: room id and sender are on different servers")  # 1.2
-    # 1.3: an absent room_version means "1", which we do not implement.
+    # 1.3: an absent room_version means "1".
     if event.content.get("room_version", "1") not in KNOWN_ROOM_VERSIONS:
         raise AuthError("m.room.create: unknown room version")
+    if version.privileged_creators and "additional_creators" in event.content:  # 1.4 (v12)
+        extra = event.content["additional_creators"]
+        if not isinstance(extra, list) or not all(is_valid_user_id(u) for u in extra):
+            raise AuthError("m.room.create: additional_creators must be a list of user ids")
     if version.creator_in_content and not isinstance(event.content.get("creator"), str):
-        raise AuthError("m.room.create: content.creator is required")  # 1.4 (v10)
+        raise AuthError("m.room.create: content.creator is required")  # 1.4 (v1-v10)
 
 
 def _check_membership(
@@ -211,9 +280,9 @@ def _check_membership(
     # 4.1
     if not isinstance(target, str) or not isinstance(membership, str):
         raise AuthError("m.room.member needs a state_key and content.membership")
-    # 4.2
+    # 4.2 (v8+, with restricted joins)
     authoriser = event.content.get("join_authorised_via_users_server")
-    if authoriser is not None:
+    if authoriser is not None and version.restricted_join_rule:
         server = domain_of(authoriser) if isinstance(authoriser, str) else ""
         check = verify_authoriser or _has_signature_from
         if not server or not check(event, server):
@@ -241,8 +310,11 @@ def _check_membership(
             raise AuthError("Insufficient power level to invite")  # 4.4.5
         return
     if membership == "leave":
-        if sender == target:  # 4.5.1
-            if target_membership not in ("invite", "join", "knock"):
+        if sender == target:  # 4.5.1 (knock is a membership from v7)
+            leavable = (
+                ("invite", "join", "knock") if version.knock_join_rule else ("invite", "join")
+            )
+            if target_membership not in leavable:
                 raise AuthError(f"{target} cannot leave: membership is {target_membership}")
             return
         if sender_membership != "join":
@@ -258,7 +330,7 @@ def _check_membership(
         if sender_level >= named_power_level(state, "ban") and target_level < sender_level:
             return  # 4.6.2
         raise AuthError("Insufficient power level to ban")  # 4.6.3
-    if membership == "knock":
+    if membership == "knock" and version.knock_join_rule:
         if join_rule_of(state) not in _knock_rules(version):
             raise AuthError("This room does not allow knocking")  # 4.7.1
         if sender != target:

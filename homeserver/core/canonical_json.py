@@ -40,9 +40,14 @@ def _check_canonical(value: Any) -> None:
                 raise ValueError(f"integer {item} out of canonical JSON range")
 
 
-def encode_canonical_json(value: Any) -> bytes:
-    """The spec's canonical encoding; ValueError on floats, out-of-range ints or bad keys."""
-    _check_canonical(value)  # canonicaljson would write floats; the spec forbids them
+def encode_canonical_json(value: Any, *, strict: bool = True) -> bytes:
+    """The spec's canonical encoding; ValueError on floats, out-of-range ints or bad keys.
+
+    ``strict=False`` is for rooms of versions 1-5, which predate strict canonical JSON
+    (rooms/v6 canonical JSON) and may hold floats (rooms/v1 floaty power levels).
+    """
+    if strict:
+        _check_canonical(value)  # canonicaljson would write floats; the spec forbids them
     return canonicaljson.encode_canonical_json(value)
 
 

@@ -8,6 +8,7 @@ through a lossy model.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Any
 
 import attrs
@@ -15,7 +16,7 @@ import attrs
 from homeserver.core.canonical_json import MAX_SAFE_INTEGER, encode_canonical_json
 from homeserver.core.errors import MatrixError
 from homeserver.core.redaction import redact_pdu
-from homeserver.core.room_versions import RoomVersion, get_room_version
+from homeserver.core.room_versions import EventFormat, RoomVersion, get_room_version
 from homeserver.core.signing import SigningKey, decode_base64, encode_base64, sign_json
 
 StateKey = tuple[str, str]
@@ -34,6 +35,9 @@ class Event:
 
     @property
     def room_id(self) -> str:
+        room_id = self.pdu.get("room_id")
+        if room_id is None and self.pdu.get("type") == "m.room.create":
+            return room_id_for_create(self.event_id)  # v12: the create event names the room
         return self.pdu["room_id"]
 
     @property
@@ -66,11 +70,11 @@ class Event:
 
     @property
     def prev_event_ids(self) -> list[str]:
-        return list(self.pdu.get("prev_events") or [])
+        return reference_ids(self.pdu.get("prev_events"))
 
     @property
     def auth_event_ids(self) -> list[str]:
-        return list(self.pdu.get("auth_events") or [])
+        return reference_ids(self.pdu.get("auth_events"))
 
     @property
     def membership(self) -> str | None:
@@ -82,6 +86,23 @@ class Event:
         """The redaction target: top level in v10, ``content.redacts`` from v11."""
         target = self.pdu.get("redacts") or self.content.get("redacts")
         return target if isinstance(target, str) else None
+
+
+def reference_ids(refs: Any) -> list[str]:
+    """Event ids of prev_events/auth_events: plain ids (v3+) or, in rooms of versions
+    1-2, ``[event_id, {"sha256": ...}]`` pairs (rooms/v1 event format)."""
+    out: list[str] = []
+    for ref in refs or ():
+        if isinstance(ref, list | tuple) and ref and isinstance(ref[0], str):
+            out.append(ref[0])
+        elif isinstance(ref, str):
+            out.append(ref)
+    return out
+
+
+def room_id_for_create(create_event_id: str) -> str:
+    """rooms/v12: the room id is the create event's id with the sigil ``!``."""
+    return "!" + create_event_id[1:]
 
 
 # ---------------------------------------------------------------------------
@@ -99,7 +120,8 @@ MAX_AUTH_EVENTS = 10
 
 def _content_hash_bytes(pdu: dict[str, Any]) -> bytes:
     stripped = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
-    return hashlib.sha256(encode_canonical_json(stripped)).digest()
+    # Floats only reach here from rooms of versions 1-5, whose events may hold them.
+    return hashlib.sha256(encode_canonical_json(stripped, strict=False)).digest()
 
 
 def compute_content_hash(pdu: dict[str, Any]) -> str:
@@ -119,17 +141,42 @@ def check_content_hash(pdu: dict[str, Any]) -> bool:
         return False
 
 
-def compute_event_id(room_version: RoomVersion | str, pdu: dict[str, Any]) -> str:
-    """``$`` + url-safe base64 of the reference hash (room versions 4+).
-
-    Any ``event_id`` key inside the PDU is ignored for trust purposes (but, as
-    the spec's algorithm keeps it through redaction, it is part of the hash).
-    """
-    redacted = redact_pdu(room_version, pdu)
+def compute_reference_hash(room_version: RoomVersion | str, pdu: dict[str, Any]) -> bytes:
+    """SHA-256 of the redacted PDU without signatures/unsigned (server-server
+    "calculating the reference hash for an event")."""
+    version = get_room_version(room_version)
+    redacted = redact_pdu(version, pdu)
     for key in ("signatures", "unsigned", "age_ts"):
         redacted.pop(key, None)
-    digest = hashlib.sha256(encode_canonical_json(redacted)).digest()
-    return "$" + encode_base64(digest, urlsafe=True)
+    encoded = encode_canonical_json(redacted, strict=version.strict_canonical_json)
+    return hashlib.sha256(encoded).digest()
+
+
+def compute_event_id(room_version: RoomVersion | str, pdu: dict[str, Any]) -> str:
+    """The event id: ``$`` + base64 of the reference hash (standard alphabet in v3,
+    url-safe from v4); in rooms of versions 1-2 the ``event_id`` the sender chose.
+
+    From v3 any ``event_id`` key inside the PDU is ignored for trust purposes (but,
+    as the spec's algorithm keeps it through redaction, it is part of the hash).
+    """
+    version = get_room_version(room_version)
+    if version.event_format is EventFormat.V1:
+        event_id = pdu.get("event_id")
+        if not isinstance(event_id, str) or not event_id.startswith("$") or ":" not in event_id:
+            raise MatrixError(400, "M_BAD_JSON", "PDU needs an event_id of the form $id:server")
+        return event_id
+    digest = compute_reference_hash(version, pdu)
+    return "$" + encode_base64(digest, urlsafe=version.event_format is EventFormat.V4)
+
+
+def with_legacy_event_id(
+    room_version: RoomVersion | str, pdu: dict[str, Any], server_name: str
+) -> dict[str, Any]:
+    """Rooms of versions 1-2 carry a sender-chosen ``$opaque:server`` id (rooms/v1
+    event ids); later versions derive it, so the PDU is returned unchanged."""
+    if get_room_version(room_version).event_format is not EventFormat.V1:
+        return pdu
+    return {**pdu, "event_id": f"${secrets.token_urlsafe(18)}:{server_name}"}
 
 
 def hash_and_sign_pdu(
@@ -189,8 +236,22 @@ def _check_int(pdu: dict[str, Any], key: str, minimum: int = 0) -> None:
         raise _bad(f"'{key}' is out of range")
 
 
-def _check_id_list(pdu: dict[str, Any], key: str, limit: int | None) -> None:
+def _is_room_id(version: RoomVersion, room_id: str) -> bool:
+    if not room_id.startswith("!"):
+        return False
+    # v12 room ids are "!" + a reference hash; older ones are "!opaque:server".
+    return version.room_id_is_create_hash or ":" in room_id
+
+
+def _check_id_list(pdu: dict[str, Any], key: str, limit: int | None, legacy: bool) -> None:
     value = pdu.get(key)
+    if legacy:  # rooms/v1 event format: [event_id, {"sha256": hash}] pairs
+        if not isinstance(value, list) or not all(
+            isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and isinstance(r[1], dict)
+            for r in value
+        ):
+            raise _bad(f"'{key}' must be a list of [event_id, hashes] pairs")
+        value = [r[0] for r in value]
     if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
         raise _bad(f"'{key}' must be a list of event ids")
     if limit is not None and len(value) > limit:
@@ -216,10 +277,12 @@ def validate_pdu(
     version = get_room_version(room_version)
     if not isinstance(pdu, dict):
         raise _bad("PDU must be a JSON object")
-    for key in ("room_id", "sender", "type"):
+    v12_create = version.room_id_is_create_hash and pdu.get("type") == "m.room.create"
+    # rooms/v12: the create event has no room_id (auth rule 1.2 rejects one).
+    for key in ("sender", "type") if v12_create else ("room_id", "sender", "type"):
         _check_short_string(pdu, key)
     _check_short_string(pdu, "state_key", required=False)
-    if not pdu["room_id"].startswith("!") or ":" not in pdu["room_id"]:
+    if not v12_create and not _is_room_id(version, pdu["room_id"]):
         raise _bad("'room_id' is not a room id")
     if not pdu["sender"].startswith("@") or ":" not in pdu["sender"]:
         raise _bad("'sender' is not a user id")
@@ -227,8 +290,13 @@ def validate_pdu(
         raise _bad("'content' must be an object")
     _check_int(pdu, "origin_server_ts")
     _check_int(pdu, "depth")
-    _check_id_list(pdu, "prev_events", MAX_PREV_EVENTS if enforce_list_limits else None)
-    _check_id_list(pdu, "auth_events", MAX_AUTH_EVENTS if enforce_list_limits else None)
+    legacy = version.event_format is EventFormat.V1
+    if legacy:
+        _check_short_string(pdu, "event_id")
+        if not pdu["event_id"].startswith("$") or ":" not in pdu["event_id"]:
+            raise _bad("'event_id' must be of the form $id:server")
+    _check_id_list(pdu, "prev_events", MAX_PREV_EVENTS if enforce_list_limits else None, legacy)
+    _check_id_list(pdu, "auth_events", MAX_AUTH_EVENTS if enforce_list_limits else None, legacy)
     hashes = pdu.get("hashes")
     if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
         raise _bad("'hashes' must be an object with a 'sha256' string")
@@ -247,7 +315,7 @@ def validate_pdu(
         if redacts is not None and not isinstance(redacts, str):
             raise _bad("'content.redacts' must be a string")
     try:
-        size = len(encode_canonical_json(pdu))
+        size = len(encode_canonical_json(pdu, strict=version.strict_canonical_json))
     except (ValueError, UnicodeEncodeError) as e:
         raise _bad(f"PDU is not valid canonical JSON: {e}") from e
     if size > MAX_PDU_BYTES:

@@ -8,6 +8,8 @@ import string
 
 from homeserver.core.errors import MatrixError
 
+_HASH_ROOM_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+
 _LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+\Z")
 # Historical user ids may contain more characters; accept them when parsing
 # ids that come from elsewhere, but only create new ones with the strict set.
@@ -47,8 +49,17 @@ def is_valid_user_id(value: object) -> bool:
 
 
 def server_of(entity_id: str) -> str:
-    """The server name part of a user, room or alias id."""
-    return entity_id.split(":", 1)[1]
+    """The server name part of a user, room or alias id ("" for a v12 room id,
+    which has none)."""
+    return entity_id.split(":", 1)[1] if ":" in entity_id else ""
+
+
+def is_room_id(value: object) -> bool:
+    """``!opaque:server`` (room versions 1-11) or ``!`` + a url-safe reference hash
+    (room version 12, appendices#room-ids)."""
+    if not isinstance(value, str) or not value.startswith("!") or len(value) > 255:
+        return False
+    return ":" in value or bool(_HASH_ROOM_ID_RE.fullmatch(value[1:]))
 
 
 def user_id(localpart: str, server_name: str) -> str:

@@ -1,4 +1,4 @@
-"""The redaction algorithm (https://spec.matrix.org/v1.19/rooms/v11/#redactions): what survives a redaction.
+"""The redaction algorithms (rooms/v1, v6, v8, v9 and v11 redactions): what survives a redaction.
 
 Used for signing, for event ids (reference hashes) and for serving redacted
 events, so it must match the spec key by key for each room version.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.core.room_versions import RoomVersion, get_room_version
+from homeserver.core.room_versions import RedactionRules, RoomVersion, get_room_version
 
 _TOP_LEVEL_V10 = frozenset(
     {
@@ -43,17 +43,32 @@ _POWER_LEVEL_KEYS = (
     "users_default",
 )
 
-_CONTENT_V10: dict[str, tuple[str, ...]] = {
-    "m.room.member": ("membership", "join_authorised_via_users_server"),
+# rooms/v1 redactions (v1-v5).
+_CONTENT_V1: dict[str, tuple[str, ...]] = {
+    "m.room.member": ("membership",),
     "m.room.create": ("creator",),
-    "m.room.join_rules": ("join_rule", "allow"),
+    "m.room.join_rules": ("join_rule",),
     "m.room.power_levels": _POWER_LEVEL_KEYS,
+    "m.room.aliases": ("aliases",),
     "m.room.history_visibility": ("history_visibility",),
 }
+# rooms/v6 redactions: m.room.aliases loses its special case.
+_CONTENT_V6 = {k: v for k, v in _CONTENT_V1.items() if k != "m.room.aliases"}
+# rooms/v8: join_rules keep "allow".
+_CONTENT_V8 = {**_CONTENT_V6, "m.room.join_rules": ("join_rule", "allow")}
+# rooms/v9 redactions (v9-v10): members keep join_authorised_via_users_server.
+_CONTENT_V10 = {**_CONTENT_V8, "m.room.member": ("membership", "join_authorised_via_users_server")}
 _CONTENT_V11: dict[str, tuple[str, ...]] = {
     **_CONTENT_V10,
     "m.room.power_levels": (*_POWER_LEVEL_KEYS, "invite"),
     "m.room.redaction": ("redacts",),
+}
+_CONTENT_TABLES = {
+    RedactionRules.V1: _CONTENT_V1,
+    RedactionRules.V6: _CONTENT_V6,
+    RedactionRules.V8: _CONTENT_V8,
+    RedactionRules.V9: _CONTENT_V10,
+    RedactionRules.V11: _CONTENT_V11,
 }
 
 
@@ -62,7 +77,7 @@ def _redact_content(version: RoomVersion, event_type: Any, content: Any) -> dict
         return {}
     if version.v11_redaction and event_type == "m.room.create":
         return dict(content)  # v11 keeps the whole create content
-    table = _CONTENT_V11 if version.v11_redaction else _CONTENT_V10
+    table = _CONTENT_TABLES[version.redaction_rules]
     keep = table.get(event_type, ()) if isinstance(event_type, str) else ()
     new = {k: content[k] for k in keep if k in content}
     if version.v11_redaction and event_type == "m.room.member" and "third_party_invite" in content:

@@ -27,6 +27,7 @@ from homeserver.core.events import (
 )
 from homeserver.core.ids import server_of
 from homeserver.core.redaction import redact_pdu
+from homeserver.core.room_versions import get_room_version
 from homeserver.core.state_groups import StateMap
 from homeserver.services.clock import now_ms
 from homeserver.services.ports import FederationClientPort, FederationRequestError, KeyringPort
@@ -180,8 +181,9 @@ class FederationEventHandler:
         # 4. auth against the event's own auth events
         auth_events = await self._auth_events(origin, rv, event)
         try:
-            auth_rules.check_auth_events(rv, event, auth_events)
-            auth_rules.check_auth_rules(rv, event, auth_rules.auth_state_from_events(auth_events))
+            auth_rules.check_event_auth(
+                rv, event, auth_events, create_event=await self._create_of(rv, event, {})
+            )
         except AuthError as e:
             await self._keep_rejected(event)
             raise PduRejected(f"auth events: {e.error}") from None
@@ -264,6 +266,16 @@ class FederationEventHandler:
             except PduRejected as e:
                 log.info("missing event %s rejected: %s", ev.event_id, e)
 
+    async def _create_of(self, rv: str, event: Event, batch: dict[str, Event]) -> Event | None:
+        """rooms/v12: the create event, named by the room id rather than auth_events."""
+        if not get_room_version(rv).room_id_is_create_hash or event.type == "m.room.create":
+            return None
+        create_id = auth_rules.create_event_id_for_room(event.room_id)
+        if create_id in batch:
+            return batch[create_id]
+        stored = await self._events.get_event(create_id)
+        return stored.event if stored is not None else None
+
     async def _auth_events(self, origin: str, rv: str, event: Event) -> list[Event]:
         ids = event.auth_event_ids
         have = await self._events.get_events(ids)
@@ -325,8 +337,9 @@ class FederationEventHandler:
         try:
             if len(auth) < len(set(ids)):
                 raise AuthError("missing auth events")
-            auth_rules.check_auth_events(rv, event, auth)
-            auth_rules.check_auth_rules(rv, event, auth_rules.auth_state_from_events(auth))
+            auth_rules.check_event_auth(
+                rv, event, auth, create_event=await self._create_of(rv, event, batch)
+            )
         except AuthError as e:
             log.info("outlier %s rejected: %s", event.event_id, e.error)
             return attrs.evolve(event, rejected=True)

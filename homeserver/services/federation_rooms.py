@@ -14,7 +14,7 @@ from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
 from homeserver.core.events import Event, compute_event_id, countersign_pdu, event_from_pdu
 from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
-from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, get_room_version
 from homeserver.core.signing import SigningKey
 from homeserver.services.clock import now_ms
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
@@ -70,6 +70,12 @@ class FederationRooms:
             raise forbidden("A server can only make membership events for its own users")
         head = await self._resident_head(room_id)
         await self._check_acl(origin, room_id)
+        if membership == "knock" and not get_room_version(head.room_version).knock_join_rule:
+            # make_knock: knocking exists from room version 7.
+            raise MatrixError(
+                400, "M_INCOMPATIBLE_ROOM_VERSION", "This room's version does not support knocking",
+                room_version=head.room_version,
+            )
         if membership in ("join", "knock") and head.room_version not in versions:
             raise MatrixError(
                 400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
@@ -82,11 +88,26 @@ class FederationRooms:
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
         keys = auth_rules.auth_types_for_event(head.room_version, "m.room.member", user_id, user_id, content)
+        # v12: the create event is not cited (the room id names it), but auth needs it.
+        selected = auth_rules.auth_event_selection(
+            head.room_version, "m.room.member", user_id, user_id, content,
+        )
         template = {
             "room_id": room_id, "sender": user_id, "state_key": user_id, "type": "m.room.member",
             "content": content, "origin_server_ts": now_ms(), "depth": head.max_depth + 1,
-            "prev_events": list(head.extremities), "auth_events": [head.state[k] for k in keys if k in head.state],
+            "prev_events": list(head.extremities),
+            "auth_events": [head.state[k] for k in selected if k in head.state],
         }
+        if get_room_version(head.room_version).event_format is EventFormat.V1:
+            # rooms/v1 event format: references are [event_id, {hashes}] pairs.
+            refs = await self._events.get_events([*template["prev_events"], *template["auth_events"]])
+
+            def pair(event_id: str) -> list[Any]:
+                found = refs.get(event_id)
+                return [event_id, dict(found.event.pdu.get("hashes") or {}) if found else {}]
+
+            template["prev_events"] = [pair(i) for i in template["prev_events"]]
+            template["auth_events"] = [pair(i) for i in template["auth_events"]]
         if membership in ("join", "knock"):
             # Refuse early what the join itself would fail (banned, invite-only...); the
             # authorising signature is ours to add at send_join.
@@ -151,8 +172,18 @@ class FederationRooms:
             "servers_in_room": sorted({server_of(u) for u, m in head.members.items() if m == "join"}),
         }
 
+    async def timestamp_to_event(self, origin: str, room_id: str, ts: int, forwards: bool) -> dict[str, Any]:
+        """GET /timestamp_to_event: the closest event we hold, if the peer may see the room."""
+        head = await self._resident_head(room_id)
+        await self._may_see_room(origin, head)
+        se = await self._events.event_near_ts(room_id, ts, forwards)
+        if se is None:
+            raise not_found("No event found")
+        return {"event_id": se.event.event_id, "origin_server_ts": se.event.origin_server_ts}
+
     async def auth_chain(self, event_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Every event reachable through auth_events, as PDUs."""
+        """Every event reachable through auth_events (and v12's implied create event),
+        as PDUs."""
         seen: dict[str, dict[str, Any]] = {}
         frontier = set(event_ids)
         start = set(frontier)
@@ -163,12 +194,18 @@ class FederationRooms:
                 if eid not in start:
                     seen[eid] = se.event.pdu
                 nxt.update(a for a in se.event.auth_event_ids if a not in seen)
+                if se.event.type != "m.room.create" and (
+                    get_room_version(se.event.room_version).room_id_is_create_hash
+                ):
+                    # rooms/v12: the create event authorises every event, uncited.
+                    nxt.add(auth_rules.create_event_id_for_room(se.event.room_id))
             frontier = nxt - set(seen)
             start = set()
         return list(seen.values())
 
     async def on_invite(self, origin: str, room_id: str, event_id: str, body: Any) -> dict[str, Any]:
         """PUT /v2/invite: countersign an invite for one of our users and keep it."""
+        await self._check_acl(origin, room_id)  # server ACLs cover invites too (spec: Server ACLs)
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
             raise MatrixError(400, "M_BAD_JSON", "Missing event")
         version = body.get("room_version", "1")
@@ -207,7 +244,9 @@ class FederationRooms:
         head = await self._resident_head(room_id)
         await self._may_see_room(origin, head)
         se = await self._events.get_event(event_id)
-        if se is None or se.event.room_id != room_id or se.state_before is None:
+        # Outliers and rejected events have no state a peer may rely on (spec: M_NOT_FOUND).
+        if (se is None or se.event.room_id != room_id or se.state_before is None
+                or se.outlier or se.event.rejected):
             raise not_found("Unknown event")
         state = await self._events.state_at_group(se.state_before)
         if ids_only:
@@ -225,6 +264,9 @@ class FederationRooms:
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         head = await self._resident_head(room_id)
         await self._may_see_room(origin, head)
+        se = await self._events.get_event(event_id)
+        if se is None or se.event.room_id != room_id:
+            raise not_found("Unknown event")
         return {"auth_chain": await self.auth_chain([event_id])}
 
     async def backfill(self, origin: str, room_id: str, from_ids: Sequence[str], limit: int) -> dict[str, Any]:
@@ -237,7 +279,8 @@ class FederationRooms:
             got = await self._events.get_events(frontier)
             frontier = []
             for eid, se in sorted(got.items(), key=lambda kv: -kv[1].event.depth):
-                if eid in out or se.outlier or len(out) >= limit:
+                # Only events of the room asked about: a peer may name any event id.
+                if eid in out or se.outlier or len(out) >= limit or se.event.room_id != room_id:
                     continue
                 out[eid] = se.event.pdu
                 frontier += [p for p in se.event.prev_event_ids if p not in out]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError
 from homeserver.core.events import Event
 
@@ -30,7 +31,8 @@ def _str_list(value: Any, name: str, sigil: str = "") -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _bad(f"{name} must be a list of strings")
-    if sigil and not all(v.startswith(sigil) and ":" in v for v in value):
+    # v12 room ids name no server (ids.is_room_id); user ids always do.
+    if sigil and not all(ids.is_room_id(v) if sigil == "!" else (v.startswith(sigil) and ":" in v) for v in value):
         raise _bad(f"{name} must be a list of {'room' if sigil == '!' else 'user'} ids")
     return tuple(value)
 

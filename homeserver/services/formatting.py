@@ -23,7 +23,9 @@ def client_event(
         if key in pdu:
             out[key] = pdu[key]
     out.setdefault("content", {})
-    if not include_room_id:
+    if include_room_id:
+        out["room_id"] = event.room_id  # a v12 create event carries none; clients need it
+    else:
         out.pop("room_id", None)
     if event.type == "m.room.redaction" and event.redacts:
         out["redacts"] = event.redacts

@@ -14,8 +14,14 @@ import attrs
 
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden
-from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu, validate_pdu
-from homeserver.core.room_versions import get_room_version
+from homeserver.core.events import (
+    Event,
+    event_from_pdu,
+    hash_and_sign_pdu,
+    validate_pdu,
+    with_legacy_event_id,
+)
+from homeserver.core.room_versions import EventFormat, get_room_version
 from homeserver.core.signing import SigningKey
 from homeserver.core.state_groups import StateKey
 from homeserver.services.reader import EventReader
@@ -64,8 +70,14 @@ class LocalEventBuilder:
         rv = get_room_version(work.room_version)
         built: list[Built] = []
         state_cache: dict[str, Event] = {}
+        hashes: dict[str, dict[str, Any]] = {}  # v1-v2 references carry the events' hashes
         for spec in specs:
-            event = self._build(work, spec, now)
+            if rv.event_format is EventFormat.V1:
+                await self._load_hashes(work, spec, hashes)
+            event = self._build(work, spec, now, hashes)
+            if event.type == "m.room.create" and rv.room_id_is_create_hash:
+                work.room_id = event.room_id  # v12: the create event names the room
+            hashes[event.event_id] = dict(event.pdu.get("hashes") or {})
             auth_state = await self._auth_state(work, event, state_cache)
             auth_rules.check_auth_rules(rv, event, auth_state)
             if event.type == "m.room.redaction":
@@ -83,10 +95,22 @@ class LocalEventBuilder:
             built.append(Built(event, spec, replaces))
         return built
 
-    def _build(self, work: RoomHead, spec: EventSpec, now: int) -> Event:
+    async def _load_hashes(
+        self, work: RoomHead, spec: EventSpec, hashes: dict[str, dict[str, Any]],
+    ) -> None:
+        rv = get_room_version(work.room_version)
+        keys = auth_rules.auth_event_selection(rv, spec.type, spec.sender, spec.state_key, spec.content)
+        wanted = [*work.extremities[-20:], *(work.state[k] for k in keys if k in work.state)]
+        missing = [i for i in wanted if i not in hashes]
+        for event_id, stored in (await self._reader.get_events(missing)).items():
+            hashes[event_id] = dict(stored.event.pdu.get("hashes") or {})
+
+    def _build(
+        self, work: RoomHead, spec: EventSpec, now: int, hashes: dict[str, dict[str, Any]],
+    ) -> Event:
         rv = get_room_version(work.room_version)
         prev = list(work.extremities[-20:])
-        auth_keys = auth_rules.auth_types_for_event(
+        auth_keys = auth_rules.auth_event_selection(
             rv, spec.type, spec.sender, spec.state_key, spec.content,
         )
         auth_ids = [work.state[k] for k in auth_keys if k in work.state]
@@ -96,6 +120,13 @@ class LocalEventBuilder:
             "depth": min(work.max_depth + 1, 2**53 - 1),
             "prev_events": prev, "auth_events": auth_ids,
         }
+        if spec.type == "m.room.create" and rv.room_id_is_create_hash:
+            del pdu["room_id"]  # rooms/v12: the room id is derived from this event
+        if rv.event_format is EventFormat.V1:
+            # rooms/v1 event format: [id, hashes] references and a sender-chosen id.
+            pdu["prev_events"] = [[i, hashes.get(i, {})] for i in prev]
+            pdu["auth_events"] = [[i, hashes.get(i, {})] for i in auth_ids]
+            pdu = with_legacy_event_id(rv, pdu, self.server_name)
         if spec.state_key is not None:
             pdu["state_key"] = spec.state_key
         if spec.redacts is not None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.ids import normalize_user_id, server_of
 from homeserver.services.local_events import EventSpec
@@ -200,5 +201,5 @@ class AccountDataService:
 
 def _check_room_id(room_id: str) -> None:
     """"" is global account data; anything else must look like a room id."""
-    if room_id and not (room_id.startswith("!") and ":" in room_id):
+    if room_id and not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")

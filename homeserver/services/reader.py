@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.server_acl import server_allowed
 from homeserver.core.state_groups import StateKey, StateMap
-from homeserver.core.state_res import resolve_state_v2
+from homeserver.core.state_res import resolve_state
 from homeserver.services.fanout import Committed
 from homeserver.services.lru import LruCache
 from homeserver.services.recent import RecentEvents
@@ -127,7 +127,7 @@ class EventReader:
     async def resolve_states(
         self, room_version: str, states: Sequence[StateMap], pending: Sequence[Event] = (),
     ) -> StateMap:
-        """State resolution v2 over several state maps (forks meeting). `pending` are
+        """State resolution (the room version's algorithm) over several state maps (forks meeting). `pending` are
         events not stored yet (the one being persisted) that the states may name."""
         distinct = {tuple(sorted(s.items())) for s in states}
         if len(distinct) == 1:
@@ -141,7 +141,7 @@ class EventReader:
             found.update({k: v.event for k, v in stored.items()})
             return found
 
-        return await resolve_state_v2(room_version, states, fetch)
+        return await resolve_state(room_version, states, fetch)
 
     # -- timeline ---------------------------------------------------------------
 

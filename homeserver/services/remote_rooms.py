@@ -12,7 +12,12 @@ from typing import Any, Protocol
 
 from homeserver.core import auth_rules
 from homeserver.core.errors import AuthError, MatrixError, forbidden, not_found
-from homeserver.core.events import Event, event_from_pdu, hash_and_sign_pdu
+from homeserver.core.events import (
+    Event,
+    event_from_pdu,
+    hash_and_sign_pdu,
+    with_legacy_event_id,
+)
 from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
 from homeserver.core.redaction import redact_pdu
@@ -158,6 +163,7 @@ class RemoteRooms:
         })
         for key in ("hashes", "signatures", "unsigned", "event_id"):
             template.pop(key, None)
+        template = with_legacy_event_id(version, template, self.server_name)
         signed = hash_and_sign_pdu(version, template, self.server_name, self._key)
         join = event_from_pdu(version, signed)
         resp = await self._client.request(
@@ -278,6 +284,7 @@ class RemoteRooms:
                 template.update({"origin_server_ts": now_ms(), "sender": user_id, "state_key": user_id})
                 for key in ("hashes", "signatures", "unsigned", "event_id"):
                     template.pop(key, None)
+                template = with_legacy_event_id(version, template, self.server_name)
                 signed = hash_and_sign_pdu(version, template, self.server_name, self._key)
                 leave = event_from_pdu(version, signed)
                 await self._client.request(
@@ -327,11 +334,14 @@ class RemoteRooms:
                 continue
             good = []
             for pdu in resp.get("pdus", []) if isinstance(resp, dict) else []:
-                if isinstance(pdu, dict) and pdu.get("room_id") == room_id:
+                # A v12 create event has no room_id: its id names the room instead.
+                if isinstance(pdu, dict) and pdu.get("room_id", room_id) == room_id:
                     try:
-                        good.append(await self._handler.check_pdu(head.room_version, pdu))
+                        event = await self._handler.check_pdu(head.room_version, pdu)
                     except PduRejected:
                         continue
+                    if event.room_id == room_id:
+                        good.append(event)
             stored = await self._writer.append_backfill(good)
             if stored:
                 return len(stored)

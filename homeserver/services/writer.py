@@ -126,7 +126,9 @@ class RoomWriter:
     async def create_room(
         self, room_id: str, room_version: str, creator: str, specs: Sequence[EventSpec],
     ) -> list[StoredEvent]:
-        """Persist a new room's initial events in one commit."""
+        """Persist a new room's initial events in one commit. In v12 rooms `room_id` is
+        only a placeholder: the create event's hash names the room (read it from the
+        first stored event)."""
         get_room_version(room_version)
         head = RoomHead(room_id, room_version, {}, 0, 0, [], 0, {})
         new_room = NewRoom(room_id, room_version, creator, now_ms())
@@ -176,6 +178,8 @@ class RoomWriter:
         work = head.copy()
         now = now_ms()
         built = await self._builder.build_all(work, specs, now, countersign)
+        if new_room is not None and work.room_id != new_room.room_id:
+            new_room = attrs.evolve(new_room, room_id=work.room_id)  # v12: hash-named
 
         # No awaits from here to enqueue: stream ids must commit in order.
         batch = PersistBatch(received_ts=now)
@@ -230,8 +234,11 @@ class RoomWriter:
         all_dests: set[str] = set()
         for se in stored:
             dests = set(servers)
-            if se.event.type == "m.room.member" and se.event.state_key:
-                dests.add(server_of(se.event.state_key))  # a kicked/banned/invited remote user
+            if (se.event.type == "m.room.member" and se.event.state_key
+                    and se.event.membership != "invite"):
+                # A kicked/banned remote user's server hears of it; an invitee's server
+                # gets the invite through /invite only (it is not in the room).
+                dests.add(server_of(se.event.state_key))
             dests.discard(self.server_name)
             if exclude is not None:
                 dests.discard(exclude)

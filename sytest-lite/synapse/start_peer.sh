@@ -170,7 +170,6 @@ enable_registration_without_verification: true
 registration_requires_3pid: []
 report_stats: false
 enable_metrics: false
-default_room_version: "10"
 room_list_publication_rules:
   - {user_id: "*", alias: "*", room_id: "*", action: allow}
 alias_creation_rules:

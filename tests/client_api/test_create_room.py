@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import Matrix, User, assert_error, q
 
 
@@ -14,7 +16,9 @@ async def created_events(user: User, room: str) -> list[tuple[str, str | None]]:
 async def test_private_chat_by_default(hs: Matrix) -> None:
     alice, bob = await hs.users("alice", "bob")
     room = await alice.create_room()
-    assert room.startswith("!") and room.endswith(":hs.test")
+    # Version 12 by default: the room id is the create event's hash, without a server.
+    assert (await alice.state(room, "m.room.create"))["room_version"] == "12"
+    assert room.startswith("!") and ":" not in room and len(room) == 44
     assert (await alice.state(room, "m.room.join_rules"))["join_rule"] == "invite"
     assert (await alice.state(room, "m.room.history_visibility"))["history_visibility"] == "shared"
     assert (await alice.state(room, "m.room.guest_access"))["guest_access"] == "can_join"
@@ -41,7 +45,7 @@ async def test_public_visibility_without_preset_means_public_chat(hs: Matrix) ->
 
 async def test_trusted_private_chat_gives_invitees_the_creators_power(hs: Matrix) -> None:
     alice, bob = await hs.users("alice", "bob")
-    room = await alice.create_room(preset="trusted_private_chat", invite=[bob.user_id])
+    room = await alice.create_room(preset="trusted_private_chat", invite=[bob.user_id], room_version="11")
     pl = await alice.state(room, "m.room.power_levels")
     assert pl["users"] == {alice.user_id: 100, bob.user_id: 100}
     await bob.join(room)
@@ -51,8 +55,12 @@ async def test_trusted_private_chat_gives_invitees_the_creators_power(hs: Matrix
 
 async def test_default_power_levels(hs: Matrix) -> None:
     (alice,) = await hs.users("alice")
-    pl = await alice.state(await alice.create_room(preset="public_chat"), "m.room.power_levels")
+    room = await alice.create_room(preset="public_chat", room_version="11")
+    pl = await alice.state(room, "m.room.power_levels")
     assert pl["users"] == {alice.user_id: 100}
+    # v12: the creator's power is implied, never listed (rooms/v12 auth rule 10.4).
+    v12 = await alice.state(await alice.create_room(preset="public_chat"), "m.room.power_levels")
+    assert v12["users"] == {}
     assert (pl["users_default"], pl["events_default"], pl["state_default"]) == (0, 0, 50)
     assert (pl["ban"], pl["kick"], pl["redact"], pl["invite"]) == (50, 50, 50, 50)
     assert pl["events"]["m.room.power_levels"] == 100
@@ -144,7 +152,7 @@ async def test_power_level_content_override(hs: Matrix) -> None:
     )
     pl = await alice.state(room, "m.room.power_levels")
     assert pl["events_default"] == 20
-    assert pl["users"] == {alice.user_id: 100, bob.user_id: 20}
+    assert pl["users"] == {bob.user_id: 20}  # v12: the creator is dropped from users
     assert pl["state_default"] == 50  # untouched defaults stay
     await bob.join(room)
     await carol.join(room)
@@ -182,7 +190,7 @@ async def test_default_room_version_is_advertised_in_capabilities(hs: Matrix) ->
 
 async def test_unsupported_room_version_is_refused_and_no_room_is_created(hs: Matrix) -> None:
     (alice,) = await hs.users("alice")
-    for version in ("999", "1", 11):
+    for version in ("999", "13", 11):
         err = await alice.post("/createRoom", {"room_version": version}, expect=400)
         assert_error(err, "M_UNSUPPORTED_ROOM_VERSION")
     assert await alice.joined_rooms() == []
@@ -220,3 +228,26 @@ async def test_public_rooms_server_parameter_and_networks(hs: Matrix) -> None:
     assert [r["room_id"] for r in (await alice.post("/publicRooms", {"include_all_networks": True}))["chunk"]] == [room]
     err = await hs.call("GET", "/publicRooms", params={"server": "not a server!"}, expect=400)
     assert_error(err, "M_INVALID_PARAM")
+
+
+async def test_v12_creator_is_not_in_power_levels_and_v11_room_has_a_server(hs: Matrix) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="trusted_private_chat", invite=[bob.user_id])
+    create = await alice.state(room, "m.room.create")
+    assert create["additional_creators"] == [bob.user_id]
+    pl = await alice.state(room, "m.room.power_levels")
+    assert alice.user_id not in pl["users"] and bob.user_id not in pl["users"]
+    old = await alice.create_room(room_version="11")
+    assert old.endswith(":hs.test")
+
+
+@pytest.mark.parametrize("version", [str(n) for n in range(1, 13)])
+async def test_every_stable_version_can_be_created_and_used(hs: Matrix, version: str) -> None:
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(room_version=version, preset="public_chat", name="v" + version)
+    await bob.join(room)
+    await bob.send(room, "hello")
+    await alice.put_state(room, "m.room.topic", {"topic": "t"})
+    chunk = (await alice.messages(room, "b", limit=20))["chunk"]
+    assert [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"] == ["hello"]
+    assert (await alice.state(room, "m.room.create"))["room_version"] == version

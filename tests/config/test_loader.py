@@ -25,7 +25,7 @@ def test_embedded_default_loads() -> None:
     assert cfg.media_store_path == str(data / "media")
     assert cfg.registration.enabled is True
     assert cfg.redis.url is None and cfg.rabbitmq.url is None
-    assert cfg.default_room_version == "10"
+    assert cfg.default_room_version == "12"
     assert cfg.config_path == str(REPO_ROOT / "homeserver.yaml")
 
 
@@ -290,7 +290,7 @@ def test_missing_server_name(write_config: WriteConfig) -> None:
 @pytest.mark.parametrize(
     ("body", "key", "problem"),
     [
-        ("default_room_version: '9'\n", "default_room_version", "unsupported room version '9'"),
+        ("default_room_version: '13'\n", "default_room_version", "unsupported room version '13'"),
         ("log_level: LOUD\n", "log_level", "unknown log level 'LOUD'"),
         ("redis: {url: 'http://x'}\n", "redis.url", "redis://"),
         ("rabbitmq: {url: 'redis://x'}\n", "rabbitmq.url", "amqp://"),

@@ -60,11 +60,13 @@ class Room:
         self.version = version
         self.state: dict[tuple[str, str], Event] = {}
         content: dict[str, Any] = {"room_version": version}
-        if version == "10":
+        if int(version) <= 10:
             content["creator"] = ALICE
-        self.create = self.add(
-            make_event("m.room.create", ALICE, content, "", version=version, prev_events=[])
-        )
+        create = make_event("m.room.create", ALICE, content, "", version=version, prev_events=[])
+        if int(version) >= 12:  # the room id is the create event's id (rooms/v12)
+            pdu = {k: v for k, v in create.pdu.items() if k != "room_id"}
+            create = Event("$" + ROOM[1:], pdu, version)
+        self.create = self.add(create)
         self.add(member(ALICE, "join", version=version, prev_events=[self.create.event_id]))
         self.add(
             make_event(

@@ -166,7 +166,7 @@ def test_content_hash_check():
 
 def test_unknown_room_version_refused():
     with pytest.raises(MatrixError) as e:
-        event_from_pdu("9", MEMBER)
+        event_from_pdu("13", MEMBER)
     assert e.value.errcode == "M_UNSUPPORTED_ROOM_VERSION"
 
 

@@ -64,7 +64,7 @@ def test_input_not_modified_and_content_always_present():
 
 def test_unknown_version():
     with pytest.raises(MatrixError):
-        redact_pdu("1", {})
+        redact_pdu("13", {})
 
 
 PL_CONTENT = {

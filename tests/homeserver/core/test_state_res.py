@@ -12,7 +12,11 @@ import pytest
 
 from homeserver.core.auth_rules import auth_types_for_event
 from homeserver.core.events import Event
-from homeserver.core.state_res import lexicographical_topological_sort, resolve_state_v2
+from homeserver.core.state_res import (
+    lexicographical_topological_sort,
+    resolve_state,
+    resolve_state_v2,
+)
 
 ALICE = "@alice:example.com"
 BOB = "@bob:example.com"
@@ -40,7 +44,7 @@ class Node:
 
 
 def initial_events(version: str) -> list[Node]:
-    create = {"room_version": version, **({"creator": ALICE} if version == "10" else {})}
+    create = {"room_version": version, **({"creator": ALICE} if int(version) <= 10 else {})}
     return [
         Node("CREATE", ALICE, "m.room.create", "", create),
         Node("IMA", ALICE, MEMBER, ALICE, JOIN),
@@ -121,7 +125,7 @@ async def check(version: str, nodes: list[Node], edges: list[list[str]], expecte
     assert changed == expected_state
 
 
-VERSIONS = pytest.mark.parametrize("version", ["10", "11"])
+VERSIONS = pytest.mark.parametrize("version", [str(n) for n in range(2, 12)])
 
 
 @VERSIONS
@@ -355,3 +359,103 @@ async def test_power_order_and_mainline_order_internals():
     assert mainline == _ids("T4", "T3")
     # With no resolved power levels every position is infinity: plain ts order.
     assert _mainline_order(_ids("T4", "T3"), None, cache) == _ids("T3", "T4")
+
+
+# --- room version 1 and 12 -----------------------------------------------------
+
+
+def _ev(
+    version: str,
+    event_id: str,
+    etype: str,
+    sender: str,
+    state_key,
+    content,
+    depth,
+    auth=(),
+    room=ROOM_ID,
+):
+    pdu: dict[str, Any] = {
+        "type": etype,
+        "sender": sender,
+        "room_id": room,
+        "content": content,
+        "origin_server_ts": depth,
+        "depth": depth,
+        "prev_events": [],
+        "auth_events": list(auth),
+    }
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    return Event(event_id, pdu, version)
+
+
+async def test_v1_other_conflicts_pick_the_deepest_allowed_event():
+    store = Store()
+    base = [
+        _ev("1", "$c:e", "m.room.create", ALICE, "", {"creator": ALICE}, 1),
+        _ev("1", "$m:e", MEMBER, ALICE, ALICE, JOIN, 2),
+        _ev("1", "$jb:e", MEMBER, BOB, BOB, JOIN, 3),
+        _ev("1", "$p:e", PL, ALICE, "", {"users": {ALICE: 100}, "events": {TOPIC: 50}}, 3),
+    ]
+    deep_bob = _ev("1", "$t2:e", TOPIC, BOB, "", {"topic": "bob"}, 9)  # BOB lacks the level
+    alice = _ev("1", "$t1:e", TOPIC, ALICE, "", {"topic": "alice"}, 5)
+    for e in [*base, deep_bob, alice]:
+        store.events[e.event_id] = e
+    common = {e.state_tuple: e.event_id for e in base}
+    sets = [{**common, (TOPIC, ""): "$t1:e"}, {**common, (TOPIC, ""): "$t2:e"}]
+    assert (await resolve_state("1", sets, store.fetch))[(TOPIC, "")] == "$t1:e"
+    # With the level, the deeper event wins (v2 would order by mainline then timestamp).
+    store.events["$t2:e"] = _ev("1", "$t2:e", TOPIC, ALICE, "", {"topic": "later"}, 9)
+    assert (await resolve_state("1", sets, store.fetch))[(TOPIC, "")] == "$t2:e"
+
+
+async def test_v1_power_levels_replayed_by_depth_until_one_fails():
+    store = Store()
+    base = [
+        _ev("1", "$c:e", "m.room.create", ALICE, "", {"creator": ALICE}, 1),
+        _ev("1", "$m:e", MEMBER, ALICE, ALICE, JOIN, 2),
+        _ev("1", "$jb:e", MEMBER, BOB, BOB, JOIN, 3),
+    ]
+    # PA (shallow) demotes Alice; PB (deeper, by Alice) is then not allowed, so PA stays.
+    pa = _ev("1", "$pa:e", PL, ALICE, "", {"users": {ALICE: 10, BOB: 100}}, 4)
+    pb = _ev("1", "$pb:e", PL, ALICE, "", {"users": {ALICE: 100, BOB: 0}}, 5)
+    for e in [*base, pa, pb]:
+        store.events[e.event_id] = e
+    common = {e.state_tuple: e.event_id for e in base}
+    sets = [{**common, (PL, ""): "$pa:e"}, {**common, (PL, ""): "$pb:e"}]
+    assert (await resolve_state("1", sets, store.fetch))[(PL, "")] == "$pa:e"
+
+
+async def test_v12_resolution_finds_the_create_event_by_room_id():
+    store = Store()
+    room = "!CREATE12"
+    create = Event(
+        "$CREATE12",
+        {
+            "type": "m.room.create",
+            "sender": ALICE,
+            "state_key": "",
+            "content": {"room_version": "12"},
+            "depth": 1,
+            "origin_server_ts": 1,
+            "prev_events": [],
+            "auth_events": [],
+        },
+        "12",
+    )
+    join = _ev("12", "$ja", MEMBER, ALICE, ALICE, JOIN, 2, room=room)
+    pl = _ev(
+        "12", "$pl", PL, ALICE, "", {"users": {BOB: 50}, "events": {TOPIC: 50}}, 3, ["$ja"], room
+    )
+    jb = _ev("12", "$jb", MEMBER, BOB, BOB, JOIN, 4, ["$pl"], room)
+    # Two conflicting PL changes by the creator (who is in no users map): both pass auth
+    # only because the create event, cited by no auth_events, makes Alice a creator.
+    p1 = _ev("12", "$p1", PL, ALICE, "", {"users": {BOB: 0}}, 5, ["$ja", "$pl"], room)
+    p2 = _ev("12", "$p2", PL, ALICE, "", {"users": {BOB: 100}}, 6, ["$ja", "$pl"], room)
+    for e in [create, join, pl, jb, p1, p2]:
+        store.events[e.event_id] = e
+    common = {e.state_tuple: e.event_id for e in [create, join, jb]}
+    sets = [{**common, (PL, ""): "$p1"}, {**common, (PL, ""): "$p2"}]
+    resolved = await resolve_state("12", sets, store.fetch)
+    assert resolved[(PL, "")] == "$p2"  # both allowed; the later one by timestamp wins
