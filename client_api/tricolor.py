@@ -24,6 +24,7 @@ from client_api.http import (
     services,
     validate,
 )
+from homeserver.core import ids
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, too_large
 from homeserver.http.responses import ok
@@ -37,7 +38,7 @@ MAX_CLIENT_EVENT_BYTES = 65_536
 
 def _room(request: web.Request) -> str:
     room_id = request.match_info["room_id"]
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not ids.is_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
     return room_id
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.roles import creators_of, user_level
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService, Requester
 from homeserver.services.clock import now_ms
@@ -285,8 +286,10 @@ class AdminService:
         local = [u for u, m in head.members.items() if m == "join" and ids.server_of(u) == self.server_name]
         if not local:
             raise MatrixError(400, "M_UNKNOWN", "No local user in the room can grant power")
-        actor = max(local, key=lambda u: int(users.get(u, content.get("users_default", 0))))
-        level = int(users.get(actor, content.get("users_default", 0)))
+        create = await self._events.current_state_event(room_id, ("m.room.create", ""))
+        creators = creators_of(create.content, create.sender) if create is not None else frozenset()
+        actor = max(local, key=lambda u: user_level(content, u, creators))
+        level = user_level(content, actor, creators)  # a v12 creator grants the owner's 100
         if level < int(content.get("events", {}).get("m.room.power_levels", content.get("state_default", 50))):
             raise MatrixError(400, "M_UNKNOWN", "No local user in the room can change power levels")
         if head.members.get(target) not in ("join", "invite"):
@@ -294,6 +297,8 @@ class AdminService:
             if rules is None or rules.content.get("join_rule") != "public":
                 # As Synapse: invited, so they can join; a public room they join themselves.
                 await self._rooms.set_membership(as_user(actor), room_id, target, "invite", None)
+        if target in creators:
+            return  # a v12 creator already outranks everyone and cannot be listed
         users[target] = level
         content["users"] = users
         await self._rooms.send(as_user(actor), room_id, "m.room.power_levels", content, state_key="")

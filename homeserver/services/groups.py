@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.roles import ANNOUNCEMENT, LEVELS, role_of, user_level, with_level
+from homeserver.core.roles import ANNOUNCEMENT, LEVELS, creators_of, role_of, user_level, with_level
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.formatting import bare_client_event
@@ -24,19 +24,22 @@ class GroupService:
         self._rooms = rooms
         self._events = events
 
-    async def _levels(self, room_id: str) -> dict[str, Any]:
+    async def _levels(self, room_id: str) -> tuple[dict[str, Any], frozenset[str]]:
+        """The power levels, and the creators who outrank them (room version 12 on)."""
         event = await self._events.current_state_event(room_id, ("m.room.power_levels", ""))
-        return dict(event.content) if event is not None else {}
+        create = await self._events.current_state_event(room_id, ("m.room.create", ""))
+        creators = creators_of(create.content, create.sender) if create is not None else frozenset()
+        return (dict(event.content) if event is not None else {}), creators
 
     async def members(self, requester: Requester, room_id: str) -> dict[str, Any]:
         head = await self._rooms.require_joined(requester, room_id)
-        levels = await self._levels(room_id)
+        levels, creators = await self._levels(room_id)
         joined = sorted(u for u, m in head.members.items() if m == "join")
         events = await self._events.state_events({("m.room.member", u): head.state[("m.room.member", u)] for u in joined})
         out = []
         for u in joined:
             content = events[("m.room.member", u)].content
-            level = user_level(levels, u)
+            level = user_level(levels, u, creators)
             out.append({
                 "user_id": u, "displayname": content.get("displayname"), "avatar_url": content.get("avatar_url"),
                 "role": role_of(level), "power_level": level,
@@ -55,34 +58,36 @@ class GroupService:
             raise MatrixError(400, "M_INVALID_PARAM", "Use transfer_ownership or leave to change your own role")
         if role not in ("admin", "member"):
             raise MatrixError(400, "M_INVALID_PARAM", "role must be admin or member (ownership is transferred)")
-        levels = await self._levels(room_id)
-        if role_of(user_level(levels, requester.user_id)) != "owner":
+        levels, creators = await self._levels(room_id)
+        if role_of(user_level(levels, requester.user_id, creators)) != "owner":
             raise forbidden("Only the group owner appoints or dismisses admins")
-        if role_of(user_level(levels, user_id)) == "owner":
+        if role_of(user_level(levels, user_id, creators)) == "owner":
             raise forbidden("The owner's role cannot be changed")
         await self._rooms.send(requester, room_id, "m.room.power_levels",
-                               with_level(levels, user_id, LEVELS[role]), state_key="")
+                               with_level(levels, user_id, LEVELS[role], creators), state_key="")
 
     async def transfer_ownership(self, requester: Requester, room_id: str, user_id: str) -> None:
         head = await self._rooms.require_joined(requester, room_id)
         if head.members.get(user_id) != "join":
             raise not_found("That user is not a member of the group")
-        levels = await self._levels(room_id)
-        if role_of(user_level(levels, requester.user_id)) != "owner":
+        levels, creators = await self._levels(room_id)
+        if role_of(user_level(levels, requester.user_id, creators)) != "owner":
             raise forbidden("Only the group owner can transfer ownership")
         if user_id == requester.user_id:
             raise MatrixError(400, "M_INVALID_PARAM", "You already own the group")
         # One event: the new owner at 100, the old one stays an admin.
-        levels = with_level(with_level(levels, user_id, LEVELS["owner"]), requester.user_id, LEVELS["admin"])
+        levels = with_level(
+            with_level(levels, user_id, LEVELS["owner"], creators), requester.user_id, LEVELS["admin"], creators,
+        )
         await self._rooms.send(requester, room_id, "m.room.power_levels", levels, state_key="")
 
     async def leave(self, requester: Requester, room_id: str) -> None:
         """Leave the group; the last owner must hand the group on (or dissolve it) first."""
         head = await self._rooms.require_joined(requester, room_id)
-        levels = await self._levels(room_id)
-        if role_of(user_level(levels, requester.user_id)) == "owner":
+        levels, creators = await self._levels(room_id)
+        if role_of(user_level(levels, requester.user_id, creators)) == "owner":
             others = [u for u, m in head.members.items() if m == "join" and u != requester.user_id]
-            owners = [u for u in others if role_of(user_level(levels, u)) == "owner"]
+            owners = [u for u in others if role_of(user_level(levels, u, creators)) == "owner"]
             if others and not owners:
                 raise forbidden("Transfer ownership or dissolve the group before leaving it")
         await self._rooms.leave(requester, room_id)
@@ -91,9 +96,9 @@ class GroupService:
 
     async def set_announcement(self, requester: Requester, room_id: str, text: str) -> str:
         await self._rooms.require_joined(requester, room_id)
-        levels = await self._levels(room_id)
+        levels, creators = await self._levels(room_id)
         needed = levels.get("events", {}).get(ANNOUNCEMENT, levels.get("state_default", 50))
-        if user_level(levels, requester.user_id) < int(needed):
+        if user_level(levels, requester.user_id, creators) < int(needed):
             raise forbidden("Only group admins and the owner can set the announcement")
         content = {"text": text, "author": requester.user_id, "ts": now_ms()}
         return await self._rooms.send(requester, room_id, ANNOUNCEMENT, content, state_key="")

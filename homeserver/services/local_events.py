@@ -55,6 +55,7 @@ class LocalEventBuilder:
         self, *, server_name: str, signing_key: SigningKey, reader: EventReader,
         recall_window_ms: int = 120_000, recall_windows_ms: Mapping[str, int] | None = None,
     ) -> None:
+        self._last_create_ts = 0
         self.server_name = server_name
         self._key = signing_key
         self._reader = reader
@@ -122,6 +123,9 @@ class LocalEventBuilder:
         }
         if spec.type == "m.room.create" and rv.room_id_is_create_hash:
             del pdu["room_id"]  # rooms/v12: the room id is derived from this event
+            # Two rooms made alike in one millisecond (server notices, bulk creation) would
+            # hash to one room id: this process's create events get distinct timestamps.
+            pdu["origin_server_ts"] = self._last_create_ts = max(now, self._last_create_ts + 1)
         if rv.event_format is EventFormat.V1:
             # rooms/v1 event format: [id, hashes] references and a sender-chosen id.
             pdu["prev_events"] = [[i, hashes.get(i, {})] for i in prev]

@@ -21,7 +21,7 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.roles import role_of, user_level
+from homeserver.core.roles import creators_of, role_of, user_level
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.reader import EventReader
@@ -71,7 +71,9 @@ class RoomDeletionService:
             if head.members.get(requester.user_id) != "join":
                 raise forbidden("You are not in this group")
             levels = await self._events.current_state_event(room_id, ("m.room.power_levels", ""))
-            if role_of(user_level(dict(levels.content) if levels else {}, requester.user_id)) != "owner":
+            if role_of(user_level(
+                dict(levels.content) if levels else {}, requester.user_id, await self._creators(room_id),
+            )) != "owner":
                 raise forbidden("Only the group owner can dissolve the group")
         return await self.delete(requester.user_id, room_id, {
             "block": False, "purge": False, "message": message or "This group has been dissolved.",
@@ -83,7 +85,7 @@ class RoomDeletionService:
     ) -> dict[str, Any]:
         if not requester.is_admin:
             raise forbidden("You are not a server admin")
-        if not room_id.startswith("!") or ":" not in room_id:
+        if not ids.is_room_id(room_id):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
         return await self.delete(requester.user_id, room_id, {
             "block": block, "purge": purge, "message": message, "requester": requester.user_id,
@@ -137,6 +139,10 @@ class RoomDeletionService:
             log.exception("deleting %s failed", room_id)
             await self._store.set_deletion_status(delete_id, "failed", error=str(e))
 
+    async def _creators(self, room_id: str) -> frozenset[str]:
+        create = await self._events.current_state_event(room_id, ("m.room.create", ""))
+        return creators_of(create.content, create.sender) if create is not None else frozenset()
+
     async def _shut_down(self, room_id: str, params: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {
             "kicked_users": [], "failed_to_kick_users": [], "local_aliases": [], "new_room_id": None,
@@ -149,7 +155,8 @@ class RoomDeletionService:
         levels_event = await self._events.current_state_event(room_id, ("m.room.power_levels", ""))
         levels = dict(levels_event.content) if levels_event else {}
         local = [u for u, m in head.members.items() if m == "join" and ids.server_of(u) == self.server_name]
-        actor = max(local, key=lambda u: user_level(levels, u)) if local else None
+        creators = await self._creators(room_id)
+        actor = max(local, key=lambda u: user_level(levels, u, creators)) if local else None
         if actor is not None:
             actor_req = _as(actor)
             if message:

@@ -300,8 +300,9 @@ class RoomService:
             if row is None or row.membership not in ("invite", "knock") or not self._remote.enabled:
                 raise forbidden("You are not in this room")
             held = await self._events.room_head(room_id)
+            create = await self._events.current_state_event(room_id, ("m.room.create", ""))
             if held is not None and held.members.get(requester.user_id) == row.membership and (
-                ids.server_of(room_id) == self.server_name
+                create is not None and ids.server_of(create.sender) == self.server_name  # v12 ids name no server
             ):
                 # Our own room whose members all left: the rejection is an ordinary event here.
                 await self._membership(requester.user_id, room_id, requester.user_id, "leave", reason)

@@ -240,9 +240,8 @@ async def test_a_non_member_cannot_kick(hs: Matrix) -> None:
     for target in (bob, alice, zoe):
         err = await mallory.post(f"/rooms/{q(room)}/kick", {"user_id": target.user_id}, expect=403)
         assert_error(err, "M_FORBIDDEN")
-    await alice.put_state(room, "m.room.power_levels", {
-        **(await alice.state(room, "m.room.power_levels")), "users": {alice.user_id: 100, mallory.user_id: 100},
-    })
+    levels = await alice.state(room, "m.room.power_levels")
+    await alice.put_state(room, "m.room.power_levels", {**levels, "users": {**levels["users"], mallory.user_id: 100}})
     await mallory.join(room)
     await mallory.leave(room)
     for target in (bob, zoe):

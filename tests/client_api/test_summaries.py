@@ -17,7 +17,8 @@ async def test_room_summary_for_members_and_for_anyone_when_public(hs: Matrix) -
     got = await hs.call("GET", f"/_matrix/client/v1/room_summary/{q('#open:hs.test')}")  # no token needed
     assert got["room_id"] == public and got["name"] == "Open" and got["topic"] == "all welcome"
     assert got["join_rule"] == "public" and got["num_joined_members"] == 1 and "membership" not in got
-    assert got["canonical_alias"] == "#open:hs.test" and got["room_version"] == "10"
+    created = await alice.state(public, "m.room.create")
+    assert got["canonical_alias"] == "#open:hs.test" and got["room_version"] == created["room_version"]
     mine = await alice.get(f"/_matrix/client/v1/room_summary/{q(private)}")
     assert mine["membership"] == "join" and mine["name"] == "Closed"
     for who in (bob, None):

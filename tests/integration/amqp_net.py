@@ -96,11 +96,13 @@ class Net:
             {"preset": "public_chat"},
             self.tokens[first],
         )["room_id"]
+        # A room id of version 12 names no server: say where to join through.
+        via = self.users[first].split(":", 1)[1]
         for name in self.names[1:]:
             call(
                 self.url(name),
                 "POST",
-                f"/_matrix/client/v3/join/{self.room}",
+                f"/_matrix/client/v3/join/{self.room}?server_name={via}",
                 {},
                 self.tokens[name],
                 timeout=60,
