@@ -14,7 +14,7 @@ import pytest
 from tests.integration.conftest import RunningServer, start_real_server
 from tests.integration.matrix_http import MatrixUser, q
 from tests.integration.test_federation import client_url, net, pair, shared_room  # noqa: F401
-from tests.ws_client import WS_PATH, WsClient, all_bodies, bodies_in, typing_in
+from tests.ws_client import WS_PATH, Closed, WsClient, all_bodies, bodies_in, typing_in
 
 LIMITS = """websocket:
   heartbeat_interval_ms: 500
@@ -111,10 +111,18 @@ async def test_slow_consumer_is_coalesced_closed_and_resumes(
         await alice.send(room, f"m{i}")
         await ws.sync_frame(lambda f, i=i: f"m{i}" in bodies_in(f, room))
     await alice.call("PUT", f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000})
-    for i in range(2, 7):
+    # One message per frame (each waited for before the next is sent, so a busy server cannot
+    # fold several into one frame): past max_unacked unacknowledged frames the server closes.
+    closed = None
+    for i in range(2, 20):
         sent.append(f"m{i}")
         await alice.send(room, f"m{i}")
-    assert (await ws.closed()).code == 4008
+        try:
+            await ws.sync_frame(lambda f, i=i: f"m{i}" in bodies_in(f, room))
+        except Closed as c:
+            closed = c
+            break
+    assert closed is not None and closed.code == 4008
     assert not any(typing_in(f) for f in ws.frames if f["op"] == "sync")  # dropped before messages
     again = await connect(session, ws_server.base_url, bob)
     assert bodies_in(await again.sync_frame(lambda f: True), room) == sent
