@@ -96,7 +96,8 @@ async def test_block_room_and_make_room_admin(hs: HS, admin: User, make_user) ->
     (await admin.post(f"{A}/v1/rooms/{quote(room)}/make_room_admin", {"user_id": carol.user_id})).expect(200)
     (await carol.join(room)).expect(200)
     levels = (await carol.get_state(room, "m.room.power_levels")).expect(200)
-    assert levels["users"][carol.user_id] == levels["users"][alice.user_id]
+    # The creator's level, or 100 for a version 12 room, whose creators are not listed.
+    assert levels["users"][carol.user_id] == levels["users"].get(alice.user_id, 100)
 
     public = await alice.create_room(preset="public_chat")
     assert (await admin.put(f"{A}/v1/rooms/{quote(public)}/block", {"block": True})).expect(200) == {"block": True}
