@@ -29,6 +29,7 @@ CHECK_KEY = "tricolor.check_key"  # Check for each key of a mapping
 # Every stable room version (homeserver.core.room_versions.KNOWN_ROOM_VERSIONS).
 SUPPORTED_ROOM_VERSIONS = tuple(str(n) for n in range(1, 13))
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
 # What a listener may serve; extend this when a new sub-app appears.
 KNOWN_RESOURCES = ("client", "federation", "media", "keys", "metrics")
 FEDERATION_TRANSPORTS = ("https", "amqp")
@@ -219,6 +220,9 @@ def _resources(value: tuple[str, ...]) -> str | None:
         return f"unknown resource {unknown[0]!r} (known: {', '.join(KNOWN_RESOURCES)})"
     if len(set(value)) != len(value):
         return "lists a resource twice"
+    if "metrics" in value and len(value) > 1:
+        # /metrics says how busy the server is: its own port, kept off the public listener.
+        return "metrics must be the only resource of its listener"
     return None
 
 
@@ -365,6 +369,36 @@ class RabbitMQConfig:
     inbound_exchange: str = setting("tricolor.fed.in", check=_amqp_name)
     # Messages a shovel has in flight to a peer: a backlog drains without flooding it.
     shovel_prefetch: int = setting(50, check=_positive)
+
+
+def _bindings(value: tuple[str, ...]) -> str | None:
+    if not value:
+        return "needs at least one binding key (e.g. 'room.#')"
+    for key in value:
+        if not key or len(key) > 255 or re.search(r"\s", key):
+            return f"{key!r} is not an AMQP topic binding key (e.g. 'room.#' or 'user.@bot:example.org')"
+    return None
+
+
+def _log_format(value: str) -> str | None:
+    return None if value in LOG_FORMATS else f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}"
+
+
+@attrs.frozen
+class EventBusConfig:
+    """Every persisted event published to a RabbitMQ topic exchange for other services
+    (bots, analytics, the AI assistant): README "Event bus". Uses ``rabbitmq.url``."""
+
+    enabled: bool = setting(False)
+    exchange: str = setting("tricolor.events", check=_amqp_name)
+    # One durable queue per consumer group (``tricolor.events.<group>``), bound with these
+    # topic keys, declared at start so nothing published is missed before a consumer connects.
+    consumer_groups: Mapping[str, tuple[str, ...]] = setting(
+        factory=dict, check_key=_amqp_name, check_item=_bindings,
+    )
+    # Messages waiting for the broker; beyond this the oldest are dropped (and counted)
+    # rather than slowing sends down.
+    buffer_size: int = setting(10_000, check=_positive)
 
 
 @attrs.frozen
@@ -555,6 +589,7 @@ class HomeserverConfig:
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
+    event_bus: EventBusConfig = attrs.field(factory=EventBusConfig)
     federation: FederationConfig = attrs.field(factory=FederationConfig)
     media: MediaConfig = attrs.field(factory=MediaConfig)
     email: EmailConfig = attrs.field(factory=EmailConfig)
@@ -589,6 +624,9 @@ class HomeserverConfig:
     # bcrypt cost; tests lower it so registering a user takes milliseconds.
     bcrypt_rounds: int = setting(12, check=_positive)
     log_level: str = setting("INFO", check=_log_level, converter=_upper)
+    # text: readable lines; json: one JSON object per line (for log shippers). Both carry
+    # the request id.
+    log_format: str = setting("text", check=_log_format)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
     # Addresses never connected to for URLs users or peers name (media Location redirects,
     # URL previews), checked on the address connected to: Synapse's names and defaults.
@@ -608,6 +646,7 @@ for _cls in (
     LimitsConfig,
     RedisConfig,
     RabbitMQConfig,
+    EventBusConfig,
     PeerConfig,
     FederationConfig,
     ThumbnailSize,

@@ -72,9 +72,12 @@ def _run_on_database(cfg: HomeserverConfig, main: Callable[[], Awaitable[T]]) ->
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_server(args.config)
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from homeserver.logs import configure as configure_logging
+
+    configure_logging(cfg.log_level, cfg.log_format)
     from config.tls import listener_ssl_context
     from homeserver.app import create_app
+    from homeserver.http import observability
 
     try:  # before anything starts: a missing certificate is a config error, not a traceback
         ssl_contexts = [listener_ssl_context(listener) for listener in cfg.listeners]
@@ -88,10 +91,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         app = await create_app(cfg)
         runner = MatrixAppRunner(app, access_log=None)
         await runner.setup()
+        # A `metrics` listener (its only resource) serves /metrics from an app of its own.
+        metrics_runner = web.AppRunner(
+            observability.create_metrics_app(app[observability.METRICS], app[observability.STATUS]),
+            access_log=None,
+        )
+        await metrics_runner.setup()
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
                 site = web.TCPSite(
-                    runner, listener.host, listener.port, reuse_address=True, ssl_context=ssl_context,
+                    metrics_runner if "metrics" in listener.resources else runner,
+                    listener.host, listener.port, reuse_address=True, ssl_context=ssl_context,
                 )
                 await site.start()
                 log.info(
@@ -115,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, on_signal, sig)
             await stop.wait()
         finally:
+            await metrics_runner.cleanup()
             await runner.cleanup()
         log.info("stopped")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 from aiohttp import web
@@ -27,6 +28,7 @@ from client_api.admin import PREFIX as ADMIN_PREFIX
 from client_api.http import PREFIX as CLIENT_PREFIX
 from client_api.tricolor import PREFIX as TRICOLOR_PREFIX
 from config.appservice import load_registrations
+from config.errors import ConfigError
 from config.key_rotation import load_old_keys
 from config.keys import ensure_signing_key, ensure_token_secret
 from config.schema import FederationConfig, HomeserverConfig, RateLimit
@@ -46,12 +48,15 @@ from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
+from federation.outbound.transport.base import Delivered, DeliveryResult, Retry, Transaction
+from federation.outbound.transport.observed import ObservedTransport
 from homeserver.core.federation_domains import federation_domain_allowed
 from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
+from homeserver.http import observability
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
-from homeserver.http.responses import ok
 from homeserver.outbound.appservice import HttpAppServiceApi
+from homeserver.outbound.event_bus import AmqpEventPublisher
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.outbound.redis_buckets import RedisBuckets
@@ -74,6 +79,7 @@ from homeserver.services.ephemeral import (
     ReceiptService,
     TypingService,
 )
+from homeserver.services.event_bus import EventBus
 from homeserver.services.fanout import CommitSubscriber, WakeOutbox
 from homeserver.services.federation_edus import EduInbound, EduOutbound
 from homeserver.services.federation_events import FederationEventHandler
@@ -85,6 +91,15 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
 from homeserver.services.media import MediaService
+from homeserver.services.metrics import (
+    CountCommits,
+    Metrics,
+    Source,
+    StatusCollector,
+    cache_sources,
+    one,
+    per,
+)
 from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import Notifier, WakeOnCommit
 from homeserver.services.persister import IdGenerator, Persister
@@ -106,6 +121,7 @@ from homeserver.services.push_sync import PushSync
 from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import BucketStore, Limit, MemoryBuckets, RateLimiter
 from homeserver.services.reader import EventReader
+from homeserver.services.readiness import Readiness, up
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
@@ -165,11 +181,17 @@ class Runtime:
     push: PushRuntime
     urls: GuardedHttpClient  # URLs users and peers name (media Location, previews)
     appservices: AppServiceRuntime
+    metrics: Metrics
+    status: StatusCollector  # what /metrics reads from the services on each scrape
+    readiness: Readiness
     federation: FederationRuntime | None = None
     redis: RedisBuckets | None = None
     purger: RecallPurger | None = None
+    event_bus: EventBus | None = None
 
     async def close(self) -> None:
+        if self.event_bus is not None:
+            await self.event_bus.stop()
         await self.services.notices.stop()
         await self.services.deletions.stop()
         if self.purger is not None:
@@ -264,6 +286,8 @@ async def build_services(
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))
     secret = ensure_token_secret(cfg.token_secret_path)
     name = cfg.server_name
+    metrics = Metrics.create()
+    event_bus = build_event_bus(cfg)
 
     # -- stores and positions
     users, rooms_store = UserStore(engine), RoomStore(engine)
@@ -279,7 +303,7 @@ async def build_services(
     # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
     ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
     urls = GuardedHttpClient(ip_policy, ssl_context=client_ssl_context(cfg.federation))
-    outbound = await build_outbound(cfg, key, engine, urls) if cfg.federation.enabled else None
+    outbound = await build_outbound(cfg, key, engine, urls, metrics) if cfg.federation.enabled else None
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
@@ -335,6 +359,9 @@ async def build_services(
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
+    subscribers.append(CountCommits(metrics))
+    if event_bus is not None:
+        subscribers.append(event_bus)
     purger = RecallPurger(events_store)
     subscribers.append(purger)
     purger.start()
@@ -504,13 +531,17 @@ async def build_services(
         report_admin=ReportAdminService(store=admin_store, rooms=rooms, events=reader),
         groups=GroupService(rooms=rooms, events=reader),
         deletions=deletions, notices=notices,
-        client_events=ClientEventService(im_store, client_event_listeners),
+        client_events=ClientEventService(
+            im_store, [*client_event_listeners, *([event_bus.on_client_event] if event_bus else [])],
+        ),
         shared_secret=SharedSecretRegistration(
             secret=cfg.registration.shared_secret, accounts=accounts, auth=auth, profile=profile,
         ),
     )
     await deletions.start()
     await notices.start()
+    if event_bus is not None:
+        await event_bus.start()  # its own task; a broker that is down is retried there
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -523,10 +554,114 @@ async def build_services(
         federation = FederationRuntime(
             context, outbound.keyring, outbound.client, outbound.sender, outbound.amqp,
         )
+    status, readiness = monitoring(
+        services=services, engine_caches=[reader.caches, auth.caches, room_material.caches],
+        outbound=outbound, redis=redis_buckets, event_bus=event_bus,
+    )
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
-        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
+        AppServiceRuntime(as_queue, as_api), metrics, status, readiness, federation, redis_buckets,
+        purger, event_bus,
     )
+
+
+def build_event_bus(cfg: HomeserverConfig) -> EventBus | None:
+    """The RabbitMQ event bus when ``event_bus.enabled`` (README "Event bus")."""
+    bus = cfg.event_bus
+    if not bus.enabled:
+        return None
+    if cfg.rabbitmq.url is None:
+        raise ConfigError("event_bus.enabled needs rabbitmq.url", file=cfg.config_path, key="rabbitmq.url")
+    publisher = AmqpEventPublisher(
+        cfg.rabbitmq.url, bus.exchange, bus.consumer_groups, name=f"tricolor {cfg.server_name} event bus",
+    )
+    return EventBus(publisher, bus.buffer_size)
+
+
+def monitoring(
+    *, services: Services, engine_caches: Sequence[Callable[[], Mapping[str, Any]]],
+    outbound: Outbound | None, redis: RedisBuckets | None, event_bus: EventBus | None,
+) -> tuple[StatusCollector, Readiness]:
+    """What /metrics reads on a scrape, and what /ready checks: figures the services
+    already keep, gathered here so no service knows about Prometheus."""
+    notifier, sockets = services.notifier, services.sockets.registry
+    sources = [
+        Source("tricolor_sync_waiters", "Long-polls and sockets waiting for news", "gauge", one(lambda: notifier.waiting)),
+        Source("synapse_notifier_listeners", "Waits registered with the notifier", "gauge", one(lambda: notifier.waiting)),
+        Source("synapse_notifier_users_woken_by_stream", "Users woken, by stream", "counter",
+               per("stream", lambda: notifier.woken), ("stream",)),
+        Source("tricolor_ws_connections", "Open WebSocket sync connections", "gauge", one(lambda: len(sockets))),
+        *cache_sources(lambda: {n: c for caches in engine_caches for n, c in caches().items()}),
+    ]
+    refresh: list[Callable[[], Awaitable[None]]] = []
+    checks: dict[str, Callable[[], Awaitable[bool]]] = {"database": services.accounts.database_ok}
+    if redis is not None:
+        checks["redis"] = redis.ping
+    if outbound is not None:
+        sender = outbound.sender
+        pending: dict[str, float] = {"pdus": 0}
+
+        async def count_pending() -> None:  # one COUNT per destination with a worker
+            pending["pdus"] = sum([await sender.pending_count(d) for d in sender.active_destinations()])
+
+        refresh.append(count_pending)
+        sources += [
+            Source("synapse_federation_transaction_queue_pending_pdus", "PDUs waiting to be sent",
+                   "gauge", one(lambda: pending["pdus"])),
+            Source("synapse_federation_transaction_queue_pending_edus", "EDUs waiting to be sent", "gauge",
+                   one(lambda: sum(sender.pending_edu_count(d) for d in sender.active_destinations()))),
+            Source("tricolor_federation_active_destinations", "Destinations with a sender running", "gauge",
+                   one(lambda: len(sender.active_destinations()))),
+        ]
+        amqp = outbound.amqp
+        if amqp is not None:
+            broker, shovels, transport = amqp.broker, amqp.shovels, amqp.transport
+            checks["rabbitmq"] = up(lambda: broker.up)
+            refresh.append(shovels.refresh_depths)
+            sources += [
+                Source("tricolor_amqp_broker_up", "1 while our broker is connected", "gauge",
+                       one(lambda: broker.up)),
+                Source("tricolor_amqp_queue_depth", "Messages waiting in a destination's out queue",
+                       "gauge", per("destination", shovels.depths), ("destination",)),
+                Source("tricolor_shovel_up", "1 while the shovel to a destination is running", "gauge",
+                       per("destination", lambda: {d: s == "running" for d, s in shovels.states().items()}),
+                       ("destination",)),
+                Source("tricolor_amqp_https_fallbacks", "Transactions sent over HTTPS because AMQP was not possible",
+                       "counter", one(lambda: transport.fallbacks if transport is not None else 0)),
+                Source("tricolor_amqp_dead_letters", "Inbound messages dead-lettered", "counter",
+                       one(lambda: amqp.consumer.dead_lettered if amqp.consumer is not None else 0)),
+                Source("tricolor_amqp_inbound_transactions", "Inbound transactions taken from our queue",
+                       "counter", one(lambda: amqp.consumer.processed if amqp.consumer is not None else 0)),
+            ]
+    if event_bus is not None:
+        checks["event_bus"] = up(lambda: event_bus.up)
+        sources += [
+            Source("tricolor_event_bus_up", "1 while the event bus is connected", "gauge", one(lambda: event_bus.up)),
+            Source("tricolor_event_bus_published", "Messages published to the event bus", "counter",
+                   one(lambda: event_bus.published)),
+            Source("tricolor_event_bus_dropped", "Buffered commits dropped because the buffer was full",
+                   "counter", one(lambda: event_bus.dropped)),
+            Source("tricolor_event_bus_buffered", "Commits waiting for the broker", "gauge",
+                   one(lambda: event_bus.buffered)),
+        ]
+    return StatusCollector(sources, refresh), Readiness(checks)
+
+
+def delivery_observer(metrics: Metrics) -> Callable[[Transaction, DeliveryResult], None]:
+    """Federation send counters, Synapse's names, from each delivery's result."""
+    sent, pdus, edus, failed = (
+        metrics.sent_transactions, metrics.sent_pdus, metrics.sent_edus, metrics.failed_transactions,
+    )
+
+    def observe(txn: Transaction, result: DeliveryResult) -> None:
+        if isinstance(result, Delivered):
+            sent.inc()
+            pdus.inc(len(txn.pdus))
+            edus.inc(len(txn.edus))
+        else:
+            failed.labels("retry" if isinstance(result, Retry) else "refused").inc()
+
+    return observe
 
 
 def federation_domains(fed: FederationConfig) -> Callable[[str], bool]:
@@ -545,7 +680,7 @@ class Outbound:
 
 
 async def build_outbound(
-    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, urls: GuardedHttpClient,
+    cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, urls: GuardedHttpClient, metrics: Metrics,
 ) -> Outbound:
     """Signed client, keyring and the persisted sender: how we reach other servers."""
     fed = cfg.federation
@@ -564,19 +699,10 @@ async def build_outbound(
         amqp = AmqpRuntime.build(cfg, key, transport, keyring.key_response)
         await amqp.start()  # bounded; a broker that is down is retried in the background
         transport = amqp.transport or transport
+    transport = ObservedTransport(transport, delivery_observer(metrics))
     sender = FederationSender(cfg.server_name, transport, OutboxStore(engine))
     await sender.start()
     return Outbound(client, keyring, sender, amqp)
-
-
-HEALTH = web.AppKey("health", AccountService)
-
-
-async def health(request: web.Request) -> web.Response:
-    """GET /health: ok once the database answers."""
-    if not await request.app[HEALTH].database_ok():
-        return ok({"status": "unavailable"}, status=503)
-    return ok({"status": "ok"})
 
 
 async def create_app(cfg: HomeserverConfig) -> web.Application:
@@ -590,11 +716,16 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     # Root middlewares run for every path, matched by a sub-app or not: Matrix errors
     # (404/405 M_UNRECOGNIZED included) and CORS everywhere.
     app = web.Application(
-        middlewares=[matrix_errors], client_max_size=limit, handler_args=PARSER_LIMITS,
+        middlewares=[observability.observe(runtime.metrics), matrix_errors],
+        client_max_size=limit, handler_args=PARSER_LIMITS,
     )
     app[CONFIG] = cfg
-    app[HEALTH] = runtime.services.accounts
-    app.router.add_get("/health", health)
+    app[observability.METRICS] = runtime.metrics
+    app[observability.STATUS] = runtime.status
+    app[observability.READINESS] = runtime.readiness
+    app.router.add_get("/health", observability.health)
+    app.router.add_get("/ready", observability.ready)
+    app.on_response_prepare.append(observability.stamp_prepared)
     app[discovery.DISCOVERY] = runtime.services.discovery
     app.router.add_routes(discovery.well_known_routes)
     # -- media (issue 8): the content repository's service and its two sub-apps

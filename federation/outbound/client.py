@@ -13,6 +13,7 @@ from yarl import URL
 
 from federation.outbound.resolver import Resolved, ServerResolver, read_limited
 from federation.outbound.xmatrix import sign_request
+from homeserver.core import request_id
 from homeserver.core.canonical_json import encode_json, parse_json
 from homeserver.core.errors import MatrixError
 from homeserver.core.signing import SigningKey
@@ -112,6 +113,9 @@ class FederationClient:
             # federation.domain_whitelist / domain_blacklist: never contact this server.
             raise FederationRequestError(403, "M_FORBIDDEN", f"Federation with {destination} is not allowed")
         target = await self._resolve(destination)
+        rid = request_id.current.get()
+        if rid is not None:  # the peer logs it beside its own id (README "Monitoring")
+            headers[request_id.HEADER] = rid
         data = None
         if body is not None:
             data = encode_json(body).encode("utf-8")
@@ -145,6 +149,9 @@ class FederationClient:
         headers = {"Authorization": sign_request(self._key, self.server_name, destination, "GET", uri, None)}
         target = await self._resolve(destination)
         headers["Host"] = target.host_header
+        rid = request_id.current.get()
+        if rid is not None:
+            headers[request_id.HEADER] = rid
         try:
             async with self._session.get(  # type: ignore[union-attr]
                 self._url(target, uri), headers=headers,

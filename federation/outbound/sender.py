@@ -50,6 +50,7 @@ found the queue short and nothing woke it since the read began.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import random
@@ -291,8 +292,11 @@ class FederationSender:
         except RuntimeError:  # no loop (sync caller): picked up by the next poke or start()
             return
         worker = self._workers[destination] = _Worker()
+        # A fresh context: the worker outlives the request that poked it, so it must not
+        # log (or send on) that request's id; each delivery sets its own (ObservedTransport).
         worker.task = loop.create_task(
             self._run(destination, worker), name=f"federation-sender:{destination}",
+            context=contextvars.Context(),
         )
 
     async def _run(self, destination: str, worker: _Worker) -> None:

@@ -44,5 +44,12 @@ class RedisBuckets:
             keys=[self._prefix + key], args=[limit.per_second, limit.burst_count, now_ms],
         ))
 
+    async def ping(self) -> bool:
+        """Whether Redis answers (for /ready)."""
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
     async def close(self) -> None:
         await self._redis.aclose()

@@ -75,6 +75,10 @@ class AuthService:
         # user -> (is_admin, is_guest), for live users
         self._admins: LruCache[str, tuple[bool, bool]] = LruCache(100_000)
 
+    def caches(self) -> dict[str, LruCache[Any, Any]]:
+        """Named caches, for their hit rates on /metrics."""
+        return {"access_tokens": self._live, "user_admin_flags": self._admins}
+
     def _encode(self, user_id: str, device_id: str, token_id: str, expires_ts: int | None) -> str:
         claims: dict[str, Any] = {
             "iss": self._issuer, "sub": user_id, "dev": device_id, "jti": token_id,

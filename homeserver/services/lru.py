@@ -13,10 +13,18 @@ class LruCache(Generic[K, V]):
     def __init__(self, max_size: int) -> None:
         self._data: OrderedDict[K, V] = OrderedDict()
         self._max = max_size
+        # For /metrics (synapse_util_caches_cache_hits / _cache): two integer additions a lookup.
+        self.hits = 0
+        self.lookups = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     def get(self, key: K) -> V | None:
+        self.lookups += 1
         value = self._data.get(key)
         if value is not None:
+            self.hits += 1
             self._data.move_to_end(key)
         return value
 

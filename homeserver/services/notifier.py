@@ -95,6 +95,13 @@ class Notifier:
         self._floor = dict.fromkeys(STREAMS, 0)
         self._user_last: dict[tuple[str, str], int] = {}
         self._closed = False
+        # Users woken per stream, for /metrics (synapse_notifier_users_woken_by_stream).
+        self.woken: dict[str, int] = dict.fromkeys(STREAMS, 0)
+
+    @property
+    def waiting(self) -> int:
+        """Waits registered now (long-polls and sockets between two pushes); read on scrape."""
+        return sum(len(w) for w in self._waiters.values())
 
     @property
     def closed(self) -> bool:
@@ -152,9 +159,12 @@ class Notifier:
         for user_id in user_ids:
             if remember:
                 self._user_last[(stream, user_id)] = position
-            for fut in self._waiters.pop(user_id, ()):
-                if not fut.done():
-                    fut.set_result(None)
+            waiting = self._waiters.pop(user_id, None)
+            if waiting:
+                self.woken[stream] += 1
+                for fut in waiting:
+                    if not fut.done():
+                        fut.set_result(None)
 
     def on_events(self, position: int, user_ids: Iterable[str]) -> None:
         self.advance("events", position, user_ids)

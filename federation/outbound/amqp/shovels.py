@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 15.0  # seconds between checks of one shovel (and the supervisor's period)
 REQUEST_TIMEOUT = 10.0
+DEPTH_TIMEOUT = 2.0  # a /metrics scrape waits at most this for the broker's queue depths
 
 
 @attrs.frozen
@@ -66,6 +67,7 @@ class ShovelManager:
         self._specs: dict[str, ShovelSpec] = {}
         self._checked: dict[str, float] = {}
         self._states: dict[str, str] = {}
+        self._depths: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -83,6 +85,28 @@ class ShovelManager:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+    def depths(self) -> dict[str, int]:
+        """destination -> messages waiting in its out queue, as last read by ``refresh_depths``."""
+        return dict(self._depths)
+
+    async def refresh_depths(self) -> None:
+        """Read every out queue's depth in one management API call (on a /metrics scrape).
+        A broker that does not answer keeps the last figures; the scrape is not held up."""
+        prefix = out_queue("")
+        try:
+            body = await asyncio.wait_for(
+                self._request("GET", f"queues/{self._vhost}?columns=name,messages"), DEPTH_TIMEOUT,
+            )
+        except Exception as e:
+            log.debug("cannot read queue depths: %s: %s", type(e).__name__, e)
+            return
+        depths = {}
+        for entry in body if isinstance(body, list) else []:
+            name = entry.get("name", "") if isinstance(entry, dict) else ""
+            if name.startswith(prefix):
+                depths[name[len(prefix):]] = int(entry.get("messages") or 0)
+        self._depths = depths
 
     def states(self) -> dict[str, str]:
         """destination -> last seen shovel state (running, starting, terminated, missing...)."""

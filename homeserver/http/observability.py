@@ -1,0 +1,121 @@
+"""Request ids, request metrics and the probes: what operators see of every request.
+
+``observe`` is the root app's outermost middleware: it gives each request an id (the
+``X-Request-Id`` response header and every log line written for it; a peer's or proxy's
+own ``X-Request-Id`` is logged beside ours), counts and times it by method, servlet (the
+handler's name, as Synapse labels by servlet class) and status code, and writes one
+access log line. ``/health`` is liveness (the process answers), ``/ready`` readiness
+(database, Redis and broker, as configured). ``/metrics`` is served by an app of its
+own, mounted only on listeners whose resources are ``[metrics]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from homeserver.core import request_id
+from homeserver.http.middleware import Handler
+from homeserver.http.responses import ok
+from homeserver.services.metrics import Metrics, StatusCollector
+from homeserver.services.readiness import Readiness
+
+access_log = logging.getLogger("tricolor.access")
+
+METRICS = web.AppKey("metrics", Metrics)
+STATUS = web.AppKey("metrics_status", StatusCollector)
+READINESS = web.AppKey("readiness", Readiness)
+
+
+def servlet(request: web.Request) -> str:
+    """The label for a request: its handler's name, or "unmatched" (404/405 of the router)."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return "unmatched"
+    handler = info.route.handler
+    return getattr(handler, "__name__", type(handler).__name__)
+
+
+def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
+    requests_received, responses, response_time = (
+        metrics.requests_received, metrics.responses, metrics.response_time,
+    )
+
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request_id.new_id()
+        token = request_id.current.set(rid)
+        start = time.perf_counter()
+        name = servlet(request)
+        method = request.method
+        requests_received.labels(method, name).inc()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            if not resp.prepared:
+                resp.headers[request_id.HEADER] = rid
+            return resp
+        finally:
+            elapsed = time.perf_counter() - start
+            code = str(status)
+            responses.labels(method, code).inc()
+            response_time.labels(method, name, code).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                peer = request_id.peer_id(request.headers.get(request_id.HEADER))
+                access_log.info(
+                    "%s %s %s %d %.1fms%s", request.remote, method, request.path, status,
+                    elapsed * 1000, f" peer_request_id={peer}" if peer else "",
+                    extra={"http": {"method": method, "path": request.path, "status": status,
+                                    "ms": round(elapsed * 1000, 1), "servlet": name,
+                                    "remote": request.remote, "peer_request_id": peer}},
+                )
+            request_id.current.reset(token)
+
+    return observed
+
+
+async def stamp_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: streamed answers (media, WebSockets) are sent before the
+    middleware sees them, so the id header is added here."""
+    rid = request_id.current.get()
+    if rid is not None and request_id.HEADER not in response.headers:
+        response.headers[request_id.HEADER] = rid
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: liveness. Answers as long as the event loop does; asks nothing of the
+    database, so a database outage does not get a healthy process restarted."""
+    return ok({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """GET /ready: 200 when every configured dependency answers, else 503 naming the
+    ones that do not (load balancers take the worker out until then)."""
+    checks = await request.app[READINESS].check()
+    body = {"status": "ready" if all(checks.values()) else "unavailable",
+            "checks": {name: "ok" if up else "down" for name, up in checks.items()}}
+    return ok(body, status=200 if all(checks.values()) else 503)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """GET /metrics in the Prometheus text format (version 0.0.4)."""
+    await request.app[STATUS].refresh()
+    body = generate_latest(request.app[METRICS].registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+def create_metrics_app(metrics: Metrics, status: StatusCollector) -> web.Application:
+    """The app a ``metrics`` listener serves: /metrics and the two probes, nothing else
+    (keep the port off the public internet: it tells how busy the server is)."""
+    app = web.Application()
+    app[METRICS] = metrics
+    app[STATUS] = status
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/health", health)
+    return app
