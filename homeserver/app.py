@@ -558,6 +558,7 @@ async def build_services(
         services=services, engine_caches=[reader.caches, auth.caches, room_material.caches],
         outbound=outbound, redis=redis_buckets, event_bus=event_bus,
     )
+    metrics.registry.register(status)
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), metrics, status, readiness, federation, redis_buckets,

@@ -3,7 +3,7 @@
 ``observe`` is the root app's outermost middleware: it gives each request an id (the
 ``X-Request-Id`` response header and every log line written for it; a peer's or proxy's
 own ``X-Request-Id`` is logged beside ours), counts and times it by method, servlet (the
-handler's name, as Synapse labels by servlet class) and status code, and writes one
+handler's module and name, as Synapse labels by servlet class) and status code, and writes one
 access log line. ``/health`` is liveness (the process answers), ``/ready`` readiness
 (database, Redis and broker, as configured). ``/metrics`` is served by an app of its
 own, mounted only on listeners whose resources are ``[metrics]``.
@@ -30,26 +30,37 @@ STATUS = web.AppKey("metrics_status", StatusCollector)
 READINESS = web.AppKey("readiness", Readiness)
 
 
-def servlet(request: web.Request) -> str:
-    """The label for a request: its handler's name, or "unmatched" (404/405 of the router)."""
+def servlet_name(handler: object) -> str:
+    """A handler's label: its module and name (``client_api.rooms.send``), unique across
+    sub-apps and fixed for the life of the process, like Synapse's servlet class names."""
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    return f"{getattr(handler, '__module__', None) or type(handler).__module__}.{name}"
+
+
+def servlet(request: web.Request, names: dict[object, str]) -> str:
+    """The label for a request, or "unmatched" (what the router answers 404/405)."""
     info = request.match_info
     if info.http_exception is not None:
         return "unmatched"
     handler = info.route.handler
-    return getattr(handler, "__name__", type(handler).__name__)
+    name = names.get(handler)
+    if name is None:
+        name = names[handler] = servlet_name(handler)  # once per route
+    return name
 
 
 def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
     requests_received, responses, response_time = (
         metrics.requests_received, metrics.responses, metrics.response_time,
     )
+    names: dict[object, str] = {}  # handler -> label, bounded by the routes
 
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = request_id.new_id()
         token = request_id.current.set(rid)
         start = time.perf_counter()
-        name = servlet(request)
+        name = servlet(request, names)
         method = request.method
         requests_received.labels(method, name).inc()
         status = 500
@@ -102,7 +113,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    """GET /metrics in the Prometheus text format (version 0.0.4)."""
+    """GET /metrics in the Prometheus text exposition format."""
     await request.app[STATUS].refresh()
     body = generate_latest(request.app[METRICS].registry)
     resp = web.Response(body=body)

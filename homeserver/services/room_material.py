@@ -115,12 +115,12 @@ class RoomMaterialCache:
         # timeline (backfill, outliers): history we now hold may change `limited`.
         self._generation: dict[str, int] = {}
         self._cache: LruCache[tuple[str, int, int, Hashable], RoomMaterial] = LruCache(size)
+        self.hits = 0
+        self.misses = 0
 
     def caches(self) -> dict[str, LruCache[Any, Any]]:
         """Named caches, for their hit rates on /metrics."""
         return {"initial_sync_room_material": self._cache}
-        self.hits = 0
-        self.misses = 0
 
     def on_committed(self, commit: Committed) -> None:
         position = commit.position

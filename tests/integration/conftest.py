@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -59,12 +59,17 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @contextlib.contextmanager
-def start_real_server(workdir: Path, database: str, extra_yaml: str = "") -> Iterator[RunningServer]:
+def start_real_server(
+    workdir: Path, database: str, extra_yaml: str = "", extra_listeners_yaml: str = "",
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[RunningServer]:
     """A server process on `database` ("sqlite" or "mysql"); `extra_yaml` is appended to
-    its generated config (top-level sections, e.g. `websocket:` limits)."""
+    its generated config (top-level sections the generated file lacks, e.g. `websocket:`
+    limits), `extra_listeners_yaml` (list items) to its `listeners:`, and `extra_env`
+    (settings the file has, e.g. TRICOLOR_REDIS_URL) to its environment."""
     port = _free_port()
     config = workdir / "homeserver.yaml"
-    env = {**os.environ, "TRICOLOR_BCRYPT_ROUNDS": "4", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TRICOLOR_BCRYPT_ROUNDS": "4", "PYTHONPATH": str(REPO), **(extra_env or {})}
     env.pop("TRICOLOR_DATABASE_URL", None)
     mysql_url = None
     if database == "mysql":
@@ -75,6 +80,11 @@ def start_real_server(workdir: Path, database: str, extra_yaml: str = "") -> Ite
          "--port", str(port), "-o", str(config)],
         cwd=REPO, env=env, check=True, capture_output=True, timeout=60,
     )
+    if extra_listeners_yaml:
+        text = config.read_text()
+        first = "    resources: [client, federation]\n"
+        assert first in text, "generate-config changed its listener layout"
+        config.write_text(text.replace(first, first + extra_listeners_yaml.rstrip("\n") + "\n", 1))
     if extra_yaml:
         with open(config, "a") as f:
             f.write("\n" + extra_yaml)

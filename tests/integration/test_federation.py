@@ -444,3 +444,37 @@ async def test_a_remote_users_master_key_signed_with_our_user_signing_key(
         forged.master_id: sign_json(forged.master, alice.user_id, mine.usk),
     }})
     assert forged.master_id in got["failures"][bob.user_id]
+
+
+def _log_lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines()
+
+
+async def test_request_ids_reach_the_peer_s_log(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
+    """A join made for bob on hs2 asks hs1 (make_join, send_join) under bob's request id:
+    the id hs2 answered bob with is in hs1's access log; a transaction hs1 sends later
+    carries its own `txn-` id, logged by hs2."""
+    alice, bob = await pair(net, session)
+    room = await alice.create_room(preset="public_chat")
+    async with session.post(
+        f"{client_url(net, 'hs2.test')}/_matrix/client/v3/join/{q(room)}", json={},
+        params={"server_name": "hs1.test"}, headers={"Authorization": f"Bearer {bob.token}"},
+    ) as r:
+        assert r.status == 200, await r.text()
+        rid = r.headers["X-Request-Id"]
+    hs1_log = Path(next(s["log"] for s in net["servers"] if s["name"] == "hs1.test"))
+    hs2_log = Path(next(s["log"] for s in net["servers"] if s["name"] == "hs2.test"))
+    lines = [ln for ln in _log_lines(hs1_log) if f"peer_request_id={rid}" in ln]
+    assert any("/_matrix/federation/v1/make_join/" in ln for ln in lines), lines
+    assert any("/_matrix/federation/v2/send_join/" in ln for ln in lines), lines
+    # hs2's own lines for the request carry the same id.
+    assert any(f"[{rid}]" in ln and "/join/" in ln for ln in _log_lines(hs2_log))
+
+    await alice.send(room, "traced")
+    await bob.sync_until(lambda d: "traced" in timeline_bodies(d, room))
+
+    async def txn_logged() -> bool:
+        return any("PUT /_matrix/federation/v1/send/" in ln and "peer_request_id=txn-" in ln
+                   for ln in _log_lines(hs2_log))
+
+    await eventually(txn_logged)
