@@ -69,12 +69,20 @@ def _media(request: web.Request) -> MediaService:
     return request.app[MEDIA]
 
 
-def _serve(content: MediaContent, filename: str | None = None) -> web.Response:
+def _serve(
+    content: MediaContent, filename: str | None = None, accel_prefix: str | None = None,
+) -> web.Response:
     name = filename if filename is not None else content.filename
-    return web.Response(body=content.data, headers={
+    headers = {
         "Content-Type": content.content_type,
         "Content-Disposition": content_disposition(content.content_type, name),
-    })
+    }
+    if accel_prefix is not None and content.storage_key is not None:
+        # nginx sends the file from the media store (its `internal` location), keeping
+        # these headers: the bytes never pass through this process.
+        headers["X-Accel-Redirect"] = accel_prefix + content.storage_key
+        return web.Response(headers=headers)
+    return web.Response(body=content.data, headers=headers)
 
 
 async def _read_upload(request: web.Request) -> bytes:
@@ -168,12 +176,14 @@ def _download(authenticated: bool) -> Callable[[web.Request], Awaitable[web.Resp
         if authenticated:
             await requester(request)
         query = parse_query(request, DownloadQuery)
-        content = await _media(request).download(
+        media = _media(request)
+        accel = media.x_accel_redirect_prefix
+        content = await media.download(
             request.match_info["server_name"], request.match_info["media_id"],
             allow_remote=authenticated or query.allow_remote, timeout_ms=query.timeout_ms,
-            legacy=not authenticated,
+            legacy=not authenticated, read=accel is None,
         )
-        return _serve(content, checked_filename(request.match_info.get("file_name")))
+        return _serve(content, checked_filename(request.match_info.get("file_name")), accel)
 
     return download
 

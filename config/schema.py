@@ -460,6 +460,12 @@ DEFAULT_THUMBNAIL_SIZES = (
 )
 
 
+def _accel_prefix(value: str) -> str | None:
+    if value.startswith("/") and value.endswith("/") and not re.search(r"[\s?#]", value):
+        return None
+    return f"must be a URI path starting and ending with '/' (e.g. /_tricolor_media/), got {value!r}"
+
+
 @attrs.frozen
 class MediaConfig:
     """The content repository; uploads are capped by limits.max_upload_bytes, files live
@@ -488,6 +494,10 @@ class MediaConfig:
     url_preview_max_bytes: int = setting(10_000_000, check=_positive)
     # Previews are kept per (URL, ts rounded down to this) and for this long.
     url_preview_cache_ms: int = setting(3_600_000, check=_positive)
+    # Behind nginx: answer downloads with `X-Accel-Redirect: <prefix><key>` and no body, and
+    # let nginx send the file from media_store_path (an `internal` location with
+    # `alias <media_store_path>/`, see contrib/nginx/). null: the server sends the bytes.
+    x_accel_redirect_prefix: str | None = setting(None, check=_accel_prefix)
 
 
 @attrs.frozen

@@ -39,6 +39,9 @@ class LocalMediaStorage:
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._get, self._path(key))
 
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
+
     async def delete_tree(self, key: str) -> None:
         """Remove the file or directory under ``key`` (an admin deleting media)."""
         await asyncio.to_thread(self._delete, self._path(key))

@@ -54,6 +54,9 @@ class MediaStorage(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The bytes under ``key``, or None."""
 
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a file (without reading it)."""
+
     async def delete_tree(self, key: str) -> None:
         """Remove ``key`` (a file, or a directory of files such as a media's thumbnails)."""
 
@@ -72,6 +75,9 @@ class MediaContent:
     content_type: str
     filename: str | None
     data: bytes
+    # Where the bytes are in the media store, when they are there (X-Accel-Redirect);
+    # ``data`` is empty when the caller asked not to read them.
+    storage_key: str | None = None
 
 
 def _local_key(media_id: str) -> str:
@@ -189,9 +195,19 @@ class MediaService:
         """Whether what is stored now is kept off the legacy unauthenticated endpoints."""
         return self._config.enable_authenticated_media
 
+    @property
+    def x_accel_redirect_prefix(self) -> str | None:
+        """Set when a reverse proxy sends stored files itself (``media.x_accel_redirect_prefix``)."""
+        return self._config.x_accel_redirect_prefix
+
+    async def _stored(self, key: str, read: bool) -> bytes | None:
+        if read:
+            return await self._storage.get(key)
+        return b"" if await self._storage.exists(key) else None
+
     async def download(
         self, server_name: str, media_id: str, *, allow_remote: bool = True,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS, legacy: bool = False, read: bool = True,
     ) -> MediaContent:
         """The media behind mxc://server_name/media_id: ours, cached, or fetched now.
 
@@ -206,11 +222,11 @@ class MediaService:
             raise not_found("Media not found")  # quarantined by an admin: as if gone (as Synapse answers)
         if self._is_local(mxc):
             row = await self._uploaded_row(media_id, timeout_ms)
-            data = await self._storage.get(_local_key(media_id))
+            data = await self._stored(_local_key(media_id), read)
             if data is None or (frozen and row.authenticated):
                 raise not_found("Media not found")
-            return MediaContent(row.content_type, row.upload_name, data)
-        return await self._remote_media(mxc, allow_remote and not frozen, timeout_ms, frozen)
+            return MediaContent(row.content_type, row.upload_name, data, _local_key(media_id))
+        return await self._remote_media(mxc, allow_remote and not frozen, timeout_ms, frozen, read)
 
     async def download_for_peer(self, media_id: str, timeout_ms: int) -> MediaContent:
         """Federation /media/download: only our own media is served to other servers."""
@@ -236,15 +252,15 @@ class MediaService:
                 pass
 
     async def _remote_media(
-        self, mxc: MxcUri, allow_remote: bool, timeout_ms: int, frozen: bool,
+        self, mxc: MxcUri, allow_remote: bool, timeout_ms: int, frozen: bool, read: bool = True,
     ) -> MediaContent:
         row = await self._store.get(mxc.server_name, mxc.media_id)
         if row is not None and frozen and row.authenticated:
             raise not_found("Media not found")
         if row is not None and not row.pending:
-            data = await self._storage.get(_remote_key(mxc))
+            data = await self._stored(_remote_key(mxc), read)
             if data is not None:
-                return MediaContent(row.content_type, row.upload_name, data)
+                return MediaContent(row.content_type, row.upload_name, data, _remote_key(mxc))
         if not allow_remote or self._remote is None:
             raise not_found("Media not found")
         loop = asyncio.get_running_loop()
