@@ -1,6 +1,7 @@
 #!/bin/sh
-# Start one homeserver of docker-compose.federation.yml: a certificate from the shared test
-# CA (made by whichever server starts first), then `tricolor run`.
+# Start one worker of docker-compose.federation.yml: a certificate from the shared test CA
+# (made by whichever server starts first; the second worker of a server finds its first
+# worker's), then `tricolor run` with the mounted config.
 set -eu
 python - "$SERVER_NAME" <<'PY'
 import os, sys
