@@ -146,6 +146,9 @@ class Assistant:
         self._rooms: dict[str, RoomView] = {}
         self._seen_txns: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        # Finished requests by outcome (success, failed, unavailable: refused by an open
+        # breaker), read by the embedding homeserver's /metrics (tricolor_ai_requests_total).
+        self.outcomes: dict[str, int] = {"success": 0, "failed": 0, "unavailable": 0}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -293,6 +296,7 @@ class Assistant:
         breaker = self.breakers[provider.name]
         started = self._clock()
         if not breaker.allow():
+            self.outcomes["unavailable"] += 1
             await self._finish(job, started, "failed", error="assistant unavailable: the AI service is failing")
             await self._warn(job.room_id, provider.name, breaker)
             return
@@ -310,6 +314,7 @@ class Assistant:
                     await asyncio.sleep(self.cfg.retry_backoff_s * 2 ** (attempt - 1))
                     continue
                 opened = breaker.failure()
+                self.outcomes["failed"] += 1
                 if writer.started:
                     await writer.interrupted("[the answer was interrupted]")
                 await self._finish(
@@ -319,6 +324,7 @@ class Assistant:
                     await self._warn(job.room_id, provider.name, breaker)
                 return
         breaker.success()
+        self.outcomes["success"] += 1
         event_id = await writer.finish(text)
         await self._finish(job, started, "success", response=raw, reply_event_id=event_id)
 

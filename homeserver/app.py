@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import client_api.app
 import client_api.media
 import client_api.tricolor
+from ai_assistant.app import SLOT as ASSISTANT_SLOT
 from ai_assistant.app import create_app as create_assistant_app
 from ai_assistant.config import load_assistant_config
 from client_api import discovery
@@ -744,9 +745,19 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     if cfg.ai_assistant.config_file is not None:
         # The embedded assistant: the same application service as `tricolor ai-assistant`,
         # served here; its registration's url points at this path on our own listener.
-        app.add_subapp(AI_ASSISTANT_PREFIX, create_assistant_app(
+        assistant_app = create_assistant_app(
             load_assistant_config(cfg.ai_assistant.config_file, cfg.server_name),
-        ))
+        )
+        app.add_subapp(AI_ASSISTANT_PREFIX, assistant_app)
+        slot = assistant_app[ASSISTANT_SLOT]
+
+        def ai_outcomes() -> Mapping[str, float]:
+            return slot.assistant.outcomes if slot.assistant is not None else {}
+
+        runtime.metrics.registry.register(StatusCollector([Source(
+            "tricolor_ai_requests", "AI assistant requests finished, by outcome", "counter",
+            per("outcome", ai_outcomes), ("outcome",),
+        )]))
     app.add_subapp(CLIENT_PREFIX, client_api.app.create_app(runtime.services, limit))
     admin_app = client_api.app.create_admin_app(runtime.services, limit)
     admin_app[ADMIN_MEDIA] = media

@@ -13,8 +13,10 @@ import attrs
 import bcrypt
 import yaml
 from aiohttp.test_utils import TestClient
+from prometheus_client.exposition import generate_latest
 
 from config.schema import AiAssistantConfig, AppServicesConfig, HomeserverConfig
+from homeserver.http import observability
 from storage.engine import create_engine
 from storage.stores.users import UserStore
 from tests.ai_assistant.conftest import AI, Deployment, make_group, records, replies_to, room_events
@@ -275,12 +277,17 @@ async def test_the_embedded_assistant_answers_in_the_homeserver_process(
         app_services=AppServicesConfig(config_files=(str(registration),), retry_min_ms=50, retry_max_ms=400),
         ai_assistant=AiAssistantConfig(config_file=str(assistant)),
     )
-    client = await aiohttp_client(await create_app(cfg), server_kwargs={"port": port})
+    app = await create_app(cfg)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
     hs = Matrix(client, "hs.test")
     g = await make_group(hs)
     question = await g.patient.send(g.room, "embedded?")
     reply = await reply_in_sync(g.patient, g.room, question)
     assert reply["content"]["body"] == "echo: embedded?"
+    # The homeserver's /metrics counts the embedded assistant's answers.
+    page = generate_latest(app[observability.METRICS].registry).decode()
+    assert 'tricolor_ai_requests_total{outcome="success"} 1.0' in page
+    assert 'tricolor_ai_requests_total{outcome="failed"} 0.0' in page
 
 
 async def test_a_stalled_stream_is_cut_and_says_so(deploy: Deploy) -> None:
