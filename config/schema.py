@@ -637,6 +637,9 @@ class HomeserverConfig:
     # text: readable lines; json: one JSON object per line (for log shippers). Both carry
     # the request id.
     log_format: str = setting("text", check=_log_format)
+    # One INFO line per request (remote, method, path, status, time, a peer's request id).
+    # About 35 µs of CPU a request; false drops it (ids stay on every other line).
+    access_log: bool = setting(True)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
     # Addresses never connected to for URLs users or peers name (media Location redirects,
     # URL previews), checked on the address connected to: Synapse's names and defaults.

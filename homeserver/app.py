@@ -718,7 +718,7 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     # Root middlewares run for every path, matched by a sub-app or not: Matrix errors
     # (404/405 M_UNRECOGNIZED included) and CORS everywhere.
     app = web.Application(
-        middlewares=[observability.observe(runtime.metrics), matrix_errors],
+        middlewares=[observability.observe(runtime.metrics, cfg.access_log), matrix_errors],
         client_max_size=limit, handler_args=PARSER_LIMITS,
     )
     app[CONFIG] = cfg
@@ -727,7 +727,6 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
     app[observability.READINESS] = runtime.readiness
     app.router.add_get("/health", observability.health)
     app.router.add_get("/ready", observability.ready)
-    app.on_response_prepare.append(observability.stamp_prepared)
     app[discovery.DISCOVERY] = runtime.services.discovery
     app.router.add_routes(discovery.well_known_routes)
     # -- media (issue 8): the content repository's service and its two sub-apps

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -49,11 +50,17 @@ def servlet(request: web.Request, names: dict[object, str]) -> str:
     return name
 
 
-def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
+def observe(metrics: Metrics, access_lines: bool = True) -> web.middleware:  # type: ignore[valid-type]
+    """The middleware; ``access_lines`` False drops the per-request log line (the id is
+    still returned and on every other line)."""
     requests_received, responses, response_time = (
         metrics.requests_received, metrics.responses, metrics.response_time,
     )
     names: dict[object, str] = {}  # handler -> label, bounded by the routes
+    # Label children, looked up once per (method, servlet[, code]): the library's labels()
+    # takes a lock and builds a tuple each call.
+    received: dict[tuple[str, str], Any] = {}
+    answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -62,7 +69,10 @@ def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
         start = time.perf_counter()
         name = servlet(request, names)
         method = request.method
-        requests_received.labels(method, name).inc()
+        counter = received.get((method, name))
+        if counter is None:
+            counter = received[(method, name)] = requests_received.labels(method, name)
+        counter.inc()
         status = 500
         try:
             resp = await handler(request)
@@ -72,10 +82,15 @@ def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
             return resp
         finally:
             elapsed = time.perf_counter() - start
-            code = str(status)
-            responses.labels(method, code).inc()
-            response_time.labels(method, name, code).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
+            children = answered.get((method, name, status))
+            if children is None:
+                code = str(status)
+                children = answered[(method, name, status)] = (
+                    responses.labels(method, code), response_time.labels(method, name, code),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
+            if access_lines and access_log.isEnabledFor(logging.INFO):
                 peer = request_id.peer_id(request.headers.get(request_id.HEADER))
                 access_log.info(
                     "%s %s %s %d %.1fms%s", request.remote, method, request.path, status,
@@ -87,14 +102,6 @@ def observe(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
             request_id.current.reset(token)
 
     return observed
-
-
-async def stamp_prepared(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: streamed answers (media, WebSockets) are sent before the
-    middleware sees them, so the id header is added here."""
-    rid = request_id.current.get()
-    if rid is not None and request_id.HEADER not in response.headers:
-        response.headers[request_id.HEADER] = rid
 
 
 async def health(request: web.Request) -> web.Response:

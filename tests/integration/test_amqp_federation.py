@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from homeserver.core.federation_envelope import encode_envelope
 from homeserver.core.signing import parse_signing_key
 from homeserver.testnet.brokers import BrokerNode
 from tests.integration.amqp_net import Net, amqp_network, assert_exactly_once_in_order, call
+from tests.integration.conftest import _free_port
 
 if shutil.which("rabbitmq-server") is None and not os.environ.get("CI"):
     pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)", allow_module_level=True)
@@ -248,3 +250,73 @@ def test_mixed_network_amqp_server_talks_https_to_a_server_without_broker() -> N
         assert status[hs1]["transport"] == "amqp" and status[hs2]["transport"] == "https"
         assert "broker" not in status[hs2]
         assert status[hs1]["broker"]["shovels"] == {} and status[hs1]["broker"]["outbound_queues"] == {}
+
+
+# ---- metrics (issue 15) ----------------------------------------------------------------------
+
+
+def _scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+@pytest.mark.amqp_drills
+def test_metrics_show_a_backlog_while_the_peer_s_broker_is_down() -> None:
+    """hs1 gets a metrics listener; with hs2's broker stopped, hs1's out queue for hs2 holds the
+    transactions and its shovel is reported down, nothing falls back to HTTPS (our own broker
+    is up); when the broker returns the backlog drains and the metrics say so."""
+    with amqp_network(2) as net:
+        hs1, hs2 = net.names
+        net.setup_room()
+        port = _free_port()
+        config = Path(str(net.servers[hs1]["config"]))
+        net.testnet("stop", hs1)
+        text = config.read_text()
+        first = "listeners:\n"
+        assert first in text
+        config.write_text(text.replace(
+            first, f"{first}  - {{host: 127.0.0.1, port: {port}, resources: [metrics]}}\n", 1,
+        ))
+        net.testnet("start", hs1)
+        metrics_url = f"http://127.0.0.1:{port}"
+        depth = f'tricolor_amqp_queue_depth{{destination="{hs2}"}}'
+        shovel = f'tricolor_shovel_up{{destination="{hs2}"}}'
+
+        warm = net.bursts("warm", 2, [hs1])
+        net.wait_converged(warm, 60)
+        net.wait_until(lambda: _scrape(metrics_url).get(shovel) == 1.0, 60, "the shovel reported up")
+        sent_before = _scrape(metrics_url)["synapse_federation_client_sent_transactions_total"]
+
+        net.testnet("stop", hs2, "--broker")
+        backlog = net.bursts("queued", 10, [hs1])
+        seen: dict[str, float] = {}
+
+        def backlog_reported() -> bool:
+            seen.clear()
+            seen.update({k: v for k, v in _scrape(metrics_url).items() if "amqp" in k or "shovel" in k})
+            # one message per transaction, and a transaction may carry several PDUs
+            return seen.get(depth, 0) >= 1 and seen.get(shovel) == 0.0
+
+        try:
+            net.wait_until(backlog_reported, 90, "a backlog for hs2 and its shovel reported down")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last AMQP metrics: {seen}") from None
+        now = _scrape(metrics_url)
+        assert now["tricolor_amqp_broker_up"] == 1.0
+        assert now["tricolor_amqp_https_fallbacks_total"] == 0.0
+        # published to our broker counts as delivered (its confirm)
+        assert now["synapse_federation_client_sent_transactions_total"] >= sent_before + now[depth]
+
+        net.testnet("start", hs2, "--broker")
+        net.wait_converged(backlog, CONVERGE)
+        net.wait_until(
+            lambda: _scrape(metrics_url).get(depth) == 0.0 and _scrape(metrics_url).get(shovel) == 1.0,
+            90, "the backlog drained and the shovel up again",
+        )
+        assert _scrape(metrics_url)["tricolor_amqp_dead_letters_total"] == 0.0

@@ -32,7 +32,6 @@ async def client() -> TestClient:
     app[observability.METRICS] = metrics
     app.router.add_get("/broken", broken_handler)
     app.router.add_get("/fine", fine_handler)
-    app.on_response_prepare.append(observability.stamp_prepared)
     async with TestClient(TestServer(app)) as c:
         yield c
 
