@@ -55,6 +55,7 @@ from homeserver.outbound.appservice import HttpAppServiceApi
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.outbound.redis_buckets import RedisBuckets
+from homeserver.outbound.redis_bus import RedisBus, bus_namespace, default_worker_name
 from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService, ReportAdminService
 from homeserver.services.aggregations import Aggregations
@@ -109,6 +110,18 @@ from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.replication import (
+    BlockIds,
+    BlockIdsPort,
+    LocalBlockIds,
+    LocalStreamIds,
+    NoticeBuffer,
+    ReplicatedCaches,
+    Replication,
+    SharedStreamIds,
+    StreamIdsPort,
+    commit_notice,
+)
 from homeserver.services.reports import ReportService
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
@@ -168,6 +181,7 @@ class Runtime:
     federation: FederationRuntime | None = None
     redis: RedisBuckets | None = None
     purger: RecallPurger | None = None
+    workers: WorkerRuntime | None = None
 
     async def close(self) -> None:
         await self.services.notices.stop()
@@ -181,8 +195,22 @@ class Runtime:
         if self.redis is not None:
             await self.redis.close()
         await self.persister.stop()
+        if self.workers is not None:  # after the last commit: its notice goes out
+            await self.workers.close()
         await self.push.close()
         await self.engine.dispose()
+
+
+@attrs.define
+class WorkerRuntime:
+    """With redis.url: this process's link to the other workers (docs/workers.md)."""
+
+    bus: RedisBus
+    stream_ids: SharedStreamIds
+
+    async def close(self) -> None:
+        await self.stream_ids.stop()
+        await self.bus.close()
 
 
 @attrs.define
@@ -265,12 +293,36 @@ async def build_services(
     secret = ensure_token_secret(cfg.token_secret_path)
     name = cfg.server_name
 
+    # -- workers: subscribed before any position is read, so no later notice is missed
+    bus: RedisBus | None = None
+    notices = NoticeBuffer()
+    if cfg.redis.url:
+        bus = RedisBus(
+            cfg.redis.url, bus_namespace(name, cfg.database.url), cfg.workers.name or default_worker_name(),
+            lease_ms=cfg.workers.lease_ms,
+        )
+        bus.start(notices.handle, notices.gap)
+        await bus.subscribed()
+
     # -- stores and positions
     users, rooms_store = UserStore(engine), RoomStore(engine)
     events_store = EventStore(engine, cfg.recall_content_retention_ms)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
     receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
+    events_position = max_stream
+    stream_ids: StreamIdsPort = LocalStreamIds(IdGenerator(max_stream))
+    group_ids: BlockIdsPort = LocalBlockIds(IdGenerator(max_group))
+    outlier_ids: BlockIdsPort = LocalBlockIds(IdGenerator(min_stream, step=-1))
+    shared_ids: SharedStreamIds | None = None
+    if bus is not None:
+        await bus.seed("events", max_stream)
+        await bus.seed_block("groups", max_group)
+        await bus.seed_block("outliers", min_stream, step=-1)
+        events_position = await bus.persisted("events")
+        stream_ids = shared_ids = SharedStreamIds(bus, lambda commit: commit_notice(commit, name))
+        shared_ids.start()
+        group_ids, outlier_ids = BlockIds(bus, "groups"), BlockIds(bus, "outliers", step=-1)
     ad_ids = IdGenerator(await account_data.max_stream_id())
     receipt_ids = IdGenerator(await receipt_store.max_stream_id())
     e2e_store = E2eStore(engine)
@@ -283,7 +335,7 @@ async def build_services(
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
-    notifier.seed("events", max_stream)
+    notifier.seed("events", events_position)
     notifier.seed("account_data", ad_ids.last)
     notifier.seed("receipts", receipt_ids.last)
     notifier.seed("to_device", to_device_ids.last)
@@ -300,7 +352,8 @@ async def build_services(
     account_data_svc = AccountDataService(account_data, notifier, ad_ids)
     push_rules = PushRulesService(push_store, account_data_svc)
     gateway = HttpPushGateway()
-    unread = UnreadCache(push_store)
+    # With workers another process may add notifications: counts are read, not kept.
+    unread = UnreadCache(push_store) if bus is None else UnreadCache(push_store, max_users=0)
     pushers = PusherService(
         store=push_store, queue=PushQueueStore(engine), unread=unread, reader=reader, gateway=gateway,
         mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
@@ -331,8 +384,10 @@ async def build_services(
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, indexer, room_material, WakeOnCommit(notifier, name), as_queue,
+        reader, recent, evaluator, aggregations, indexer, room_material, as_queue,
     ]
+    if bus is None:  # with workers, the notifier moves on notices (Replication)
+        subscribers.append(WakeOnCommit(notifier, name))
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
     purger = RecallPurger(events_store)
@@ -345,8 +400,7 @@ async def build_services(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
             recall_windows_ms=cfg.recall_windows_ms,
         ),
-        stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
-        outlier_ids=IdGenerator(min_stream, step=-1),
+        stream_ids=stream_ids, group_ids=group_ids, outlier_ids=outlier_ids,
         subscribers=subscribers, queue_outbox=outbound is not None,
     )
 
@@ -365,6 +419,15 @@ async def build_services(
     )
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
+    if bus is not None:
+        notices.deliver_to(Replication(
+            bus=bus, notifier=notifier,
+            caches=ReplicatedCaches(
+                heads=heads, reader=reader, recent=recent, room_material=room_material,
+                aggregations=aggregations,
+            ),
+            ephemeral={}, on_broadcast={},
+        ))
 
     # -- end-to-end encryption: keys and to-device messages, routed to other servers
     remote_keys: RemoteKeysPort = NullRemoteKeys()
@@ -526,6 +589,7 @@ async def build_services(
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
+        WorkerRuntime(bus, shared_ids) if bus is not None and shared_ids is not None else None,
     )
 
 
