@@ -116,10 +116,12 @@ from homeserver.services.replication import (
     LocalBlockIds,
     LocalStreamIds,
     NoticeBuffer,
+    Positions,
     ReplicatedCaches,
     Replication,
     SharedStreamIds,
     StreamIdsPort,
+    Visibility,
     commit_notice,
 )
 from homeserver.services.reports import ReportService
@@ -207,9 +209,12 @@ class WorkerRuntime:
 
     bus: RedisBus
     stream_ids: SharedStreamIds
+    positions: list[Positions]
 
     async def close(self) -> None:
         await self.stream_ids.stop()
+        for positions in self.positions:
+            await positions.stop()
         await self.bus.close()
 
 
@@ -296,6 +301,7 @@ async def build_services(
     # -- workers: subscribed before any position is read, so no later notice is missed
     bus: RedisBus | None = None
     notices = NoticeBuffer()
+    visibility = Visibility()
     if cfg.redis.url:
         bus = RedisBus(
             cfg.redis.url, bus_namespace(name, cfg.database.url), cfg.workers.name or default_worker_name(),
@@ -320,13 +326,15 @@ async def build_services(
         await bus.seed_block("groups", max_group)
         await bus.seed_block("outliers", min_stream, step=-1)
         events_position = await bus.persisted("events")
-        stream_ids = shared_ids = SharedStreamIds(bus, lambda commit: commit_notice(commit, name))
+        stream_ids = shared_ids = SharedStreamIds(bus, lambda commit: commit_notice(commit, name), visibility)
         shared_ids.start()
         group_ids, outlier_ids = BlockIds(bus, "groups"), BlockIds(bus, "outliers", step=-1)
-    ad_ids = IdGenerator(await account_data.max_stream_id())
-    receipt_ids = IdGenerator(await receipt_store.max_stream_id())
     e2e_store = E2eStore(engine)
-    to_device_ids, device_list_ids = (IdGenerator(i) for i in await e2e_store.max_stream_ids())
+    durable_max = {
+        "account_data": await account_data.max_stream_id(),
+        "receipts": await receipt_store.max_stream_id(),
+        **dict(zip(("to_device", "device_lists"), await e2e_store.max_stream_ids(), strict=True)),
+    }
 
     # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
     ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
@@ -336,10 +344,13 @@ async def build_services(
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
     notifier.seed("events", events_position)
-    notifier.seed("account_data", ad_ids.last)
-    notifier.seed("receipts", receipt_ids.last)
-    notifier.seed("to_device", to_device_ids.last)
-    notifier.seed("device_lists", device_list_ids.last)
+    positions: dict[str, Positions] = {}
+    for stream, last in durable_max.items():
+        if bus is not None:
+            await bus.seed(stream, last)
+            last = await bus.persisted(stream)
+        notifier.seed(stream, last)
+        positions[stream] = Positions(stream, IdGenerator(last), notifier, bus, visibility)
     persister = Persister(events_store)
     persister.start()
     heads = RoomHeads(rooms_store, state_store)
@@ -349,7 +360,7 @@ async def build_services(
         heads=heads, recent=recent,
     )
     # -- push: rules, their evaluation after each commit, pushers
-    account_data_svc = AccountDataService(account_data, notifier, ad_ids)
+    account_data_svc = AccountDataService(account_data, positions["account_data"])
     push_rules = PushRulesService(push_store, account_data_svc)
     gateway = HttpPushGateway()
     # With workers another process may add notifications: counts are read, not kept.
@@ -412,7 +423,7 @@ async def build_services(
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
     typing = TypingService(wake_rooms("typing"), listeners)
-    receipts = ReceiptService(receipt_store, receipt_ids, wake_rooms("receipts"), listeners)
+    receipts = ReceiptService(receipt_store, positions["receipts"], reader.local_members, listeners)
     presence = PresenceService(
         lambda pos, users: notifier.advance("presence", pos, users), reader.users_sharing_rooms,
         listeners,
@@ -421,12 +432,16 @@ async def build_services(
     notifier.seed("presence", presence.position)
     if bus is not None:
         notices.deliver_to(Replication(
-            bus=bus, notifier=notifier,
+            bus=bus, notifier=notifier, visibility=visibility,
             caches=ReplicatedCaches(
                 heads=heads, reader=reader, recent=recent, room_material=room_material,
                 aggregations=aggregations,
             ),
             ephemeral={}, on_broadcast={},
+            durable={
+                "account_data": lambda rooms, pos: None, "to_device": lambda rooms, pos: None,
+                "device_lists": lambda rooms, pos: None, "receipts": receipts.remote_changed,
+            },
         ))
 
     # -- end-to-end encryption: keys and to-device messages, routed to other servers
@@ -442,7 +457,7 @@ async def build_services(
         membership=Membership(
             reader.users_sharing_rooms, device_names, rooms_store.users_departed, rooms_store.users_sharing_at,
         ), remote=remote_keys,
-        to_device_ids=to_device_ids, device_list_ids=device_list_ids,
+        to_device_ids=positions["to_device"], device_list_ids=positions["device_lists"],
     )
 
     # -- federation: receiving events, and acting for our users in remote rooms
@@ -589,7 +604,8 @@ async def build_services(
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
-        WorkerRuntime(bus, shared_ids) if bus is not None and shared_ids is not None else None,
+        WorkerRuntime(bus, shared_ids, list(positions.values()))
+        if bus is not None and shared_ids is not None else None,
     )
 
 

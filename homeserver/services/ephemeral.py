@@ -17,6 +17,7 @@ from homeserver.core.errors import MatrixError, forbidden
 from homeserver.core.records import Receipt
 from homeserver.services.clock import now_ms
 from homeserver.services.persister import IdGenerator
+from homeserver.services.replication import Positions
 from storage.stores.receipts import ReceiptStore
 
 MAX_TYPING_TIMEOUT_MS = 120_000
@@ -82,12 +83,12 @@ class TypingService:
 
 class ReceiptService:
     def __init__(
-        self, store: ReceiptStore, ids: IdGenerator, wake_rooms: Wake,
+        self, store: ReceiptStore, ids: Positions, local_members: Callable[[Iterable[str]], Iterable[str]],
         listeners: Sequence[EphemeralListener] = (),
     ) -> None:
         self._store = store
         self._ids = ids
-        self._wake_rooms = wake_rooms
+        self._local_members = local_members
         self._listeners = tuple(listeners)
         self._floor = ids.last
         self._room_last: dict[str, int] = {}
@@ -102,13 +103,19 @@ class ReceiptService:
     ) -> None:
         if receipt_type not in ("m.read", "m.read.private"):
             raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type}")
-        pos = self._ids.next()
-        receipt = Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, ts or now_ms(), pos)
-        await self._store.put(receipt)
-        self._room_last[room_id] = pos
-        self._wake_rooms(pos, (room_id,))
+        async with self._ids.take() as taken:
+            pos = taken.first
+            receipt = Receipt(room_id, receipt_type, user_id, thread_id or "", event_id, ts or now_ms(), pos)
+            await self._store.put(receipt)
+            self._room_last[room_id] = pos
+            taken.wake(self._local_members((room_id,)), rooms=(room_id,))
         for listener in self._listeners:
             listener.receipt_changed(receipt)  # private ones too: unread counts change
+
+    def remote_changed(self, room_ids: Iterable[str], position: int) -> None:
+        """Another worker stored receipts in these rooms (before positions move past it)."""
+        for room_id in room_ids:
+            self._room_last[room_id] = max(position, self._room_last.get(room_id, 0))
 
     async def events_for(self, room_ids: list[str], since: int, upto: int, viewer: str) -> dict[str, dict[str, Any]]:
         """One m.receipt event per room with the receipts added after `since`."""

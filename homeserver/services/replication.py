@@ -18,8 +18,8 @@ import asyncio
 import heapq
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
 from homeserver.core.events import Event, StoredEvent
@@ -57,6 +57,42 @@ class BusPort(Protocol):
         """The last id handed out on the stream."""
 
 
+class Visibility:
+    """Lets a worker answer a write only once its own positions include it, so a client
+    reading from the same worker right after sees what it wrote (read-your-writes).
+    Replication reports each position it moves to; writers wait (bounded) for theirs."""
+
+    WAIT_S = 10.0
+
+    def __init__(self) -> None:
+        self._positions: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+
+    def advanced(self, stream: str, position: int) -> None:
+        self._positions[stream] = max(position, self._positions.get(stream, 0))
+        waiting = self._waiters.get(stream)
+        if not waiting:
+            return
+        keep = []
+        for pos, fut in waiting:
+            if pos <= position:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((pos, fut))
+        self._waiters[stream] = keep
+
+    async def reached(self, stream: str, position: int) -> None:
+        if self._positions.get(stream, 0) >= position:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(stream, []).append((position, fut))
+        try:
+            await asyncio.wait_for(fut, self.WAIT_S)
+        except TimeoutError:  # Redis away: the write stands; readers will see it later
+            log.warning("%s position %d not visible after %.0f s", stream, position, self.WAIT_S)
+
+
 # -- the room writer's ids ------------------------------------------------------
 
 
@@ -70,6 +106,9 @@ class StreamIdsPort(Protocol):
 
     def settle(self, ids: Sequence[int], commit: Committed | None) -> None:
         """After the commit (None: it failed and the ids are released)."""
+
+    async def visible(self, ids: Sequence[int]) -> None:
+        """Until this process's readers see the committed ids."""
 
 
 class LocalStreamIds:
@@ -88,14 +127,18 @@ class LocalStreamIds:
     def settle(self, ids: Sequence[int], commit: Committed | None) -> None:
         pass
 
+    async def visible(self, ids: Sequence[int]) -> None:
+        pass
+
 
 class SharedStreamIds:
     """Workers: ids from the bus; each commit's notice published in commit order by one
     task (a notice published twice or late would only delay positions, never skip)."""
 
-    def __init__(self, bus: BusPort, notice: Callable[[Committed], str]) -> None:
+    def __init__(self, bus: BusPort, notice: Callable[[Committed], str], visibility: Visibility) -> None:
         self._bus = bus
         self._notice = notice
+        self._visibility = visibility
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[Sequence[int], str] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -120,6 +163,10 @@ class SharedStreamIds:
         payload = self._notice(commit) if commit is not None else ""
         if ids or payload:
             self._queue.put_nowait((ids, payload))
+
+    async def visible(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._visibility.reached(EVENTS, max(ids))
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
@@ -172,6 +219,92 @@ class LocalBlockIds:
 
     async def take(self, n: int) -> Iterator[int]:
         return (self._ids.next() for _ in range(n))
+
+
+# -- the other durable streams (account data, receipts, to-device, device lists) ----
+
+
+class Taken:
+    """Positions taken for one write; `wake` names whom the write concerns."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        self.woken: set[str] = set()
+        self.rooms: list[str] = []
+
+    @property
+    def first(self) -> int:
+        return self.ids[0]
+
+    def wake(self, users: Iterable[str], rooms: Iterable[str] = ()) -> None:
+        self.woken.update(users)
+        self.rooms.extend(rooms)
+
+
+class Positions:
+    """Positions of one durable stream: `async with positions.take(n) as t:` write
+    rows at t.ids, then t.wake(users). Leaving the block without an error tells the
+    notifier (one process) or publishes the notice (workers); an error releases the
+    ids, so positions never wait for a write that will not come."""
+
+    def __init__(
+        self, stream: str, ids: IdGenerator, notifier: NotifierPort, bus: BusPort | None = None,
+        visibility: Visibility | None = None,
+    ) -> None:
+        self.stream = stream
+        self._visibility = visibility or Visibility()
+        self._ids = ids
+        self._notifier = notifier
+        self._bus = bus
+        self._queue: asyncio.Queue[tuple[Sequence[int], str] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        if bus is not None:
+            self._task = asyncio.create_task(self._publish(), name=f"{stream}-notices")
+
+    @property
+    def last(self) -> int:
+        """One process: the last position handed out (with workers, the start position)."""
+        return self._ids.last
+
+    @asynccontextmanager
+    async def take(self, n: int = 1) -> AsyncIterator[Taken]:
+        if self._bus is None:
+            taken = Taken([self._ids.next() for _ in range(n)])
+        else:
+            taken = Taken(await self._bus.take(self.stream, n))
+        try:
+            yield taken
+        except BaseException:
+            if self._bus is not None:
+                self._queue.put_nowait((taken.ids, ""))
+            raise
+        if self._bus is None:
+            self._notifier.advance(self.stream, taken.ids[-1], taken.woken)
+        else:
+            self._queue.put_nowait((taken.ids, json.dumps(
+                {"pos": taken.ids[-1], "wake": sorted(taken.woken), "rooms": taken.rooms},
+                separators=(",", ":"),
+            )))
+            await self._visibility.reached(self.stream, taken.ids[-1])
+
+    async def _publish(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            ids, payload = item
+            delay = 0.05
+            while True:
+                try:
+                    await self._bus.finish(self.stream, ids, payload)  # type: ignore[union-attr]
+                    break
+                except Exception as exc:
+                    log.warning("publishing a %s notice failed (%s); retrying", self.stream, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            await self._task
+            self._task = None
 
 
 # -- notices --------------------------------------------------------------------
@@ -253,24 +386,30 @@ class Replication:
     """Applies notices from the bus to this process (see the module docstring)."""
 
     def __init__(
-        self, *, bus: BusPort, notifier: NotifierPort, caches: RemoteCommitTarget,
+        self, *, bus: BusPort, notifier: NotifierPort, caches: RemoteCommitTarget, visibility: Visibility,
         ephemeral: dict[str, Callable[[int, str, bool], None]],
         on_broadcast: dict[str, Callable[[str], None]],
+        durable: dict[str, Callable[[list[str], int], None]] | None = None,
     ) -> None:
         self._bus = bus
+        self._visibility = visibility
         self._worker = bus.worker
         self._notifier = notifier
         self._caches = caches
         self._ephemeral = ephemeral  # stream -> apply(position, payload, from_this_worker)
         self._broadcast = on_broadcast
-        self._pending: list[tuple[int, int, tuple[str, ...]]] = []  # (position, seq, users)
+        self._pending: dict[str, list[tuple[int, int, tuple[str, ...]]]] = {}  # (position, seq, users)
         self._seq = 0
+        # stream -> told of rooms another worker changed (receipts), before positions move
+        self._durable = durable or {}
         self._wake_everyone = False
 
     def handle(self, stream: str, position: int, worker: str, payload: str) -> None:
         """One notice, in channel order."""
         if stream == EVENTS:
             self._events(position, worker, payload)
+        elif stream in self._durable:
+            self._other(stream, position, worker, payload)
         elif stream == LOST and payload == EVENTS:
             # A dead worker's commits up to `position` may be durable without a notice:
             # caches start over above it, and every waiter looks once positions move.
@@ -300,16 +439,35 @@ class Replication:
                     membership_changes=[(u, s) for u, s in notice["members"]],
                     redactions=[(r, t) for r, t in notice["redactions"]],
                 ), notice["moved"])
-            if notice["wake"]:
-                self._seq += 1
-                heapq.heappush(self._pending, (notice["pos"], self._seq, tuple(notice["wake"])))
-        due: set[str] = set()
-        while self._pending and self._pending[0][0] <= persisted:
-            due.update(heapq.heappop(self._pending)[2])
+            self._hold(EVENTS, notice["pos"], notice["wake"])
+        due = self._due(EVENTS, persisted)
         if self._wake_everyone and persisted > self._notifier.events_position:
             self._wake_everyone = False
             due.update(self._notifier.waiting_users())
         self._notifier.advance(EVENTS, persisted, due)
+        self._visibility.advanced(EVENTS, persisted)
+
+    def _other(self, stream: str, persisted: int, worker: str, payload: str) -> None:
+        if payload:
+            notice = json.loads(payload)
+            if worker != self._worker and notice["rooms"]:
+                self._durable[stream](notice["rooms"], notice["pos"])
+            self._hold(stream, notice["pos"], notice["wake"])
+        self._notifier.advance(stream, persisted, self._due(stream, persisted))
+        self._visibility.advanced(stream, persisted)
+
+    def _hold(self, stream: str, position: int, users: Sequence[str]) -> None:
+        """Users to wake once the stream's position reaches `position`."""
+        if users:
+            self._seq += 1
+            heapq.heappush(self._pending.setdefault(stream, []), (position, self._seq, tuple(users)))
+
+    def _due(self, stream: str, persisted: int) -> set[str]:
+        due: set[str] = set()
+        pending = self._pending.get(stream, [])
+        while pending and pending[0][0] <= persisted:
+            due.update(heapq.heappop(pending)[2])
+        return due
 
 
 class ReplicatedCaches:

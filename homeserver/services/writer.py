@@ -119,6 +119,7 @@ class RoomWriter:
             self._heads.put(commit.head)
         publish(self._subscribers, commit)
         self._stream_ids.settle(ids, commit)
+        await self._stream_ids.visible(ids)
 
     def _new_group(
         self, gids: Iterator[int], room_id: str, prev_group: int | None, prev_chain: int, prev_state: StateMap,

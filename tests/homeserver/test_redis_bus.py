@@ -14,7 +14,7 @@ import pytest
 
 from homeserver.outbound.redis_bus import RedisBus
 from homeserver.services.notifier import Notifier
-from homeserver.services.replication import BlockIds, Replication
+from homeserver.services.replication import BlockIds, Replication, Visibility
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -157,7 +157,9 @@ async def test_a_commit_wakes_its_users_only_once_the_position_covers_it(
     not be woken at a position below their event, else they sync, see nothing, and wait on."""
     a, _, _ = pair
     notifier = Notifier()
-    replication = Replication(bus=a, notifier=notifier, caches=NoCaches(), ephemeral={}, on_broadcast={})
+    replication = Replication(
+        bus=a, notifier=notifier, caches=NoCaches(), visibility=Visibility(), ephemeral={}, on_broadcast={},
+    )
     waiting = notifier.register("@bob:x")
     replication.handle("events", 0, "b", '{"room":null,"moved":false,"wake":["@bob:x"],"pos":2,'
                        '"members":[],"redactions":[],"events":[]}')
