@@ -358,6 +358,9 @@ class WorkersConfig:
     name: str | None = setting(None, check=_worker_name)
     # A worker silent this long (crashed) no longer holds back stream positions.
     lease_ms: int = setting(15_000, check=_positive)
+    # Where this worker takes room writes forwarded by the others (a port of its own,
+    # chosen at start and announced in Redis): an address the other workers can reach.
+    internal_host: str = setting("127.0.0.1", check=_non_empty)
 
 
 def _amqp_name(value: str) -> str | None:

@@ -8,6 +8,8 @@ body limit.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -17,6 +19,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
+import client_api.internal
 import client_api.media
 import client_api.tricolor
 from ai_assistant.app import create_app as create_assistant_app
@@ -52,6 +55,7 @@ from homeserver.core.signing import SigningKey, parse_signing_key
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.http.responses import ok
 from homeserver.outbound.appservice import HttpAppServiceApi
+from homeserver.outbound.internal_rpc import HttpWriterRpc
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.outbound.redis_buckets import RedisBuckets
@@ -64,6 +68,7 @@ from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.appservice_queue import AppServiceQueue
 from homeserver.services.auth import AuthService
 from homeserver.services.client_events import ClientEventListener, ClientEventService
+from homeserver.services.clock import now_ms
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -111,6 +116,7 @@ from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
 from homeserver.services.replication import (
+    Announcer,
     BlockIds,
     BlockIdsPort,
     LocalBlockIds,
@@ -129,6 +135,7 @@ from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
+from homeserver.services.routed_writer import RoutedWriter, WriterEndpoint
 from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import SlidingSyncService
@@ -139,7 +146,7 @@ from homeserver.services.sync_engine import SyncEngine
 from homeserver.services.timeline import Timeline
 from homeserver.services.upgrade import RoomUpgrader
 from homeserver.services.url_preview import UrlPreviewService
-from homeserver.services.writer import RoomWriter
+from homeserver.services.writer import RoomWriter, RoomWriterPort
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
@@ -210,8 +217,14 @@ class WorkerRuntime:
     bus: RedisBus
     stream_ids: SharedStreamIds
     positions: list[Positions]
+    announcer: Announcer
+    endpoint: WriterEndpoint  # what forwarded writes call (client_api/internal.py)
+    rpc: HttpWriterRpc
+    secret: str
 
     async def close(self) -> None:
+        await self.rpc.close()
+        await self.announcer.stop()
         await self.stream_ids.stop()
         for positions in self.positions:
             await positions.stop()
@@ -258,6 +271,12 @@ class PushRuntime:
 
 
 CONFIG = web.AppKey("config", HomeserverConfig)
+
+
+def internal_secret(token_secret: bytes) -> str:
+    """What workers show each other on the internal API: derived from the token secret
+    every worker of the server already shares, so there is nothing more to configure."""
+    return hmac.new(token_secret, b"tricolor internal api", hashlib.sha256).hexdigest()
 AI_ASSISTANT_PREFIX = "/_tricolor/ai-assistant"
 
 
@@ -404,7 +423,7 @@ async def build_services(
     purger = RecallPurger(events_store)
     subscribers.append(purger)
     purger.start()
-    writer = RoomWriter(
+    local_writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
         persister=persister,
         builder=LocalEventBuilder(
@@ -414,6 +433,14 @@ async def build_services(
         stream_ids=stream_ids, group_ids=group_ids, outlier_ids=outlier_ids,
         subscribers=subscribers, queue_outbox=outbound is not None,
     )
+    # With workers, writes to rooms whose shard another worker holds are forwarded there.
+    writer: RoomWriterPort = local_writer
+    writer_rpc = HttpWriterRpc(internal_secret(secret)) if bus is not None else None
+    if bus is not None and writer_rpc is not None:
+        writer = RoutedWriter(
+            local=local_writer, claims=bus, rpc=writer_rpc, heads=heads, visibility=visibility,
+            retry_for_s=cfg.workers.lease_ms * 2 / 1000,
+        )
 
     # -- ephemeral streams; federation hears of our users' changes
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
@@ -422,27 +449,18 @@ async def build_services(
     listeners: list[EphemeralListener] = [unread, as_queue]
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
-    typing = TypingService(wake_rooms("typing"), listeners)
+    announcer = Announcer(bus) if bus is not None else None
+    typing = TypingService(
+        wake_rooms("typing"), listeners, announcer,
+        start=await bus.seed("typing", now_ms()) if bus is not None else None,
+    )
     receipts = ReceiptService(receipt_store, positions["receipts"], reader.local_members, listeners)
     presence = PresenceService(
         lambda pos, users: notifier.advance("presence", pos, users), reader.users_sharing_rooms,
-        listeners,
+        listeners, announcer, start=await bus.seed("presence", now_ms()) if bus is not None else None,
     )
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
-    if bus is not None:
-        notices.deliver_to(Replication(
-            bus=bus, notifier=notifier, visibility=visibility,
-            caches=ReplicatedCaches(
-                heads=heads, reader=reader, recent=recent, room_material=room_material,
-                aggregations=aggregations,
-            ),
-            ephemeral={}, on_broadcast={},
-            durable={
-                "account_data": lambda rooms, pos: None, "to_device": lambda rooms, pos: None,
-                "device_lists": lambda rooms, pos: None, "receipts": receipts.remote_changed,
-            },
-        ))
 
     # -- end-to-end encryption: keys and to-device messages, routed to other servers
     remote_keys: RemoteKeysPort = NullRemoteKeys()
@@ -483,7 +501,22 @@ async def build_services(
         await e2e.device_deleted(user_id, device_id)
         await sockets.device_gone(user_id, device_id)  # its WebSocket closes with the reason
 
-    auth = AuthService(users, secret, name, device_deleted=device_deleted)
+    auth = AuthService(users, secret, name, device_deleted=device_deleted, announcer=announcer)
+    endpoint = WriterEndpoint(local=local_writer, claims=bus, remote=remote) if bus is not None else None
+    if bus is not None:
+        notices.deliver_to(Replication(
+            bus=bus, notifier=notifier, visibility=visibility,
+            caches=ReplicatedCaches(
+                heads=heads, reader=reader, recent=recent, room_material=room_material,
+                aggregations=aggregations,
+            ),
+            ephemeral={"typing": typing.apply_notice, "presence": presence.apply_notice},
+            on_broadcast={"auth": auth.apply_notice},
+            durable={
+                "account_data": lambda rooms, pos: None, "to_device": lambda rooms, pos: None,
+                "device_lists": lambda rooms, pos: None, "receipts": receipts.remote_changed,
+            },
+        ))
     admin_store = AdminStore(engine)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
@@ -604,8 +637,11 @@ async def build_services(
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
-        WorkerRuntime(bus, shared_ids, list(positions.values()))
-        if bus is not None and shared_ids is not None else None,
+        WorkerRuntime(
+            bus, shared_ids, list(positions.values()), announcer, endpoint, writer_rpc, internal_secret(secret),
+        )
+        if bus is not None and shared_ids is not None and announcer is not None and endpoint is not None
+        and writer_rpc is not None else None,
     )
 
 
@@ -720,10 +756,31 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        internal: web.AppRunner | None = None
+        if runtime.workers is not None:
+            internal = await serve_internal(cfg, runtime.workers)
         yield
         log.info("flushing queued writes and closing the database")
+        if internal is not None:
+            await internal.cleanup()
         await runtime.close()
 
     app.on_shutdown.append(answer_long_polls)
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def serve_internal(cfg: HomeserverConfig, workers: WorkerRuntime) -> web.AppRunner:
+    """This worker's internal listener (forwarded room writes) on a port of its own,
+    announced in Redis so the other workers find it."""
+    app = client_api.internal.create_internal_app(workers.endpoint, workers.secret, [matrix_errors])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.workers.internal_host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    host = cfg.workers.internal_host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    await workers.bus.announce(url)
+    log.info("worker %s takes forwarded writes at %s", workers.bus.worker, url)
+    return runner

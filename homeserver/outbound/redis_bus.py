@@ -116,6 +116,48 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+# KEYS: alive zset, urls hash. ARGV: worker, url ('' to leave), lease ms.
+_REGISTER = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: alive zset, urls hash. Returns worker, url, worker, url, ... of live workers.
+_LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], w)
+  redis.call('HDEL', KEYS[2], w)
+end
+local out = {}
+for _, w in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  table.insert(out, w)
+  table.insert(out, redis.call('HGET', KEYS[2], w) or '')
+end
+return out
+"""
+
+# KEYS: shard claim keys. ARGV: worker, lease ms. Renews the ones this worker holds.
+_RENEW = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    table.insert(held, i)
+  end
+end
+return held
+"""
+
 Handler = Callable[[str, int, str, str], None]  # (stream, position, worker, payload)
 OnGap = Callable[[], Awaitable[None]]
 
@@ -133,6 +175,11 @@ class RedisBus:
         self._finish: Any = self._redis.register_script(_FINISH)
         self._post: Any = self._redis.register_script(_POST)
         self._seed: Any = self._redis.register_script(_SEED)
+        self._register: Any = self._redis.register_script(_REGISTER)
+        self._live: Any = self._redis.register_script(_LIVE)
+        self._renew: Any = self._redis.register_script(_RENEW)
+        self._url: str | None = None
+        self._held: dict[int, float] = {}  # shard -> when its claim was last confirmed (loop time)
         self._floors: dict[str, int] = {}
         self._tracked: set[str] = set()  # durable streams whose position ticks may move
         self._tasks: list[asyncio.Task[None]] = []
@@ -210,6 +257,50 @@ class RedisBus:
             if cur is None or int(cur) > floor:
                 await self._redis.set(key, floor)
 
+    # -- workers and shard claims (docs/workers.md) ---------------------------
+
+    async def announce(self, url: str) -> None:
+        """This worker is alive and takes forwarded writes at `url`."""
+        self._url = url
+        await self._register(keys=[self._key("alive", ""), self._key("urls", "")], args=[self.worker, url, self._lease_ms])
+
+    async def live_workers(self) -> dict[str, str]:
+        flat = await self._live(keys=[self._key("alive", ""), self._key("urls", "")])
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def claim(self, shard: int) -> str | None:
+        """Claim the shard if nobody holds it; the holder afterwards (None: unknown)."""
+        key = self._key("shard", str(shard))
+        await self._redis.set(key, self.worker, nx=True, px=self._lease_ms)
+        holder = await self._redis.get(key)
+        if holder == self.worker:
+            self._held[shard] = asyncio.get_running_loop().time()
+        else:
+            self._held.pop(shard, None)
+        return holder
+
+    async def holder(self, shard: int) -> str | None:
+        return await self._redis.get(self._key("shard", str(shard)))
+
+    def holds(self, shard: int) -> bool:
+        """Whether this worker's claim on the shard was confirmed within a third of a lease
+        (else ask Redis again with `claim` before writing)."""
+        seen = self._held.get(shard)
+        return seen is not None and asyncio.get_running_loop().time() - seen < self._lease_ms / 3000
+
+    async def _renew_claims(self) -> None:
+        shards = sorted(self._held)
+        if not shards:
+            return
+        kept = await self._renew(keys=[self._key("shard", str(s)) for s in shards], args=[self.worker, self._lease_ms])
+        now = asyncio.get_running_loop().time()
+        kept_shards = {shards[i - 1] for i in kept}
+        for shard in shards:
+            if shard in kept_shards:
+                self._held[shard] = now
+            else:
+                self._held.pop(shard, None)
+
     # -- listening -------------------------------------------------------------
 
     def start(self, handler: Handler, on_gap: OnGap) -> None:
@@ -256,6 +347,9 @@ class RedisBus:
             await asyncio.sleep(self._lease_ms / 5000)
             try:
                 await self._redis.set(self._lease_key, "1", px=self._lease_ms)
+                if self._url is not None:
+                    await self.announce(self._url)
+                await self._renew_claims()
                 for stream in self._tracked:
                     await self._finish_call(stream, [], "")
             except asyncio.CancelledError:
@@ -272,6 +366,12 @@ class RedisBus:
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._redis.delete(self._lease_key)  # a clean stop frees its ids at once
+            if self._url is not None:
+                await self._register(keys=[self._key("alive", ""), self._key("urls", "")], args=[self.worker, "", 0])
+            for shard in list(self._held):  # and its shards: the next writer claims them now
+                key = self._key("shard", str(shard))
+                if await self._redis.get(key) == self.worker:
+                    await self._redis.delete(key)
             for stream in self._tracked:
                 await self._finish_call(stream, [], "")
         await self._redis.aclose()

@@ -221,6 +221,49 @@ class LocalBlockIds:
         return (self._ids.next() for _ in range(n))
 
 
+class Announcer:
+    """Ephemeral notices (typing, presence) and broadcasts (revoked tokens) from code
+    that cannot wait: queued and published in order by one task."""
+
+    def __init__(self, bus: BusPort) -> None:
+        self._bus = bus
+        self._queue: asyncio.Queue[tuple[bool, str, str] | asyncio.Future[None] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="announcer")
+
+    def post(self, stream: str, payload: dict[str, Any]) -> None:
+        """A change with a position on `stream` (every worker applies it, this one too)."""
+        self._queue.put_nowait((True, stream, json.dumps(payload, separators=(",", ":"))))
+
+    def broadcast(self, stream: str, payload: dict[str, Any]) -> None:
+        """Something only the other workers need to hear."""
+        self._queue.put_nowait((False, stream, json.dumps(payload, separators=(",", ":"))))
+
+    async def flush(self) -> None:
+        """Until everything queued before now is published."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(done)
+        await done
+
+    async def _run(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    item.set_result(None)
+                continue
+            positioned, stream, payload = item
+            try:
+                if positioned:
+                    await self._bus.post(stream, payload)
+                else:
+                    await self._bus.broadcast(stream, payload)
+            except Exception as exc:  # best effort, like the in-memory streams themselves
+                log.warning("could not publish a %s notice: %s", stream, exc)
+
+    async def stop(self) -> None:
+        self._queue.put_nowait(None)
+        await self._task
+
+
 # -- the other durable streams (account data, receipts, to-device, device lists) ----
 
 
@@ -310,7 +353,7 @@ class Positions:
 # -- notices --------------------------------------------------------------------
 
 
-def _event_json(se: StoredEvent) -> dict[str, Any]:
+def event_json(se: StoredEvent) -> dict[str, Any]:
     e = se.event
     return {
         "i": e.event_id, "p": e.pdu, "v": e.room_version, "rj": e.rejected, "s": se.stream_ordering,
@@ -319,7 +362,7 @@ def _event_json(se: StoredEvent) -> dict[str, Any]:
     }
 
 
-def _stored(d: dict[str, Any]) -> StoredEvent:
+def event_from_json(d: dict[str, Any]) -> StoredEvent:
     return StoredEvent(
         Event(d["i"], d["p"], d["v"], d["rj"]), d["s"], d["b"], d["a"], d["d"], d["t"],
         d["o"], d["f"], d["r"],
@@ -338,7 +381,7 @@ def commit_notice(commit: Committed, server_name: str) -> str:
     return json.dumps({
         "room": room, "moved": commit.head is not None, "wake": sorted(wake),
         "pos": commit.position, "members": list(commit.membership_changes),
-        "redactions": list(commit.redactions), "events": [_event_json(se) for se in commit.events],
+        "redactions": list(commit.redactions), "events": [event_json(se) for se in commit.events],
     }, separators=(",", ":"))
 
 
@@ -435,7 +478,7 @@ class Replication:
                 if notice["room"] is not None:
                     self._caches.forget_room(notice["room"])
                 self._caches.apply(Committed(
-                    [_stored(d) for d in notice["events"]],
+                    [event_from_json(d) for d in notice["events"]],
                     membership_changes=[(u, s) for u, s in notice["members"]],
                     redactions=[(r, t) for r, t in notice["redactions"]],
                 ), notice["moved"])
