@@ -111,15 +111,25 @@ class RoomWriter:
         """Durable first; then the room head moves and subscribers hear of it (and, with
         workers, the others: the ids' notice). `durable` is the queued batch's future."""
         try:
-            await durable
+            await asyncio.shield(durable)
+        except asyncio.CancelledError:
+            # The caller went away, the batch did not: finish the commit when it lands.
+            durable.add_done_callback(lambda f: self._committed(f, ids, commit))
+            raise
         except BaseException:
             self._stream_ids.settle(ids, None)  # released: positions need not wait for them
             raise
+        self._committed(durable, ids, commit)
+        await self._stream_ids.visible(ids)
+
+    def _committed(self, durable: asyncio.Future[None], ids: Sequence[int], commit: Committed) -> None:
+        if durable.cancelled() or durable.exception() is not None:
+            self._stream_ids.settle(ids, None)
+            return
         if commit.head is not None:
             self._heads.put(commit.head)
         publish(self._subscribers, commit)
         self._stream_ids.settle(ids, commit)
-        await self._stream_ids.visible(ids)
 
     def _new_group(
         self, gids: Iterator[int], room_id: str, prev_group: int | None, prev_chain: int, prev_state: StateMap,
