@@ -247,6 +247,13 @@ redis:
   # sync wake-ups between worker processes. null: everything stays in process.
   url: null
 
+workers:
+  # With redis.url: `run --workers N`, or one `run --worker-name NAME` per process
+  # (docs/workers.md). How long a crashed worker still holds its rooms, in ms:
+  lease_ms: 15000
+  # Where this worker takes room writes the others forward (reachable by them).
+  internal_host: 127.0.0.1
+
 rabbitmq:
   # e.g. amqp://guest:guest@127.0.0.1:5672/ — queues outgoing federation per
   # destination on a broker (and receives from peers' shovels). null: HTTPS only.

@@ -58,6 +58,7 @@ KeyPath = tuple[str | int, ...]  # str: a setting name (or a MapKey); int: a lis
 ENV_ALIASES: Mapping[str, KeyPath] = {
     "TRICOLOR_DATABASE_URL": ("database", "url"),
     "TRICOLOR_REDIS_URL": ("redis", "url"),
+    "TRICOLOR_WORKER_NAME": ("workers", "name"),
     "TRICOLOR_RABBITMQ_URL": ("rabbitmq", "url"),
     "TRICOLOR_REGISTRATION_ENABLED": ("registration", "enabled"),
     "TRICOLOR_PORT": ("listeners", 0, "port"),

@@ -347,6 +347,26 @@ class RedisConfig:
     url: str | None = setting(None, check=_url("redis", "rediss", "unix"))
 
 
+def _worker_name(value: str | None) -> str | None:
+    if value is None or re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        return None
+    return f"{value!r} is not a worker name (1-64 letters, digits, '.', '_', '-')"
+
+
+@attrs.frozen
+class WorkersConfig:
+    """Several processes of one homeserver (docs/workers.md); needs redis.url."""
+
+    # This process's name among the workers (give each process its own, e.g. with
+    # TRICOLOR_WORKER_NAME or `run --worker-name`); None: a single process, not a worker.
+    name: str | None = setting(None, check=_worker_name)
+    # A worker silent this long (crashed) no longer holds back stream positions.
+    lease_ms: int = setting(15_000, check=_positive)
+    # Where this worker takes room writes forwarded by the others (a port of its own,
+    # chosen at start and announced in Redis): an address the other workers can reach.
+    internal_host: str = setting("127.0.0.1", check=_non_empty)
+
+
 def _amqp_name(value: str) -> str | None:
     if value and len(value) <= 200 and re.fullmatch(r"[A-Za-z0-9._:-]+", value):
         return None
@@ -598,6 +618,7 @@ class HomeserverConfig:
     user_directory: UserDirectoryConfig = attrs.field(factory=UserDirectoryConfig)
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
+    workers: WorkersConfig = attrs.field(factory=WorkersConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
     event_bus: EventBusConfig = attrs.field(factory=EventBusConfig)
     federation: FederationConfig = attrs.field(factory=FederationConfig)
@@ -658,6 +679,7 @@ for _cls in (
     UserDirectoryConfig,
     LimitsConfig,
     RedisConfig,
+    WorkersConfig,
     RabbitMQConfig,
     EventBusConfig,
     PeerConfig,

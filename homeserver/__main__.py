@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import attrs
 from aiohttp import web
 
 from config.errors import ConfigError
@@ -72,6 +73,15 @@ def _run_on_database(cfg: HomeserverConfig, main: Callable[[], Awaitable[T]]) ->
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_server(args.config)
+    if args.worker_name is not None:
+        cfg = attrs.evolve(cfg, workers=attrs.evolve(cfg.workers, name=args.worker_name))
+    worker = args.workers > 1 or cfg.workers.name is not None
+    if worker and not cfg.redis.url:
+        print(f"config error: {cfg.config_path}: redis.url: workers share positions through Redis; "
+              "set redis.url (or TRICOLOR_REDIS_URL)", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _supervise(args, cfg)
     from homeserver.logs import configure as configure_logging
 
     configure_logging(cfg.log_level, cfg.log_format)
@@ -99,9 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         await metrics_runner.setup()
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
+                # Workers on one host share each listener's port (the kernel spreads connections).
                 site = web.TCPSite(
                     metrics_runner if "metrics" in listener.resources else runner,
                     listener.host, listener.port, reuse_address=True, ssl_context=ssl_context,
+                    reuse_port=worker or None,
                 )
                 await site.start()
                 log.info(
@@ -140,6 +152,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"cannot start: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, cfg: HomeserverConfig) -> int:
+    """`run --workers N`: migrate once, then N worker processes sharing the listeners'
+    ports, the database and Redis; a worker that dies is started again after a second
+    (meanwhile its rooms move to the others once its lease lapses). SIGTERM/SIGINT stop
+    them all the usual way."""
+    import subprocess
+    import time
+
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("tricolor.workers")
+    base = [sys.executable, "-m", "homeserver"]
+    if subprocess.run([*base, "migrate", "-c", args.config]).returncode != 0:
+        return 1
+    prefix = cfg.workers.name or "worker"
+    names = [f"{prefix}-{i + 1}" for i in range(args.workers)]
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        # A session of its own: a terminal's Ctrl-C reaches only us, and we pass it on once.
+        return subprocess.Popen([*base, "run", "-c", args.config, "--worker-name", name], start_new_session=True)
+
+    procs = {name: start(name) for name in names}
+    stopping = False
+
+    def on_signal(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(sig)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("started %d workers: %s", len(names), ", ".join(names))
+    while True:
+        time.sleep(0.2)
+        for name, proc in procs.items():
+            code = proc.poll()
+            if code is not None and not stopping:
+                log.warning("worker %s exited with %s; starting it again", name, code)
+                time.sleep(1)
+                procs[name] = start(name)
+        if stopping and all(p.poll() is not None for p in procs.values()):
+            return max((p.returncode or 0) for p in procs.values())
 
 
 def cmd_generate_config(args: argparse.Namespace) -> int:
@@ -241,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="start the homeserver")
     p.add_argument("-c", "--config", default="homeserver.yaml")
+    p.add_argument("--workers", type=int, default=1, help="worker processes to start (needs redis.url)")
+    p.add_argument("--worker-name", help="this process's name among the workers (needs redis.url)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("generate-config", help="write a config and keys for a new server")

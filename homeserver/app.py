@@ -8,6 +8,8 @@ body limit.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -18,6 +20,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import client_api.app
+import client_api.internal
 import client_api.media
 import client_api.tricolor
 from ai_assistant.app import SLOT as ASSISTANT_SLOT
@@ -58,9 +61,11 @@ from homeserver.http import observability
 from homeserver.http.middleware import PARSER_LIMITS, matrix_errors
 from homeserver.outbound.appservice import HttpAppServiceApi
 from homeserver.outbound.event_bus import AmqpEventPublisher
+from homeserver.outbound.internal_rpc import HttpWriterRpc
 from homeserver.outbound.mailer import SmtpMailer
 from homeserver.outbound.push_gateway import HttpPushGateway
 from homeserver.outbound.redis_buckets import RedisBuckets
+from homeserver.outbound.redis_bus import RedisBus, bus_namespace
 from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService, ReportAdminService
 from homeserver.services.aggregations import Aggregations
@@ -69,6 +74,7 @@ from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.appservice_queue import AppServiceQueue
 from homeserver.services.auth import AuthService
 from homeserver.services.client_events import ClientEventListener, ClientEventService
+from homeserver.services.clock import now_ms
 from homeserver.services.container import Services
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
@@ -126,11 +132,27 @@ from homeserver.services.readiness import Readiness, up
 from homeserver.services.recent import RecentEvents
 from homeserver.services.relations import RelationsService
 from homeserver.services.remote_rooms import NullRemoteRooms, RemoteRooms, RemoteRoomsPort
+from homeserver.services.replication import (
+    Announcer,
+    BlockIds,
+    BlockIdsPort,
+    LocalBlockIds,
+    LocalStreamIds,
+    NoticeBuffer,
+    Positions,
+    ReplicatedCaches,
+    Replication,
+    SharedStreamIds,
+    StreamIdsPort,
+    Visibility,
+    commit_notice,
+)
 from homeserver.services.reports import ReportService
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.room_material import RoomMaterialCache
 from homeserver.services.rooms import RoomService
+from homeserver.services.routed_writer import RoutedWriter, WriterEndpoint
 from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import SlidingSyncService
@@ -141,7 +163,7 @@ from homeserver.services.sync_engine import SyncEngine
 from homeserver.services.timeline import Timeline
 from homeserver.services.upgrade import RoomUpgrader
 from homeserver.services.url_preview import UrlPreviewService
-from homeserver.services.writer import RoomWriter
+from homeserver.services.writer import RoomWriter, RoomWriterPort
 from storage.engine import create_engine
 from storage.media_files import LocalMediaStorage
 from storage.migrate import migrate_in_subprocess
@@ -189,6 +211,7 @@ class Runtime:
     redis: RedisBuckets | None = None
     purger: RecallPurger | None = None
     event_bus: EventBus | None = None
+    workers: WorkerRuntime | None = None
 
     async def close(self) -> None:
         if self.event_bus is not None:
@@ -204,8 +227,31 @@ class Runtime:
         if self.redis is not None:
             await self.redis.close()
         await self.persister.stop()
+        if self.workers is not None:  # after the last commit: its notice goes out
+            await self.workers.close()
         await self.push.close()
         await self.engine.dispose()
+
+
+@attrs.define
+class WorkerRuntime:
+    """With redis.url: this process's link to the other workers (docs/workers.md)."""
+
+    bus: RedisBus
+    stream_ids: SharedStreamIds
+    positions: list[Positions]
+    announcer: Announcer
+    endpoint: WriterEndpoint  # what forwarded writes call (client_api/internal.py)
+    rpc: HttpWriterRpc
+    secret: str
+
+    async def close(self) -> None:
+        await self.rpc.close()
+        await self.announcer.stop()
+        await self.stream_ids.stop()
+        for positions in self.positions:
+            await positions.stop()
+        await self.bus.close()
 
 
 @attrs.define
@@ -248,6 +294,12 @@ class PushRuntime:
 
 
 CONFIG = web.AppKey("config", HomeserverConfig)
+
+
+def internal_secret(token_secret: bytes) -> str:
+    """What workers show each other on the internal API: derived from the token secret
+    every worker of the server already shares, so there is nothing more to configure."""
+    return hmac.new(token_secret, b"tricolor internal api", hashlib.sha256).hexdigest()
 AI_ASSISTANT_PREFIX = "/_tricolor/ai-assistant"
 
 
@@ -290,16 +342,46 @@ async def build_services(
     metrics = Metrics.create()
     event_bus = build_event_bus(cfg)
 
+    # -- workers: subscribed before any position is read, so no later notice is missed
+    bus: RedisBus | None = None
+    notices = NoticeBuffer()
+    visibility = Visibility()
+    # Worker mode needs a worker name (run --workers / --worker-name / TRICOLOR_WORKER_NAME): a single
+    # process with Redis only for shared rate limits keeps its positions in memory and keeps serving
+    # chat while Redis is down (README "Reliability").
+    if cfg.redis.url and cfg.workers.name is not None:
+        bus = RedisBus(
+            cfg.redis.url, bus_namespace(name, cfg.database.url), cfg.workers.name,
+            lease_ms=cfg.workers.lease_ms,
+        )
+        bus.start(notices.handle, notices.gap)
+        await bus.subscribed()
+
     # -- stores and positions
     users, rooms_store = UserStore(engine), RoomStore(engine)
     events_store = EventStore(engine, cfg.recall_content_retention_ms)
     state_store, filters, account_data = StateStore(engine), FilterStore(engine), AccountDataStore(engine)
     receipt_store, push_store = ReceiptStore(engine), PushStore(engine)
     max_stream, max_group, min_stream = await events_store.max_ids()
-    ad_ids = IdGenerator(await account_data.max_stream_id())
-    receipt_ids = IdGenerator(await receipt_store.max_stream_id())
+    events_position = max_stream
+    stream_ids: StreamIdsPort = LocalStreamIds(IdGenerator(max_stream))
+    group_ids: BlockIdsPort = LocalBlockIds(IdGenerator(max_group))
+    outlier_ids: BlockIdsPort = LocalBlockIds(IdGenerator(min_stream, step=-1))
+    shared_ids: SharedStreamIds | None = None
+    if bus is not None:
+        await bus.seed("events", max_stream)
+        await bus.seed_block("groups", max_group)
+        await bus.seed_block("outliers", min_stream, step=-1)
+        events_position = await bus.persisted("events")
+        stream_ids = shared_ids = SharedStreamIds(bus, lambda commit: commit_notice(commit, name), visibility)
+        shared_ids.start()
+        group_ids, outlier_ids = BlockIds(bus, "groups"), BlockIds(bus, "outliers", step=-1)
     e2e_store = E2eStore(engine)
-    to_device_ids, device_list_ids = (IdGenerator(i) for i in await e2e_store.max_stream_ids())
+    durable_max = {
+        "account_data": await account_data.max_stream_id(),
+        "receipts": await receipt_store.max_stream_id(),
+        **dict(zip(("to_device", "device_lists"), await e2e_store.max_stream_ids(), strict=True)),
+    }
 
     # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
     ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
@@ -308,11 +390,14 @@ async def build_services(
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
-    notifier.seed("events", max_stream)
-    notifier.seed("account_data", ad_ids.last)
-    notifier.seed("receipts", receipt_ids.last)
-    notifier.seed("to_device", to_device_ids.last)
-    notifier.seed("device_lists", device_list_ids.last)
+    notifier.seed("events", events_position)
+    positions: dict[str, Positions] = {}
+    for stream, last in durable_max.items():
+        if bus is not None:
+            await bus.seed(stream, last)
+            last = await bus.persisted(stream)
+        notifier.seed(stream, last)
+        positions[stream] = Positions(stream, IdGenerator(last), notifier, bus, visibility)
     persister = Persister(events_store)
     persister.start()
     heads = RoomHeads(rooms_store, state_store)
@@ -322,10 +407,11 @@ async def build_services(
         heads=heads, recent=recent,
     )
     # -- push: rules, their evaluation after each commit, pushers
-    account_data_svc = AccountDataService(account_data, notifier, ad_ids)
+    account_data_svc = AccountDataService(account_data, positions["account_data"])
     push_rules = PushRulesService(push_store, account_data_svc)
     gateway = HttpPushGateway()
-    unread = UnreadCache(push_store)
+    # With workers another process may add notifications: counts are read, not kept.
+    unread = UnreadCache(push_store) if bus is None else UnreadCache(push_store, max_users=0)
     pushers = PusherService(
         store=push_store, queue=PushQueueStore(engine), unread=unread, reader=reader, gateway=gateway,
         mailer=SmtpMailer(cfg.email) if cfg.email.smtp_host else None,
@@ -356,8 +442,10 @@ async def build_services(
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, indexer, room_material, WakeOnCommit(notifier, name), as_queue,
+        reader, recent, evaluator, aggregations, indexer, room_material, as_queue,
     ]
+    if bus is None:  # with workers, the notifier moves on notices (Replication)
+        subscribers.append(WakeOnCommit(notifier, name))
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
     subscribers.append(CountCommits(metrics))
@@ -366,17 +454,24 @@ async def build_services(
     purger = RecallPurger(events_store)
     subscribers.append(purger)
     purger.start()
-    writer = RoomWriter(
+    local_writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
         persister=persister,
         builder=LocalEventBuilder(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
             recall_windows_ms=cfg.recall_windows_ms,
         ),
-        stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
-        outlier_ids=IdGenerator(min_stream, step=-1),
+        stream_ids=stream_ids, group_ids=group_ids, outlier_ids=outlier_ids,
         subscribers=subscribers, queue_outbox=outbound is not None,
     )
+    # With workers, writes to rooms whose shard another worker holds are forwarded there.
+    writer: RoomWriterPort = local_writer
+    writer_rpc = HttpWriterRpc(internal_secret(secret)) if bus is not None else None
+    if bus is not None and writer_rpc is not None:
+        writer = RoutedWriter(
+            local=local_writer, claims=bus, rpc=writer_rpc, heads=heads, visibility=visibility,
+            retry_for_s=cfg.workers.lease_ms * 2 / 1000,
+        )
 
     # -- ephemeral streams; federation hears of our users' changes
     def wake_rooms(stream: str) -> Callable[[int, Iterable[str]], None]:
@@ -385,11 +480,15 @@ async def build_services(
     listeners: list[EphemeralListener] = [unread, as_queue]
     if outbound is not None:
         listeners.append(EduOutbound(server_name=name, events=reader, sender=outbound.sender))
-    typing = TypingService(wake_rooms("typing"), listeners)
-    receipts = ReceiptService(receipt_store, receipt_ids, wake_rooms("receipts"), listeners)
+    announcer = Announcer(bus) if bus is not None else None
+    typing = TypingService(
+        wake_rooms("typing"), listeners, announcer,
+        start=await bus.seed("typing", now_ms()) if bus is not None else None,
+    )
+    receipts = ReceiptService(receipt_store, positions["receipts"], reader.local_members, listeners)
     presence = PresenceService(
         lambda pos, users: notifier.advance("presence", pos, users), reader.users_sharing_rooms,
-        listeners,
+        listeners, announcer, start=await bus.seed("presence", now_ms()) if bus is not None else None,
     )
     notifier.seed("typing", typing.position)
     notifier.seed("presence", presence.position)
@@ -407,7 +506,7 @@ async def build_services(
         membership=Membership(
             reader.users_sharing_rooms, device_names, rooms_store.users_departed, rooms_store.users_sharing_at,
         ), remote=remote_keys,
-        to_device_ids=to_device_ids, device_list_ids=device_list_ids,
+        to_device_ids=positions["to_device"], device_list_ids=positions["device_lists"],
     )
 
     # -- federation: receiving events, and acting for our users in remote rooms
@@ -433,7 +532,22 @@ async def build_services(
         await e2e.device_deleted(user_id, device_id)
         await sockets.device_gone(user_id, device_id)  # its WebSocket closes with the reason
 
-    auth = AuthService(users, secret, name, device_deleted=device_deleted)
+    auth = AuthService(users, secret, name, device_deleted=device_deleted, announcer=announcer)
+    endpoint = WriterEndpoint(local=local_writer, claims=bus, remote=remote) if bus is not None else None
+    if bus is not None:
+        notices.deliver_to(Replication(
+            bus=bus, notifier=notifier, visibility=visibility,
+            caches=ReplicatedCaches(
+                heads=heads, reader=reader, recent=recent, room_material=room_material,
+                aggregations=aggregations,
+            ),
+            ephemeral={"typing": typing.apply_notice, "presence": presence.apply_notice},
+            on_broadcast={"auth": auth.apply_notice},
+            durable={
+                "account_data": lambda rooms, pos: None, "to_device": lambda rooms, pos: None,
+                "device_lists": lambda rooms, pos: None, "receipts": receipts.remote_changed,
+            },
+        ))
     admin_store = AdminStore(engine)
     rooms = RoomService(
         events=reader, writer=writer, remote=remote, rooms=rooms_store, users=users,
@@ -564,6 +678,11 @@ async def build_services(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
         AppServiceRuntime(as_queue, as_api), metrics, status, readiness, federation, redis_buckets,
         purger, event_bus,
+        WorkerRuntime(
+            bus, shared_ids, list(positions.values()), announcer, endpoint, writer_rpc, internal_secret(secret),
+        )
+        if bus is not None and shared_ids is not None and announcer is not None and endpoint is not None
+        and writer_rpc is not None else None,
     )
 
 
@@ -782,10 +901,31 @@ async def create_app(cfg: HomeserverConfig) -> web.Application:
         log.info("shutting down: answered %d waiting /sync requests; finishing in-flight requests", woken)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        internal: web.AppRunner | None = None
+        if runtime.workers is not None:
+            internal = await serve_internal(cfg, runtime.workers)
         yield
         log.info("flushing queued writes and closing the database")
+        if internal is not None:
+            await internal.cleanup()
         await runtime.close()
 
     app.on_shutdown.append(answer_long_polls)
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def serve_internal(cfg: HomeserverConfig, workers: WorkerRuntime) -> web.AppRunner:
+    """This worker's internal listener (forwarded room writes) on a port of its own,
+    announced in Redis so the other workers find it."""
+    app = client_api.internal.create_internal_app(workers.endpoint, workers.secret, [matrix_errors])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.workers.internal_host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    host = cfg.workers.internal_host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    await workers.bus.announce(url)
+    log.info("worker %s takes forwarded writes at %s", workers.bus.worker, url)
+    return runner

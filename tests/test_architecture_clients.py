@@ -19,6 +19,8 @@ ALLOWED = ROOT / "federation" / "outbound"
 ALLOWED_FILES = (
     ROOT / "homeserver" / "outbound" / "push_gateway.py",
     ROOT / "homeserver" / "outbound" / "appservice.py",
+    # homeserver/outbound/internal_rpc.py to the other workers of this server (docs/workers.md).
+    ROOT / "homeserver" / "outbound" / "internal_rpc.py",
 )
 # What aiohttp exports for making requests (aiohttp.client and its re-exports).
 CLIENT_NAMES = {

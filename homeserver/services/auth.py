@@ -7,6 +7,7 @@ cache is cleared on logout, so an authenticated request costs one HMAC check.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from homeserver.core.errors import MatrixError, unknown_token
 from homeserver.core.records import TokenRecord
 from homeserver.services.clock import now_ms
 from homeserver.services.lru import LruCache
+from homeserver.services.replication import Announcer
 from storage.stores.users import UserStore
 
 REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
@@ -61,11 +63,17 @@ def token_from_headers(authorization: str | None, x_token: str | None, query_tok
     return query_token or None
 
 
+AUTH = "auth"  # the notices of revoked tokens and changed user flags (workers)
+
+
 class AuthService:
     def __init__(
         self, users: UserStore, secret: bytes, server_name: str,
         device_deleted: Callable[[str, str], Awaitable[None]] | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
+        # With workers, what this process drops from its caches the others drop too.
+        self._announcer = announcer
         # device_deleted(user, device): its end-to-end keys go too, and peers hear of it.
         self._device_deleted = device_deleted
         self._users = users
@@ -95,7 +103,7 @@ class AuthService:
         now = now_ms()
         token = self._new_record(user_id, device_id, refreshable, now)
         for tid in await self._users.upsert_device_with_token(user_id, device_id, display_name, token, now):
-            self._live.pop(tid)
+            self._revoke(tid)
         return self._response(token)
 
     def _new_record(self, user_id: str, device_id: str, refreshable: bool, now: int) -> TokenRecord:
@@ -122,7 +130,7 @@ class AuthService:
         now = now_ms()
         new = self._new_record(old.user_id, old.device_id, True, now)
         await self._users.replace_token(old.token_id, new, now)
-        self._live.pop(old.token_id)
+        self._revoke(old.token_id)
         out = self._response(new)
         del out["user_id"], out["device_id"]
         return out
@@ -155,9 +163,27 @@ class AuthService:
             self._admins.put(record.user_id, flags)
         return Requester(record.user_id, record.device_id, token_id, flags[0], flags[1], rate_limited=not flags[0])
 
+    def _revoke(self, token_id: str) -> None:
+        self._live.pop(token_id)
+        if self._announcer is not None:
+            self._announcer.broadcast(AUTH, {"tokens": [token_id], "users": []})
+
+    def _forget_flags(self, user_id: str) -> None:
+        self._admins.pop(user_id)
+        if self._announcer is not None:
+            self._announcer.broadcast(AUTH, {"tokens": [], "users": [user_id]})
+
+    def apply_notice(self, payload: str) -> None:
+        """Another worker revoked tokens or changed users' flags (workers)."""
+        d = json.loads(payload)
+        for token_id in d["tokens"]:
+            self._live.pop(token_id)
+        for user_id in d["users"]:
+            self._admins.pop(user_id)
+
     def forget_user(self, user_id: str) -> None:
         """The user's flags changed (a guest upgraded): read them again."""
-        self._admins.pop(user_id)
+        self._forget_flags(user_id)
 
     def issue_openid(self, user_id: str) -> dict[str, Any]:
         """Spec: "OpenID" (client-server API). A signed, short-lived token that proves to a
@@ -192,27 +218,29 @@ class AuthService:
 
     def forget_admin_flag(self, user_id: str) -> None:
         """The admin API changed the user's admin flag: read it again."""
-        self._admins.pop(user_id)
+        self._forget_flags(user_id)
 
     async def logout(self, requester: Requester) -> None:
         for tid in await self._users.delete_device(requester.user_id, requester.device_id):
-            self._live.pop(tid)
-        self._live.pop(requester.token_id)
+            self._revoke(tid)
+        self._revoke(requester.token_id)
         await self._devices_gone(requester.user_id, [requester.device_id])
 
     async def logout_all(self, user_id: str, keep_device: str | None = None) -> None:
-        self._admins.pop(user_id)  # deactivation and admin changes come through here
+        self._forget_flags(user_id)  # deactivation and admin changes come through here
         devices = [d["device_id"] for d in await self._users.list_devices(user_id) if d["device_id"] != keep_device]
         for tid in await self._users.delete_all_tokens(user_id, keep_device):
-            self._live.pop(tid)
+            self._revoke(tid)
         await self._devices_gone(user_id, devices)
 
     async def delete_device(self, user_id: str, device_id: str) -> None:
         for tid in await self._users.delete_device(user_id, device_id):
-            self._live.pop(tid)
+            self._revoke(tid)
         await self._devices_gone(user_id, [device_id])
 
     async def _devices_gone(self, user_id: str, device_ids: list[str]) -> None:
+        if self._announcer is not None:
+            await self._announcer.flush()  # other workers refuse the tokens before we answer
         if self._device_deleted is not None:
             for device_id in device_ids:
                 await self._device_deleted(user_id, device_id)

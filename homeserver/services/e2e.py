@@ -21,7 +21,7 @@ from homeserver.core.records import OneTimeKey
 from homeserver.services.auth import Requester
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
-from homeserver.services.persister import IdGenerator
+from homeserver.services.replication import Positions
 from storage.stores.e2e import E2eStore
 
 TO_DEVICE_LIMIT = 100
@@ -92,7 +92,7 @@ class Membership:
 class E2eService:
     def __init__(
         self, *, store: E2eStore, notifier: NotifierPort, server_name: str, membership: Membership,
-        remote: RemoteKeysPort, to_device_ids: IdGenerator, device_list_ids: IdGenerator,
+        remote: RemoteKeysPort, to_device_ids: Positions, device_list_ids: Positions,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -141,29 +141,32 @@ class E2eService:
 
     async def _device_keys_changed(self, user: str, device: str, keys: dict[str, Any]) -> None:
         prev = await self._store.last_change(user)
-        pos = self._device_list_ids.next()
-        await self._store.set_device_keys(user, device, keys, pos)
-        await self._wake_device_lists(user, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.set_device_keys(user, device, keys, pos)
+            taken.wake(await self._device_list_audience(user))
         await self._remote.device_list_changed(user, device, pos, prev, False, keys)
 
-    async def _wake_device_lists(self, user: str, pos: int) -> None:
-        sharing = await self._membership.users_sharing_rooms(user)
-        self._notifier.advance("device_lists", pos, sharing | {user})
+    async def _device_list_audience(self, user: str) -> set[str]:
+        """Whose device_lists a change of the user's keys concerns (themselves included)."""
+        return await self._membership.users_sharing_rooms(user) | {user}
 
     async def device_deleted(self, user_id: str, device_id: str) -> None:
         """A local device was deleted (logout, device deletion): its keys go too."""
         prev = await self._store.last_change(user_id)
-        pos = self._device_list_ids.next()
-        await self._store.delete_device(user_id, device_id, pos)
-        self._forget_key_counts(user_id, device_id)
-        await self._wake_device_lists(user_id, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.delete_device(user_id, device_id, pos)
+            self._forget_key_counts(user_id, device_id)
+            taken.wake(await self._device_list_audience(user_id))
         await self._remote.device_list_changed(user_id, device_id, pos, prev, True, None)
 
     async def remote_device_list_changed(self, user_id: str) -> None:
         """A peer said a user of theirs changed devices: our users sharing a room re-query."""
-        pos = self._device_list_ids.next()
-        await self._store.mark_changed(user_id, pos)
-        await self._wake_device_lists(user_id, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.mark_changed(user_id, pos)
+            taken.wake(await self._device_list_audience(user_id))
 
     # -- /keys/query -------------------------------------------------------------
 
@@ -315,9 +318,10 @@ class E2eService:
                 e2e_keys.check_self_signed(keys[t], user, key_id, value)
         if not keys:
             return
-        pos = self._device_list_ids.next()
-        await self._store.set_cross_signing_keys(user, keys, pos)
-        await self._wake_device_lists(user, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.set_cross_signing_keys(user, keys, pos)
+            taken.wake(await self._device_list_audience(user))
         await self._remote.signing_keys_changed(user, keys)
 
     async def upload_signatures(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
@@ -364,9 +368,10 @@ class E2eService:
             await self._store.replace_device_keys(user, target_id, merged)
         else:
             await self._store.replace_cross_signing_key(user, "master", merged)
-        pos = self._device_list_ids.next()
-        await self._store.mark_changed(user, pos)
-        await self._wake_device_lists(user, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.mark_changed(user, pos)
+            taken.wake(await self._device_list_audience(user))
 
     async def _sign_other_user(self, signer: str, user: str, target_id: str, signed: dict[str, Any]) -> None:
         """Another user's master key (of this server or another) signed with the signer's
@@ -391,9 +396,10 @@ class E2eService:
         e2e_keys.check_self_signed(signed, signer, usk_id, usk_value)
         await self._store.add_user_signature(signer, user, key_id, usk_id, signed["signatures"][signer][usk_id])
         # The signer's other devices re-query their keys (and so see the new signature).
-        pos = self._device_list_ids.next()
-        await self._store.mark_changed(signer, pos)
-        await self._wake_device_lists(signer, pos)
+        async with self._device_list_ids.take() as taken:
+            pos = taken.first
+            await self._store.mark_changed(signer, pos)
+            taken.wake(await self._device_list_audience(signer))
 
     async def _master_key_of(self, user: str) -> dict[str, Any] | None:
         """The user's master key as this server holds it or, for a remote user, as their
@@ -449,7 +455,7 @@ class E2eService:
         txn = (requester.user_id, requester.device_id, txn_id)
         if self._txns.get(txn):
             return
-        rows: list[tuple[int, str, str, dict[str, Any]]] = []
+        rows: list[tuple[str, str, dict[str, Any]]] = []
         remote: dict[str, dict[str, dict[str, Any]]] = {}
         for user, by_device in messages.items():
             if not isinstance(by_device, dict) or not all(isinstance(c, dict) for c in by_device.values()):
@@ -462,18 +468,19 @@ class E2eService:
                 targets = devices if device_id == "*" else [device_id] if device_id in devices else []
                 for target in targets:
                     message = {"type": ev_type, "sender": requester.user_id, "content": content}
-                    rows.append((self._to_device_ids.next(), user, target, message))
+                    rows.append((user, target, message))
         await self.deliver_local(rows)
         for server, msgs in remote.items():
             await self._remote.send_to_device(server, requester.user_id, ev_type, secrets.token_hex(12), msgs)
         self._txns.put(txn, True)
 
-    async def deliver_local(self, rows: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+    async def deliver_local(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """(user, device, message) rows queued at consecutive positions."""
         if not rows:
             return
-        await self._store.queue_to_device(rows)
-        for pos, user, _, _ in rows:
-            self._notifier.advance("to_device", pos, (user,))
+        async with self._to_device_ids.take(len(rows)) as taken:
+            await self._store.queue_to_device([(pos, *row) for pos, row in zip(taken.ids, rows, strict=True)])
+            taken.wake(user for user, _, _ in rows)
 
     async def receive_to_device(self, origin: str, content: dict[str, Any]) -> None:
         """An m.direct_to_device EDU from `origin` (spec: server-server "Send-to-device
@@ -487,7 +494,7 @@ class E2eService:
             if self._message_ids.get((origin, message_id)):
                 return
             self._message_ids.put((origin, message_id), True)
-        rows: list[tuple[int, str, str, dict[str, Any]]] = []
+        rows: list[tuple[str, str, dict[str, Any]]] = []
         for user, by_device in messages.items():
             if not isinstance(user, str) or not self._is_local(user) or not isinstance(by_device, dict):
                 continue
@@ -497,8 +504,7 @@ class E2eService:
                     continue
                 targets = devices if device_id == "*" else [device_id] if device_id in devices else []
                 for target in targets:
-                    rows.append((self._to_device_ids.next(), user, target,
-                                 {"type": ev_type, "sender": sender, "content": body}))
+                    rows.append((user, target, {"type": ev_type, "sender": sender, "content": body}))
         await self.deliver_local(rows)
 
     # -- /sync -------------------------------------------------------------------

@@ -8,7 +8,7 @@ together, e.g. a new room's initial state, each see the ones before).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -41,6 +41,22 @@ class EventSpec:
 
 
 Countersign = Callable[[Event], Awaitable[dict[str, Any]]]
+
+
+class InviteSigner(Protocol):
+    async def invite_countersign(self, event: Event, room_version: str) -> dict[str, Any]: ...
+
+
+@attrs.frozen
+class InviteCountersign:
+    """The countersign of an invite to a user of another server: a value rather than a
+    closure, so the room's writer on another worker can ask the invitee's server itself."""
+
+    remote: InviteSigner
+    room_version: str
+
+    async def __call__(self, event: Event) -> dict[str, Any]:
+        return await self.remote.invite_countersign(event, self.room_version)
 
 
 @attrs.frozen

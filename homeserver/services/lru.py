@@ -37,5 +37,8 @@ class LruCache(Generic[K, V]):
     def pop(self, key: K) -> None:
         self._data.pop(key, None)
 
+    def clear(self) -> None:
+        self._data.clear()
+
     def __contains__(self, key: object) -> bool:
         return key in self._data

@@ -79,6 +79,9 @@ class NotifierPort(Protocol):
 
     def unregister(self, user_id: str, fut: asyncio.Future[None]) -> None: ...
 
+    def waiting_users(self) -> list[str]:
+        """Users with a waiter now (woken all at once when a worker's commits were lost)."""
+
     def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
         """A stream moved to `position`; wake the users it concerns."""
 
@@ -151,6 +154,9 @@ class Notifier:
             waiting.discard(fut)
             if not waiting:
                 del self._waiters[user_id]
+
+    def waiting_users(self) -> list[str]:
+        return list(self._waiters)
 
     def advance(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
         """A stream moved to `position`; wake the users it concerns."""

@@ -12,10 +12,9 @@ from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.ids import normalize_user_id, server_of
 from homeserver.services.local_events import EventSpec
-from homeserver.services.notifier import NotifierPort
-from homeserver.services.persister import IdGenerator
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
+from homeserver.services.replication import Positions
 from homeserver.services.writer import RoomWriterPort
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import RoomStore
@@ -141,9 +140,8 @@ class AccountDataService:
     """Global and per-room account data, and room tags (room account data of type m.tag,
     so /sync delivers them like any other). Spec: "Client Config", "Room Tagging"."""
 
-    def __init__(self, store: AccountDataStore, notifier: NotifierPort, ids: IdGenerator) -> None:
+    def __init__(self, store: AccountDataStore, ids: Positions) -> None:
         self._store = store
-        self._notifier = notifier
         self._ids = ids
         # Tag changes read, change and write the m.tag document: one at a time.
         self._tag_lock = asyncio.Lock()
@@ -164,9 +162,9 @@ class AccountDataService:
         await self._write(user_id, "", "m.push_rules", content)
 
     async def _write(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> None:
-        stream = self._ids.next()
-        await self._store.put(user_id, room_id, type_, content, stream)
-        self._notifier.on_account_data(stream, user_id)
+        async with self._ids.take() as taken:
+            await self._store.put(user_id, room_id, type_, content, taken.first)
+            taken.wake((user_id,))
 
     async def get(self, user_id: str, room_id: str, type_: str) -> dict[str, Any]:
         _check_room_id(room_id)

@@ -177,7 +177,10 @@ class PushEvaluator:
                     log.exception("could not save the push progress mark")
 
     async def wait_for(self, position: int) -> None:
-        """Until every event up to `position` is evaluated (bounded: see EVALUATION_WAIT_S)."""
+        """Until every event up to `position` is evaluated (bounded: see EVALUATION_WAIT_S).
+        Only this process's own commits are waited for: with workers, each evaluates
+        what it committed (docs/workers.md)."""
+        position = min(position, self._seen)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + EVALUATION_WAIT_S
         while self._done < position and self._task is not None and not self._task.done():

@@ -67,6 +67,10 @@ class EventReader:
         for eid in event_ids:
             self._cache.pop(eid)
 
+    def clear(self) -> None:
+        """Workers: notices were missed, so any cached event may be stale (redacted)."""
+        self._cache.clear()
+
     async def known_event_ids(self, event_ids: Iterable[str], include_outliers: bool = True) -> set[str]:
         return await self._events.known_event_ids(event_ids, include_outliers)
 

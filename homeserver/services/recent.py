@@ -50,6 +50,16 @@ class RecentEvents:
             del self._streams[:overflow]
             del self._events[:overflow]
 
+    def reset(self, floor: int) -> None:
+        """Workers: notices up to `floor` may have been missed (a lost Redis subscription):
+        from now on only what is after it is answered from memory."""
+        self.start_stream = self._floor = max(self._floor, floor)
+        keep = bisect.bisect_right(self._streams, self._floor)
+        del self._streams[:keep]
+        del self._events[:keep]
+        self._member_changes.clear()
+        self._redacted_by.clear()
+
     def redactions_applied(self, pairs: Iterable[tuple[str, str]]) -> None:
         """(redaction event, target) pairs just committed as applied (not merely received)."""
         for redaction_id, target in pairs:

@@ -65,3 +65,10 @@ class RoomHeads:
     def put(self, head: RoomHead) -> None:
         """The room writer's, after a commit: the room's new head."""
         self._heads[head.room_id] = head
+
+    def forget(self, room_id: str) -> None:
+        """Another worker moved the room: read its head again when next asked."""
+        self._heads.pop(room_id, None)
+
+    def clear(self) -> None:
+        self._heads.clear()

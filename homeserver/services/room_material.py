@@ -132,6 +132,13 @@ class RoomMaterialCache:
             if position > self._last.get(room, 0):
                 self._last[room] = position
 
+    def reset(self, floor: int) -> None:
+        """Workers: notices up to `floor` may have been missed; start over from there."""
+        self._floor = max(self._floor, floor)
+        self._last.clear()
+        self._generation.clear()
+        self._cache.clear()
+
     def last_change(self, room_id: str) -> int:
         return self._last.get(room_id, self._floor)
 

@@ -13,7 +13,7 @@ from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.events import Event, StoredEvent
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.auth import Requester
-from homeserver.services.local_events import EventSpec
+from homeserver.services.local_events import EventSpec, InviteCountersign
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.restricted import restricted_authoriser
@@ -341,13 +341,9 @@ class RoomService:
         if not self._remote.enabled:
             raise forbidden("Federation is disabled on this server")
         head = await self.head_or_404(room_id)
-        remote, version = self._remote, head.room_version
-
-        async def countersign(event: Event) -> dict[str, Any]:
-            return await remote.invite_countersign(event, version)
-
         await self._writer.send_event(
-            room_id, EventSpec("m.room.member", sender, {"membership": "invite", **extra}, target), countersign,
+            room_id, EventSpec("m.room.member", sender, {"membership": "invite", **extra}, target),
+            InviteCountersign(self._remote, head.room_version),
         )
 
     async def _membership(

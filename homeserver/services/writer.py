@@ -14,7 +14,7 @@ process whose writer owns() it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import attrs
@@ -28,10 +28,11 @@ from homeserver.core.room_versions import get_room_version
 from homeserver.core.state_groups import NewStateGroup, StateKey, StateMap, plan_state_group
 from homeserver.services.clock import now_ms
 from homeserver.services.fanout import CommitSubscriber, Committed, publish
-from homeserver.services.local_events import Countersign, EventSpec, LocalEventBuilder
+from homeserver.services.local_events import Built, Countersign, EventSpec, LocalEventBuilder
 from homeserver.services.lru import LruCache
-from homeserver.services.persister import IdGenerator, Persister
+from homeserver.services.persister import Persister
 from homeserver.services.reader import EventReader
+from homeserver.services.replication import BlockIdsPort, StreamIdsPort
 from homeserver.services.room_heads import RoomHead, RoomHeads
 from storage.stores.events import EventStore
 from storage.stores.state import StateStore
@@ -73,7 +74,7 @@ class RoomWriter:
     def __init__(
         self, *, server_name: str, builder: LocalEventBuilder, reader: EventReader,
         heads: RoomHeads, events: EventStore, state: StateStore, persister: Persister,
-        stream_ids: IdGenerator, group_ids: IdGenerator, outlier_ids: IdGenerator,
+        stream_ids: StreamIdsPort, group_ids: BlockIdsPort, outlier_ids: BlockIdsPort,
         subscribers: Sequence[CommitSubscriber] = (), queue_outbox: bool = False,
     ) -> None:
         self.server_name = server_name
@@ -104,19 +105,38 @@ class RoomWriter:
 
     # -- the one commit step ----------------------------------------------------
 
-    async def _commit(self, batch: PersistBatch, commit: Committed) -> None:
-        """Durable first; then the room head moves and subscribers hear of it."""
-        await self._persister.enqueue(batch)
+    async def _commit(
+        self, durable: asyncio.Future[None], ids: Sequence[int], commit: Committed,
+    ) -> None:
+        """Durable first; then the room head moves and subscribers hear of it (and, with
+        workers, the others: the ids' notice). `durable` is the queued batch's future."""
+        try:
+            await asyncio.shield(durable)
+        except asyncio.CancelledError:
+            # The caller went away, the batch did not: finish the commit when it lands.
+            durable.add_done_callback(lambda f: self._committed(f, ids, commit))
+            raise
+        except BaseException:
+            self._stream_ids.settle(ids, None)  # released: positions need not wait for them
+            raise
+        self._committed(durable, ids, commit)
+        await self._stream_ids.visible(ids)
+
+    def _committed(self, durable: asyncio.Future[None], ids: Sequence[int], commit: Committed) -> None:
+        if durable.cancelled() or durable.exception() is not None:
+            self._stream_ids.settle(ids, None)
+            return
         if commit.head is not None:
             self._heads.put(commit.head)
         publish(self._subscribers, commit)
+        self._stream_ids.settle(ids, commit)
 
     def _new_group(
-        self, room_id: str, prev_group: int | None, prev_chain: int, prev_state: StateMap,
+        self, gids: Iterator[int], room_id: str, prev_group: int | None, prev_chain: int, prev_state: StateMap,
         state: StateMap,
     ) -> NewStateGroup:
         group = plan_state_group(
-            self._group_ids.next(), room_id, prev_group, prev_chain, prev_state, state,
+            next(gids), room_id, prev_group, prev_chain, prev_state, state,
         )
         self._state.remember(group, state)
         return group
@@ -181,21 +201,32 @@ class RoomWriter:
         if new_room is not None and work.room_id != new_room.room_id:
             new_room = attrs.evolve(new_room, room_id=work.room_id)  # v12: hash-named
 
-        # No awaits from here to enqueue: stream ids must commit in order.
+        gids = await self._group_ids.take(len(built))
+        async with self._stream_ids.ordered():
+            ids = await self._stream_ids.take(len(built))
+            # No awaits from here to enqueue: stream ids must commit in order.
+            batch, commit = self._plan_local(head, work, built, new_room, ids, gids, now)
+            durable = self._persister.enqueue(batch)
+        await self._commit(durable, ids, commit)
+        return list(commit.events)
+
+    def _plan_local(
+        self, head: RoomHead, work: RoomHead, built: Sequence[Built], new_room: NewRoom | None,
+        ids: Sequence[int], gids: Iterator[int], now: int,
+    ) -> tuple[PersistBatch, Committed]:
         batch = PersistBatch(received_ts=now)
         if new_room is not None:
             batch.new_rooms.append(new_room)
         state = dict(head.state)
         group, chain = head.state_group, head.chain_length
         stored: list[StoredEvent] = []
-        for b in built:
+        for b, stream in zip(built, ids, strict=True):
             event, spec = b.event, b.spec
-            stream = self._stream_ids.next()
             before = group if (group or new_room is None) else None
             if event.is_state:
                 prev_state = dict(state)
                 state[event.state_tuple] = event.event_id
-                new_group = self._new_group(event.room_id, before, chain, prev_state, state)
+                new_group = self._new_group(gids, event.room_id, before, chain, prev_state, state)
                 batch.state_groups.append(new_group)
                 group, chain = new_group.id, new_group.chain_length
                 if event.type == "m.room.member":
@@ -218,11 +249,10 @@ class RoomWriter:
             work.room_id, group, work.max_depth, delta, tuple(work.extremities),
         ))
         destinations = self._queue_for_federation(batch, stored, work)
-        await self._commit(batch, Committed(
+        return batch, Committed(
             stored, work, delta, [(m.user_id, m.stream_ordering) for m in batch.memberships],
             batch.redactions, frozenset(destinations),
-        ))
-        return stored
+        )
 
     def _queue_for_federation(
         self, batch: PersistBatch, stored: list[StoredEvent], head: RoomHead, exclude: str | None = None,
@@ -265,12 +295,13 @@ class RoomWriter:
             if new_room is None:
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
             head = RoomHead(room_id, new_room.room_version, {}, 0, 0, [], 0, {})
+        gids = await self._group_ids.take(3)  # before, after, resolved: at most three new groups
         batch = PersistBatch(received_ts=now_ms())
         if new_room is not None:
             batch.new_rooms.append(new_room)
 
         if before_group is None:
-            g = self._new_group(room_id, head.state_group or None, head.chain_length, head.state, state_before)
+            g = self._new_group(gids, room_id, head.state_group or None, head.chain_length, head.state, state_before)
             batch.state_groups.append(g)
             before_group, before_chain = g.id, g.chain_length
         else:
@@ -278,7 +309,7 @@ class RoomWriter:
         state_after, after_group, after_chain = state_before, before_group, before_chain
         if event.is_state:
             state_after = {**state_before, event.state_tuple: event.event_id}
-            g = self._new_group(room_id, before_group, before_chain, state_before, state_after)
+            g = self._new_group(gids, room_id, before_group, before_chain, state_before, state_after)
             batch.state_groups.append(g)
             after_group, after_chain = g.id, g.chain_length
 
@@ -291,7 +322,7 @@ class RoomWriter:
         late = await self._reader.has_children(event.event_id)
         if not soft_failed and not late:
             new_head, delta, member_events = await self._advance(
-                head, event, state_after, after_group, after_chain, batch,
+                head, event, state_after, after_group, after_chain, batch, gids,
             )
         elif late and not soft_failed:
             # Its parents are no longer heads either (a known event now builds on them);
@@ -306,8 +337,25 @@ class RoomWriter:
             else:
                 new_head = head
 
-        # No awaits from here to enqueue: stream ids must commit in order.
-        stream = self._stream_ids.next()
+        async with self._stream_ids.ordered():
+            ids = await self._stream_ids.take(1)
+            # No awaits from here to enqueue: stream ids must commit in order.
+            se, commit = self._plan_received(
+                batch, event, ids[0], delta, member_events, new_head, state_before, before_group,
+                after_group, soft_failed=soft_failed, apply_redaction=apply_redaction,
+                forward_from=forward_from, head=head,
+            )
+            durable = self._persister.enqueue(batch)
+        await self._commit(durable, ids, commit)
+        return se
+
+    def _plan_received(
+        self, batch: PersistBatch, event: Event, stream: int, delta: dict[StateKey, str | None],
+        member_events: dict[str, Event], new_head: RoomHead | None, state_before: StateMap,
+        before_group: int, after_group: int, *, soft_failed: bool, apply_redaction: bool,
+        forward_from: str | None, head: RoomHead,
+    ) -> tuple[StoredEvent, Committed]:
+        room_id = event.room_id
         for k, v in delta.items():
             if k[0] == "m.room.member":
                 member = member_events.get(v or "")
@@ -328,14 +376,11 @@ class RoomWriter:
         forwarded: set[str] = set()
         if forward_from is not None and not soft_failed:
             forwarded = self._queue_for_federation(batch, [se], head, exclude=forward_from)
-        await self._commit(batch, Committed(
-            [se], new_head, delta, changes, batch.redactions, frozenset(forwarded),
-        ))
-        return se
+        return se, Committed([se], new_head, delta, changes, batch.redactions, frozenset(forwarded))
 
     async def _advance(
         self, head: RoomHead, event: Event, state_after: StateMap, after_group: int,
-        after_chain: int, batch: PersistBatch,
+        after_chain: int, batch: PersistBatch, gids: Iterator[int],
     ) -> tuple[RoomHead, dict[StateKey, str | None], dict[str, Event]]:
         """The room head after a new forward extremity: current state (resolved if
         forks remain), extremities, members, and the room update to write."""
@@ -347,7 +392,7 @@ class RoomWriter:
         )
         cur_group, cur_chain = after_group, after_chain
         if current != state_after:
-            g = self._new_group(head.room_id, after_group, after_chain, state_after, current)
+            g = self._new_group(gids, head.room_id, after_group, after_chain, state_after, current)
             batch.state_groups.append(g)
             cur_group, cur_chain = g.id, g.chain_length
         delta: dict[StateKey, str | None] = {k: v for k, v in current.items() if head.state.get(k) != v}
@@ -384,18 +429,25 @@ class RoomWriter:
         batch = PersistBatch(received_ts=now_ms())
         if new_room is not None:
             batch.new_rooms.append(new_room)
-        stored = []
-        for e in fresh:
-            if invite_for is not None and e.state_key == invite_for:
-                invite_stream = self._stream_ids.next()
-                batch.memberships.append(Membership(
-                    e.room_id, invite_for, e.membership or "invite", e.event_id, e.sender, invite_stream,
-                ))
-                stored.append(StoredEvent(e, invite_stream, None, None, outlier=True))
-            else:
-                stored.append(StoredEvent(e, self._outlier_ids.next(), None, None, outlier=True))
-        batch.events = stored
-        await self._commit(batch, Committed(
+        invites = [e for e in fresh if invite_for is not None and e.state_key == invite_for]
+        oids = await self._outlier_ids.take(len(fresh) - len(invites))
+        async with self._stream_ids.ordered():
+            ids = await self._stream_ids.take(len(invites))
+            # No awaits from here to enqueue: stream ids must commit in order.
+            invite_ids = iter(ids)
+            stored = []
+            for e in fresh:
+                if invite_for is not None and e.state_key == invite_for:
+                    invite_stream = next(invite_ids)
+                    batch.memberships.append(Membership(
+                        e.room_id, invite_for, e.membership or "invite", e.event_id, e.sender, invite_stream,
+                    ))
+                    stored.append(StoredEvent(e, invite_stream, None, None, outlier=True))
+                else:
+                    stored.append(StoredEvent(e, next(oids), None, None, outlier=True))
+            batch.events = stored
+            durable = self._persister.enqueue(batch)
+        await self._commit(durable, ids, Committed(
             stored, membership_changes=[(m.user_id, m.stream_ordering) for m in batch.memberships],
         ))
         return stored
@@ -415,9 +467,10 @@ class RoomWriter:
             key=lambda e: -e.depth,
         )
         batch = PersistBatch(received_ts=now_ms())
-        batch.events = [StoredEvent(e, self._outlier_ids.next(), None, None) for e in fresh]
+        oids = await self._outlier_ids.take(len(fresh))
+        batch.events = [StoredEvent(e, next(oids), None, None) for e in fresh]
         if fresh:
-            await self._commit(batch, Committed(batch.events))
+            await self._commit(self._persister.enqueue(batch), (), Committed(batch.events))
         return batch.events + list((await self._reader.get_events(as_outlier)).values())
 
 

@@ -13,6 +13,7 @@ from homeserver.services.local_events import EventSpec, LocalEventBuilder
 from homeserver.services.persister import IdGenerator, Persister
 from homeserver.services.reader import EventReader
 from homeserver.services.recent import RecentEvents
+from homeserver.services.replication import LocalBlockIds, LocalStreamIds
 from homeserver.services.room_heads import RoomHeads
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
@@ -69,8 +70,8 @@ async def room_writer(db_url: str, subscribers: Sequence[CommitSubscriber]) -> A
         server_name=SERVER, reader=reader, heads=heads, events=events, state=state,
         persister=persister,
         builder=LocalEventBuilder(server_name=SERVER, signing_key=generate_signing_key("t"), reader=reader),
-        stream_ids=IdGenerator(max_stream), group_ids=IdGenerator(max_group),
-        outlier_ids=IdGenerator(min_stream, step=-1), subscribers=[reader, *subscribers],
+        stream_ids=LocalStreamIds(IdGenerator(max_stream)), group_ids=LocalBlockIds(IdGenerator(max_group)),
+        outlier_ids=LocalBlockIds(IdGenerator(min_stream, step=-1)), subscribers=[reader, *subscribers],
     )
     try:
         yield Setup(writer, persister, events)
