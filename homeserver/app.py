@@ -81,6 +81,7 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.groups import GroupService
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
@@ -412,9 +413,10 @@ async def build_services(
         server_name=name, default_room_version=cfg.default_room_version,
         blocked_by=admin_store.room_block,
     )
+    ignores = IgnoreLists(store=account_data, notifier=notifier)
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
-        account_data=account_data,
+        ignores=ignores,
     )
     notifications = NotificationService(
         store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,
@@ -437,7 +439,7 @@ async def build_services(
         events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
         account_data=account_data, server_name=name, typing=typing,
         receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-        push=PushSync(notifications, push_rules), material=room_material,
+        push=PushSync(notifications, push_rules), material=room_material, ignores=ignores,
     )
     sync = SyncService(engine=sync_engine, presence=presence)
     limiter = RateLimiter(
@@ -483,7 +485,7 @@ async def build_services(
         ),
         search=SearchService(
             store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
-            timeline=timeline, account_data=account_data,
+            timeline=timeline, ignores=ignores,
         ),
         upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
         reports=ReportService(

@@ -21,6 +21,7 @@ from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filtering import EventFilter, SyncFilter, lazy_members
 from homeserver.services.formatting import stripped_state
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.push_sync import PushSync
@@ -67,7 +68,7 @@ class SyncEngine:
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
         e2e: E2eService,
-        push: PushSync, material: RoomMaterialCache,
+        push: PushSync, material: RoomMaterialCache, ignores: IgnoreLists,
     ) -> None:
         self._e2e = e2e
         self._push = push
@@ -83,6 +84,7 @@ class SyncEngine:
         self._account_data = account_data
         self.server_name = server_name
         self._material = material
+        self._ignores = ignores
 
     @property
     def notifier(self) -> NotifierPort:
@@ -98,7 +100,7 @@ class SyncEngine:
         now = now or self._notifier.current_token()
         resp = empty_response(now.encode())
         user = requester.user_id
-        ignored = await self._account_data.ignored_users(user)
+        ignored = await self._ignores.ignored_users(user)
         f = f.ignoring(ignored)
         since_ev = since.events if since is not None else 0
         if since is None or full_state:
