@@ -241,6 +241,8 @@ limits:
   max_event_bytes: {limits.max_event_bytes}
   # The largest file a user may upload, and a remote file we will fetch, in bytes.
   max_upload_bytes: {limits.max_upload_bytes}
+  # Events an incremental /sync reads at once across all of a user's rooms.
+  incremental_sync_scan: {limits.incremental_sync_scan}
 
 redis:
   # e.g. redis://127.0.0.1:6379/0 — shares presence, typing, rate limits and

@@ -335,6 +335,9 @@ class LimitsConfig:
     # every PDU at 65536 bytes, so this may only be lowered.
     max_event_bytes: int = setting(65_536, check=_event_bytes)
     max_upload_bytes: int = setting(52_428_800, check=_positive)
+    # An incremental /sync reads at most this many of the newest events of all the user's
+    # rooms at once; rooms the read did not cover are then read one by one.
+    incremental_sync_scan: int = setting(2000, check=_positive)
 
 
 @attrs.frozen

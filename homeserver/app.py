@@ -440,6 +440,7 @@ async def build_services(
         account_data=account_data, server_name=name, typing=typing,
         receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
         push=PushSync(notifications, push_rules), material=room_material, ignores=ignores,
+        incremental_scan=cfg.limits.incremental_sync_scan,
     )
     sync = SyncService(engine=sync_engine, presence=presence)
     limiter = RateLimiter(
