@@ -81,6 +81,7 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.groups import GroupService
+from homeserver.services.guest_access import GuestAccessWatch, GuestEviction
 from homeserver.services.ignore import IgnoreLists
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
@@ -169,8 +170,11 @@ class Runtime:
     federation: FederationRuntime | None = None
     redis: RedisBuckets | None = None
     purger: RecallPurger | None = None
+    guests: GuestEviction | None = None
 
     async def close(self) -> None:
+        if self.guests is not None:
+            await self.guests.stop()
         await self.services.notices.stop()
         await self.services.deletions.stop()
         if self.purger is not None:
@@ -331,8 +335,10 @@ async def build_services(
     )
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
+    guest_watch = GuestAccessWatch()
     subscribers: list[CommitSubscriber] = [
         reader, recent, evaluator, aggregations, indexer, room_material, WakeOnCommit(notifier, name), as_queue,
+        guest_watch,
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -514,6 +520,8 @@ async def build_services(
     )
     await deletions.start()
     await notices.start()
+    guests = GuestEviction(watch=guest_watch, reader=reader, rooms=rooms, users=users, server_name=name)
+    guests.start()
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -528,7 +536,7 @@ async def build_services(
         )
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
-        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger,
+        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger, guests,
     )
 
 
