@@ -230,6 +230,13 @@ registration:
   # register?kind=guest: guest accounts with the spec's limited API.
   allow_guests: true
 
+login_via_existing_session:
+  # POST /login/get_token: a signed-in device gets a single-use login token for a new
+  # device (sign in by QR code); the m.get_login_token capability says whether it is on.
+  enabled: false
+  require_ui_auth: true
+  token_timeout_ms: 300000
+
 user_directory:
   # false: a search finds only users who share a room with the searcher or are in a
   # public room; true: every local user too.

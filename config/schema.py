@@ -329,6 +329,18 @@ class UserDirectoryConfig:
 
 
 @attrs.frozen
+class LoginViaExistingSessionConfig:
+    """Spec "POST /_matrix/client/v1/login/get_token" (MSC3882): a signed-in device mints a
+    short-lived, single-use `m.login.token` for another device (QR sign-in). Off by
+    default, as in Synapse."""
+
+    enabled: bool = setting(False)
+    # The request must pass user-interactive auth (the account password) first.
+    require_ui_auth: bool = setting(True)
+    token_timeout_ms: int = setting(300_000, check=_positive)
+
+
+@attrs.frozen
 class LimitsConfig:
     max_request_bytes: int = setting(1_048_576, check=_positive)
     # Client requests for a bigger event are refused before any work; the spec caps
@@ -555,6 +567,9 @@ class HomeserverConfig:
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     registration: RegistrationConfig = attrs.field(factory=RegistrationConfig)
     user_directory: UserDirectoryConfig = attrs.field(factory=UserDirectoryConfig)
+    login_via_existing_session: LoginViaExistingSessionConfig = attrs.field(
+        factory=LoginViaExistingSessionConfig,
+    )
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     rabbitmq: RabbitMQConfig = attrs.field(factory=RabbitMQConfig)
@@ -608,6 +623,7 @@ for _cls in (
     DatabaseConfig,
     RegistrationConfig,
     UserDirectoryConfig,
+    LoginViaExistingSessionConfig,
     LimitsConfig,
     RedisConfig,
     RabbitMQConfig,

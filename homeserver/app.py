@@ -86,6 +86,7 @@ from homeserver.services.ignore import IgnoreLists
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
+from homeserver.services.login_tokens import LoginTokenService
 from homeserver.services.media import MediaService
 from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import Notifier, WakeOnCommit
@@ -140,6 +141,7 @@ from storage.stores.filters import AccountDataStore, FilterStore
 from storage.stores.im import ImStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
+from storage.stores.login_tokens import LoginTokenStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
@@ -516,6 +518,12 @@ async def build_services(
         client_events=ClientEventService(im_store, client_event_listeners),
         shared_secret=SharedSecretRegistration(
             secret=cfg.registration.shared_secret, accounts=accounts, auth=auth, profile=profile,
+        ),
+        login_tokens=LoginTokenService(
+            store=LoginTokenStore(engine), users=users, auth=auth, server_name=name,
+            enabled=cfg.login_via_existing_session.enabled,
+            require_ui_auth=cfg.login_via_existing_session.require_ui_auth,
+            timeout_ms=cfg.login_via_existing_session.token_timeout_ms,
         ),
     )
     await deletions.start()
