@@ -510,6 +510,10 @@ class AiAssistantConfig:
     runs it on its own instead): the assistant's own config file, or None for off."""
 
     config_file: str | None = setting(None, check=_non_empty, resolve=resolve_path)
+    # The assistant's user (its registration's sender_localpart). When an application
+    # service with that sender is registered (embedded or its own process), a group that
+    # opts in (`tricolor.ai`) gets it invited and given the AI_ASSISTANT role.
+    user_localpart: str = setting("ai-assistant", check=_non_empty)
 
 
 @attrs.frozen

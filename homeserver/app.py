@@ -46,6 +46,8 @@ from federation.outbound.media import FederationMediaFetcher
 from federation.outbound.resolver import ServerResolver
 from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
+from homeserver.core import ids
+from homeserver.core.ai_roles import AI_EVENT
 from homeserver.core.federation_domains import federation_domain_allowed
 from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
@@ -58,6 +60,8 @@ from homeserver.outbound.redis_buckets import RedisBuckets
 from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService, ReportAdminService
 from homeserver.services.aggregations import Aggregations
+from homeserver.services.ai_groups import WATCHED as AI_WATCHED
+from homeserver.services.ai_groups import AiGroupJoiner
 from homeserver.services.ai_records import AiRecordService
 from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.appservice_queue import AppServiceQueue
@@ -81,7 +85,7 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.groups import GroupService
-from homeserver.services.guest_access import GuestAccessWatch, GuestEviction
+from homeserver.services.guest_access import GUEST_ACCESS_TYPE, GuestEviction
 from homeserver.services.ignore import IgnoreLists
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
@@ -121,6 +125,7 @@ from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.state_watch import Handler, StateReactor, StateWatch
 from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.sync_engine import SyncEngine
@@ -172,11 +177,11 @@ class Runtime:
     federation: FederationRuntime | None = None
     redis: RedisBuckets | None = None
     purger: RecallPurger | None = None
-    guests: GuestEviction | None = None
+    reactions: StateReactor | None = None  # after-commit reactions to state changes
 
     async def close(self) -> None:
-        if self.guests is not None:
-            await self.guests.stop()
+        if self.reactions is not None:
+            await self.reactions.stop()
         await self.services.notices.stop()
         await self.services.deletions.stop()
         if self.purger is not None:
@@ -337,10 +342,11 @@ async def build_services(
     )
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
-    guest_watch = GuestAccessWatch()
+    # State changes that start work after commit: guests leaving, the AI assistant joining.
+    state_watch = StateWatch(frozenset({GUEST_ACCESS_TYPE, *AI_WATCHED}))
     subscribers: list[CommitSubscriber] = [
         reader, recent, evaluator, aggregations, indexer, room_material, WakeOnCommit(notifier, name), as_queue,
-        guest_watch,
+        state_watch,
     ]
     if outbound is not None:
         subscribers.append(WakeOutbox(outbound.sender))
@@ -528,8 +534,15 @@ async def build_services(
     )
     await deletions.start()
     await notices.start()
-    guests = GuestEviction(watch=guest_watch, reader=reader, rooms=rooms, users=users, server_name=name)
-    guests.start()
+    handlers: dict[str, Handler] = {
+        GUEST_ACCESS_TYPE: GuestEviction(reader=reader, rooms=rooms, users=users, server_name=name).on_change,
+    }
+    assistant = ids.user_id(cfg.ai_assistant.user_localpart, name)
+    if any(r.sender == assistant for r in registrations):  # only when the assistant is registered
+        joiner = AiGroupJoiner(reader=reader, rooms=rooms, assistant=assistant, server_name=name)
+        handlers.update({AI_EVENT: joiner.on_change, "m.room.member": joiner.on_change})
+    reactions = StateReactor(watch=state_watch, handlers=handlers)
+    reactions.start()
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -544,7 +557,7 @@ async def build_services(
         )
     return Runtime(
         services, persister, engine, PushRuntime(evaluator, pushers, gateway, indexer), urls,
-        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger, guests,
+        AppServiceRuntime(as_queue, as_api), federation, redis_buckets, purger, reactions,
     )
 
 
