@@ -53,7 +53,8 @@ class CommitWorker:
         self._queue: asyncio.Queue[Committed] = asyncio.Queue()
         self._done = 0
         self._saved = 0  # the mark as stored
-        self._seen = 0  # the newest commit position heard of
+        self._heard = 0  # commits heard of ...
+        self._handled = 0  # ... and handled (backfill commits have no new position to wait on)
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -62,7 +63,7 @@ class CommitWorker:
         return self._done
 
     def on_committed(self, commit: Committed) -> None:
-        self._seen = max(self._seen, commit.position)
+        self._heard += 1
         self._queue.put_nowait(commit)
 
     async def start(self, upto: int) -> None:
@@ -71,7 +72,6 @@ class CommitWorker:
         if mark is None:
             mark = upto if self._fresh_from_newest else 0
         self._done = self._saved = mark
-        self._seen = max(self._seen, upto)
         self._task = asyncio.create_task(self._run(upto))
 
     async def stop(self) -> None:
@@ -88,18 +88,22 @@ class CommitWorker:
 
     async def caught_up(self) -> None:
         """Until every commit heard of so far is processed (bounded by wait_s)."""
-        await self.wait_for(self._seen)
+        heard = self._heard
+        await self._until(lambda: self._handled >= heard, f"{heard - self._handled} commits")
 
     async def wait_for(self, position: int) -> None:
         """Until everything up to `position` is processed (bounded by wait_s)."""
+        await self._until(lambda: self._done >= position, f"{self._done} < {position}")
+
+    async def _until(self, reached: Callable[[], bool], behind: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
-        while self._done < position and self._task is not None and not self._task.done():
+        while not reached() and self._task is not None and not self._task.done():
             self._advanced.clear()
             try:
                 await asyncio.wait_for(self._advanced.wait(), max(deadline - loop.time(), 0))
             except TimeoutError:
-                log.warning("%s is behind (%d < %d)", self._name, self._done, position)
+                log.warning("%s is behind (%s)", self._name, behind)
                 return
 
     async def _run(self, upto: int) -> None:
@@ -118,13 +122,14 @@ class CommitWorker:
             commits = [await self._queue.get()]
             while not self._queue.empty():
                 commits.append(self._queue.get_nowait())
-            position = max(c.position for c in commits)
-            if position <= self._done:
-                continue
+            # Commits of backfilled history (positions counting down from 0) are handed over
+            # too; the work decides what they mean to it (search indexes them, push does not).
+            position = max(self._done, *(c.position for c in commits))
             must_mark = position - self._saved >= PROGRESS_EVERY
             if await self._retrying(self._work.apply, commits, self._done, position, must_mark):
                 self._saved = position
             self._done = position
+            self._handled += len(commits)
             self._advanced.set()
 
     async def _retrying(self, step: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -49,7 +49,8 @@ def search_row(se: StoredEvent) -> SearchRow | None:
     """The index row of a timeline event, or None when it has nothing to search."""
     ev = se.event
     field = _FIELD.get(ev.type)
-    if field is None or se.outlier or se.stream_ordering <= 0 or se.soft_failed or ev.rejected:
+    # Backfilled history (negative positions, not outliers) is searchable like the rest.
+    if field is None or se.outlier or se.stream_ordering == 0 or se.soft_failed or ev.rejected:
         return None
     if ev.type != "m.room.message" and ev.state_key != "":
         return None
@@ -103,7 +104,11 @@ class SearchIndexer:
         rows: list[SearchRow] = []
         removed: list[str] = []
         for commit in commits:
-            rows += [r for se in commit.events if se.stream_ordering > done and (r := search_row(se))]
+            # New events past the mark, and backfilled history (its positions count down from 0).
+            rows += [
+                r for se in commit.events
+                if (se.stream_ordering > done or se.stream_ordering < 0) and (r := search_row(se))
+            ]
             removed += [target for _, target in commit.redactions]
         gone = set(removed)
         rows = [r for r in rows if r.event_id not in gone]
