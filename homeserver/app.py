@@ -457,6 +457,10 @@ async def build_services(
         incremental_scan=cfg.limits.incremental_sync_scan,
     )
     sync = SyncService(engine=sync_engine, presence=presence)
+    spaces = SpaceService(
+        server_name=name, events=reader, rooms=rooms_store,
+        remote=FederationHierarchy(outbound.client) if outbound is not None else None,
+    )
     limiter = RateLimiter(
         buckets, rate_limits(cfg),
         {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
@@ -494,10 +498,7 @@ async def build_services(
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
         relations=RelationsService(store=relation_store, events=reader, rooms=rooms, timeline=timeline),
-        spaces=SpaceService(
-            server_name=name, events=reader, rooms=rooms_store,
-            remote=FederationHierarchy(outbound.client) if outbound is not None else None,
-        ),
+        spaces=spaces,
         search=SearchService(
             store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
             timeline=timeline, ignores=ignores,
@@ -507,7 +508,9 @@ async def build_services(
             store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
-        summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
+        summaries=SummaryService(
+            events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name, spaces=spaces,
+        ),
         legacy=LegacyService(
             events=reader, rooms=rooms, room_store=rooms_store, timeline=timeline, sync=sync,
             notifier=notifier, account_data=account_data,
