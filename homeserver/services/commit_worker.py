@@ -68,10 +68,12 @@ class CommitWorker:
 
     async def start(self, upto: int) -> None:
         """Follow the writer; first (in the worker's task) process what the last run did not."""
-        mark = await self._work.load_mark()
-        if mark is None:
-            mark = upto if self._fresh_from_newest else 0
-        self._done = self._saved = mark
+        stored = await self._work.load_mark()
+        mark = stored if stored is not None else (upto if self._fresh_from_newest else 0)
+        self._done = mark
+        # A first run stores its starting mark at once: otherwise a crash before the first
+        # save would start the next run at its own newest event, skipping what came between.
+        self._saved = mark if stored is not None else -1
         self._task = asyncio.create_task(self._run(upto))
 
     async def stop(self) -> None:
