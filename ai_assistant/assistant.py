@@ -231,7 +231,10 @@ class Assistant:
             raise Busy()
         provider_name = view.provider if view.provider in self.providers else self.cfg.default_provider
         provider = self.providers[provider_name]
-        history = await self._history(room_id, event["event_id"])
+        # While the provider's circuit is open the AI will not be called: the message is only
+        # recorded as failed, so the history (a /context read per message) is not fetched.
+        refusing = self.breakers[provider.name].refusing
+        history = [] if refusing else await self._history(room_id, event["event_id"])
         request = provider.request_body(content["body"], history)
         record = await self.hs.open_record(room_id, event["event_id"], provider_name, request)
         if record["status"] != "pending" or record["id"] in self._inflight:

@@ -21,6 +21,13 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self._opened_at is not None
 
+    @property
+    def refusing(self) -> bool:
+        """Open, and `allow` would say no now (no side effect, unlike `allow`)."""
+        if self._opened_at is None:
+            return False
+        return self._trial or self._clock() - self._opened_at < self._cooldown
+
     def allow(self) -> bool:
         if self._opened_at is None:
             return True

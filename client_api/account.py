@@ -23,6 +23,7 @@ from homeserver.core.errors import MatrixError, bad_json, forbidden
 from homeserver.http.responses import ok
 from homeserver.services.accounts import InvalidRegistrationToken
 from homeserver.services.auth import PasswordError, Requester
+from homeserver.services.login_tokens import LOGIN_TOKEN
 
 routes = web.RouteTableDef()
 
@@ -67,6 +68,7 @@ class LoginBody:
     device_id: str | None = None
     initial_device_display_name: str | None = None
     refresh_token: bool = False
+    token: Any = None  # m.login.token
 
 
 @attrs.frozen
@@ -182,13 +184,22 @@ async def register_available(request: web.Request) -> web.Response:
 @routes.get(cs("/login"))
 async def login_flows(request: web.Request) -> web.Response:
     """GET /login"""
-    return ok({"flows": [{"type": "m.login.password"}, {"type": APPSERVICE_LOGIN}]})
+    flows: list[dict[str, Any]] = [{"type": "m.login.password"}, {"type": APPSERVICE_LOGIN}]
+    if services(request).login_tokens.enabled:
+        # Spec "Login: m.login.token": `get_login_token` says POST /login/get_token is offered.
+        flows.append({"type": LOGIN_TOKEN, "get_login_token": True})
+    return ok({"flows": flows})
 
 
 @routes.post(cs("/login"))
 async def login(request: web.Request) -> web.Response:
     """POST /login with m.login.password (localpart, @user:server or user@server)."""
     body = await parse_body(request, LoginBody)
+    if body.type == LOGIN_TOKEN:
+        await rate_limit(request, "rc_login.address")
+        return ok(await services(request).login_tokens.login(
+            body.token, body.device_id, body.initial_device_display_name, body.refresh_token,
+        ))
     if body.type not in ("m.login.password", APPSERVICE_LOGIN):
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
     user: Any = body.user
@@ -287,6 +298,24 @@ async def _password_confirmed(request: web.Request, auth: AuthData | None) -> Re
         raise forbidden("You can only authenticate as yourself")
     await accounts.verify_password(req.user_id, password)
     return req
+
+
+@attrs.frozen
+class GetTokenBody:
+    auth: AuthData | None = None
+
+
+@routes.post("/v1/login/get_token")
+async def get_login_token(request: web.Request) -> web.Response:
+    """POST /_matrix/client/v1/login/get_token (UIA m.login.password unless configured off):
+    a single-use token another device logs in with (`m.login.token`)."""
+    body = await parse_body(request, GetTokenBody, allow_empty=True)
+    tokens = services(request).login_tokens
+    if not tokens.enabled:
+        raise MatrixError(404, "M_UNRECOGNIZED", "Login with an existing session is not enabled")
+    req = await _password_confirmed(request, body.auth) if tokens.require_ui_auth else await requester(request)
+    await rate_limit(request, "rc_login.account", key=req.user_id)
+    return ok(await tokens.mint(req))
 
 
 @routes.post(cs("/account/password"))

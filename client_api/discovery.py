@@ -64,6 +64,6 @@ async def capabilities(request: web.Request) -> web.Response:
         "m.set_avatar_url": {"enabled": True},
         # No identity-server support, so 3PIDs cannot be bound or changed.
         "m.3pid_changes": {"enabled": False},
-        # POST /login/get_token is not served; spec "m.get_login_token capability".
-        "m.get_login_token": {"enabled": False},
+        # Spec "m.get_login_token capability": whether POST /login/get_token may be used.
+        "m.get_login_token": {"enabled": services(request).login_tokens.enabled},
     }})

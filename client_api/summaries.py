@@ -26,14 +26,14 @@ class MutualQuery:
 @routes.get("/v1/room_summary/{room:[^/]+}")
 async def room_summary(request: web.Request) -> web.Response:
     """GET /v1/room_summary/{roomIdOrAlias}?via= (authentication optional)"""
-    parse_query(request, SummaryQuery)
+    query = parse_query(request, SummaryQuery)
     try:
         req = await requester(request)
     except MatrixError as e:
         if e.errcode != "M_MISSING_TOKEN":
             raise
         req = None
-    return ok(await services(request).summaries.room_summary(req, request.match_info["room"]))
+    return ok(await services(request).summaries.room_summary(req, request.match_info["room"], query.via))
 
 
 @routes.get("/v1/mutual_rooms")

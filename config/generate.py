@@ -230,6 +230,13 @@ registration:
   # register?kind=guest: guest accounts with the spec's limited API.
   allow_guests: true
 
+login_via_existing_session:
+  # POST /login/get_token: a signed-in device gets a single-use login token for a new
+  # device (sign in by QR code); the m.get_login_token capability says whether it is on.
+  enabled: false
+  require_ui_auth: true
+  token_timeout_ms: 300000
+
 user_directory:
   # false: a search finds only users who share a room with the searcher or are in a
   # public room; true: every local user too.
@@ -241,6 +248,8 @@ limits:
   max_event_bytes: {limits.max_event_bytes}
   # The largest file a user may upload, and a remote file we will fetch, in bytes.
   max_upload_bytes: {limits.max_upload_bytes}
+  # Events an incremental /sync reads at once across all of a user's rooms.
+  incremental_sync_scan: {limits.incremental_sync_scan}
 
 redis:
   # e.g. redis://127.0.0.1:6379/0 — shares presence, typing, rate limits and

@@ -333,12 +333,27 @@ class UserDirectoryConfig:
 
 
 @attrs.frozen
+class LoginViaExistingSessionConfig:
+    """Spec "POST /_matrix/client/v1/login/get_token" (MSC3882): a signed-in device mints a
+    short-lived, single-use `m.login.token` for another device (QR sign-in). Off by
+    default, as in Synapse."""
+
+    enabled: bool = setting(False)
+    # The request must pass user-interactive auth (the account password) first.
+    require_ui_auth: bool = setting(True)
+    token_timeout_ms: int = setting(300_000, check=_positive)
+
+
+@attrs.frozen
 class LimitsConfig:
     max_request_bytes: int = setting(1_048_576, check=_positive)
     # Client requests for a bigger event are refused before any work; the spec caps
     # every PDU at 65536 bytes, so this may only be lowered.
     max_event_bytes: int = setting(65_536, check=_event_bytes)
     max_upload_bytes: int = setting(52_428_800, check=_positive)
+    # An incremental /sync reads at most this many of the newest events of all the user's
+    # rooms at once; rooms the read did not cover are then read one by one.
+    incremental_sync_scan: int = setting(2000, check=_positive)
 
 
 @attrs.frozen
@@ -559,6 +574,10 @@ class AiAssistantConfig:
     runs it on its own instead): the assistant's own config file, or None for off."""
 
     config_file: str | None = setting(None, check=_non_empty, resolve=resolve_path)
+    # The assistant's user (its registration's sender_localpart). When an application
+    # service with that sender is registered (embedded or its own process), a group that
+    # opts in (`tricolor.ai`) gets it invited and given the AI_ASSISTANT role.
+    user_localpart: str = setting("ai-assistant", check=_non_empty)
 
 
 @attrs.frozen
@@ -616,6 +635,9 @@ class HomeserverConfig:
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     registration: RegistrationConfig = attrs.field(factory=RegistrationConfig)
     user_directory: UserDirectoryConfig = attrs.field(factory=UserDirectoryConfig)
+    login_via_existing_session: LoginViaExistingSessionConfig = attrs.field(
+        factory=LoginViaExistingSessionConfig,
+    )
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     workers: WorkersConfig = attrs.field(factory=WorkersConfig)
@@ -677,6 +699,7 @@ for _cls in (
     DatabaseConfig,
     RegistrationConfig,
     UserDirectoryConfig,
+    LoginViaExistingSessionConfig,
     LimitsConfig,
     RedisConfig,
     WorkersConfig,

@@ -54,6 +54,8 @@ from federation.outbound.sender import FederationSender
 from federation.outbound.transport import from_config as transport_from_config
 from federation.outbound.transport.base import Delivered, DeliveryResult, Retry, Transaction
 from federation.outbound.transport.observed import ObservedTransport
+from homeserver.core import ids
+from homeserver.core.ai_roles import AI_EVENT
 from homeserver.core.federation_domains import federation_domain_allowed
 from homeserver.core.ip_ranges import IpPolicy
 from homeserver.core.signing import SigningKey, parse_signing_key
@@ -69,6 +71,8 @@ from homeserver.outbound.redis_bus import RedisBus, bus_namespace
 from homeserver.services.accounts import AccountService
 from homeserver.services.admin import AdminService, ReportAdminService
 from homeserver.services.aggregations import Aggregations
+from homeserver.services.ai_groups import WATCHED as AI_WATCHED
+from homeserver.services.ai_groups import AiGroupJoiner
 from homeserver.services.ai_records import AiRecordService
 from homeserver.services.appservice import AppServiceRegistry
 from homeserver.services.appservice_queue import AppServiceQueue
@@ -94,9 +98,12 @@ from homeserver.services.federation_keys import RemoteKeys
 from homeserver.services.federation_rooms import FederationRooms
 from homeserver.services.filters import FilterService
 from homeserver.services.groups import GroupService
+from homeserver.services.guest_access import GUEST_ACCESS_TYPE, GuestEviction
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
 from homeserver.services.local_events import LocalEventBuilder
+from homeserver.services.login_tokens import LoginTokenService
 from homeserver.services.media import MediaService
 from homeserver.services.metrics import (
     CountCommits,
@@ -157,6 +164,7 @@ from homeserver.services.search import SearchIndexer, SearchService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import SlidingSyncService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.state_watch import Handler, StateReactor, StateWatch
 from homeserver.services.summaries import SummaryService
 from homeserver.services.sync import SyncService
 from homeserver.services.sync_engine import SyncEngine
@@ -177,6 +185,7 @@ from storage.stores.filters import AccountDataStore, FilterStore
 from storage.stores.im import ImStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.keys import KeyStore
+from storage.stores.login_tokens import LoginTokenStore
 from storage.stores.media import MediaStore
 from storage.stores.outbox import OutboxStore
 from storage.stores.push import PushStore
@@ -212,8 +221,11 @@ class Runtime:
     purger: RecallPurger | None = None
     event_bus: EventBus | None = None
     workers: WorkerRuntime | None = None
+    reactions: StateReactor | None = None  # after-commit reactions to state changes
 
     async def close(self) -> None:
+        if self.reactions is not None:
+            await self.reactions.stop()
         if self.event_bus is not None:
             await self.event_bus.stop()
         await self.services.notices.stop()
@@ -441,8 +453,10 @@ async def build_services(
     )
     await as_queue.start(max_stream)
     room_material = RoomMaterialCache(max_stream)  # shared initial-sync material per room
+    # State changes that start work after commit: guests leaving, the AI assistant joining.
+    state_watch = StateWatch(frozenset({GUEST_ACCESS_TYPE, *AI_WATCHED}))
     subscribers: list[CommitSubscriber] = [
-        reader, recent, evaluator, aggregations, indexer, room_material, as_queue,
+        reader, recent, evaluator, aggregations, indexer, room_material, as_queue, state_watch,
     ]
     if bus is None:  # with workers, the notifier moves on notices (Replication)
         subscribers.append(WakeOnCommit(notifier, name))
@@ -554,9 +568,10 @@ async def build_services(
         server_name=name, default_room_version=cfg.default_room_version,
         blocked_by=admin_store.room_block,
     )
+    ignores = IgnoreLists(store=account_data, notifier=notifier)
     timeline = Timeline(
         events=reader, rooms=rooms, notifier=notifier, remote=remote, aggregations=aggregations,
-        account_data=account_data,
+        ignores=ignores,
     )
     notifications = NotificationService(
         store=push_store, evaluator=evaluator, unread=unread, reader=reader, timeline=timeline,
@@ -579,9 +594,14 @@ async def build_services(
         events=reader, rooms=rooms_store, timeline=timeline, notifier=notifier,
         account_data=account_data, server_name=name, typing=typing,
         receipts=receipts, presence=presence, room_service=rooms, e2e=e2e,
-        push=PushSync(notifications, push_rules), material=room_material,
+        push=PushSync(notifications, push_rules), material=room_material, ignores=ignores,
+        incremental_scan=cfg.limits.incremental_sync_scan,
     )
     sync = SyncService(engine=sync_engine, presence=presence)
+    spaces = SpaceService(
+        server_name=name, events=reader, rooms=rooms_store,
+        remote=FederationHierarchy(outbound.client) if outbound is not None else None,
+    )
     limiter = RateLimiter(
         buckets, rate_limits(cfg),
         {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
@@ -619,20 +639,19 @@ async def build_services(
         devices=DeviceService(users, auth), filters=FilterService(filters), e2e=e2e,
         key_backup=KeyBackupService(KeyBackupStore(engine)),
         relations=RelationsService(store=relation_store, events=reader, rooms=rooms, timeline=timeline),
-        spaces=SpaceService(
-            server_name=name, events=reader, rooms=rooms_store,
-            remote=FederationHierarchy(outbound.client) if outbound is not None else None,
-        ),
+        spaces=spaces,
         search=SearchService(
             store=search_store, indexer=indexer, reader=reader, rooms=rooms, room_store=rooms_store,
-            timeline=timeline, account_data=account_data,
+            timeline=timeline, ignores=ignores,
         ),
         upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
         reports=ReportService(
             store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
-        summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
+        summaries=SummaryService(
+            events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name, spaces=spaces,
+        ),
         legacy=LegacyService(
             events=reader, rooms=rooms, room_store=rooms_store, timeline=timeline, sync=sync,
             notifier=notifier, account_data=account_data,
@@ -652,11 +671,26 @@ async def build_services(
         shared_secret=SharedSecretRegistration(
             secret=cfg.registration.shared_secret, accounts=accounts, auth=auth, profile=profile,
         ),
+        login_tokens=LoginTokenService(
+            store=LoginTokenStore(engine), users=users, auth=auth, server_name=name,
+            enabled=cfg.login_via_existing_session.enabled,
+            require_ui_auth=cfg.login_via_existing_session.require_ui_auth,
+            timeout_ms=cfg.login_via_existing_session.token_timeout_ms,
+        ),
     )
     await deletions.start()
     await notices.start()
     if event_bus is not None:
         await event_bus.start()  # its own task; a broker that is down is retried there
+    handlers: dict[str, Handler] = {
+        GUEST_ACCESS_TYPE: GuestEviction(reader=reader, rooms=rooms, users=users, server_name=name).on_change,
+    }
+    assistant = ids.user_id(cfg.ai_assistant.user_localpart, name)
+    if any(r.sender == assistant for r in registrations):  # only when the assistant is registered
+        joiner = AiGroupJoiner(reader=reader, rooms=rooms, assistant=assistant, server_name=name)
+        handlers.update({AI_EVENT: joiner.on_change, "m.room.member": joiner.on_change})
+    reactions = StateReactor(watch=state_watch, handlers=handlers)
+    reactions.start()
 
     # -- what peers call
     federation: FederationRuntime | None = None
@@ -683,6 +717,7 @@ async def build_services(
         )
         if bus is not None and shared_ids is not None and announcer is not None and endpoint is not None
         and writer_rpc is not None else None,
+        reactions,
     )
 
 

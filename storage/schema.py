@@ -618,6 +618,16 @@ reports = sa.Table(
 
 # Spec "Token-authenticated registration": tokens admins issue (the admin API manages them);
 # `completed` counts registrations that used one, `uses_allowed` NULL is unlimited.
+# Single-use login tokens minted by POST /login/get_token (stored as their SHA-256).
+login_tokens = sa.Table(
+    "login_tokens", metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("expires_ts", Ts, nullable=False),
+    sa.Index("login_tokens_expiry", "expires_ts"),
+    **_MYSQL,
+)
+
 registration_tokens = sa.Table(
     "registration_tokens", metadata,
     sa.Column("token", sa.String(64), primary_key=True),

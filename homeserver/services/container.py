@@ -22,6 +22,7 @@ from homeserver.services.filters import FilterService
 from homeserver.services.groups import GroupService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.legacy import LegacyService
+from homeserver.services.login_tokens import LoginTokenService
 from homeserver.services.notices import NoticeService
 from homeserver.services.notifier import NotifierPort
 from homeserver.services.profile import AccountDataService, ProfileService
@@ -87,4 +88,5 @@ class Services:
     notices: NoticeService
     client_events: ClientEventService
     shared_secret: SharedSecretRegistration
+    login_tokens: LoginTokenService
     max_event_bytes: int = 65_536

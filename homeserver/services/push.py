@@ -15,7 +15,6 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#push-notifications
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from homeserver.core.records import Notification, ReadPositions, Receipt
 from homeserver.core.state_groups import StateKey
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
+from homeserver.services.commit_worker import CommitWorker
 from homeserver.services.fanout import Committed
 from homeserver.services.lru import LruCache
 from homeserver.services.profile import AccountDataService
@@ -108,14 +108,9 @@ Deliver = Callable[[Sequence[Notification]], None]
 # Told of notifications removed because their event was redacted (spec "Redactions":
 # a redacted event's content is gone, so it no longer counts as unread nor is listed).
 Retract = Callable[[Sequence[Notification]], None]
-# The progress mark is written with every batch that notifies someone, else at most once
-# per this many stream positions: re-evaluating after a crash is idempotent, so a lagging
-# mark costs only repeated work, and the send path's commits never wait behind ours.
-PROGRESS_EVERY = 1000
-
-
 class PushEvaluator:
-    """Evaluates push rules for every committed timeline event, off the send path."""
+    """Evaluates push rules for every committed timeline event, off the send path (a
+    CommitWorker's work: rows and the progress mark stored in one transaction)."""
 
     def __init__(
         self, *, server_name: str, store: PushStore, rules: PushRulesService, reader: EventReader,
@@ -127,108 +122,75 @@ class PushEvaluator:
         self._rules = rules
         self._reader = reader
         self._deliver = tuple(deliver)
-        self._queue: asyncio.Queue[Committed] = asyncio.Queue()
-        self._done = 0
-        self._saved = 0  # the progress mark as stored
+        # A database that never ran the evaluator starts at its newest event: history is
+        # not turned into notifications.
+        self._worker = CommitWorker(
+            name="push evaluation", work=self, fresh_from_newest=True, wait_s=EVALUATION_WAIT_S,
+        )
         self._seen = 0  # the newest commit position heard of
-        self._advanced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def on_committed(self, commit: Committed) -> None:
         self._seen = max(self._seen, commit.position)
-        self._queue.put_nowait(commit)
+        self._worker.on_committed(commit)
 
     async def caught_up(self) -> None:
         """Until every commit heard of so far is evaluated."""
-        await self.wait_for(self._seen)
+        await self._worker.caught_up()
 
     async def start(self, upto: int) -> None:
         """Catch up on events committed but not evaluated before the last stop, then
-        follow the writer. On a database that never ran the evaluator, start at `upto`:
-        history is not turned into notifications."""
-        progress = await self._store.progress()
-        self._done = self._saved = upto if progress is None else progress
-        while self._done < upto:
-            batch = await self._store.events_after(self._done, upto, 200)
-            if not batch:
-                break
-            redacted = await self._store.redacted_by(
-                [se.event.event_id for se in batch if se.event.type == "m.room.redaction"],
-            )
-            for se in batch:
-                head = await self._reader.room_head(se.event.room_id)
-                rows = await self._evaluate([se], head) if head is not None else []
-                target = redacted.get(se.event.event_id)
-                await self._store_rows(rows, se.stream_ordering, [target] if target else [])
-                self._done = se.stream_ordering
-        self._done = max(self._done, upto)
-        await self._store_rows([], self._done)
-        self._task = asyncio.create_task(self._run())
+        follow the writer."""
+        self._seen = max(self._seen, upto)  # /sync waits for the catch-up too
+        await self._worker.start(upto)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-            if self._queue.empty() and self._done > self._saved:
-                try:
-                    await self._store.add_notifications([], self._done)
-                except Exception:
-                    log.exception("could not save the push progress mark")
+        await self._worker.stop()
 
     async def wait_for(self, position: int) -> None:
         """Until every event up to `position` is evaluated (bounded: see EVALUATION_WAIT_S).
         Only this process's own commits are waited for: with workers, each evaluates
         what it committed (docs/workers.md)."""
-        position = min(position, self._seen)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EVALUATION_WAIT_S
-        while self._done < position and self._task is not None and not self._task.done():
-            self._advanced.clear()
-            try:
-                await asyncio.wait_for(self._advanced.wait(), max(deadline - loop.time(), 0))
-            except TimeoutError:
-                log.warning("push evaluation is behind (%d < %d)", self._done, position)
-                return
+        await self._worker.wait_for(min(position, self._seen))
 
-    async def _run(self) -> None:
-        while True:
-            # Everything queued at once: one transaction for many commits under load.
-            commits = [await self._queue.get()]
-            while not self._queue.empty():
-                commits.append(self._queue.get_nowait())
-            position = max(c.position for c in commits)
-            if position <= self._done:
-                continue
-            while True:
-                try:
-                    rows: list[Notification] = []
-                    redacted = {target for c in commits for _, target in c.redactions}
-                    for commit in commits:
-                        events = [
-                            se for se in commit.events
-                            if se.stream_ordering > self._done and not se.outlier
-                            and not se.soft_failed and not se.event.rejected
-                        ]
-                        if commit.head is not None and events:
-                            rows += await self._evaluate(events, commit.head)
-                    rows = [n for n in rows if n.event_id not in redacted]
-                    await self._store_rows(rows, position, redacted)
-                    break
-                except Exception:
-                    # The database is away: try again rather than lose the notifications.
-                    log.exception("push evaluation failed at %d; retrying", position)
-                    await asyncio.sleep(1)
-            self._done = max(self._done, position)
-            self._advanced.set()
+    # -- MarkedWork -----------------------------------------------------------
 
-    async def _store_rows(
-        self, rows: Sequence[Notification], position: int, redacted: Collection[str] = (),
-    ) -> None:
-        removed: list[Notification] = []
-        if rows or redacted or position - self._saved >= PROGRESS_EVERY:
-            removed = await self._store.add_notifications(rows, position, sorted(redacted))
-            self._saved = position
+    async def load_mark(self) -> int | None:
+        return await self._store.progress()
+
+    async def catch_up(self, after: int, upto: int) -> int | None:
+        batch = await self._store.events_after(after, upto, 200)
+        if not batch:
+            return None
+        redacted = await self._store.redacted_by(
+            [se.event.event_id for se in batch if se.event.type == "m.room.redaction"],
+        )
+        rows: list[Notification] = []
+        for se in batch:
+            head = await self._reader.room_head(se.event.room_id)
+            rows += await self._evaluate([se], head) if head is not None else []
+        gone = set(redacted.values())
+        await self._store_rows([n for n in rows if n.event_id not in gone], batch[-1].stream_ordering, gone)
+        return batch[-1].stream_ordering
+
+    async def apply(self, commits: Sequence[Committed], done: int, position: int, save_mark: bool) -> bool:
+        rows: list[Notification] = []
+        redacted = {target for c in commits for _, target in c.redactions}
+        for commit in commits:
+            events = [
+                se for se in commit.events
+                if se.stream_ordering > done and not se.outlier
+                and not se.soft_failed and not se.event.rejected
+            ]
+            if commit.head is not None and events:
+                rows += await self._evaluate(events, commit.head)
+        rows = [n for n in rows if n.event_id not in redacted]
+        if not (rows or redacted or save_mark):
+            return False
+        await self._store_rows(rows, position, redacted)
+        return True
+
+    async def _store_rows(self, rows: Sequence[Notification], position: int, redacted: Collection[str]) -> None:
+        removed = await self._store.add_notifications(rows, position, sorted(redacted))
         if removed:
             for retract in self._retract:
                 retract(removed)

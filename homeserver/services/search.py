@@ -11,9 +11,8 @@ each room's history they may read (the same window as /messages).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -23,12 +22,13 @@ from homeserver.core.events import StoredEvent
 from homeserver.core.records import RoomWindow, SearchRow
 from homeserver.core.search_text import index_tokens, parse_query
 from homeserver.services.auth import Requester
+from homeserver.services.commit_worker import CommitWorker
 from homeserver.services.fanout import Committed
 from homeserver.services.filtering import EventFilter
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService, Visibility
 from homeserver.services.timeline import Timeline
-from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import RoomStore
 from storage.stores.search import SearchStore
 
@@ -41,7 +41,6 @@ _FIELD = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topi
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 CATCH_UP_BATCH = 500
-PROGRESS_EVERY = 1000
 # A search waits this long at most for the indexer to reach what was sent before it.
 INDEX_WAIT_S = 5.0
 
@@ -50,7 +49,8 @@ def search_row(se: StoredEvent) -> SearchRow | None:
     """The index row of a timeline event, or None when it has nothing to search."""
     ev = se.event
     field = _FIELD.get(ev.type)
-    if field is None or se.outlier or se.stream_ordering <= 0 or se.soft_failed or ev.rejected:
+    # Backfilled history (negative positions, not outliers) is searchable like the rest.
+    if field is None or se.outlier or se.stream_ordering == 0 or se.soft_failed or ev.rejected:
         return None
     if ev.type != "m.room.message" and ev.state_key != "":
         return None
@@ -66,94 +66,56 @@ def search_row(se: StoredEvent) -> SearchRow | None:
 
 
 class SearchIndexer:
+    """Keeps the search index in step with the writer (a CommitWorker's work)."""
+
     def __init__(self, *, store: SearchStore, reader: EventReader) -> None:
         self._store = store
         self._reader = reader
-        self._queue: asyncio.Queue[Committed] = asyncio.Queue()
-        self._done = 0
-        self._saved = 0  # the progress mark as stored
-        self._seen = 0
-        self._advanced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # A database that never indexed indexes its whole history in the background.
+        self._worker = CommitWorker(name="search indexing", work=self, fresh_from_newest=False, wait_s=INDEX_WAIT_S)
 
     def on_committed(self, commit: Committed) -> None:
-        self._seen = max(self._seen, commit.position)
-        self._queue.put_nowait(commit)
+        self._worker.on_committed(commit)
 
     async def start(self, upto: int) -> None:
-        """Follow the writer; first (in the same task) index what the last run did not."""
-        progress = await self._store.progress()
-        self._done = self._saved = 0 if progress is None else progress
-        self._seen = max(self._seen, upto)
-        self._task = asyncio.create_task(self._run(upto))
+        await self._worker.start(upto)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-            if self._queue.empty() and self._done > self._saved:
-                try:
-                    await self._store.apply([], [], self._done)
-                except Exception:
-                    log.exception("could not save the search progress mark")
+        await self._worker.stop()
 
     async def caught_up(self) -> None:
         """Until every commit heard of so far is indexed (bounded by INDEX_WAIT_S)."""
-        target = self._seen
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + INDEX_WAIT_S
-        while self._done < target and self._task is not None and not self._task.done():
-            self._advanced.clear()
-            try:
-                await asyncio.wait_for(self._advanced.wait(), max(deadline - loop.time(), 0))
-            except TimeoutError:
-                log.warning("search indexing is behind (%d < %d)", self._done, target)
-                return
+        await self._worker.caught_up()
 
-    async def _run(self, upto: int) -> None:
-        while self._done < upto:
-            batch = await _retrying(self._store.events_after, self._done, upto, CATCH_UP_BATCH)
-            if not batch:
-                break
-            redacted = await self._reader.get_redactions_of([se.event.event_id for se in batch])
-            rows = [r for se in batch if se.event.event_id not in redacted and (r := search_row(se))]
-            last = batch[-1].stream_ordering
-            await _retrying(self._store.apply, rows, [], last)
-            self._done = self._saved = last
-            self._advanced.set()
-        self._done = max(self._done, upto)
-        while True:
-            commits = [await self._queue.get()]
-            while not self._queue.empty():
-                commits.append(self._queue.get_nowait())
-            position = max(c.position for c in commits)
-            rows: list[SearchRow] = []
-            removed: list[str] = []
-            for commit in commits:
-                rows += [r for se in commit.events if se.stream_ordering > self._done and (r := search_row(se))]
-                removed += [target for _, target in commit.redactions]
-            gone = set(removed)
-            rows = [r for r in rows if r.event_id not in gone]
-            position = max(position, self._done)
-            # The mark moves with every batch that changes the index, else every
-            # PROGRESS_EVERY positions: a restart re-indexes at most that many events.
-            if rows or removed or position - self._saved >= PROGRESS_EVERY:
-                await _retrying(self._store.apply, rows, removed, position)
-                self._saved = position
-            self._done = position
-            self._advanced.set()
+    async def load_mark(self) -> int | None:
+        return await self._store.progress()
 
-async def _retrying(step: Callable[..., Awaitable[T]], *args: Any) -> T:
-    while True:
-        try:
-            return await step(*args)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The database is away: try again rather than lose index rows.
-            log.exception("search indexing failed; retrying")
-            await asyncio.sleep(1)
+    async def catch_up(self, after: int, upto: int) -> int | None:
+        batch = await self._store.events_after(after, upto, CATCH_UP_BATCH)
+        if not batch:
+            return None
+        redacted = await self._reader.get_redactions_of([se.event.event_id for se in batch])
+        rows = [r for se in batch if se.event.event_id not in redacted and (r := search_row(se))]
+        last = batch[-1].stream_ordering
+        await self._store.apply(rows, [], last)
+        return last
+
+    async def apply(self, commits: Sequence[Committed], done: int, position: int, save_mark: bool) -> bool:
+        rows: list[SearchRow] = []
+        removed: list[str] = []
+        for commit in commits:
+            # New events past the mark, and backfilled history (its positions count down from 0).
+            rows += [
+                r for se in commit.events
+                if (se.stream_ordering > done or se.stream_ordering < 0) and (r := search_row(se))
+            ]
+            removed += [target for _, target in commit.redactions]
+        gone = set(removed)
+        rows = [r for r in rows if r.event_id not in gone]
+        if not (rows or removed or save_mark):
+            return False
+        await self._store.apply(rows, removed, position)
+        return True
 
 
 @attrs.frozen
@@ -174,7 +136,7 @@ class Criteria:
 class SearchService:
     def __init__(
         self, *, store: SearchStore, indexer: SearchIndexer, reader: EventReader, rooms: RoomService,
-        room_store: RoomStore, timeline: Timeline, account_data: AccountDataStore,
+        room_store: RoomStore, timeline: Timeline, ignores: IgnoreLists,
     ) -> None:
         self._store = store
         self._indexer = indexer
@@ -182,7 +144,7 @@ class SearchService:
         self._rooms = rooms
         self._room_store = room_store
         self._timeline = timeline
-        self._account_data = account_data
+        self._ignores = ignores
 
     async def search(self, requester: Requester, crit: Criteria, next_batch: str | None) -> dict[str, Any]:
         keys = list(crit.keys) if crit.keys is not None else list(KEYS)
@@ -201,7 +163,7 @@ class SearchService:
         by_rank = crit.order_by == "rank"
         offset, before_stream = _parse_batch(next_batch, by_rank)
         query = parse_query(crit.search_term)
-        ignored = await self._account_data.ignored_users(requester.user_id)
+        ignored = await self._ignores.ignored_users(requester.user_id)
 
         windows: dict[str, RoomWindow] = {}
         for row in await self._room_store.memberships_for_user(requester.user_id, ["join", "leave", "ban"]):

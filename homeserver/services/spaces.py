@@ -189,6 +189,28 @@ class SpaceService:
         membership = head.members.get(user) if head is not None else None
         return summary if visible_to_user(summary, membership, joined) else None
 
+    async def remote_room_summary(
+        self, room_id: str, via: tuple[str, ...], user: str | None,
+    ) -> dict[str, Any] | None:
+        """A room we hold nothing of, as the servers in ``via`` summarise it (their GET
+        /hierarchy), if ``user`` (None: anonymous) may see it: the room summary endpoint's
+        answer for rooms known only over federation (MSC3266, as Synapse serves it)."""
+        summary = await self._remote_summary(room_id, via, False)
+        if summary is None:
+            return None
+        joined: set[str] = set()
+        membership = None
+        if user is not None:
+            joined = {m.room_id for m in await self._rooms.memberships_for_user(user, ["join"])}
+            head = await self._events.room_head(room_id)  # e.g. an invite we hold
+            membership = head.members.get(user) if head is not None else None
+        if not visible_to_user(summary, membership, joined):
+            return None
+        out = {k: v for k, v in summary.items() if k not in ("children_state", "allowed_room_ids")}
+        if membership is not None:
+            out["membership"] = membership
+        return out
+
     async def _remote_summary(
         self, room_id: str, via: tuple[str, ...], suggested_only: bool,
     ) -> dict[str, Any] | None:

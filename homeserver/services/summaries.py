@@ -4,6 +4,7 @@ mutual rooms (spec "GET /_matrix/client/v1/mutual_rooms", MSC2666) and whois (sp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from homeserver.core import ids
@@ -11,6 +12,7 @@ from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import Requester
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
+from homeserver.services.spaces import SpaceService
 from storage.stores.rooms import RoomStore
 from storage.stores.users import UserStore
 
@@ -21,26 +23,39 @@ _PEEKABLE_RULES = ("public", "knock", "knock_restricted")
 class SummaryService:
     def __init__(
         self, *, events: EventReader, rooms: RoomService, room_store: RoomStore, users: UserStore,
-        server_name: str,
+        server_name: str, spaces: SpaceService,
     ) -> None:
+        self._spaces = spaces
         self._events = events
         self._rooms = rooms
         self._room_store = room_store
         self._users = users
         self.server_name = server_name
 
-    async def room_summary(self, requester: Requester | None, room_id_or_alias: str) -> dict[str, Any]:
-        """A room we hold. Shown to its members (and those invited, knocking or who left)
+    async def room_summary(
+        self, requester: Requester | None, room_id_or_alias: str, via: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """A room we hold: shown to its members (and those invited, knocking or who left)
         and, for anyone, when it is public, knockable or world readable; otherwise 404 like
         an unknown room, so a private room's existence is not told. A restricted room is
-        shown to a user who may join it through its allow list."""
+        shown to a user who may join it through its allow list. A room we do not hold is
+        asked of the servers in `via` (and those the alias named, and the room id's) over
+        federation, with the same rules."""
         try:
-            room_id, _ = await self._rooms.resolve_room(room_id_or_alias)
+            room_id, servers = await self._rooms.resolve_room(room_id_or_alias)
         except MatrixError as e:
             if e.errcode == "M_NOT_FOUND":
                 raise not_found("Room not found") from None
             raise
         head = await self._events.room_head(room_id)
+        if head is None or not any(m == "join" for m in head.members.values()):
+            candidates = [*via, *servers, ids.server_of(room_id)]  # v12 room ids name no server
+            asked = tuple(s for s in dict.fromkeys(candidates) if s and s != self.server_name)
+            remote = await self._spaces.remote_room_summary(
+                room_id, asked, requester.user_id if requester is not None else None,
+            )
+            if remote is not None:
+                return remote
         if head is None:
             raise not_found("Room not found")
         keys = [

@@ -21,6 +21,7 @@ from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import PresenceService, ReceiptService, TypingService
 from homeserver.services.filtering import EventFilter, SyncFilter, lazy_members
 from homeserver.services.formatting import stripped_state
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.push_sync import PushSync
@@ -67,7 +68,7 @@ class SyncEngine:
         account_data: AccountDataStore, server_name: str, typing: TypingService,
         receipts: ReceiptService, presence: PresenceService, room_service: RoomService,
         e2e: E2eService,
-        push: PushSync, material: RoomMaterialCache,
+        push: PushSync, material: RoomMaterialCache, ignores: IgnoreLists, incremental_scan: int,
     ) -> None:
         self._e2e = e2e
         self._push = push
@@ -83,6 +84,9 @@ class SyncEngine:
         self._account_data = account_data
         self.server_name = server_name
         self._material = material
+        self._ignores = ignores
+        # An incremental sync reads at most this many of the newest events of all joined rooms at once.
+        self._scan = incremental_scan
 
     @property
     def notifier(self) -> NotifierPort:
@@ -98,7 +102,7 @@ class SyncEngine:
         now = now or self._notifier.current_token()
         resp = empty_response(now.encode())
         user = requester.user_id
-        ignored = await self._account_data.ignored_users(user)
+        ignored = await self._ignores.ignored_users(user)
         f = f.ignoring(ignored)
         since_ev = since.events if since is not None else 0
         if since is None or full_state:
@@ -329,18 +333,32 @@ class SyncEngine:
             return
         limit = self._limit(f)
         if self._events.recent.covers(since.events):
-            recent = self._events.recent.room_events_after(room_ids, since.events, now.events, 2000)
+            recent = self._events.recent.room_events_after(room_ids, since.events, now.events, self._scan)
         else:
-            recent = await self._events.room_events_after(room_ids, since.events, now.events, 2000)
+            recent = await self._events.room_events_after(room_ids, since.events, now.events, self._scan)
         by_room: dict[str, list[StoredEvent]] = {}
         for se in recent:
             by_room.setdefault(se.event.room_id, []).append(se)
-        for room_id, evs in by_room.items():
+        # The scan holds the newest events of all the rooms together. When it was cut, a
+        # room with fewer than `limit + 1` matching events in it may have older ones in the
+        # gap (or be absent altogether): those rooms are read on their own, so their
+        # timeline is the newest events, `limited` says whether more exist and
+        # `prev_batch` points before them.
+        complete = {
+            r for r, evs in by_room.items()
+            if sum(1 for se in evs if f.timeline.matches(se.event)) > limit
+        } if len(recent) >= self._scan else set(by_room)
+        for room_id in room_ids:
+            if room_id not in complete and len(recent) < self._scan:
+                continue  # the scan was whole: nothing happened in this room
             head = await self._events.room_head(room_id)
             if head is None:
                 continue
-            window, limited = await self._window(room_id, since.events, now.events, limit, f.timeline) \
-                if len(evs) >= 2000 else self._cut([se for se in evs if f.timeline.matches(se.event)], limit)
+            if room_id in complete:
+                evs = by_room[room_id]
+                window, limited = self._cut([se for se in evs if f.timeline.matches(se.event)], limit)
+            else:
+                window, limited = await self._window(room_id, since.events, now.events, limit, f.timeline)
             if not window:
                 continue
             state: StateMap = {}

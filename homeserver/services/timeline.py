@@ -12,11 +12,11 @@ from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.filtering import EventFilter, lazy_members
 from homeserver.services.formatting import client_event, federation_event
+from homeserver.services.ignore import IgnoreLists
 from homeserver.services.notifier import NotifierPort, SyncToken
 from homeserver.services.reader import EventReader
 from homeserver.services.remote_rooms import RemoteRoomsPort
 from homeserver.services.rooms import RoomService, Visibility
-from storage.stores.filters import AccountDataStore
 
 Topo = tuple[int, int]
 
@@ -33,9 +33,9 @@ def before_event(se: StoredEvent) -> Topo:
 class Timeline:
     def __init__(
         self, *, events: EventReader, rooms: RoomService, notifier: NotifierPort,
-        remote: RemoteRoomsPort, aggregations: Aggregations, account_data: AccountDataStore,
+        remote: RemoteRoomsPort, aggregations: Aggregations, ignores: IgnoreLists,
     ) -> None:
-        self._account_data = account_data
+        self._ignores = ignores
         self._aggregations = aggregations
         self._events = events
         self._rooms = rooms
@@ -131,7 +131,7 @@ class Timeline:
         """``whole_history``: the admin API reads every event, member or not."""
         if direction not in ("b", "f"):
             raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
-        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
+        event_filter = event_filter.ignoring(await self._ignores.ignored_users(requester.user_id))
         if whole_history:
             await self._rooms.head_or_404(room_id)
             window = Visibility(None, None)
@@ -225,7 +225,7 @@ class Timeline:
             raise not_found("Event not found.")
         limit = max(0, min(limit, 100))
         before_n = limit // 2
-        event_filter = event_filter.ignoring(await self._account_data.ignored_users(requester.user_id))
+        event_filter = event_filter.ignoring(await self._ignores.ignored_users(requester.user_id))
 
         before = await self._side(se, window, event_filter, True, before_n)
         after = await self._side(se, window, event_filter, False, limit - before_n)
@@ -265,7 +265,7 @@ class Timeline:
     ) -> dict[str, Any]:
         """The events around one the user may read (search results' `context`): the
         nearest `before_n` before and `after_n` after, with pagination tokens."""
-        event_filter = EventFilter().ignoring(await self._account_data.ignored_users(requester.user_id))
+        event_filter = EventFilter().ignoring(await self._ignores.ignored_users(requester.user_id))
         before = await self._side(se, window, event_filter, True, before_n)
         after = await self._side(se, window, event_filter, False, after_n)
         return {

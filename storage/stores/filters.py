@@ -61,30 +61,12 @@ IGNORED_USERS = "m.ignored_user_list"
 class AccountDataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # Every /sync and /messages reads the user's ignore list: kept per user, replaced
-        # when this store writes a new one (account data is written through one process).
-        self._ignored: dict[str, frozenset[str]] = {}
-
-    async def ignored_users(self, user_id: str) -> frozenset[str]:
-        """Spec "Ignoring Users": the user ids in the user's m.ignored_user_list."""
-        hit = self._ignored.get(user_id)
-        if hit is not None:
-            return hit
-        content = await self.get(user_id, "", IGNORED_USERS) or {}
-        listed = content.get("ignored_users")
-        users = frozenset(u for u in listed if isinstance(u, str)) if isinstance(listed, dict) else frozenset()
-        if len(self._ignored) > 100_000:
-            self._ignored.clear()
-        self._ignored[user_id] = users
-        return users
 
     async def max_stream_id(self) -> int:
         async with self._engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.max(account_data.c.stream_id)))).scalar() or 0)
 
     async def put(self, user_id: str, room_id: str, type_: str, content: dict[str, Any], stream_id: int) -> None:
-        if type_ == IGNORED_USERS and not room_id:
-            self._ignored.pop(user_id, None)
         async with self._engine.begin() as conn:
             await conn.execute(account_data.delete().where(
                 account_data.c.user_id == user_id, account_data.c.room_id == room_id,

@@ -135,7 +135,8 @@ class Group:
 
 
 async def make_group(hs: Matrix, provider: str | None = "simple", opt_in: bool = True, names: tuple[str, str] = ("doc", "pat")) -> Group:
-    """A group created by its doctor, with a PATIENT and the assistant invited (and joined)."""
+    """A group created by its doctor, with a PATIENT and the assistant joined: invited by the
+    homeserver on the opt-in, by the doctor by hand in a room that did not opt in."""
     doctor, patient = await hs.users(*names)
     room = await doctor.create_room(name="Consultation")
     if opt_in:
@@ -146,7 +147,8 @@ async def make_group(hs: Matrix, provider: str | None = "simple", opt_in: bool =
     await doctor.invite(room, patient)
     await patient.join(room)
     await doctor.put_state(room, "tricolor.member_role", {"role": "PATIENT"}, key="user:" + patient.user_id)
-    await doctor.invite(room, AI)
+    if not opt_in:
+        await doctor.invite(room, AI)
 
     async def joined() -> bool:
         members = await doctor.get(f"/rooms/{q(room)}/joined_members")

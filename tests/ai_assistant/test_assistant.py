@@ -1,6 +1,5 @@
 """The AI assistant end to end: homeserver, the assistant application service and a
-fake AI service. Replies are seen over /sync (the WebSocket transport is issue 10's and
-is not in this branch)."""
+fake AI service. Replies are seen over /sync and over the WebSocket transport."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from tests.ai_assistant.conftest import AI, Deployment, make_group, records, rep
 from tests.ai_assistant.fake_ai import FakeAI
 from tests.appservice.conftest import free_port, wait_until
 from tests.helpers import PASSWORD, Matrix, User, q, timeline
+from tests.ws_client import WS_PATH, WsClient
 
 Deploy = Callable[..., Awaitable[Deployment]]
 
@@ -56,8 +56,9 @@ async def test_a_patient_message_is_answered_in_the_room(deploy: Deploy) -> None
     assert sent["history"][-1] == {"role": "user", "content": "Please describe it"}
     # the assistant shows under its configured name and marked itself AI_ASSISTANT
     assert (await g.doctor.get(f"/profile/{q(AI)}"))["displayname"] == "Dr. Bot"
-    # the assistant cannot give itself a role (state needs power level 50): the doctor does
-    await g.doctor.state(g.room, "tricolor.member_role", "user:" + AI, expect=404)
+    # the opt-in made the doctor give the assistant its role (it has no power to itself)
+    role = await g.doctor.get(f"/rooms/{q(g.room)}/state/tricolor.member_role/{q('user:' + AI)}", params={"format": "event"})
+    assert role["content"] == {"role": "AI_ASSISTANT"} and role["sender"] == g.doctor.user_id
 
     async def recorded() -> bool:
         chunk = (await records(g.doctor, g.room))["chunk"]
@@ -309,3 +310,60 @@ async def test_a_stalled_stream_is_cut_and_says_so(deploy: Deploy) -> None:
     assert rec["reply_event_id"] == first["event_id"]
     last = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"][-1]
     assert last["content"]["m.new_content"]["body"] == "w0 w1 w2 w3 w4 [the answer was interrupted]"
+
+
+async def test_a_group_that_opts_in_gets_the_assistant_and_replies_over_websocket(deploy: Deploy) -> None:
+    """No one invites the assistant by hand: the opt-in does (as the admin who opted in),
+    the assistant joins and holds AI_ASSISTANT, and a patient's answer arrives over the
+    WebSocket sync transport like any message, in real time."""
+    dep = await deploy()
+    doctor, patient = await dep.hs.users("doc", "pat")
+    room = await doctor.create_room(name="Opt-in")
+    await doctor.invite(room, patient)
+    await patient.join(room)
+    await doctor.put_state(room, "tricolor.member_role", {"role": "PATIENT"}, key="user:" + patient.user_id)
+    await doctor.put_state(room, "tricolor.ai", {"enabled": True, "provider": "simple"})
+
+    async def joined() -> bool:
+        return AI in (await doctor.get(f"/rooms/{q(room)}/joined_members"))["joined"]
+
+    await wait_until(joined, "the assistant to join on the opt-in")
+    role = await doctor.get(f"/rooms/{q(room)}/state/tricolor.member_role/{q('user:' + AI)}", params={"format": "event"})
+    assert role["content"] == {"role": "AI_ASSISTANT"} and role["sender"] == doctor.user_id
+    members = await doctor.get(f"/rooms/{q(room)}/members")
+    invite = next(
+        e for e in members["chunk"] if e["state_key"] == AI and e["content"]["membership"] == "join"
+    )
+    assert invite["sender"] == AI  # it joined itself, after the doctor's invite
+
+    ws = await WsClient.connect(dep.hs.client, WS_PATH, doctor.token)  # type: ignore[arg-type]
+    try:
+        question = await patient.send(room, "Is it normal to feel dizzy?")
+        frame = await ws.sync_frame(lambda f: bool(replies_to(
+            f.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", []), question,
+        )), timeout=20)
+        reply = replies_to(frame["rooms"]["join"][room]["timeline"]["events"], question)[0]
+        assert reply["content"]["body"] == "echo: Is it normal to feel dizzy?"
+    finally:
+        await ws.close()
+
+
+async def test_an_assistant_invited_by_hand_into_an_opted_in_group_gets_its_role(deploy: Deploy) -> None:
+    dep = await deploy()
+    (doctor,) = await dep.hs.users("doc")
+    room = await doctor.create_room(name="By hand")
+    await doctor.put_state(room, "tricolor.ai", {"enabled": False})  # not opted in: nobody is invited
+
+    async def role_set() -> bool:
+        got = await dep.hs.raw(
+            "GET", f"/rooms/{q(room)}/state/tricolor.member_role/{q('user:' + AI)}", token=doctor.token,
+        )
+        return got.status == 200 and got.json == {"role": "AI_ASSISTANT"}
+
+    await doctor.put_state(room, "tricolor.ai", {"enabled": True})
+    await wait_until(role_set, "the role on the opt-in")
+    await doctor.post(f"/rooms/{q(room)}/kick", {"user_id": AI})
+    await doctor.put_state(room, "tricolor.member_role", {"role": "DOCTOR"}, key="user:" + AI)
+    await doctor.invite(room, AI)
+    await wait_until(role_set, "the role given again on the invite")
+

@@ -56,10 +56,14 @@ def test_circuit_breaker_opens_once_and_half_opens_after_cooldown() -> None:
     now = [0.0]
     breaker = CircuitBreaker(2, 10, lambda: now[0])
     assert breaker.allow() and not breaker.failure()
+    assert not breaker.refusing
     assert breaker.failure()  # the second failure opens it: the caller warns once
+    assert breaker.refusing  # (the assistant then skips fetching history: nothing is sent)
     assert not breaker.allow() and not breaker.failure()
     now[0] = 11
+    assert not breaker.refusing  # the cooldown is over: a trial may go out
     assert breaker.allow() and not breaker.allow()  # one trial request
+    assert breaker.refusing
     assert not breaker.failure()  # the trial failed: open again, no new warning
     now[0] = 22
     assert breaker.allow()

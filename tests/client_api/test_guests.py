@@ -3,12 +3,13 @@ m.room.guest_access, and upgrading a guest to a full account that keeps its room
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import attrs
 
 from config.schema import HomeserverConfig, RegistrationConfig
-from tests.helpers import PASSWORD, Matrix, User, assert_error, bodies, q
+from tests.helpers import PASSWORD, Matrix, User, assert_error, bodies, q, timeline
 
 Start = Callable[[HomeserverConfig], Awaitable[Matrix]]
 
@@ -63,3 +64,32 @@ async def test_guest_registration_can_be_disabled(hs_config: HomeserverConfig, s
     hs = await start_hs(attrs.evolve(hs_config, registration=RegistrationConfig(allow_guests=False)))
     err = await hs.call("POST", "/register", {}, params={"kind": "guest"}, expect=403)
     assert_error(err, "M_GUEST_ACCESS_FORBIDDEN")
+
+
+async def test_guests_leave_when_the_room_stops_admitting_them(hs: Matrix) -> None:
+    """Spec "Guest access": guest_access other than can_join closes the room to guests; the
+    guests in it leave (as Synapse does), full members stay, and the guest cannot come back."""
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat")
+    await alice.put_state(room, "m.room.guest_access", {"guest_access": "can_join"})
+    g = await guest(hs)
+    await g.join(room)
+    await bob.join(room)
+    since = (await alice.sync())["next_batch"]
+    await alice.put_state(room, "m.room.guest_access", {"guest_access": "forbidden"})
+    left = None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while left is None and loop.time() < deadline:
+        sync = await alice.sync(since, timeout=2000)
+        since = sync["next_batch"]
+        left = next((
+            e for e in timeline(sync, room)
+            if e["type"] == "m.room.member" and e["state_key"] == g.user_id
+        ), None)
+    assert left is not None, "the guest was not removed"
+    assert left["content"]["membership"] == "leave" and left["sender"] == g.user_id
+    members = await alice.get(f"/rooms/{q(room)}/joined_members")
+    assert set(members["joined"]) == {alice.user_id, bob.user_id}
+    assert_error(await g.join(room, expect=403), "M_FORBIDDEN")
+    assert room not in (await g.sync())["rooms"]["join"]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
+import attrs
+
+from config.schema import HomeserverConfig, LimitsConfig
 from tests.helpers import Matrix, User, assert_error, bodies, q, timeline
 
 
@@ -482,3 +486,65 @@ async def test_a_room_joined_since_the_token_comes_with_its_history(hs: Matrix) 
     assert section["timeline"]["limited"] is True
     older = await bob.messages(room, "b", **{"from": section["timeline"]["prev_batch"], "limit": 100})
     assert "m.room.create" in [e["type"] for e in older["chunk"]]
+
+
+async def test_a_gap_wider_than_the_incremental_scan_keeps_every_room_exact(
+    hs_config: HomeserverConfig, start_hs: Callable[[HomeserverConfig], Awaitable[Matrix]],
+) -> None:
+    """More events in the gap than one incremental scan reads (a busy room drowned a quiet
+    one): the quiet room is still there, with its newest events, `limited`, a `prev_batch`
+    that continues exactly before them, and (lazy loading) its senders' members."""
+    scan = 60
+    hs = await start_hs(attrs.evolve(hs_config, limits=LimitsConfig(incremental_sync_scan=scan)))
+    alice, bob, carol = await hs.users("alice", "bob", "carol")
+    quiet = await alice.create_room(preset="public_chat", name="Quiet")
+    busy = await alice.create_room(preset="public_chat", name="Busy")
+    for user in (bob, carol):
+        await user.join(quiet)
+    await bob.join(busy)
+    since = (await bob.sync())["next_batch"]
+    for n in range(12):
+        await (carol if n % 2 else alice).send(quiet, f"q{n}")
+    for start in range(0, scan + 10, 35):
+        await asyncio.gather(*(alice.send(busy, f"b{n}") for n in range(start, start + 35)))
+    lazy = {"room": {"timeline": {"limit": 5}, "state": {"lazy_load_members": True}}}
+    sync = await bob.sync(since, filter=lazy)
+    section = sync["rooms"]["join"][quiet]
+    assert bodies(section["timeline"]["events"]) == ["q7", "q8", "q9", "q10", "q11"]
+    assert section["timeline"]["limited"] is True
+    older = await bob.messages(quiet, "b", **{"from": section["timeline"]["prev_batch"], "limit": 1})
+    assert bodies(older["chunk"]) == ["q6"]
+    members = {k for k in state_of(sync, quiet) if k[0] == "m.room.member"}
+    assert {("m.room.member", alice.user_id), ("m.room.member", carol.user_id)} <= members
+    assert sync["rooms"]["join"][busy]["timeline"]["limited"] is True
+
+
+async def test_private_history_sync_shows_state_not_the_history_before_joining(hs: Matrix) -> None:
+    """History visibility "joined": a member who joins later gets, in an initial and in an
+    incremental sync, a timeline that starts at their join, `state` that is the room as it
+    was when they joined (topic changes made before included, as state not timeline), and
+    with lazy loading the members of the senders they can see."""
+    alice, bob = await hs.users("alice", "bob")
+    room = await alice.create_room(preset="public_chat", name="Private history")
+    await alice.put_state(room, "m.room.history_visibility", {"history_visibility": "joined"})
+    await alice.put_state(room, "m.room.topic", {"topic": "set before bob"})
+    for n in range(3):
+        await alice.send(room, f"secret{n}")
+    since = (await bob.sync())["next_batch"]
+    await bob.join(room)
+    await alice.send(room, "hello bob")
+    for sync in (await bob.sync(since), await bob.sync()):
+        section = sync["rooms"]["join"][room]
+        events = section["timeline"]["events"]
+        assert [e["type"] for e in events][:1] == ["m.room.member"] and events[0]["state_key"] == bob.user_id
+        assert bodies(events) == ["hello bob"]
+        state = state_of(sync, room)
+        assert state[("m.room.topic", "")]["content"] == {"topic": "set before bob"}
+        assert state[("m.room.history_visibility", "")]["content"] == {"history_visibility": "joined"}
+        assert ("m.room.member", bob.user_id) not in state  # the join is in the timeline
+        assert not any("secret" in str(e.get("content")) for e in section["state"]["events"])
+    older = await bob.messages(room, "b", **{"from": section["timeline"]["prev_batch"], "limit": 50})
+    assert not [b for b in bodies(older["chunk"]) if b.startswith("secret")]
+    lazy = {"room": {"state": {"lazy_load_members": True}}}
+    for sync in (await bob.sync(since, filter=lazy), await bob.sync(filter=lazy)):
+        assert ("m.room.member", alice.user_id) in state_of(sync, room)

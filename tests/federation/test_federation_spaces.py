@@ -89,3 +89,27 @@ async def test_the_federation_hierarchy_endpoint(pair: dict[str, Matrix], tmp_pa
         assert (r.status, r.json["errcode"]) == (404, "M_NOT_FOUND")
     r = await hs2.raw("GET", f"/_matrix/federation/v1/hierarchy/{sub}")
     assert (r.status, r.json["errcode"]) == (401, "M_UNAUTHORIZED")
+
+
+async def test_room_summary_of_a_room_only_another_server_knows(pair: dict[str, Matrix]) -> None:  # noqa: F811
+    """MSC3266 room summary for a room hs1 holds nothing of: asked of hs2 over federation
+    (its /hierarchy), by room id with `via` and by an alias hs2 answers for; a private
+    room stays hidden, like an unknown one."""
+    hs1, hs2 = pair["hs1.test"], pair["hs2.test"]
+    (bob,) = await hs1.users("bob")
+    carol = await hs2.register("carol")
+    lounge = await carol.create_room(name="Lounge", preset="public_chat", topic="Come in")
+    await carol.put(f"/directory/room/{q('#lounge:hs2.test')}", {"room_id": lounge})
+    hidden = await carol.create_room(name="Hidden", preset="private_chat")
+
+    got = await bob.get(f"{V1}/room_summary/{q(lounge)}", params={"via": "hs2.test"})
+    assert got["room_id"] == lounge and got["name"] == "Lounge" and got["topic"] == "Come in"
+    assert got["num_joined_members"] == 1 and got["join_rule"] == "public"
+    assert "membership" not in got and "children_state" not in got
+    by_alias = await bob.get(f"{V1}/room_summary/{q('#lounge:hs2.test')}")
+    assert by_alias["room_id"] == lounge and by_alias["name"] == "Lounge"
+    anonymous = await hs1.call("GET", f"{V1}/room_summary/{q(lounge)}", params={"via": "hs2.test"})
+    assert anonymous["name"] == "Lounge"
+
+    err = await bob.get(f"{V1}/room_summary/{q(hidden)}", params={"via": "hs2.test"}, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"

@@ -106,6 +106,12 @@ async def test_history_is_backfilled_for_a_late_joiner(net: dict[str, Any], sess
     bodies = [e["content"].get("body") for e in await bob.messages(room, limit=100) if e["type"] == "m.room.message"]
     assert bodies == [f"before {i}" for i in range(15)]
     assert (await bob.state_ids(room)) == (await alice.state_ids(room))
+    # The backfilled history is searchable on bob's server too (it was never sent live).
+    found = await bob.call("POST", "/search", {"search_categories": {"room_events": {
+        "search_term": "before", "order_by": "recent", "filter": {"limit": 20},
+    }}})
+    results = found["search_categories"]["room_events"]["results"]
+    assert [r["result"]["content"]["body"] for r in results] == [f"before {i}" for i in reversed(range(15))]
 
 
 async def test_typing_receipts_and_presence_across(net: dict[str, Any], session: aiohttp.ClientSession) -> None:
