@@ -73,11 +73,13 @@ def _run_on_database(cfg: HomeserverConfig, main: Callable[[], Awaitable[T]]) ->
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_server(args.config)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from client_api.web_client import create_web_client_app, web_client_site
     from config.tls import listener_ssl_context
     from homeserver.app import create_app
 
     try:  # before anything starts: a missing certificate is a config error, not a traceback
         ssl_contexts = [listener_ssl_context(listener) for listener in cfg.listeners]
+        site_of_client = web_client_site(cfg) if cfg.web_client.port is not None else None
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -88,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         app = await create_app(cfg)
         runner = MatrixAppRunner(app, access_log=None)
         await runner.setup()
+        web_runner: web.AppRunner | None = None
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
                 site = web.TCPSite(
@@ -99,6 +102,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "https" if listener.tls else "http", listener.host, listener.port,
                     ", ".join(listener.resources),
                 )
+            if site_of_client is not None:  # the browser client, on its own origin (issue 16)
+                web_runner = web.AppRunner(create_web_client_app(site_of_client), access_log=None)
+                await web_runner.setup()
+                host, port = cfg.web_client.host, cfg.web_client.port
+                await web.TCPSite(web_runner, host, port, reuse_address=True).start()
+                url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+                log.info("%s web client at %s", cfg.server_name, url)
+                print(f"Tricolor web client: {url}", file=sys.stderr, flush=True)
             # SIGTERM/SIGINT stop the server cleanly: long-polls answer at once, in-flight
             # requests finish, queued writes are flushed. A second signal exits at once.
             stop = asyncio.Event()
@@ -115,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, on_signal, sig)
             await stop.wait()
         finally:
+            if web_runner is not None:
+                await web_runner.cleanup()
             await runner.cleanup()
         log.info("stopped")
 

@@ -180,6 +180,7 @@ ROOT_ENTRIES = {
     ".ci", ".gitignore", "README.md", "ai_assistant", "bench", "client_api", "config", "docs", "federation",
     "Dockerfile", "deploy", "docker-compose.federation.yml",  # the AMQP federation compose file
     "homeserver", "homeserver.yaml", "pyproject.toml", "scripts", "storage", "sytest-lite", "tests",
+    "web",  # the browser client (issue 16)
 }
 
 
