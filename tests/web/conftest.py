@@ -33,10 +33,12 @@ def web_dist() -> Path:
 def server_factory(tmp_path: Path, web_dist: Path) -> Iterator[Any]:
     started: list[Homeserver] = []
 
-    def make(server_name: str = "web.test", **overrides: Any) -> Homeserver:
+    def make(server_name: str = "web.test", port: int | None = None, **overrides: Any) -> Homeserver:
         workdir = tmp_path / f"hs{len(started)}"
         workdir.mkdir()
-        hs = Homeserver(workdir, server_name, overrides)
+        hs = Homeserver(workdir, server_name, overrides) if port is None else Homeserver(
+            workdir, server_name, overrides, port=port,
+        )
         started.append(hs)
         hs.start()
         return hs

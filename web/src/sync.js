@@ -97,15 +97,27 @@ export class SyncConnection {
         if (this.stopped) return;
         if (reachedReady) {
           this.wsFailures = 0;
-        } else {
+        } else if (await this.apiReachable()) {
+          // The server answers HTTP but not the socket (a proxy without WebSocket support):
+          // after a few tries, long-poll instead.
           this.wsFailures += 1;
           if (this.wsFailures >= WS_FAILURES_BEFORE_FALLBACK) fellBackAt = Date.now();
         }
         this.status('reconnecting');
         await this.wait();
+        this.polled = false;
         continue;
       }
       await this.pollOnce();
+    }
+  }
+
+  async apiReachable() {
+    try {
+      await this.api.get('/_matrix/client/versions');
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -113,10 +125,12 @@ export class SyncConnection {
   async pollOnce() {
     this.pollAbort = new AbortController();
     try {
+      // The first poll answers at once, so the connection shows as live without waiting.
       const body = await this.api.sync({
-        since: this.since, timeout: LONG_POLL_MS, filter: JSON.stringify(this.hooks.filter),
+        since: this.since, timeout: this.polled ? LONG_POLL_MS : 0, filter: JSON.stringify(this.hooks.filter),
         set_presence: this.presence,
       }, this.pollAbort.signal);
+      this.polled = true;
       this.status('live (long-poll)');
       this.apply(body);
     } catch (e) {
