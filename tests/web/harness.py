@@ -180,3 +180,18 @@ def register(base_url: str, name: str, password: str = "pw-secret-1", admin: boo
         "username": name, "password": password, "auth": {"type": "m.login.dummy"},
     })
     return Account(base_url, got["user_id"], got["access_token"], got["device_id"])
+
+
+def register_admin(hs: Homeserver, name: str, password: str = "pw-secret-1") -> Account:
+    """A server admin, made through Synapse's shared-secret registration (admin API)."""
+    import hashlib
+    import hmac
+
+    secret = yaml.safe_load(hs.config.read_text())["registration"]["shared_secret"]
+    nonce = api(hs.base_url, "GET", "/_synapse/admin/v1/register")["nonce"]
+    mac = hmac.new(secret.encode(), b"\0".join([nonce.encode(), name.encode(), password.encode(), b"admin"]),
+                   hashlib.sha1).hexdigest()
+    got = api(hs.base_url, "POST", "/_synapse/admin/v1/register", {
+        "nonce": nonce, "username": name, "password": password, "admin": True, "mac": mac,
+    })
+    return Account(hs.base_url, got["user_id"], got["access_token"], got["device_id"])

@@ -59,7 +59,11 @@ export class ClientApp {
     this.layout = h('div', { class: 'layout' }, this.nav, this.mainEl, this.details.el);
     this.root.replaceChildren(header, this.layout);
     this.sync.start();
-    this.api.isServerAdmin(this.session.userId).then((yes) => { this.isAdmin = yes; this.adminButton.hidden = !yes; }, () => {});
+    this.api.isServerAdmin(this.session.userId).then((yes) => {
+      this.isAdmin = yes;
+      this.adminButton.hidden = !yes;
+      this.root.dataset.admin = yes ? 'yes' : 'no';
+    }, () => {});
     this.ticker = setInterval(() => { this.renderList(); this.chat.tick(); }, 60000);
     window.addEventListener('focus', () => this.markRead());
   }
@@ -103,7 +107,7 @@ export class ClientApp {
       this.chat.render();
       if (changed.has(this.selected)) {
         this.markRead();
-        if (this.detailsOpen) this.details.show(this.selected);
+        if (this.detailsOpen) this.details.refresh();
       }
     }
   }
@@ -120,9 +124,12 @@ export class ClientApp {
       else if (last) {
         const content = room.shownContent(last) || {};
         const who = last.sender === me ? 'You' : room.displayName(last.sender);
-        preview = room.redacted.has(last.event_id) ? `${who}: message recalled` : `${who}: ${content.body ?? ''}`;
+        const body = content.msgtype === 'm.emote' ? `* ${content.body ?? ''}` : content.body ?? '';
+        preview = room.redacted.has(last.event_id) ? `${who}: message recalled` : `${who}: ${body}`;
       }
-      const unread = room.notifications > 0 ? h('span', {
+      // The open conversation is being read: its count clears once the receipt is in.
+      const seen = room.id === this.selected && this.view === 'chat' && document.visibilityState !== 'hidden';
+      const unread = room.notifications > 0 && !seen ? h('span', {
         class: `unread${room.highlights ? ' highlight' : ''}`, 'aria-label': `${room.notifications} unread`, text: String(room.notifications),
       }) : null;
       const open = h('button', {
