@@ -50,7 +50,14 @@ def require_browser() -> None:
 
 
 def build_web_client() -> Path:
-    subprocess.run([str(REPO / "scripts" / "build-web")], check=True, cwd=REPO, timeout=600)
+    """web/dist, built if its sources changed (one builder at a time across xdist workers)."""
+    import fcntl
+
+    lock = REPO / ".cache" / "build-web.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        subprocess.run([str(REPO / "scripts" / "build-web")], check=True, cwd=REPO, timeout=600)
     return REPO / "web" / "dist"
 
 
