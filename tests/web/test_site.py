@@ -80,7 +80,7 @@ def test_the_policy_allows_only_the_api_and_the_configured_sources() -> None:
 
 def test_a_client_that_was_never_built_is_a_config_error(tmp_path: Path) -> None:
     cfg = HomeserverConfig(server_name="web.test", web_client=WebClientConfig(port=8099, dist_path=str(tmp_path)))
-    with pytest.raises(ConfigError, match="no index.html; build the client first"):
+    with pytest.raises(ConfigError, match=r"no index\.html; build the client first"):
         web_client_site(cfg)
     (tmp_path / "index.html").write_text("<!doctype html>")
     site = web_client_site(attrs.evolve(cfg, public_baseurl="https://matrix.example.org/"))
