@@ -148,3 +148,55 @@ async def test_an_image_is_uploaded_shown_as_thumbnail_and_downloaded(
     saved = tmp_path / "downloaded.png"
     await download.save_as(str(saved))
     assert saved.read_bytes() == picture.read_bytes()
+
+
+async def test_phone_width_and_keyboard_only(server_factory: Any, open_client: Any, shots: Any) -> None:
+    """At a phone's width one pane shows at a time; everything works from the keyboard."""
+    hs = server_factory()
+    alice, bob = register(hs.base_url, "alice"), register(hs.base_url, "bob")
+    direct_chat(alice, bob)
+    bob.call("PUT", "/_matrix/client/v3/presence/" + q(bob.user_id) + "/status", {"presence": "online"})
+    a = await open_client(hs, alice, width=390, height=800)
+    room_button = a.get_by_role("button", name="bob")
+    await room_button.wait_for()
+    composer = a.get_by_role("textbox", name="Message")
+    assert not await composer.is_visible()
+    await shots.take(a, "phone-list")
+
+    await room_button.focus()
+    await a.keyboard.press("Enter")  # opens the chat, focus lands in the composer
+    await composer.wait_for()
+    assert await composer.evaluate("el => el === document.activeElement")
+    assert not await room_button.is_visible()
+    await a.keyboard.type("Typed on a phone")
+    await a.keyboard.press("Enter")
+    await message(a, "Typed on a phone").wait_for()
+    await shots.take(a, "phone-chat")
+
+    await a.get_by_role("button", name="Back to conversations").click()
+    await room_button.wait_for()
+    assert not await composer.is_visible()
+
+
+async def test_history_is_loaded_when_scrolled_back(server_factory: Any, open_client: Any, shots: Any) -> None:
+    hs = server_factory()
+    alice, bob = register(hs.base_url, "alice"), register(hs.base_url, "bob")
+    room = direct_chat(alice, bob)
+    for i in range(1, 71):
+        bob.call("PUT", f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/h{i}",
+                 {"msgtype": "m.text", "body": f"history line {i}"})
+    a = await open_client(hs, alice)
+    await open_room(a, "bob")
+    await message(a, "history line 70").wait_for()
+    assert await message(a, "history line 1").count() == 0  # only the latest page came with sync
+    for _ in range(20):  # scroll to the top until the first line is there (bounded)
+        if await a.get_by_text("history line 1", exact=True).count():
+            break
+        await a.locator(".scroller").evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+        await a.wait_for_timeout(250)
+    await a.get_by_text("history line 1", exact=True).wait_for()
+    await a.get_by_text("alice joined").wait_for()
+    assert not await a.get_by_role("button", name="Load older messages").is_visible()
+    bodies = await a.locator("li.message p.body").all_inner_texts()
+    assert bodies == [f"history line {i}" for i in range(1, 71)]  # in order, none twice
+    await shots.take(a, "history")

@@ -104,7 +104,8 @@ export class ChatView {
     const text = room.announcement();
     this.banner.hidden = !text;
     clear(this.banner, text ? [h('strong', { text: 'Announcement: ' }), text] : []);
-    this.older.hidden = !room.prevBatch;
+    // The create event is the start of the conversation: nothing older to load.
+    this.older.hidden = !room.prevBatch || room.timeline.some((e) => e.type === 'm.room.create');
     clear(this.list, room.timeline.map((ev) => this.item(room, ev)).filter(Boolean));
     const typers = room.typing.map((u) => room.displayName(u));
     this.typingLine.textContent = typers.length ? `${typers.join(', ')} ${typers.length > 1 ? 'are' : 'is'} typing…` : '';
