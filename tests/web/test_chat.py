@@ -123,6 +123,10 @@ async def test_an_image_is_uploaded_shown_as_thumbnail_and_downloaded(
     await open_room(a, "bob")
     await open_room(b, "alice")
 
+    # Presence: Bob steps away, Alice sees it in the chat header.
+    await b.get_by_label("Your status").select_option("unavailable")
+    await a.locator(".presence-line", has_text="unavailable").wait_for()
+
     picture = tmp_path / "sunset.png"
     image = Image.new("RGB", (900, 600), (240, 120, 40))
     for x in range(900):
@@ -186,6 +190,9 @@ async def test_history_is_loaded_when_scrolled_back(server_factory: Any, open_cl
         bob.call("PUT", f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/h{i}",
                  {"msgtype": "m.text", "body": f"history line {i}"})
     a = await open_client(hs, alice)
+    # The list shows the unread count and the last message before the chat is opened.
+    await a.get_by_label("70 unread").wait_for()
+    await a.get_by_role("button", name="bob").get_by_text("bob: history line 70").wait_for()
     await open_room(a, "bob")
     await message(a, "history line 70").wait_for()
     assert await message(a, "history line 1").count() == 0  # only the latest page came with sync
