@@ -77,3 +77,27 @@ async def test_without_websocket_the_client_long_polls(server_factory: Any, open
 
     await a.wait_for_function("() => !document.querySelector('li.message.pending')")
     assert "and back" in await stored()
+
+
+async def test_a_message_not_yet_sent_survives_a_reload(server_factory: Any, open_client: Any, shots: Any) -> None:
+    hs = server_factory()
+    alice, bob = register(hs.base_url, "alice"), register(hs.base_url, "bob")
+    room = direct_chat(alice, bob)
+    a = await open_client(hs, alice)
+    await open_room(a, "bob")
+
+    async def drop(route: Any) -> None:  # the network loses every send
+        await route.abort("connectionreset")
+
+    await a.route("**/send/m.room.message/**", drop)
+    await send(a, "written on a flaky network")
+    await message(a, "written on a flaky network").get_by_text("Sending…").wait_for()
+    await a.reload()  # still offline: the new page can only know the message from storage
+    await open_room(a, "bob")
+    await message(a, "written on a flaky network").get_by_text("Sending…").wait_for()
+    await a.unroute("**/send/m.room.message/**", drop)
+    await a.wait_for_function("() => !document.querySelector('li.message.pending')")
+    await shots.take(a, "sent-after-reload")
+    chunk = bob.call("GET", f"/_matrix/client/v3/rooms/{q(room)}/messages?dir=b&limit=10")["chunk"]
+    assert [e["content"].get("body") for e in chunk].count("written on a flaky network") == 1
+    assert await message(a, "written on a flaky network").count() == 1

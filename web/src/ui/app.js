@@ -39,6 +39,7 @@ export class ClientApp {
       onLoggedOut: () => this.loggedOut(),
     });
     this.sync.userId = session.userId;
+    this.outboxKey = `tricolor.outbox.${session.userId}.${session.deviceId}`;
   }
 
   start() {
@@ -59,6 +60,7 @@ export class ClientApp {
     this.layout = h('div', { class: 'layout' }, this.nav, this.mainEl, this.details.el);
     this.root.replaceChildren(header, this.layout);
     this.sync.start();
+    this.restoreOutbox();
     this.api.isServerAdmin(this.session.userId).then((yes) => {
       this.isAdmin = yes;
       this.adminButton.hidden = !yes;
@@ -257,13 +259,30 @@ export class ClientApp {
   }
 
   /** Queues a message; the outbox sends in order and retries until the server has it. */
-  send(roomId, type, content) {
-    const txnId = this.api.newTxn();
+  send(roomId, type, content, txnId = this.api.newTxn()) {
     const room = this.model.room(roomId);
     const echo = room.addEcho(txnId, type, content, this.model.userId);
     this.outbox.push({ roomId, type, content, txnId, echo });
-    this.chat.render(true);
+    this.saveOutbox();
+    if (roomId === this.selected) this.chat.render(true);
     this.flushOutbox();
+  }
+
+  /** The outbox survives a reload of the page: its messages are sent again with the same
+   * transaction ids, which the server deduplicates (same device, same token). */
+  saveOutbox() {
+    const items = this.outbox.map(({ roomId, type, content, txnId }) => ({ roomId, type, content, txnId }));
+    localStorage.setItem(this.outboxKey, JSON.stringify(items));
+  }
+
+  restoreOutbox() {
+    let items = [];
+    try {
+      items = JSON.parse(localStorage.getItem(this.outboxKey) || '[]');
+    } catch {
+      items = [];
+    }
+    for (const item of Array.isArray(items) ? items : []) this.send(item.roomId, item.type, item.content, item.txnId);
   }
 
   async flushOutbox() {
@@ -276,6 +295,7 @@ export class ClientApp {
         try {
           await this.api.send(item.roomId, item.type, item.content, item.txnId);
           this.outbox.shift();
+          this.saveOutbox();
           backoff = 500;
         } catch (e) {
           if (e instanceof NetworkError || (e instanceof MatrixError && e.errcode === 'M_LIMIT_EXCEEDED')) {
@@ -285,6 +305,7 @@ export class ClientApp {
             continue;
           }
           this.outbox.shift();
+          this.saveOutbox();
           item.echo.failed = e.message;
           toast(`Not sent: ${e.message}`, 'error');
           if (item.roomId === this.selected) this.chat.render();
@@ -368,6 +389,7 @@ export class ClientApp {
 
   async logout() {
     this.sync.stop();
+    localStorage.removeItem(this.outboxKey);
     clearInterval(this.ticker);
     await this.api.logout().catch(() => {});
     this.onLogout();
