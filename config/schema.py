@@ -581,6 +581,24 @@ class AiAssistantConfig:
 
 
 @attrs.frozen
+class WebClientConfig:
+    """The browser client (web/, issue 16), served on a port of its own: a page on the
+    client API's origin could read every token through one XSS, so it never shares it."""
+
+    # null: not served.
+    port: int | None = setting(None, check=_port)
+    host: str = setting("127.0.0.1", check=_non_empty)
+    # The built client (index.html and assets/); null: web/dist of this checkout.
+    dist_path: str | None = setting(None, check=_non_empty, resolve=resolve_path)
+    # The homeserver URL the login form starts with; null: public_baseurl, else this
+    # server's first client listener.
+    server_url: str | None = setting(None, check=_url("http", "https"))
+    # Extra Content-Security-Policy connect-src sources besides this server's own URL:
+    # the defaults let a user sign in to any server over TLS; [] pins the client to ours.
+    connect_src: tuple[str, ...] = setting(("https:", "wss:"), check_item=_non_empty)
+
+
+@attrs.frozen
 class WebSocketConfig:
     """The WebSocket sync transport (docs/websocket.md)."""
 
@@ -649,6 +667,7 @@ class HomeserverConfig:
     app_services: AppServicesConfig = attrs.field(factory=AppServicesConfig)
     ai_assistant: AiAssistantConfig = attrs.field(factory=AiAssistantConfig)
     websocket: WebSocketConfig = attrs.field(factory=WebSocketConfig)
+    web_client: WebClientConfig = attrs.field(factory=WebClientConfig)
     voip: VoipConfig = attrs.field(factory=VoipConfig)
     well_known: WellKnownConfig = attrs.field(factory=WellKnownConfig)
     signing_key_path: str = setting("./data/signing.key", check=_non_empty, resolve=resolve_path)
@@ -713,6 +732,7 @@ for _cls in (
     AppServicesConfig,
     AiAssistantConfig,
     WebSocketConfig,
+    WebClientConfig,
     VoipConfig,
     WellKnownConfig,
     RateLimit,

@@ -85,12 +85,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from homeserver.logs import configure as configure_logging
 
     configure_logging(cfg.log_level, cfg.log_format)
+    from client_api.web_client import create_web_client_app, web_client_site
     from config.tls import listener_ssl_context
     from homeserver.app import create_app
     from homeserver.http import observability
 
     try:  # before anything starts: a missing certificate is a config error, not a traceback
         ssl_contexts = [listener_ssl_context(listener) for listener in cfg.listeners]
+        site_of_client = web_client_site(cfg) if cfg.web_client.port is not None else None
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -107,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             access_log=None,
         )
         await metrics_runner.setup()
+        web_runner: web.AppRunner | None = None
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
                 # Workers on one host share each listener's port (the kernel spreads connections).
@@ -121,6 +124,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "https" if listener.tls else "http", listener.host, listener.port,
                     ", ".join(listener.resources),
                 )
+            if site_of_client is not None:  # the browser client, on its own origin (issue 16)
+                web_runner = web.AppRunner(create_web_client_app(site_of_client), access_log=None)
+                await web_runner.setup()
+                host, port = cfg.web_client.host, cfg.web_client.port
+                await web.TCPSite(web_runner, host, port, reuse_address=True, reuse_port=worker or None).start()
+                url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+                log.info("%s web client at %s", cfg.server_name, url)
+                print(f"Tricolor web client: {url}", file=sys.stderr, flush=True)
             # SIGTERM/SIGINT stop the server cleanly: long-polls answer at once, in-flight
             # requests finish, queued writes are flushed. A second signal exits at once.
             stop = asyncio.Event()
@@ -138,6 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             await stop.wait()
         finally:
             await metrics_runner.cleanup()
+            if web_runner is not None:
+                await web_runner.cleanup()
             await runner.cleanup()
         log.info("stopped")
 

@@ -181,6 +181,7 @@ ROOT_ENTRIES = {
     "Dockerfile", "docker-compose.federation.yml",  # the compose file (its configs are in config/compose)
     "contrib",  # nginx for a worker deployment, the Grafana dashboard, the image's entrypoint
     "homeserver", "homeserver.yaml", "pyproject.toml", "scripts", "storage", "sytest-lite", "tests",
+    "web",  # the browser client (issue 16)
 }
 
 

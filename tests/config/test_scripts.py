@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ["scripts/services.sh", "scripts/test", "scripts/run", "scripts/sytest", ".ci/run"]
+SCRIPTS = ["scripts/services.sh", "scripts/test", "scripts/run", "scripts/sytest", "scripts/build-web", ".ci/run"]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
