@@ -8,6 +8,7 @@ The drills (``tests/integration/test_fault_drills*.py``, ``test_backup.py``) are
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -114,8 +115,6 @@ class Client:
                                   params=params, data=data, headers=hdrs) as r:
             raw = await r.read()
             try:
-                import json
-
                 return r.status, json.loads(raw)
             except ValueError:
                 return r.status, raw

@@ -63,7 +63,7 @@ async def _burst(server: DrillServer) -> None:
                 txn = f"s{i}-m{n}"
                 try:
                     status, data = await sender.send(room, txn, txn)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     return  # the server is gone: this sender stops, like a client would
                 if status != 200:
                     return
