@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Seconds in-flight requests get to finish after a stop signal (aiohttp's default is 60 s).
+# aiohttp waits this long twice for a request that does not finish (once for it to end,
+# then again, without cancelling its task, after cancelling its body), so a stop takes at
+# most ~2x this plus the final flush: inside the ~10 s that service managers and
+# `testnet stop` allow before SIGKILL. A request stuck on a silent peer must not turn a
+# clean stop (persister and federation queues flushed) into a kill.
+SHUTDOWN_GRACE = 3.0
+
 
 def _load(path: str) -> HomeserverConfig:
     try:
@@ -90,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         app = await create_app(cfg)
-        runner = MatrixAppRunner(app, access_log=None)
+        runner = MatrixAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         try:
             for listener, ssl_context in zip(cfg.listeners, ssl_contexts, strict=True):
