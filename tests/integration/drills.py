@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,107 @@ async def until(check: Callable[[], Awaitable[Any]], within: float = 30.0, every
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+
+
+@attrs.define
+class OwnMariaDB:
+    """A throwaway mariadbd on its own port and data directory (never the machine's
+    MariaDB): drills kill and restart it."""
+
+    workdir: Path
+    port: int = attrs.field(factory=_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mysql+asyncmy://root@127.0.0.1:{self.port}/tricolor"
+
+    def install(self) -> None:
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", f"--datadir={self.workdir / 'data'}", "--user=root",
+             "--auth-root-authentication-method=normal", "--skip-test-db"],
+            check=True, capture_output=True, timeout=120,
+        )
+        self.start()
+        self.sql("CREATE DATABASE tricolor CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+    def sql(self, statement: str) -> str:
+        done = subprocess.run(
+            ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-N", "-e", statement],
+            capture_output=True, text=True, timeout=30, check=True,
+        )
+        return done.stdout
+
+    def start(self) -> None:
+        with open(self.workdir / "mariadbd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                ["mariadbd", "--no-defaults", f"--datadir={self.workdir / 'data'}", "--user=root",
+                 f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.workdir / 'sock'}",
+                 f"--pid-file={self.workdir / 'pid'}", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
+                 "--max-connections=200"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            probe = subprocess.run(
+                ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-e", "SELECT 1"],
+                capture_output=True, timeout=30, check=False,
+            )
+            if probe.returncode == 0:
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((self.workdir / "mariadbd.log").read_text()[-3000:])
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@attrs.define
+class OwnRedis:
+    """A throwaway redis-server on its own port (never the machine's Redis)."""
+
+    workdir: Path
+    port: int = attrs.field(factory=_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        with open(self.workdir / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.workdir)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((self.workdir / "redis.log").read_text()[-3000:])
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
