@@ -96,7 +96,12 @@ def _translate_errors(engine: AsyncEngine) -> None:
 
     @sa.event.listens_for(engine.sync_engine, "handle_error")
     def _on_error(context: Any) -> None:
-        kind = "gone" if context.is_disconnect else _classify(context.original_exception)
+        original = context.original_exception
+        # A cancelled task (a stop, a client gone) must stay cancelled; a failed pre-ping is
+        # SQLAlchemy's cue to reconnect in silence, not an error for the request.
+        if not isinstance(original, Exception) or context.is_pre_ping:
+            return
+        kind = "gone" if context.is_disconnect else _classify(original)
         if kind is None:
             return
         detail = f"{describe_target(engine.url)}: {_reason(context.original_exception)}"
