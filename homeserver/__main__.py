@@ -1,4 +1,5 @@
-"""Command line: run | generate-config | migrate | register-user | rotate-key | testnet.
+"""Command line: run | generate-config | migrate | register-user | rotate-key | backup | restore
+| testnet.
 
 Operator mistakes (a config key, an unreachable database, an unreadable key file)
 end in one line naming the setting and exit status 2, never a traceback.
@@ -13,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 from aiohttp import web
@@ -23,7 +24,18 @@ from config.loader import load_config
 from config.schema import HomeserverConfig
 from homeserver.http.server import MatrixAppRunner
 
+if TYPE_CHECKING:
+    from storage.backup import ServerFiles
+
 T = TypeVar("T")
+
+# Seconds in-flight requests get to finish after a stop signal (aiohttp's default is 60 s).
+# aiohttp waits this long twice for a request that does not finish (once for it to end,
+# then again, without cancelling its task, after cancelling its body), so a stop takes at
+# most ~2x this plus the final flush: inside the ~10 s that service managers and
+# `testnet stop` allow before SIGKILL. A request stuck on a silent peer must not turn a
+# clean stop (persister and federation queues flushed) into a kill.
+SHUTDOWN_GRACE = 3.0
 
 
 def _load(path: str) -> HomeserverConfig:
@@ -101,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         app = await create_app(cfg)
-        runner = MatrixAppRunner(app, access_log=None)
+        runner = MatrixAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         # A `metrics` listener (its only resource) serves /metrics from an app of its own.
         metrics_runner = web.AppRunner(
@@ -284,6 +296,50 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_files(cfg: HomeserverConfig) -> ServerFiles:
+    from pathlib import Path
+
+    from storage.backup import ServerFiles
+
+    return ServerFiles(
+        server_name=cfg.server_name, database_url=cfg.database.url,
+        media_store_path=Path(cfg.media_store_path), signing_key_path=Path(cfg.signing_key_path),
+        token_secret_path=Path(cfg.token_secret_path),
+    )
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online, consistent copy of the database, media store and keys (storage/backup.py)."""
+    from pathlib import Path
+
+    from storage.backup import BackupError, backup
+
+    cfg = _load(args.config)
+    try:
+        report = backup(_server_files(cfg), Path(args.output))
+    except (BackupError, OSError) as e:
+        print(f"backup failed: {e}", file=sys.stderr)
+        return 1
+    print(f"backed up {cfg.server_name}: {report.database} database, {report.media_files} media files -> {report.path}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Bring a backup back into the (stopped) server the config describes."""
+    from pathlib import Path
+
+    from storage.backup import BackupError, restore
+
+    cfg = _load(args.config)
+    try:
+        report = restore(_server_files(cfg), Path(args.backup), force=args.force)
+    except (BackupError, OSError) as e:
+        print(f"restore failed: {e}", file=sys.stderr)
+        return 1
+    print(f"restored {cfg.server_name}: {report.database} database, {report.media_files} media files from {report.path}")
+    return 0
+
+
 def cmd_ai_assistant(args: argparse.Namespace) -> int:
     """The AI assistant application service in its own process."""
     from ai_assistant.app import run
@@ -349,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rotate-key", help="retire the signing key and create a new one")
     p.add_argument("-c", "--config", default="homeserver.yaml")
     p.set_defaults(func=cmd_rotate_key)
+
+    p = sub.add_parser("backup", help="copy the database, media and keys of a running server")
+    p.add_argument("-c", "--config", default="homeserver.yaml")
+    p.add_argument("output", help="a new directory for the backup")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into a stopped server")
+    p.add_argument("-c", "--config", default="homeserver.yaml")
+    p.add_argument("backup", help="a directory made by `tricolor backup`")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing database and differing key files")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("ai-assistant", help="run the AI assistant application service")
     p.add_argument("-c", "--config", default="ai-assistant.yaml")

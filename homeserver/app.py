@@ -345,7 +345,7 @@ async def build_services(
     engine = create_engine(cfg.database.url, cfg.database.pool_size, cfg.database.echo)
     await migrate_in_subprocess(engine, cfg.database.url)
     buckets: BucketStore = MemoryBuckets()
-    redis_buckets = RedisBuckets(cfg.redis.url, cfg.server_name) if cfg.redis.url else None
+    redis_buckets = RedisBuckets(cfg.redis.url, cfg.server_name, buckets) if cfg.redis.url else None
     if redis_buckets is not None:
         buckets = redis_buckets
     key = parse_signing_key(ensure_signing_key(cfg.signing_key_path))

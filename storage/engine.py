@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from homeserver.core.errors import StorageFull, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(Exception):
@@ -52,6 +59,54 @@ async def check_connection(engine: AsyncEngine) -> None:
             await conn.execute(sa.text("SELECT 1"))
     except (sa.exc.DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot open {describe_target(engine.url)}: {_reason(exc)}") from None
+    except StorageUnavailable as exc:
+        raise DatabaseUnavailable(f"cannot open {describe_target(engine.url)}: {exc.detail}") from None
+
+
+# MySQL client/server codes meaning "the connection is gone or cannot be made": 2002/2003
+# cannot connect, 2006 server has gone away, 2013 lost connection, 1053 server shutdown,
+# 1927 connection killed. Disk full: 1021 (disk full), 1114 (table is full), 3 (write error).
+_MYSQL_GONE = {1053, 1927, 2002, 2003, 2006, 2013, 2055}
+_MYSQL_FULL = {3, 1021, 1114}
+
+
+def _classify(exc: BaseException | None) -> str | None:
+    """"gone", "full" or None for an error the database layer raised."""
+    if exc is None:
+        return None
+    if isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return "full"
+    if isinstance(exc, sqlite3.Error) and "disk is full" in str(exc):
+        return "full"
+    if isinstance(exc, OSError):
+        return "full" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "gone"
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        if args[0] in _MYSQL_GONE:
+            return "gone"
+        if args[0] in _MYSQL_FULL:
+            return "full"
+    return None
+
+
+def _translate_errors(engine: AsyncEngine) -> None:
+    """Database outages and a full disk become Matrix errors at the one place every query
+    passes, so no store or handler needs to know: 503 (retry) or 507 (out of space)
+    instead of an unhandled 500. The transaction was rolled back; nothing was written."""
+
+    @sa.event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        original = context.original_exception
+        # A cancelled task (a stop, a client gone) must stay cancelled; a failed pre-ping is
+        # SQLAlchemy's cue to reconnect in silence, not an error for the request.
+        if not isinstance(original, Exception) or context.is_pre_ping:
+            return
+        kind = "gone" if context.is_disconnect else _classify(original)
+        if kind is None:
+            return
+        detail = f"{describe_target(engine.url)}: {_reason(context.original_exception)}"
+        log.warning("database %s: %s", "unavailable" if kind == "gone" else "out of space", detail)
+        raise StorageUnavailable(detail) if kind == "gone" else StorageFull(detail)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -79,14 +134,20 @@ def create_engine(url: str, pool_size: int = 10, echo: bool = False) -> AsyncEng
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
+        _translate_errors(engine)
         return engine
     if parsed.get_backend_name() == "mysql":
         query = dict(parsed.query)
         query.setdefault("charset", "utf8mb4")
         parsed = parsed.set(query=query)
-        return create_async_engine(
+        engine = create_async_engine(
             parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
             pool_pre_ping=True,
+            # A database that is down answers "refused" at once; one that hangs (a stopped
+            # host) must not hold a request past a bounded time either.
+            connect_args={"connect_timeout": 5},
         )
+        _translate_errors(engine)
+        return engine
     # The config loader admits only the two schemes above; this guards other callers.
     raise DatabaseUnavailable(f"unsupported database {parsed.drivername!r} in {describe_target(parsed)}")

@@ -9,11 +9,14 @@ once and reports whether it did (a second upload to the same id is refused).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import secrets
 import shutil
 from pathlib import Path
+
+from homeserver.core.errors import StorageFull
 
 # Server names bring ":", "[" and "]" (ports, IPv6 literals); media ids bring "_" and "-".
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,255}\Z")
@@ -33,8 +36,14 @@ class LocalMediaStorage:
         return path
 
     async def put(self, key: str, data: bytes) -> bool:
-        """Store ``data`` under ``key`` unless it exists; True when this call stored it."""
-        return await asyncio.to_thread(self._put, self._path(key), data)
+        """Store ``data`` under ``key`` unless it exists; True when this call stored it.
+        A full disk is ``StorageFull`` (507 M_RESOURCE_LIMIT_EXCEEDED), nothing left behind."""
+        try:
+            return await asyncio.to_thread(self._put, self._path(key), data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StorageFull(f"media store {self._root}: {exc.strerror}") from None
+            raise
 
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._get, self._path(key))

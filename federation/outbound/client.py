@@ -91,23 +91,27 @@ class FederationClient:
     async def request(
         self, method: str, destination: str, path: str, *,
         query: Mapping[str, str | list[str]] | None = None, body: Any = None,
-        timeout: float = 30.0,
+        timeout: float = 30.0, max_bytes: int | None = None,
     ) -> Any:
-        """Send a signed request; ``path`` must already be percent-encoded."""
+        """Send a signed request; ``path`` must already be percent-encoded. The response is
+        read up to ``max_bytes`` (default MAX_RESPONSE_BYTES) and no further."""
         method = method.upper()
         if body is None and method in ("PUT", "POST"):
             body = {}  # the spec wants a JSON object on every PUT/POST
         uri = build_uri(path, query)
         auth = sign_request(self._key, self.server_name, destination, method, uri, body)
-        return await self._send(method, destination, uri, body, {"Authorization": auth}, timeout)
+        return await self._send(
+            method, destination, uri, body, {"Authorization": auth}, timeout,
+            MAX_RESPONSE_BYTES if max_bytes is None else max_bytes,
+        )
 
     async def get_json_unsigned(self, destination: str, path: str, *, timeout: float = 30.0) -> Any:
         """An unauthenticated GET (the key API needs no X-Matrix)."""
-        return await self._send("GET", destination, path, None, {}, timeout)
+        return await self._send("GET", destination, path, None, {}, timeout, MAX_RESPONSE_BYTES)
 
     async def _send(
         self, method: str, destination: str, uri: str, body: Any,
-        headers: dict[str, str], timeout: float,
+        headers: dict[str, str], timeout: float, max_bytes: int,
     ) -> Any:
         if self._allowed is not None and not self._allowed(destination):
             # federation.domain_whitelist / domain_blacklist: never contact this server.
@@ -130,7 +134,7 @@ class FederationClient:
             ) as resp:
                 status = resp.status
                 try:
-                    raw = await read_limited(resp, MAX_RESPONSE_BYTES)
+                    raw = await read_limited(resp, max_bytes)
                 except ValueError as e:
                     raise FederationRequestError(status, "M_TOO_LARGE", str(e)) from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:

@@ -56,6 +56,29 @@ def unrecognized(status: int = 404, msg: str = "Unrecognized request") -> Matrix
     return MatrixError(status, "M_UNRECOGNIZED", msg)
 
 
+class StorageUnavailable(MatrixError):
+    """The database cannot be reached (down, restarting, connection lost): nothing this
+    request would have written was committed, so the client may retry it (same txn id).
+    503, so clients and proxies back off and retry rather than give up."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, "M_UNKNOWN", "The database is unavailable; try again shortly")
+        self.detail = detail
+
+
+class StorageFull(MatrixError):
+    """The database or media store has no space left: nothing was written. Spec "Common
+    error codes": M_RESOURCE_LIMIT_EXCEEDED is a limit imposed on the homeserver; 507
+    (RFC 4918, Insufficient Storage) says which one."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            507, "M_RESOURCE_LIMIT_EXCEEDED",
+            "The server is out of storage space; ask its administrator", limit_type="storage",
+        )
+        self.detail = detail
+
+
 class AuthError(MatrixError):
     """An event failed the room's authorization rules (always 403 M_FORBIDDEN)."""
 

@@ -33,9 +33,10 @@ class FederationClientPort(Protocol):
     async def request(
         self, method: str, destination: str, path: str, *,
         query: Mapping[str, str | list[str]] | None = None, body: Any = None,
-        timeout: float = 30.0,
+        timeout: float = 30.0, max_bytes: int | None = None,
     ) -> Any:
-        """Return the decoded JSON response; raise FederationRequestError on failure."""
+        """Return the decoded JSON response; raise FederationRequestError on failure
+        (also for a body over ``max_bytes``; None: the client's generous default)."""
 
 
 class KeyringPort(Protocol):

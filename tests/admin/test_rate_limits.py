@@ -11,7 +11,7 @@ import pytest
 
 from config.schema import HomeserverConfig, RateLimit
 from homeserver.outbound.redis_buckets import RedisBuckets
-from homeserver.services.ratelimit import Limit, RateLimiter
+from homeserver.services.ratelimit import Limit, MemoryBuckets, RateLimiter
 from tests.admin.conftest import ADMIN, promote
 from tests.helpers import Matrix, assert_error, q
 
@@ -111,7 +111,8 @@ async def test_room_creation_is_limited(limited: Matrix) -> None:
 async def test_redis_buckets_are_shared_between_workers() -> None:
     """Two limiters (two worker processes) on one Redis take from the same bucket."""
     key = "user-" + secrets.token_hex(6)
-    first, second = RedisBuckets(REDIS_URL, "shared.test"), RedisBuckets(REDIS_URL, "shared.test")
+    first = RedisBuckets(REDIS_URL, "shared.test", MemoryBuckets())
+    second = RedisBuckets(REDIS_URL, "shared.test", MemoryBuckets())
     try:
         limits = {"rc_message": Limit(0.001, 2)}
         a, b = RateLimiter(first, limits), RateLimiter(second, limits)

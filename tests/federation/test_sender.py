@@ -46,7 +46,7 @@ class FakeClient:
     async def request(
         self, method: str, destination: str, path: str, *,
         query: Mapping[str, str | list[str]] | None = None, body: Any = None,
-        timeout: float = 30.0,
+        timeout: float = 30.0, max_bytes: int | None = None,
     ) -> Any:
         self.calls.append((method, destination, path, body))
         if self.on_call is not None:

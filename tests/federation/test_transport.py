@@ -27,6 +27,7 @@ from federation.outbound.transport import (
     TransportRouter,
 )
 from homeserver.core.signing import generate_signing_key
+from homeserver.services.clock import now_ms
 from storage.engine import create_engine
 from storage.migrate import migrate
 from storage.stores.outbox import OutboxStore
@@ -291,3 +292,84 @@ async def test_router_picks_the_transport_per_destination(
     await idle(sender, OTHER)
     assert [t.destination for t in https.sent] == [PEER]
     assert [t.destination for t in other.sent] == [OTHER]
+
+
+# -- hostile peers on the real sender: slow, garbage, gigabytes (issue 18 fault drills) -----
+
+
+@attrs.define
+class HostilePeers:
+    """Peers that never answer, answer garbage, or stream without end; one good peer."""
+
+    streamed: int = 0  # bytes the endless peer managed to write
+    good: list[Any] = attrs.Factory(list)
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        return web.json_response({})
+
+    async def garbage(self, request: web.Request) -> web.Response:
+        return web.Response(body=bytes(range(256)) * 64, content_type="application/json")
+
+    async def endless(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        chunk = b'{"pdus": {' + b" " * (64 * 1024)
+        try:
+            while self.streamed < 4 * 1024**3:  # "gigabytes", if anyone kept reading
+                await resp.write(chunk)
+                self.streamed += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the reader hung up: what we want
+        return resp
+
+    async def ok(self, request: web.Request) -> web.Response:
+        self.good.append(await request.json())
+        return web.json_response({"pdus": {}})
+
+
+async def test_hostile_peers_back_off_alone_and_reads_are_bounded(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], engine: AsyncEngine,
+    make_sender: Callable[..., FederationSender],
+) -> None:
+    from federation.outbound.transport.https import SEND_RESPONSE_MAX_BYTES
+
+    peers = HostilePeers()
+    route = "/_matrix/federation/v1/send/{txn_id}"
+    servers = {}
+    for name, handler in [("slow.test", peers.slow), ("garbage.test", peers.garbage),
+                          ("endless.test", peers.endless), (PEER, peers.ok)]:
+        app = web.Application()
+        app.router.add_put(route, handler)
+        servers[name] = await aiohttp_server(app)
+    static = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
+    client = FederationClient(ME, generate_signing_key("k1"), ServerResolver(static), None, scheme="http")
+    await client.start()
+    try:
+        # A 2 s timeout stands for the 60 s of production; backoff kept short but real.
+        sender = make_sender(HttpsTransport(client, timeout=2), backoff_initial_ms=60_000,
+                             backoff_max_ms=60_000)
+        bad = ["slow.test", "garbage.test", "endless.test"]
+        for n in range(5):
+            await sender.send_pdu([*bad, PEER], pdu(n))
+        # The good peer gets everything, in order, while the others fail.
+        for _ in range(2000):
+            if sum(len(t["pdus"]) for t in peers.good) == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert [p["content"]["n"] for t in peers.good for p in t["pdus"]] == [0, 1, 2, 3, 4]
+        store = OutboxStore(engine)
+        for name in bad:
+            for _ in range(1000):  # each failed once (the slow one after its timeout)
+                state = await store.get_retry(name)
+                if state is not None and state.failure_count >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert state is not None and state.failure_count == 1, name
+            assert state.retry_after_ts > now_ms() + 30_000, name  # backing off, not hammering
+            assert await sender.pending_count(name) == 5, name  # kept for later, nothing dropped
+            assert name in sender.active_destinations()
+        # The endless body was cut off near the cap, not read for gigabytes.
+        assert peers.streamed < SEND_RESPONSE_MAX_BYTES + 16 * 1024 * 1024, peers.streamed
+    finally:
+        await client.close()

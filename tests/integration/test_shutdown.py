@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,6 +107,46 @@ def test_stop_answers_open_long_polls_and_keeps_the_last_event(
         chunk = _call(port, "GET", f"/rooms/{room}/messages?dir=b&limit=5", token=alice)["chunk"]
         assert "the last word" in [e["content"].get("body") for e in chunk]
     finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=STOP_BOUND)
+
+
+def test_stop_is_bounded_by_a_request_waiting_on_a_silent_peer(tmp_path: Path) -> None:
+    """A request stuck on another server (here: one that accepts and never answers, for
+    longer than any stop may take) does not hold the stop past its bound: in-flight
+    requests get a grace period, then the process exits anyway, still flushing its writes."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = _free_port()
+    config = tmp_path / "hs.yaml"
+    subprocess.run(
+        [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "stop.test",
+         "--port", str(port), "-o", str(config),
+         "--static-map", f"silent.test=127.0.0.1:{silent.getsockname()[1]}"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True, timeout=60,
+    )
+    log_path = tmp_path / "server.log"
+    proc = _start(config, log_path, port)
+    try:
+        alice = _register(port, "alice")
+        room = _call(port, "POST", "/createRoom", {}, alice)["room_id"]
+        stuck = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        stuck.request("GET", "/_matrix/client/v3/profile/@someone:silent.test",
+                      headers={"Authorization": f"Bearer {alice}"})
+        # The server has opened its connection to the silent peer: the request is in flight.
+        silent.settimeout(STOP_BOUND)
+        peer_side, _ = silent.accept()
+        _call(port, "PUT", f"/rooms/{room}/send/m.room.message/t1", {"msgtype": "m.text", "body": "kept"}, alice)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_BOUND) == 0
+        peer_side.close()
+        proc = _start(config, log_path, port)
+        chunk = _call(port, "GET", f"/rooms/{room}/messages?dir=b&limit=5", token=alice)["chunk"]
+        assert "kept" in [e["content"].get("body") for e in chunk]
+    finally:
+        silent.close()
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=STOP_BOUND)

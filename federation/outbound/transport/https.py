@@ -6,8 +6,8 @@ All interpretation of HTTP status codes lives here:
 
 - 2xx with a JSON body: :class:`Delivered`, with the per-PDU errors of ``{"pdus": {id:
   {"error": ...}}}``.
-- unreachable (no status), a 2xx whose body is not JSON, 408, 429, 5xx, or anything the
-  client raised unexpectedly: :class:`Retry`; a 429's ``retry_after_ms`` is passed on
+- unreachable (no status), no answer within the timeout, a 2xx whose body is not JSON or
+  is over SEND_RESPONSE_MAX_BYTES, 408, 429, 5xx, or anything the client raised unexpectedly: :class:`Retry`; a 429's ``retry_after_ms`` is passed on
   (spec: "Rate limiting", M_LIMIT_EXCEEDED).
 - any other status (400, 401, 403, 404 M_UNRECOGNIZED ...): :class:`Refused`.
 """
@@ -31,6 +31,9 @@ from homeserver.services.ports import FederationClientPort, FederationRequestErr
 log = logging.getLogger(__name__)
 
 SEND_PATH = "/_matrix/federation/v1/send/"
+# The answer to a transaction is {"pdus": {event id: {"error": ...}}} for at most 50 PDUs:
+# a peer sending more (garbage, or gigabytes) is cut off here and retried later.
+SEND_RESPONSE_MAX_BYTES = 1024 * 1024
 
 
 class HttpsTransport:
@@ -45,6 +48,7 @@ class HttpsTransport:
         try:
             response = await self._client.request(
                 "PUT", txn.destination, path, body=txn.body(), timeout=self._timeout,
+                max_bytes=SEND_RESPONSE_MAX_BYTES,
             )
         except FederationRequestError as e:
             return classify_error(e)
