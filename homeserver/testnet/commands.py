@@ -112,6 +112,9 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
     return network.public()
 
 
+LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
+
+
 def _create(network: Network, static_map: dict[str, str], timeout: float) -> None:
     """Write every config, create the MariaDB databases, start the servers."""
     servers, mysql_url, ca_file = network.servers, network.mysql_url, network.ca_file
@@ -132,6 +135,9 @@ def _create(network: Network, static_map: dict[str, str], timeout: float) -> Non
                 ca_dir=os.path.dirname(ca_file),
                 static_map=static_map,
                 amqp=_amqp_settings(server.broker),
+                # Every server of the network is on this machine: opt in to loopback, which
+                # ip_range_blacklist denies by default (SSRF protection).
+                ip_range_whitelist=LOOPBACK_RANGES,
             )
     except ConfigError as exc:
         raise TestnetError(f"cannot write a server config: {exc}") from None

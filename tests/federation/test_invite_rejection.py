@@ -28,7 +28,10 @@ async def victim(
     hs_config: HomeserverConfig, peer: EvilPeer, start_hs: Callable[[HomeserverConfig], Awaitable[Matrix]],
 ) -> Matrix:
     """A server on SQLite or MariaDB, federating with the peer (as ``hs.test``)."""
-    cfg = attrs.evolve(hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert))
+    cfg = attrs.evolve(
+        hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
+        ip_range_whitelist=peer.ip_range_whitelist,
+    )
     return await start_hs(cfg)
 
 
