@@ -26,6 +26,10 @@ Outcomes of one attempt (``Transport.deliver``):
   to ``backoff_max_ms``, +/-20 % jitter; longer if the peer asked for it, up to
   ``backoff_max_ms``). The failure count and the next retry time are kept in
   ``federation_destinations``, so the backoff survives restarts. PDUs wait forever.
+- ``Held``: the transport handed nothing over because the way to the peer is backlogged
+  (AMQP: its queue on our broker is not draining). The batch is dropped from memory (its
+  rows stay) so that later PDUs join it in a full batch; the backoff does not grow; the
+  worker asks again after the transport's ``after_ms``.
 - ``Refused``: the peer answered but refused the whole transaction. The batch's EDUs are
   dropped (they are best effort, and a bad EDU must not keep spoiling the transaction), the
   PDUs are retried in a new transaction (new txnId: the body changed) with the same backoff.
@@ -73,6 +77,7 @@ import attrs
 from federation.outbound.transport.base import (
     Delivered,
     DeliveryResult,
+    Held,
     Refused,
     Retry,
     Transaction,
@@ -205,6 +210,7 @@ class FederationSender:
         # typing EDUs dropped as stale.
         self.collapsed_pdus = 0
         self.expired_edus = 0
+        self.held = 0  # attempts the transport held back (a backlogged AMQP queue)
         self._workers: dict[str, _Worker] = {}
         self._edus: dict[str, _EduQueue] = {}
         self._retry: dict[str, RetryState] = {}
@@ -370,6 +376,12 @@ class FederationSender:
             worker.batch = batch
 
         result = await self._transmit(destination, batch)
+        if isinstance(result, Held):
+            # Nothing went out: let later PDUs join this batch (rebuilt next time), wait.
+            self.held += 1
+            self._unbatch(destination, worker)
+            await self._sleep(worker, result.after_ms)
+            return False
         if isinstance(result, Delivered):
             await self._outbox.delete(destination, batch.ids)
             await self._outbox.delete_edus(destination, batch.edu_ids)
@@ -424,16 +436,18 @@ class FederationSender:
         self.collapsed_pdus += removed
         logger.info("federation sender %s: catch-up, %d of %d queued PDUs left for the peer to "
                     "fetch", destination, removed, pending)
-        batch = worker.batch
-        if batch is not None:
-            # Its rows may be gone: rebuild from what is left; its in-memory EDUs go back
-            # in the queue (durable ones are still in the outbox).
-            worker.batch = None
-            ephemeral = batch.edus[len(batch.edu_ids):]
-            if ephemeral:
-                queue = self._edus.setdefault(destination, _EduQueue(self._max_pending_edus))
-                for edu in ephemeral:
-                    queue.add(edu["edu_type"], edu["content"], self._clock())
+        # Its rows may be gone: rebuild the batch from what is left.
+        self._unbatch(destination, worker)
+
+    def _unbatch(self, destination: str, worker: _Worker) -> None:
+        """Forget the batch in hand (its PDUs and durable EDUs stay in the outbox); its
+        in-memory EDUs go back in the queue."""
+        batch, worker.batch = worker.batch, None
+        ephemeral = batch.edus[len(batch.edu_ids):] if batch is not None else []
+        if ephemeral:
+            queue = self._edus.setdefault(destination, _EduQueue(self._max_pending_edus))
+            for edu in ephemeral:
+                queue.add(edu["edu_type"], edu["content"], self._clock())
 
     async def _build_batch(self, destination: str) -> _Batch | None:
         rows = await self._outbox.next_batch(destination, self._max_pdus)
@@ -471,8 +485,9 @@ class FederationSender:
             logger.debug("federation sender %s: txn %s delivered (%d PDUs, %d EDUs)",
                          destination, batch.txn_id, len(batch.pdus), len(batch.edus))
         else:
-            logger.info("federation sender %s: txn %s (%d PDUs, %d EDUs) not delivered: %s",
-                        destination, batch.txn_id, len(batch.pdus), len(batch.edus), result.reason)
+            logger.log(logging.DEBUG if isinstance(result, Held) else logging.INFO,
+                       "federation sender %s: txn %s (%d PDUs, %d EDUs) not delivered: %s",
+                       destination, batch.txn_id, len(batch.pdus), len(batch.edus), result.reason)
         return result
 
     # -- retry state -------------------------------------------------------------------

@@ -519,3 +519,40 @@ async def test_stale_typing_is_dropped_not_sent_late(make_sender: Callable[..., 
     assert [e["edu_type"] for e in edus] == ["m.receipt", "m.typing"]
     assert edus[1]["content"]["user_id"] == "@b:me.test" and edus[1]["content"]["typing"] is False
     assert sender.expired_edus == 1
+
+
+class HoldingTransport:
+    """A transport whose way to the peer is backlogged until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.attempts: list[list[int]] = []
+        self.delivered: list[list[int]] = []
+
+    async def deliver(self, txn: Any) -> Any:
+        from federation.outbound.transport.base import Delivered, Held
+
+        ns = [p["content"]["n"] for p in txn.pdus]
+        self.attempts.append(ns)
+        if not self.release.is_set():
+            return Held("backlogged", 5)
+        self.delivered.append(ns)
+        return Delivered()
+
+
+async def test_held_transactions_wait_in_the_outbox_and_leave_in_full_batches(engine: AsyncEngine) -> None:
+    transport = HoldingTransport()
+    sender = FederationSender(ME, transport, OutboxStore(engine), backoff_initial_ms=5, backoff_max_ms=20)
+    try:
+        for n in range(120):
+            await sender.send_pdu([PEER], pdu(n))
+        await until(lambda: sender.held >= 3)
+        transport.release.set()
+        await idle(sender)
+    finally:
+        await sender.stop()
+    # Once released: full transactions of 50, in order, each PDU once.
+    assert transport.delivered == [list(range(50)), list(range(50, 100)), list(range(100, 120))]
+    state = sender.retry_state(PEER)
+    assert state is not None and state.failure_count == 0  # holding is not failing: no backoff
+    assert sender.collapsed_pdus == 0
