@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 MAX_PDUS_PER_TXN = 50
 MAX_EDUS_PER_TXN = 100
 MISSING_EVENTS_LIMIT = 20
+# Rounds of /get_missing_events for one gap: up to 100 events before state is fetched.
+MISSING_EVENTS_ROUNDS = 5
 # Besides the origin, how many other servers of the room are asked for what we lack.
 OTHER_SERVERS_ASKED = 5
 
@@ -263,26 +265,48 @@ class FederationEventHandler:
                 return
 
     async def _fetch_missing_from(self, server: str, rv: str, event: Event, earliest: list[str]) -> None:
-        try:
-            resp = await self._client.request(
-                "POST", server, f"/_matrix/federation/v1/get_missing_events/{event.room_id}",
-                body={
-                    "earliest_events": earliest, "latest_events": [event.event_id],
-                    "limit": MISSING_EVENTS_LIMIT, "min_depth": 0,
-                },
-            )
-        except FederationRequestError as e:
-            log.info("get_missing_events from %s failed: %s", server, e)
-            return
-        fetched: list[Event] = []
-        for pdu in resp.get("events", []) if isinstance(resp, dict) else []:
-            if not isinstance(pdu, dict):
-                continue
+        """/get_missing_events from ``server``, walking back from ``event`` in rounds of
+        MISSING_EVENTS_LIMIT (the most a server answers) until the gap closes or
+        MISSING_EVENTS_ROUNDS were asked: a peer catching up after an outage sends only
+        each room's newest events and leaves the history between to be fetched. Then the
+        events are applied oldest first; one whose prev events are still missing gets the
+        state before it from /state (a gap in the timeline, as the spec allows)."""
+        fetched: dict[str, Event] = {}
+        latest = [event.event_id]
+        for _ in range(MISSING_EVENTS_ROUNDS):
             try:
-                fetched.append(await self.check_pdu(rv, pdu))
-            except PduRejected as e:
-                log.info("missing event from %s rejected: %s", server, e)
-        for ev in sorted(fetched, key=lambda e: e.depth):
+                resp = await self._client.request(
+                    "POST", server, f"/_matrix/federation/v1/get_missing_events/{event.room_id}",
+                    body={
+                        "earliest_events": earliest, "latest_events": latest,
+                        "limit": MISSING_EVENTS_LIMIT, "min_depth": 0,
+                    },
+                )
+            except FederationRequestError as e:
+                log.info("get_missing_events from %s failed: %s", server, e)
+                break
+            new = 0
+            for pdu in resp.get("events", []) if isinstance(resp, dict) else []:
+                if not isinstance(pdu, dict):
+                    continue
+                try:
+                    ev = await self.check_pdu(rv, pdu)
+                except PduRejected as e:
+                    log.info("missing event from %s rejected: %s", server, e)
+                    continue
+                if ev.event_id not in fetched:
+                    fetched[ev.event_id] = ev
+                    new += 1
+            if not new:
+                break
+            # The frontier: fetched events whose prev events we neither hold nor fetched.
+            wanted = {p for ev in fetched.values() for p in ev.prev_event_ids if p not in fetched}
+            known = await self._events.known_event_ids(wanted, include_outliers=False)
+            frontier = [ev.event_id for ev in fetched.values() if set(ev.prev_event_ids) & (wanted - known)]
+            if not frontier:
+                break
+            latest = frontier
+        for ev in sorted(fetched.values(), key=lambda e: e.depth):
             try:
                 await self._process_locked(server, rv, ev, fetch_missing=False)
             except PduRejected as e:

@@ -123,3 +123,41 @@ async def test_nobody_has_the_auth_events(world: World) -> None:  # noqa: F811
     assert "evil2.test" in r.json["pdus"][w.peer.event_id(msg)]["error"]
     assert await w.snapshot() == before
 
+
+
+async def test_a_long_gap_is_filled_in_rounds(world: World) -> None:  # noqa: F811
+    """A peer catching up sends only its newest event; the 45 before it come from
+    /get_missing_events in rounds of 20 (the most a server answers), so the victim's
+    timeline has all of them and no gap (no /state was needed)."""
+    w = world
+    chain: dict[str, dict[str, Any]] = {}
+    for n in range(45):
+        pdu = w.message(f"gap {n}")
+        event_id = w.peer.event_id(pdu)
+        chain[event_id] = pdu
+        w.evil_room.advance(pdu, event_id)
+    newest = w.message("caught up")
+    newest_id = w.peer.event_id(newest)
+    chain[newest_id] = newest
+
+    async def missing(request: web.Request) -> web.StreamResponse:
+        # Walk back from latest_events through prev_events, stopping at earliest_events.
+        body = await request.json()
+        stop, found = set(body["earliest_events"]), []
+        frontier = [p for e in body["latest_events"] for p in chain[e]["prev_events"]]
+        while frontier and len(found) < min(body["limit"], 20):
+            event_id = frontier.pop(0)
+            if event_id in stop or event_id not in chain or chain[event_id] in found:
+                continue
+            found.append(chain[event_id])
+            frontier += chain[event_id]["prev_events"]
+        return web.json_response({"events": found})
+
+    w.peer.handlers[f"{V1}/get_missing_events/"] = missing
+    r = await w.send_txn([newest])
+    assert r.json["pdus"] == {newest_id: {}}, r.json
+    rounds = [p for _, _, p in w.peer.requests if p.startswith(f"{V1}/get_missing_events/")]
+    assert len(rounds) == 3
+    assert not any(p.startswith(f"{V1}/state") for _, _, p in w.peer.requests)
+    bodies = [e["content"].get("body") for e in reversed(await w.timeline()) if e["type"] == "m.room.message"]
+    assert bodies[-46:] == [f"gap {n}" for n in range(45)] + ["caught up"]
