@@ -14,7 +14,7 @@ from yarl import URL
 from federation.outbound.guarded_http import GuardedResolver
 from federation.outbound.resolver import Resolved, ServerResolver, read_limited
 from federation.outbound.xmatrix import sign_request
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import encode_json, parse_federation_json
 from homeserver.core.errors import MatrixError
 from homeserver.core.ip_ranges import IpPolicy, ip_literal
 from homeserver.core.signing import SigningKey
@@ -241,7 +241,8 @@ class FederationClient:
 
 def _decode(status: int, raw: bytes) -> Any:
     try:
-        body = parse_json(raw) if raw.strip() else None
+        # Answers carry PDUs of any room version: numbers as the peer wrote them.
+        body = parse_federation_json(raw) if raw.strip() else None
     except MatrixError as e:
         body = None
         if 200 <= status < 300:
