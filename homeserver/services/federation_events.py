@@ -44,9 +44,12 @@ log = logging.getLogger(__name__)
 
 MAX_PDUS_PER_TXN = 50
 MAX_EDUS_PER_TXN = 100
-MISSING_EVENTS_LIMIT = 20
-# Rounds of /get_missing_events for one gap: up to 100 events before state is fetched.
-MISSING_EVENTS_ROUNDS = 5
+# Asked per /get_missing_events request (servers answer fewer: Synapse 20, we 100).
+MISSING_EVENTS_LIMIT = 100
+# Events fetched for one gap at most before the state is fetched instead: enough to
+# bridge a peer's catch-up after a long outage (it sends each room's newest event only),
+# bounded so that one gap cannot hold the room's lock, or memory, for long.
+MISSING_EVENTS_BUDGET = 1_000
 # Besides the origin, how many other servers of the room are asked for what we lack.
 OTHER_SERVERS_ASKED = 5
 
@@ -265,21 +268,22 @@ class FederationEventHandler:
                 return
 
     async def _fetch_missing_from(self, server: str, rv: str, event: Event, earliest: list[str]) -> None:
-        """/get_missing_events from ``server``, walking back from ``event`` in rounds of
-        MISSING_EVENTS_LIMIT (the most a server answers) until the gap closes or
-        MISSING_EVENTS_ROUNDS were asked: a peer catching up after an outage sends only
-        each room's newest events and leaves the history between to be fetched. Then the
-        events are applied oldest first; one whose prev events are still missing gets the
-        state before it from /state (a gap in the timeline, as the spec allows)."""
+        """/get_missing_events from ``server``, walking back from ``event`` in rounds
+        (each answers what the server will, at most MISSING_EVENTS_LIMIT) until the gap
+        closes or MISSING_EVENTS_BUDGET events came: a peer catching up after an outage
+        sends only each room's newest events and leaves the history between to be fetched.
+        Then the events are applied oldest first; one whose prev events are still missing
+        gets the state before it from /state (a gap in the timeline, as the spec allows)."""
         fetched: dict[str, Event] = {}
         latest = [event.event_id]
-        for _ in range(MISSING_EVENTS_ROUNDS):
+        while len(fetched) < MISSING_EVENTS_BUDGET:
             try:
                 resp = await self._client.request(
                     "POST", server, f"/_matrix/federation/v1/get_missing_events/{event.room_id}",
                     body={
                         "earliest_events": earliest, "latest_events": latest,
-                        "limit": MISSING_EVENTS_LIMIT, "min_depth": 0,
+                        "limit": min(MISSING_EVENTS_LIMIT, MISSING_EVENTS_BUDGET - len(fetched)),
+                        "min_depth": 0,
                     },
                 )
             except FederationRequestError as e:

@@ -127,8 +127,8 @@ async def test_nobody_has_the_auth_events(world: World) -> None:  # noqa: F811
 
 async def test_a_long_gap_is_filled_in_rounds(world: World) -> None:  # noqa: F811
     """A peer catching up sends only its newest event; the 45 before it come from
-    /get_missing_events in rounds of 20 (the most a server answers), so the victim's
-    timeline has all of them and no gap (no /state was needed)."""
+    /get_missing_events in rounds (this peer answers 20 at most, as Synapse does), so the
+    victim's timeline has all of them and no gap (no /state was needed)."""
     w = world
     chain: dict[str, dict[str, Any]] = {}
     for n in range(45):
