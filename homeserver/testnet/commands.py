@@ -18,6 +18,7 @@ from homeserver.testnet.databases import (
     _mysql_database_name,
     _with_database,
 )
+from homeserver.testnet.destinations import destinations_status
 from homeserver.testnet.errors import TestnetError
 from homeserver.testnet.network import _UNSAFE, HOST, STATE_FILE, Network, Server, _server_names
 from homeserver.testnet.processes import (
@@ -195,6 +196,10 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
         entry["health"] = "ok" if alive and _healthy(server.client_port, 2.0) else "down"
         if server.broker is not None:
             entry["broker"] = server.broker.status()
+        try:
+            entry["federation"] = destinations_status(server.database)
+        except Exception as e:  # no database yet, or MariaDB away: say so, show the rest
+            entry["federation"] = {"error": f"{type(e).__name__}: {e}"[:200]}
     return out
 
 
