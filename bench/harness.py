@@ -52,7 +52,8 @@ async def tricolor(
         d = workdir or tmp
         cfg = os.path.join(d, f"hs-{port}.yaml")
         cmd = [sys.executable, "-m", "homeserver", "generate-config", "--server-name",
-               name or f"localhost:{port}", "--port", str(port), "-o", cfg, *(extra or [])]
+               name or f"localhost:{port}", "--port", str(port), "-o", cfg,
+               "--ip-range-whitelist", "127.0.0.0/8", *(extra or [])]
         if database_url:
             cmd += ["--database-url", database_url]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -51,6 +51,7 @@ def generate_config(
     ca_dir: str | None = None,
     static_map: Mapping[str, str] | None = None,
     amqp: Mapping[str, str] | None = None,
+    ip_range_whitelist: Sequence[str] = (),
 ) -> str:
     """Write a config for a new server to ``output`` and create its secrets; return the path.
 
@@ -67,7 +68,8 @@ def generate_config(
     names it) or self-signed without ``ca_dir``. ``static_map`` (server name ->
     ``host:port``) becomes ``federation.static_map``. ``amqp`` (``url``,
     ``management_url``, ``advertise_url``) fills ``rabbitmq`` and sets
-    ``federation.transport: amqp``.
+    ``federation.transport: amqp``. ``ip_range_whitelist`` (CIDRs) is written as is: a
+    test network on one machine passes loopback, which the blacklist denies by default.
     """
     output = os.path.abspath(os.path.expanduser(output))
     if os.path.exists(output) and not force:
@@ -109,6 +111,7 @@ def generate_config(
         ca_file=shown(ca_cert) if ca_cert is not None else None,
         static_map=dict(static_map or {}),
         amqp=dict(amqp or {}),
+        ip_range_whitelist=tuple(ip_range_whitelist),
     )
 
     os.makedirs(config_dir, exist_ok=True)
@@ -176,6 +179,7 @@ def _render(
     ca_file: str | None,
     static_map: dict[str, str],
     amqp: dict[str, str],
+    ip_range_whitelist: tuple[str, ...] = (),
 ) -> str:
     database = DatabaseConfig()
     limits = LimitsConfig()
@@ -199,11 +203,13 @@ server_name: {_q(server_name)}
 # (e.g. behind a reverse proxy). null: not advertised.
 public_baseurl: null
 
-# Addresses never connected to for URLs that users or other servers name (media
-# redirects, URL previews), checked on the address connected to. The blacklist defaults
-# to Synapse's (private, loopback, link-local, CGNAT, multicast, IPv6 unique-local...);
-# the whitelist wins over it. Signed federation requests are not concerned.
-ip_range_whitelist: []
+# Addresses never connected to by any outbound request: federation (servers, their
+# .well-known, media redirects), push gateways, URL previews; checked on the address
+# actually connected to, after DNS and on every redirect (protection against server-side
+# request forgery). The blacklist defaults to Synapse's (private, loopback, link-local,
+# CGNAT, multicast, IPv6 unique-local...); the whitelist wins over it. A test network on
+# one machine must allow loopback here (testnet does): ['127.0.0.0/8', '::1/128'].
+ip_range_whitelist: {_render_list(ip_range_whitelist)}
 
 # HTTP sockets. Resources choose the APIs mounted on each socket:
 # {", ".join(KNOWN_RESOURCES)}.
@@ -414,6 +420,10 @@ def _render_map(mapping: dict[str, str]) -> str:
     if not mapping:
         return " {}"
     return "".join(f"\n    {_q(key)}: {_q(value)}" for key, value in mapping.items())
+
+
+def _render_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_q(item) for item in items) + "]"
 
 
 def _yaml_bool(value: bool) -> str:

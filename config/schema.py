@@ -703,9 +703,9 @@ class HomeserverConfig:
     # About 35 µs of CPU a request; false drops it (ids stay on every other line).
     access_log: bool = setting(True)
     public_baseurl: str | None = setting(None, check=_url("http", "https"))
-    # Addresses never connected to for URLs users or peers name (media Location redirects,
-    # URL previews), checked on the address connected to: Synapse's names and defaults.
-    # The whitelist wins over the blacklist. Signed federation requests are not concerned.
+    # Addresses no outbound request connects to (federation incl. discovery and media
+    # redirects, push gateways, URL previews), checked on the address connected to:
+    # Synapse's names and defaults. The whitelist wins over the blacklist.
     ip_range_blacklist: tuple[str, ...] = setting(DEFAULT_IP_RANGE_BLACKLIST, check_item=_ip_range)
     ip_range_whitelist: tuple[str, ...] = setting((), check_item=_ip_range)
     # Where this config was loaded from (absolute); set by the loader, never read from YAML.

@@ -239,7 +239,7 @@ def cmd_generate_config(args: argparse.Namespace) -> int:
             args.server_name, args.output, port=args.port, data_dir=args.data_dir,
             database_url=args.database_url, force=args.force,
             federation_port=args.federation_port, tls=args.tls, ca_dir=args.ca_dir,
-            static_map=static_map,
+            static_map=static_map, ip_range_whitelist=args.ip_range_whitelist,
         )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ca-dir", help="issue the TLS certificate from the CA here (created if absent)")
     p.add_argument("--static-map", action="append", default=[], metavar="NAME=HOST:PORT",
                    help="reach server NAME at HOST:PORT without discovery (repeatable)")
+    p.add_argument("--ip-range-whitelist", action="append", default=[], metavar="CIDR",
+                   help="allow outbound requests to this range despite ip_range_blacklist, e.g. "
+                        "127.0.0.0/8 for a test network on one machine (repeatable)")
     p.set_defaults(func=cmd_generate_config)
 
     p = sub.add_parser("migrate", help="apply database migrations")

@@ -45,7 +45,7 @@ from federation.inbound.media import FEDERATION_MEDIA
 from federation.inbound.media import routes as federation_media_routes
 from federation.outbound.amqp.runtime import AmqpRuntime, advertisement
 from federation.outbound.client import FederationClient
-from federation.outbound.guarded_http import GuardedHttpClient
+from federation.outbound.guarded_http import GuardedHttpClient, GuardedResolver
 from federation.outbound.hierarchy import FederationHierarchy
 from federation.outbound.keyring import Keyring
 from federation.outbound.media import FederationMediaFetcher
@@ -398,7 +398,7 @@ async def build_services(
     # -- outbound HTTP: URLs users and peers name (guarded against SSRF), then federation
     ip_policy = IpPolicy.from_config(cfg.ip_range_blacklist, cfg.ip_range_whitelist)
     urls = GuardedHttpClient(ip_policy, ssl_context=client_ssl_context(cfg.federation))
-    outbound = await build_outbound(cfg, key, engine, urls, metrics) if cfg.federation.enabled else None
+    outbound = await build_outbound(cfg, key, engine, urls, metrics, ip_policy) if cfg.federation.enabled else None
 
     # -- events: one reader, one room writer, the writer's subscribers
     notifier = Notifier()
@@ -421,7 +421,7 @@ async def build_services(
     # -- push: rules, their evaluation after each commit, pushers
     account_data_svc = AccountDataService(account_data, positions["account_data"])
     push_rules = PushRulesService(push_store, account_data_svc)
-    gateway = HttpPushGateway()
+    gateway = HttpPushGateway(ip_policy, GuardedResolver(ip_policy))
     # With workers another process may add notifications: counts are read, not kept.
     unread = UnreadCache(push_store) if bus is None else UnreadCache(push_store, max_users=0)
     pushers = PusherService(
@@ -837,12 +837,13 @@ class Outbound:
 
 async def build_outbound(
     cfg: HomeserverConfig, key: SigningKey, engine: AsyncEngine, urls: GuardedHttpClient, metrics: Metrics,
+    ip_policy: IpPolicy,
 ) -> Outbound:
     """Signed client, keyring and the persisted sender: how we reach other servers."""
     fed = cfg.federation
     client = FederationClient(
         cfg.server_name, key, ServerResolver(dict(fed.static_map)),
-        client_ssl_context(fed), url_fetcher=urls, allowed=federation_domains(fed),
+        client_ssl_context(fed), url_fetcher=urls, allowed=federation_domains(fed), ip_policy=ip_policy,
     )
     transport = transport_from_config(cfg, client)  # may refuse (ConfigError) before the client connects
     await client.start()

@@ -21,7 +21,7 @@ from federation.outbound.xmatrix import (
     parse_xmatrix_header,
     request_json_for_signing,
 )
-from homeserver.core.canonical_json import parse_json
+from homeserver.core.canonical_json import parse_federation_json
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import error
 from homeserver.services.ports import FederationRequestError, KeyringPort
@@ -77,7 +77,7 @@ async def authenticate(
     if request.body_exists:
         raw = await request.read()  # aiohttp caches it: the handler reads the same bytes
         if raw.strip():
-            content = parse_json(raw)  # 400 M_NOT_JSON / M_BAD_JSON
+            content = parse_federation_json(raw)  # 400 M_NOT_JSON / M_BAD_JSON; floats kept
     signed = request_json_for_signing(request.method, _raw_target(request), origin, server_name, content)
     signed["signatures"] = {origin: {a.key_id: a.sig for a in auths}}
     try:

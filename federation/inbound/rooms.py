@@ -31,6 +31,11 @@ class EventIdQuery:
 
 
 @attrs.frozen
+class SendJoinQuery:
+    omit_members: bool = False  # spec v1.6: the joiner accepts a partial state (MSC3706)
+
+
+@attrs.frozen
 class BackfillQuery:
     v: list[str]  # spec: required, the events to start from
     limit: int  # spec: required
@@ -87,10 +92,11 @@ async def make_leave(request: web.Request) -> web.Response:
 
 @routes.put(V2 + "/send_join/{room_id}/{event_id}")
 async def send_join(request: web.Request) -> web.Response:
-    """PUT /v2/send_join/{roomId}/{eventId}"""
+    """PUT /v2/send_join/{roomId}/{eventId}?omit_members="""
+    omit = parse_query(request, SendJoinQuery).omit_members
     return ok(await request.app[FEDERATION].rooms.send_membership(
         request[ORIGIN], request.match_info["room_id"], request.match_info["event_id"],
-        await _body(request), "join",
+        await _body(request), "join", omit_members=bool(omit),
     ))
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from federation.inbound.auth import ORIGIN
 from federation.inbound.context import FEDERATION
-from homeserver.core.canonical_json import parse_json
+from homeserver.core.canonical_json import parse_federation_json
 from homeserver.http.responses import ok
 
 routes = web.RouteTableDef()
@@ -21,6 +21,6 @@ routes = web.RouteTableDef()
 async def send_transaction(request: web.Request) -> web.Response:
     """PUT /_matrix/federation/v1/send/{txnId}"""
     result = await request.app[FEDERATION].handler.receive_transaction(
-        request[ORIGIN], request.match_info["txn_id"], parse_json(await request.read()),
+        request[ORIGIN], request.match_info["txn_id"], parse_federation_json(await request.read()),
     )
     return ok(result)

@@ -11,11 +11,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from federation.outbound.guarded_http import GuardedResolver
 from federation.outbound.resolver import Resolved, ServerResolver, read_limited
 from federation.outbound.xmatrix import sign_request
 from homeserver.core import request_id
-from homeserver.core.canonical_json import encode_json, parse_json
+from homeserver.core.canonical_json import encode_json, parse_federation_json
 from homeserver.core.errors import MatrixError
+from homeserver.core.ip_ranges import IpPolicy, ip_literal
 from homeserver.core.signing import SigningKey
 from homeserver.services.ports import FederationRequestError, UrlFetcherPort, UrlFetchError
 
@@ -54,10 +56,15 @@ class FederationClient:
         session: aiohttp.ClientSession | None = None,
         url_fetcher: UrlFetcherPort | None = None,
         allowed: Callable[[str], bool] | None = None,
+        ip_policy: IpPolicy | None = None,
     ) -> None:
         """``url_fetcher``: fetches the URLs peers point to (media ``Location``), guarded
         against forbidden addresses (ip_range_blacklist); without one they are refused.
-        Signed requests to server names are not guarded (see docs/architecture.md)."""
+        ``ip_policy``: the addresses peers may be reached at (ip_range_blacklist and
+        whitelist), checked on the address connected to — the resolved server name, a
+        literal from discovery or ``static_map``, and ``.well-known`` lookups alike, so a
+        peer whose name or delegation points into a private range is never contacted.
+        None (tests of the client alone): no check."""
         if scheme not in ("https", "http"):
             raise ValueError(f"unsupported scheme {scheme!r}")
         self.server_name = server_name
@@ -69,11 +76,13 @@ class FederationClient:
         self._owns_session = False
         self._url_fetcher = url_fetcher
         self._allowed = allowed
+        self._policy = ip_policy
 
     async def start(self) -> None:
         if self._session is None:
+            resolver = GuardedResolver(self._policy) if self._policy is not None else None
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, limit_per_host=10),
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=10, resolver=resolver),
                 headers={"User-Agent": USER_AGENT},
                 auto_decompress=True,
             )
@@ -228,6 +237,12 @@ class FederationClient:
             raise FederationRequestError(0, "M_UNKNOWN", f"bad server name {destination!r}: {e}") from e
         except Exception as e:
             raise FederationRequestError(0, "M_UNKNOWN", f"cannot resolve {destination}: {e}") from e
+        address = ip_literal(target.host)
+        if self._policy is not None and address is not None and not self._policy.allows(address):
+            # Names are checked by the guarded resolver when connecting; literals here.
+            raise FederationRequestError(
+                0, "M_UNKNOWN", f"refusing to contact {destination} at {target.host}: address in ip_range_blacklist",
+            )
         return target
 
     def _url(self, target: Resolved, uri: str) -> URL:
@@ -237,7 +252,8 @@ class FederationClient:
 
 def _decode(status: int, raw: bytes) -> Any:
     try:
-        body = parse_json(raw) if raw.strip() else None
+        # Answers carry PDUs of any room version: numbers as the peer wrote them.
+        body = parse_federation_json(raw) if raw.strip() else None
     except MatrixError as e:
         body = None
         if 200 <= status < 300:

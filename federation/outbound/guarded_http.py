@@ -25,15 +25,11 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from federation.outbound.resolver import read_limited
-from homeserver.core.ip_ranges import IpPolicy, ip_literal
+from homeserver.core.ip_ranges import BlockedAddress, IpPolicy, ip_literal
 from homeserver.services.ports import UrlFetchError
 
 USER_AGENT = "Tricolor/0.1.0"
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class BlockedAddress(OSError):
-    """A name resolved only to addresses the policy forbids."""
 
 
 class GuardedResolver(AbstractResolver):

@@ -26,6 +26,10 @@ Outcomes of one attempt (``Transport.deliver``):
   to ``backoff_max_ms``, +/-20 % jitter; longer if the peer asked for it, up to
   ``backoff_max_ms``). The failure count and the next retry time are kept in
   ``federation_destinations``, so the backoff survives restarts. PDUs wait forever.
+- ``Held``: the transport handed nothing over because the way to the peer is backlogged
+  (AMQP: its queue on our broker is not draining). The batch is dropped from memory (its
+  rows stay) so that later PDUs join it in a full batch; the backoff does not grow; the
+  worker asks again after the transport's ``after_ms``.
 - ``Refused``: the peer answered but refused the whole transaction. The batch's EDUs are
   dropped (they are best effort, and a bad EDU must not keep spoiling the transaction), the
   PDUs are retried in a new transaction (new txnId: the body changed) with the same backoff.
@@ -42,6 +46,16 @@ Two ways in besides send_pdu/send_edu:
   once per new event.
 - ``retry_now(destination)``: skip the current backoff, because the peer shows signs of life
   (it sent us a request).
+
+Catch-up that scales (as Synapse's catch-up does): a destination that failed
+``catch_up_after_failures`` times in a row with more than ``catch_up_backlog`` PDUs queued
+has its queue collapsed before the next attempt (``OutboxStore.collapse``): per room only
+the newest PDU, plus every state event (memberships are never dropped); the peer fetches
+the history before them with /get_missing_events, /state or backfill, as it would for any
+gap. So a peer back after a long outage gets a transaction or so per room, not every
+message, and a destination that is down for good cannot grow its queue without bound: the
+collapse runs again after each further failure. Typing EDUs older than their useful life
+(``typing_ttl_ms``) are dropped instead of sent late.
 
 Whoever commits outbox rows must call ``wake`` *after* the commit: a worker stops when a read
 found the queue short and nothing woke it since the read began.
@@ -64,6 +78,7 @@ import attrs
 from federation.outbound.transport.base import (
     Delivered,
     DeliveryResult,
+    Held,
     Refused,
     Retry,
     Transaction,
@@ -97,13 +112,15 @@ class _Batch:
 class _Worker:
     """State of one destination's running worker."""
 
-    __slots__ = ("batch", "poked", "skip_backoff", "task")
+    __slots__ = ("batch", "collapse_due", "poked", "skip_backoff", "task")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
         self.skip_backoff = asyncio.Event()  # set by retry_now()
         self.poked = False  # new PDUs/EDUs since the worker last looked at the queue
         self.batch: _Batch | None = None  # the transaction in flight / being retried
+        # A catch-up collapse may be needed (a new worker, or a failure since the last one).
+        self.collapse_due = True
 
 
 class _EduQueue:
@@ -113,17 +130,20 @@ class _EduQueue:
     def __init__(self, cap: int) -> None:
         self._cap = cap
         self._items: dict[Hashable, dict[str, Any]] = {}
+        self._queued_at: dict[Hashable, int] = {}  # typing only: when it was queued (ms)
         self._seq = itertools.count()
         self.dropped = 0
+        self.expired = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, edu_type: str, content: Mapping[str, Any]) -> None:
+    def add(self, edu_type: str, content: Mapping[str, Any], now_ms: int = 0) -> None:
         if edu_type == "m.typing":
             key: Hashable = (edu_type, content.get("room_id"), content.get("user_id"))
             self._items.pop(key, None)  # the latest typing state wins, at the back
             self._items[key] = {"edu_type": edu_type, "content": dict(content)}
+            self._queued_at[key] = now_ms
         elif edu_type == "m.receipt":
             key = (edu_type,)
             edu = self._items.get(key)
@@ -145,11 +165,22 @@ class _EduQueue:
         else:  # device lists, to-device, unknown types: every one counts, in order
             self._items[("", next(self._seq))] = {"edu_type": edu_type, "content": dict(content)}
         while len(self._items) > self._cap:
-            del self._items[next(iter(self._items))]
+            oldest = next(iter(self._items))
+            del self._items[oldest]
+            self._queued_at.pop(oldest, None)
             self.dropped += 1
 
-    def take(self, limit: int) -> list[dict[str, Any]]:
+    def take(self, limit: int, now_ms: int = 0, typing_ttl_ms: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` EDUs, oldest first; typing queued more than ``typing_ttl_ms``
+        ago is dropped: it would tell the peer someone types who long stopped."""
+        if typing_ttl_ms is not None:
+            for key in [k for k, at in self._queued_at.items() if now_ms - at > typing_ttl_ms]:
+                del self._items[key]
+                del self._queued_at[key]
+                self.expired += 1
         keys = list(itertools.islice(self._items, limit))
+        for k in keys:
+            self._queued_at.pop(k, None)
         return [self._items.pop(k) for k in keys]
 
 
@@ -161,6 +192,7 @@ class FederationSender:
         clock: Callable[[], int] = _now_ms, max_pdus: int = 50, max_edus: int = 100,
         backoff_initial_ms: int = 1_000, backoff_max_ms: int = 600_000,
         max_rejections: int = 10, max_pending_edus: int = 1_000,
+        catch_up_after_failures: int = 3, catch_up_backlog: int = 100, typing_ttl_ms: int = 30_000,
     ) -> None:
         self._server_name = server_name
         self._transport = transport
@@ -172,6 +204,14 @@ class FederationSender:
         self._backoff_max_ms = backoff_max_ms
         self._max_rejections = max_rejections
         self._max_pending_edus = max_pending_edus
+        self._catch_up_after = catch_up_after_failures
+        self._catch_up_backlog = catch_up_backlog
+        self._typing_ttl_ms = typing_ttl_ms
+        # Plain counters for whoever exports metrics: PDUs collapsed away by catch-up,
+        # typing EDUs dropped as stale.
+        self.collapsed_pdus = 0
+        self.expired_edus = 0
+        self.held = 0  # attempts the transport held back (a backlogged AMQP queue)
         self._workers: dict[str, _Worker] = {}
         self._edus: dict[str, _EduQueue] = {}
         self._retry: dict[str, RetryState] = {}
@@ -224,7 +264,7 @@ class FederationSender:
             queue = self._edus.get(destination)
             if queue is None:
                 queue = self._edus[destination] = _EduQueue(self._max_pending_edus)
-            queue.add(edu_type, content)
+            queue.add(edu_type, content, self._clock())
             self._poke(destination)
 
     async def send_durable_edu(self, destinations: Iterable[str], edu_type: str, content: Mapping[str, Any]) -> None:
@@ -327,6 +367,9 @@ class FederationSender:
         if delay > 0:
             await self._sleep(worker, delay)
         worker.skip_backoff.clear()
+        if worker.collapse_due and state.failure_count >= self._catch_up_after:
+            worker.collapse_due = False
+            await self._collapse(destination, worker)
 
         batch = worker.batch
         if batch is None:
@@ -337,6 +380,12 @@ class FederationSender:
             worker.batch = batch
 
         result = await self._transmit(destination, batch)
+        if isinstance(result, Held):
+            # Nothing went out: let later PDUs join this batch (rebuilt next time), wait.
+            self.held += 1
+            self._unbatch(destination, worker)
+            await self._sleep(worker, result.after_ms)
+            return False
         if isinstance(result, Delivered):
             await self._outbox.delete(destination, batch.ids)
             await self._outbox.delete_edus(destination, batch.edu_ids)
@@ -373,10 +422,36 @@ class FederationSender:
                 await self._outbox.delete_edus(destination, batch.edu_ids)
                 batch.edu_ids = []
                 batch.txn_id = self._next_txn_id()  # the body changed
+        worker.collapse_due = True
         await self._record_failure(
             destination, state, result.after_ms if isinstance(result, Retry) else None,
         )
         return False
+
+    async def _collapse(self, destination: str, worker: _Worker) -> None:
+        """Catch-up: a long backlog of a destination that keeps failing shrinks to the
+        newest PDU per room plus state (see the module docstring)."""
+        pending = await self._outbox.pending_count(destination)
+        if pending <= self._catch_up_backlog:
+            return
+        removed = await self._outbox.collapse(destination)
+        if not removed:
+            return
+        self.collapsed_pdus += removed
+        logger.info("federation sender %s: catch-up, %d of %d queued PDUs left for the peer to "
+                    "fetch", destination, removed, pending)
+        # Its rows may be gone: rebuild the batch from what is left.
+        self._unbatch(destination, worker)
+
+    def _unbatch(self, destination: str, worker: _Worker) -> None:
+        """Forget the batch in hand (its PDUs and durable EDUs stay in the outbox); its
+        in-memory EDUs go back in the queue."""
+        batch, worker.batch = worker.batch, None
+        ephemeral = batch.edus[len(batch.edu_ids):] if batch is not None else []
+        if ephemeral:
+            queue = self._edus.setdefault(destination, _EduQueue(self._max_pending_edus))
+            for edu in ephemeral:
+                queue.add(edu["edu_type"], edu["content"], self._clock())
 
     async def _build_batch(self, destination: str) -> _Batch | None:
         rows = await self._outbox.next_batch(destination, self._max_pdus)
@@ -384,7 +459,11 @@ class FederationSender:
         edus: list[dict[str, Any]] = [e for _, e in durable]
         queue = self._edus.get(destination)
         if queue is not None and len(edus) < self._max_edus:
-            edus += queue.take(self._max_edus - len(edus))
+            edus += queue.take(self._max_edus - len(edus), self._clock(), self._typing_ttl_ms)
+            if queue.expired:
+                self.expired_edus += queue.expired
+                logger.debug("federation sender %s: dropped %d stale typing EDUs", destination, queue.expired)
+                queue.expired = 0
             if queue.dropped:
                 logger.warning("federation sender %s: EDU queue full, dropped %d oldest EDUs",
                                destination, queue.dropped)
@@ -410,8 +489,9 @@ class FederationSender:
             logger.debug("federation sender %s: txn %s delivered (%d PDUs, %d EDUs)",
                          destination, batch.txn_id, len(batch.pdus), len(batch.edus))
         else:
-            logger.info("federation sender %s: txn %s (%d PDUs, %d EDUs) not delivered: %s",
-                        destination, batch.txn_id, len(batch.pdus), len(batch.edus), result.reason)
+            logger.log(logging.DEBUG if isinstance(result, Held) else logging.INFO,
+                       "federation sender %s: txn %s (%d PDUs, %d EDUs) not delivered: %s",
+                       destination, batch.txn_id, len(batch.pdus), len(batch.edus), result.reason)
         return result
 
     # -- retry state -------------------------------------------------------------------

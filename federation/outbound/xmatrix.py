@@ -58,7 +58,10 @@ def sign_request(
     content: Any = None,
 ) -> str:
     """The full ``Authorization`` header value for one request."""
-    signed = sign_json(request_json_for_signing(method, uri, origin, destination, content), origin, key)
+    # Not strict: a body may carry PDUs of rooms v1-5 with floats (spec appendix, canonical JSON).
+    signed = sign_json(
+        request_json_for_signing(method, uri, origin, destination, content), origin, key, strict=False,
+    )
     sig = signed["signatures"][origin][key.key_id]
     return format_header(XMatrixAuth(origin, destination, key.key_id, sig))
 

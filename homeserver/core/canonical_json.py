@@ -114,6 +114,47 @@ def _parse_finite_float(text: str) -> int | float:
     return float(number)
 
 
+def _parse_lenient_int(text: str) -> int:
+    # Any size the spec's rooms v1-5 warning allows, within reason (int() of a huge string is slow).
+    if len(text.lstrip("-")) > 64:
+        raise _bad_json(f"Integer too long: {text[:32]}")
+    return int(text)
+
+
+def _parse_lenient_float(text: str) -> float:
+    # Kept as written ("2.0" stays a float): a peer's signature covers its encoding.
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _bad_json(f"Number out of range: {text[:32]}")
+    return value
+
+
+def parse_federation_json(data: bytes | bytearray) -> Any:
+    """Parse a body that carries PDUs of any room version (a transaction, a peer's
+    answer): numbers are kept as the peer wrote them — floats stay floats, integers of
+    any reasonable size — because rooms of versions 1-5 predate strict canonical JSON
+    and their events may hold such values ("Servers SHOULD be capable of handling JSON
+    which is considered invalid by these restrictions", spec appendix "Canonical JSON").
+    Each PDU is then judged by its room version (``events.validate_pdu``), so one bad
+    event is refused alone instead of the whole transaction. Otherwise as ``parse_json``."""
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MatrixError(400, "M_NOT_JSON", "Body is not valid UTF-8") from e
+    try:
+        value = json.loads(
+            text, parse_int=_parse_lenient_int, parse_float=_parse_lenient_float,
+            parse_constant=_parse_constant,
+        )
+    except json.JSONDecodeError as e:
+        raise MatrixError(400, "M_NOT_JSON", f"Content not JSON: {e.msg}") from e
+    except RecursionError as e:
+        raise MatrixError(400, "M_BAD_JSON", "JSON nested too deeply") from e
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(value):
+        raise MatrixError(400, "M_NOT_JSON", "JSON contains an unpaired surrogate")
+    return value
+
+
 def parse_json(data: bytes | bytearray | str, allow_floats: bool = False) -> Any:
     """Parse untrusted JSON strictly.
 

@@ -192,7 +192,8 @@ def hash_and_sign_pdu(
     signed["hashes"] = hashes
     # The signature covers the redacted form (plus the hash) so that a redacted
     # copy still verifies.
-    redacted_signed = sign_json(redact_pdu(room_version, signed), server_name, key)
+    strict = get_room_version(room_version).strict_canonical_json
+    redacted_signed = sign_json(redact_pdu(room_version, signed), server_name, key, strict=strict)
     signed["signatures"] = redacted_signed["signatures"]
     return signed
 

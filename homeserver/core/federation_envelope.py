@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from homeserver.core.canonical_json import encode_canonical_json, parse_json
+from homeserver.core.canonical_json import encode_canonical_json, parse_federation_json
 from homeserver.core.ids import is_valid_server_name
 from homeserver.core.signing import SigningKey, sign_json, signature_key_ids
 
@@ -66,7 +66,8 @@ def encode_envelope(
 ) -> bytes:
     """The signed envelope as canonical JSON bytes (serialised once, published as is)."""
     envelope = {"origin": origin, "destination": destination, "txn_id": txn_id, "txn": dict(body)}
-    return encode_canonical_json(sign_json(envelope, origin, key))
+    # Not strict: PDUs of rooms v1-5 we pass on may hold floats (see parse_federation_json).
+    return encode_canonical_json(sign_json(envelope, origin, key, strict=False), strict=False)
 
 
 def decode_envelope(raw: bytes, server_name: str, max_bytes: int) -> Envelope:
@@ -74,7 +75,7 @@ def decode_envelope(raw: bytes, server_name: str, max_bytes: int) -> Envelope:
     if len(raw) > max_bytes:
         raise PoisonMessage(f"oversized: {len(raw)} bytes > {max_bytes}")
     try:
-        obj = parse_json(raw)
+        obj = parse_federation_json(raw)
     except Exception:
         raise PoisonMessage("malformed: not JSON") from None
     if not isinstance(obj, dict):

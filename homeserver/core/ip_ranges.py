@@ -38,6 +38,11 @@ def ip_literal(host: str) -> Address | None:
         return None
 
 
+class BlockedAddress(OSError):
+    """A name resolved only to addresses the policy forbids (raised by the guarded resolver
+    at connect time; an OSError, so HTTP clients report it as a connection error)."""
+
+
 @attrs.frozen
 class IpPolicy:
     blacklist: tuple[Network, ...]

@@ -101,18 +101,19 @@ def format_signing_key(key: SigningKey) -> str:
     return f"{ED25519} {key.version} {encode_base64(key.seed)}\n"
 
 
-def _signable_bytes(obj: dict[str, Any]) -> bytes:
+def _signable_bytes(obj: dict[str, Any], strict: bool = True) -> bytes:
     return encode_canonical_json(
-        {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+        {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}, strict=strict,
     )
 
 
-def sign_json(obj: dict[str, Any], signer: str, key: SigningKey) -> dict[str, Any]:
+def sign_json(obj: dict[str, Any], signer: str, key: SigningKey, *, strict: bool = True) -> dict[str, Any]:
     """Return a copy of ``obj`` with ``signatures[signer][key_id]`` added.
 
     Existing signatures are kept; ``unsigned`` is neither signed nor changed.
+    ``strict=False``: events of rooms of versions 1-5, which may hold floats.
     """
-    signature = encode_base64(key.sign(_signable_bytes(obj)))
+    signature = encode_base64(key.sign(_signable_bytes(obj, strict)))
     signatures = {s: dict(sigs) for s, sigs in (obj.get("signatures") or {}).items()}
     signatures.setdefault(signer, {})[key.key_id] = signature
     return {**obj, "signatures": signatures}
@@ -140,7 +141,10 @@ def verify_json_signature(obj: dict[str, Any], signer: str, key_id: str, verify_
     except ValueError as e:
         raise SignatureError(f"Invalid signature encoding for {signer} {key_id}") from e
     try:
-        message = _signable_bytes(obj)
+        # Not strict: what a peer signed is checked as it was encoded, floats and all (rooms
+        # of versions 1-5 may hold them); whether such a value is acceptable is the
+        # caller's check (validate_pdu refuses them from room version 6 on).
+        message = _signable_bytes(obj, strict=False)
     except ValueError as e:
         raise SignatureError(f"Signed object is not canonical JSON: {e}") from e
     try:

@@ -6,6 +6,10 @@ Numbered as in the spec ("Checks performed on receipt of a PDU"):
  3. content hash (else redact)     6. passes auth against current state (else soft-fail)
 Missing prev events are fetched with /get_missing_events; when a gap remains,
 the state before the event is fetched with /state and its events kept as outliers.
+Missing auth events come from /event_auth. Each of these asks the origin first and then
+the other servers in the room (spec: "the server may request them from the origin or
+from other servers in the room"), so an origin that cannot or will not answer does not
+make us refuse an event that others can vouch for.
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ log = logging.getLogger(__name__)
 
 MAX_PDUS_PER_TXN = 50
 MAX_EDUS_PER_TXN = 100
-MISSING_EVENTS_LIMIT = 20
+# Asked per /get_missing_events request (servers answer fewer: Synapse 20, we 100).
+MISSING_EVENTS_LIMIT = 100
+# Events fetched for one gap at most before the state is fetched instead: enough to
+# bridge a peer's catch-up after a long outage (it sends each room's newest event only),
+# bounded so that one gap cannot hold the room's lock, or memory, for long.
+MISSING_EVENTS_BUDGET = 1_000
+# Besides the origin, how many other servers of the room are asked for what we lack.
+OTHER_SERVERS_ASKED = 5
 
 
 class PduRejected(Exception):
@@ -240,29 +251,68 @@ class FederationEventHandler:
 
     # -- fetching what we lack ---------------------------------------------------
 
+    async def _servers_to_ask(self, origin: str, room_id: str) -> list[str]:
+        """The origin, then up to OTHER_SERVERS_ASKED other servers joined to the room
+        (never ourselves), in a stable order."""
+        head = await self._events.room_head(room_id)
+        others = sorted({
+            server_of(u) for u, m in (head.members.items() if head is not None else ()) if m == "join"
+        } - {origin, self.server_name})
+        return [origin, *others[:OTHER_SERVERS_ASKED]]
+
     async def _fetch_missing(self, origin: str, rv: str, event: Event, earliest: list[str]) -> None:
-        try:
-            resp = await self._client.request(
-                "POST", origin, f"/_matrix/federation/v1/get_missing_events/{event.room_id}",
-                body={
-                    "earliest_events": earliest, "latest_events": [event.event_id],
-                    "limit": MISSING_EVENTS_LIMIT, "min_depth": 0,
-                },
-            )
-        except FederationRequestError as e:
-            log.info("get_missing_events from %s failed: %s", origin, e)
-            return
-        fetched: list[Event] = []
-        for pdu in resp.get("events", []) if isinstance(resp, dict) else []:
-            if not isinstance(pdu, dict):
-                continue
+        for server in await self._servers_to_ask(origin, event.room_id):
+            await self._fetch_missing_from(server, rv, event, earliest)
+            have = await self._events.get_events(event.prev_event_ids)
+            if all(p in have and have[p].state_after is not None for p in event.prev_event_ids):
+                return
+
+    async def _fetch_missing_from(self, server: str, rv: str, event: Event, earliest: list[str]) -> None:
+        """/get_missing_events from ``server``, walking back from ``event`` in rounds
+        (each answers what the server will, at most MISSING_EVENTS_LIMIT) until the gap
+        closes or MISSING_EVENTS_BUDGET events came: a peer catching up after an outage
+        sends only each room's newest events and leaves the history between to be fetched.
+        Then the events are applied oldest first; one whose prev events are still missing
+        gets the state before it from /state (a gap in the timeline, as the spec allows)."""
+        fetched: dict[str, Event] = {}
+        latest = [event.event_id]
+        while len(fetched) < MISSING_EVENTS_BUDGET:
             try:
-                fetched.append(await self.check_pdu(rv, pdu))
-            except PduRejected as e:
-                log.info("missing event from %s rejected: %s", origin, e)
-        for ev in sorted(fetched, key=lambda e: e.depth):
+                resp = await self._client.request(
+                    "POST", server, f"/_matrix/federation/v1/get_missing_events/{event.room_id}",
+                    body={
+                        "earliest_events": earliest, "latest_events": latest,
+                        "limit": min(MISSING_EVENTS_LIMIT, MISSING_EVENTS_BUDGET - len(fetched)),
+                        "min_depth": 0,
+                    },
+                )
+            except FederationRequestError as e:
+                log.info("get_missing_events from %s failed: %s", server, e)
+                break
+            new = 0
+            for pdu in resp.get("events", []) if isinstance(resp, dict) else []:
+                if not isinstance(pdu, dict):
+                    continue
+                try:
+                    ev = await self.check_pdu(rv, pdu)
+                except PduRejected as e:
+                    log.info("missing event from %s rejected: %s", server, e)
+                    continue
+                if ev.event_id not in fetched:
+                    fetched[ev.event_id] = ev
+                    new += 1
+            if not new:
+                break
+            # The frontier: fetched events whose prev events we neither hold nor fetched.
+            wanted = {p for ev in fetched.values() for p in ev.prev_event_ids if p not in fetched}
+            known = await self._events.known_event_ids(wanted, include_outliers=False)
+            frontier = [ev.event_id for ev in fetched.values() if set(ev.prev_event_ids) & (wanted - known)]
+            if not frontier:
+                break
+            latest = frontier
+        for ev in sorted(fetched.values(), key=lambda e: e.depth):
             try:
-                await self._process_locked(origin, rv, ev, fetch_missing=False)
+                await self._process_locked(server, rv, ev, fetch_missing=False)
             except PduRejected as e:
                 log.info("missing event %s rejected: %s", ev.event_id, e)
 
@@ -280,33 +330,44 @@ class FederationEventHandler:
         ids = event.auth_event_ids
         have = await self._events.get_events(ids)
         if len(have) < len(set(ids)):
-            try:
-                resp = await self._client.request(
-                    "GET", origin, f"/_matrix/federation/v1/event_auth/{event.room_id}/{event.event_id}",
-                )
-            except FederationRequestError as e:
-                raise PduRejected(f"cannot fetch auth events: {e}") from None
-            await self.store_outliers(rv, resp.get("auth_chain", []) if isinstance(resp, dict) else [])
-            have = await self._events.get_events(ids)
-        if len(have) < len(set(ids)):
-            raise PduRejected("missing auth events")
+            failures: list[str] = []
+            for server in await self._servers_to_ask(origin, event.room_id):
+                try:
+                    resp = await self._client.request(
+                        "GET", server, f"/_matrix/federation/v1/event_auth/{event.room_id}/{event.event_id}",
+                    )
+                except FederationRequestError as e:
+                    failures.append(f"{server}: {e}")
+                    continue
+                await self.store_outliers(rv, resp.get("auth_chain", []) if isinstance(resp, dict) else [])
+                have = await self._events.get_events(ids)
+                if len(have) == len(set(ids)):
+                    break
+                failures.append(f"{server}: auth chain incomplete")
+            if len(have) < len(set(ids)):
+                raise PduRejected(f"cannot fetch auth events: {'; '.join(failures)}")
         if any(se.event.rejected for se in have.values()):
             raise PduRejected("an auth event was rejected")
         return [have[i].event for i in ids if i in have]
 
     async def _state_from_remote(self, origin: str, rv: str, event: Event) -> StateMap:
-        try:
-            resp = await self._client.request(
-                "GET", origin, f"/_matrix/federation/v1/state/{event.room_id}",
-                query={"event_id": event.event_id},
-            )
-        except FederationRequestError as e:
-            raise PduRejected(f"cannot fetch state before event: {e}") from None
-        if not isinstance(resp, dict):
-            raise PduRejected("bad /state response")
-        await self.store_outliers(rv, resp.get("auth_chain", []))
-        state_events = await self.store_outliers(rv, resp.get("pdus", []))
-        return {e.state_tuple: e.event_id for e in state_events if e.is_state}
+        failures: list[str] = []
+        for server in await self._servers_to_ask(origin, event.room_id):
+            try:
+                resp = await self._client.request(
+                    "GET", server, f"/_matrix/federation/v1/state/{event.room_id}",
+                    query={"event_id": event.event_id},
+                )
+            except FederationRequestError as e:
+                failures.append(f"{server}: {e}")
+                continue
+            if not isinstance(resp, dict):
+                failures.append(f"{server}: bad /state response")
+                continue
+            await self.store_outliers(rv, resp.get("auth_chain", []))
+            state_events = await self.store_outliers(rv, resp.get("pdus", []))
+            return {e.state_tuple: e.event_id for e in state_events if e.is_state}
+        raise PduRejected(f"cannot fetch state before event: {'; '.join(failures)}")
 
     async def store_outliers(self, rv: str, pdus: Any) -> list[Event]:
         """Check events that arrive outside the timeline (auth chains, state) and keep

@@ -16,6 +16,7 @@ from homeserver.core.ids import server_of
 from homeserver.core.records import NewRoom
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, get_room_version
 from homeserver.core.signing import SigningKey
+from homeserver.core.state_groups import StateMap
 from homeserver.services.clock import now_ms
 from homeserver.services.federation_events import FederationEventHandler, PduRejected
 from homeserver.services.formatting import stripped_state
@@ -123,8 +124,11 @@ class FederationRooms:
 
     async def send_membership(
         self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str,
+        *, omit_members: bool = False,
     ) -> dict[str, Any]:
-        """send_join / send_leave (v2): accept the signed event, answer with the room state."""
+        """send_join / send_leave (v2): accept the signed event, answer with the room state.
+        ``omit_members`` (send_join, spec v1.6 / MSC3706): the joiner accepts a partial
+        state without membership events; see ``_join_response``."""
         head = await self._resident_head(room_id)
         await self._check_acl(origin, room_id)
         if not isinstance(pdu, dict):
@@ -164,11 +168,33 @@ class FederationRooms:
             wanted = {k: v for k, v in head.state.items() if k[0] in INVITE_STATE_TYPES and k[1] == ""}
             stripped = stripped_state(list((await self._events.state_events(wanted)).values()))
             return {"knock_room_state": stripped}
-        state_pdus = [se.event.pdu for se in (await self._events.get_events(before.values())).values()]
-        chain = await self.auth_chain([*before.values(), event_id])
+        return await self._join_response(head, before, event, stored.event.pdu, omit_members)
+
+    async def _join_response(
+        self, head: RoomHead, before: StateMap, join: Event, join_pdu: dict[str, Any], omit_members: bool,
+    ) -> dict[str, Any]:
+        """The send_join answer (https://spec.matrix.org/v1.19/server-server-api/#put_matrixfederationv2send_joinroomideventid).
+        With ``omit_members``, the state leaves out m.room.member events, except — when the
+        room has neither a name nor a canonical alias — those of the members a client would
+        name it after (the heroes: up to five members but the joiner, as in /sync's room
+        summary); the auth chain then leaves out what is already in ``state``. The joiner
+        learns the rest later, and ``servers_in_room`` says whom to ask."""
+        state = dict(before)
+        if omit_members:
+            named = ("m.room.name", "") in state or ("m.room.canonical_alias", "") in state
+            members = sorted(
+                u for u, m in head.members.items() if m in ("join", "invite") and u != join.sender
+            )
+            heroes = set() if named else set(members[:5])
+            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in heroes}
+        state_pdus = [se.event.pdu for se in (await self._events.get_events(state.values())).values()]
+        chain = await self.auth_chain([*state.values(), join.event_id])
+        if omit_members:
+            returned = set(state.values())
+            chain = [pdu for pdu in chain if compute_event_id(head.room_version, pdu) not in returned]
         return {
             "origin": self.server_name, "state": state_pdus, "auth_chain": chain,
-            "event": stored.event.pdu, "members_omitted": False,
+            "event": join_pdu, "members_omitted": omit_members,
             "servers_in_room": sorted({server_of(u) for u, m in head.members.items() if m == "join"}),
         }
 

@@ -57,25 +57,32 @@ class RoomUpgrader:
         if _level(pl, user) < _needed(pl, "m.room.tombstone"):
             raise forbidden("You do not have the power to upgrade this room")
 
+        target = get_room_version(new_version)
+        # rooms/v12: the new room's id is its create event's hash, known only once it is
+        # made; so the replacement is created first and the tombstone names it after
+        # (predecessor without event_id, which the spec made optional for this reason).
+        # Older versions: tombstone first, so the predecessor can cite it.
         new_room = ids.new_room_id(self.server_name)
-        tombstone = await self._rooms.send(
-            requester, room_id, "m.room.tombstone",
-            {"body": "This room has been replaced", "replacement_room": new_room}, state_key="",
-        )
+        predecessor: dict[str, Any] = {"room_id": room_id}
+        if not target.room_id_is_create_hash:
+            predecessor["event_id"] = await self._tombstone(requester, room_id, new_room)
         old_create = state[("m.room.create", "")].content
-        create: dict[str, Any] = {
-            "room_version": new_version, "predecessor": {"room_id": room_id, "event_id": tombstone},
-        }
+        create: dict[str, Any] = {"room_version": new_version, "predecessor": predecessor}
         for key in ("m.federate", "type"):
             if key in old_create:
                 create[key] = old_create[key]
-        if get_room_version(new_version).creator_in_content:
+        if target.creator_in_content:
             create["creator"] = user
+        new_pl = pl or _default_pl(user)
+        if target.privileged_creators:
+            # v12: the creator's power is infinite and may not be listed (auth rules).
+            users = new_pl.get("users") if isinstance(new_pl.get("users"), dict) else {}
+            new_pl = {**new_pl, "users": {u: v for u, v in users.items() if u != user}}
         specs = [
             EventSpec("m.room.create", user, create, ""),
             EventSpec("m.room.member", user, await self._rooms.member_content(user, "join", {}), user),
             # The upgrader keeps at least the power they had, so the copied state can follow.
-            EventSpec("m.room.power_levels", user, pl or _default_pl(user), ""),
+            EventSpec("m.room.power_levels", user, new_pl, ""),
         ]
         for (event_type, key), event in sorted(state.items()):
             if (event_type in COPIED_STATE and key == "") or event_type in COPIED_KEYED:
@@ -84,17 +91,20 @@ class RoomUpgrader:
                     content = {k: v for k, v in content.items() if k in ("alias", "alt_aliases")}
                 specs.append(EventSpec(event_type, user, copy.deepcopy(content), key))
         members = [(u, m) for u, m in head.members.items() if u != user]
-        for target, membership in members:
+        for target_user, membership in members:
             if membership == "ban":
-                specs.append(EventSpec("m.room.member", user, {"membership": "ban"}, target))
+                specs.append(EventSpec("m.room.member", user, {"membership": "ban"}, target_user))
         join_rule = state.get(("m.room.join_rules", ""))
         public = join_rule is not None and join_rule.content.get("join_rule") == "public"
         if not public:
-            for target, membership in members:
-                if membership in ("join", "invite") and ids.server_of(target) == self.server_name:
-                    content = await self._rooms.member_content(target, "invite", {})
-                    specs.append(EventSpec("m.room.member", user, content, target))
-        await self._writer.create_room(new_room, new_version, user, specs)
+            for target_user, membership in members:
+                if membership in ("join", "invite") and ids.server_of(target_user) == self.server_name:
+                    content = await self._rooms.member_content(target_user, "invite", {})
+                    specs.append(EventSpec("m.room.member", user, content, target_user))
+        stored = await self._writer.create_room(new_room, new_version, user, specs)
+        if target.room_id_is_create_hash:
+            new_room = stored[0].event.room_id
+            await self._tombstone(requester, room_id, new_room)
 
         await self._move_aliases(room_id, new_room)
         record = await self._store.get_room(room_id)
@@ -103,6 +113,12 @@ class RoomUpgrader:
             await self._store.set_public(room_id, False)
         await self._restrict_old_room(requester, room_id, pl, state)
         return new_room
+
+    async def _tombstone(self, requester: Requester, room_id: str, new_room: str) -> str:
+        return await self._rooms.send(
+            requester, room_id, "m.room.tombstone",
+            {"body": "This room has been replaced", "replacement_room": new_room}, state_key="",
+        )
 
     async def _move_aliases(self, old: str, new: str) -> None:
         for alias in await self._store.aliases_of_room(old):

@@ -18,6 +18,7 @@ from homeserver.testnet.databases import (
     _mysql_database_name,
     _with_database,
 )
+from homeserver.testnet.destinations import destinations_status
 from homeserver.testnet.errors import TestnetError
 from homeserver.testnet.network import _UNSAFE, HOST, STATE_FILE, Network, Server, _server_names
 from homeserver.testnet.processes import (
@@ -112,6 +113,9 @@ def cmd_up(args: argparse.Namespace) -> dict[str, Any]:
     return network.public()
 
 
+LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
+
+
 def _create(network: Network, static_map: dict[str, str], timeout: float) -> None:
     """Write every config, create the MariaDB databases, start the servers."""
     servers, mysql_url, ca_file = network.servers, network.mysql_url, network.ca_file
@@ -132,6 +136,9 @@ def _create(network: Network, static_map: dict[str, str], timeout: float) -> Non
                 ca_dir=os.path.dirname(ca_file),
                 static_map=static_map,
                 amqp=_amqp_settings(server.broker),
+                # Every server of the network is on this machine: opt in to loopback, which
+                # ip_range_blacklist denies by default (SSRF protection).
+                ip_range_whitelist=LOOPBACK_RANGES,
             )
     except ConfigError as exc:
         raise TestnetError(f"cannot write a server config: {exc}") from None
@@ -189,6 +196,10 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
         entry["health"] = "ok" if alive and _healthy(server.client_port, 2.0) else "down"
         if server.broker is not None:
             entry["broker"] = server.broker.status()
+        try:
+            entry["federation"] = destinations_status(server.database)
+        except Exception as e:  # no database yet, or MariaDB away: say so, show the rest
+            entry["federation"] = {"error": f"{type(e).__name__}: {e}"[:200]}
     return out
 
 

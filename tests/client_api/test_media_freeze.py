@@ -49,7 +49,10 @@ async def test_media_stored_after_the_freeze_is_not_served_unauthenticated(
     hs_config: HomeserverConfig, start_hs: Callable[[HomeserverConfig], Awaitable[Matrix]],
     peer: EvilPeer,
 ) -> None:
-    cfg = attrs.evolve(hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert))
+    cfg = attrs.evolve(
+        hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
+        ip_range_whitelist=peer.ip_range_whitelist,
+    )
     before = await start_hs(attrs.evolve(cfg, media=MediaConfig(enable_authenticated_media=False)))
     alice = await before.register("alice")
     old = await upload(before, alice.token, png())

@@ -285,6 +285,12 @@ class Gateway:
 
 
 @pytest.fixture
+def hs_config(hs_config: HomeserverConfig) -> HomeserverConfig:
+    """The test gateways listen on 127.0.0.1, which ip_range_blacklist denies by default."""
+    return attrs.evolve(hs_config, ip_range_whitelist=("127.0.0.1/32",))
+
+
+@pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     rejecting: set[str] = set()

@@ -11,7 +11,9 @@ PDUs, and :class:`EvilRoom` tracks what a well-behaved member would put in
 
 One aiohttp server serves every name in :attr:`EvilPeer.keys`: the victim reaches it
 through ``federation.static_map``; the Host header picks the key response and SNI the
-certificate.
+certificate. It listens on 127.0.0.2, which the victim allows by ``ip_range_whitelist``
+(:attr:`EvilPeer.ip_range_whitelist`) while the rest of loopback stays denied, so tests
+can still show that a redirect to 127.0.0.1 or ``localhost`` is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from homeserver.services.clock import now_ms
 
 EVIL = "evil.test"
 EVIL2 = "evil2.test"
+HOST = "127.0.0.2"  # loopback, but not 127.0.0.1: see the module docstring
 ROOM_VERSION = "10"
 KEY_VALIDITY_MS = 24 * 3600 * 1000
 
@@ -62,7 +65,8 @@ class EvilRoom:
 
 
 class EvilPeer:
-    def __init__(self, tmp_path: Path, names: tuple[str, ...] = (EVIL, EVIL2)) -> None:
+    def __init__(self, tmp_path: Path, names: tuple[str, ...] = (EVIL, EVIL2), host: str = HOST) -> None:
+        self.host = host
         self.dir = tmp_path / "evil"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.names = names
@@ -84,7 +88,12 @@ class EvilPeer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ip_range_whitelist(self) -> tuple[str, ...]:
+        """What a victim's ``ip_range_whitelist`` needs to reach this peer."""
+        return (f"{self.host}/32",)
 
     def static_map(self) -> dict[str, str]:
         return {n: self.address for n in self.names}
@@ -141,7 +150,7 @@ class EvilPeer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl_context())
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self._ssl_context())
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self

@@ -39,6 +39,7 @@ async def _victim(
         media_store_path=str(tmp_path / "media"),
         bcrypt_rounds=4,
         federation=FederationConfig(static_map=evil.static_map(), ca_file=evil.ca_cert, **fed),
+        ip_range_whitelist=evil.ip_range_whitelist,
     )
     return Matrix(await make_client(await create_app(cfg)), VICTIM)
 

@@ -166,6 +166,7 @@ async def victim(
         media_store_path=str(tmp_path / "media"),
         bcrypt_rounds=4,
         federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
+        ip_range_whitelist=peer.ip_range_whitelist,
     )
     return Matrix(await aiohttp_client(await create_app(cfg)), VICTIM)
 

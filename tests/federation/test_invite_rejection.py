@@ -28,7 +28,10 @@ async def victim(
     hs_config: HomeserverConfig, peer: EvilPeer, start_hs: Callable[[HomeserverConfig], Awaitable[Matrix]],
 ) -> Matrix:
     """A server on SQLite or MariaDB, federating with the peer (as ``hs.test``)."""
-    cfg = attrs.evolve(hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert))
+    cfg = attrs.evolve(
+        hs_config, federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
+        ip_range_whitelist=peer.ip_range_whitelist,
+    )
     return await start_hs(cfg)
 
 
@@ -84,3 +87,29 @@ async def test_rejecting_an_invite_to_a_local_room_everyone_left(victim: Matrix)
         for e in member["timeline"]["events"]
     ), member
     assert (await bob.post(f"/rooms/{q(room)}/forget")) == {}
+
+
+async def test_rejecting_a_remote_invite_when_its_server_hangs(victim: Matrix, peer: EvilPeer) -> None:
+    """The inviting server accepts the connection and never answers make_leave: after a
+    bounded wait the rejection is made here (as Synapse does), not left hanging."""
+    import asyncio
+
+    from aiohttp import web
+
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await release.wait()  # never, during the test
+        return web.json_response({})
+
+    bob = await victim.register("bob")
+    w = _W(victim, peer, peer.user("mallory"))
+    pdu = invite_pdu(w, bob.user_id, f"!hangs:{peer.server_name}")  # type: ignore[arg-type]
+    assert (await put_invite(w, pdu)).status == 200  # type: ignore[arg-type]
+    peer.handlers["/_matrix/federation/v1/make_leave/"] = hang
+    try:
+        async with asyncio.timeout(30):  # the server's own bound is 10 s per server asked
+            assert await bob.leave(pdu["room_id"]) == {}
+    finally:
+        release.set()
+    assert await invited_rooms(bob) == set()

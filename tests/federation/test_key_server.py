@@ -273,3 +273,26 @@ async def test_get_json_unsigned(network: Network) -> None:
     assert body["server_name"] == "a.test"
     signed = sign_json({"x": 1}, "a.test", network["a.test"].key)
     await b.keyring.verify_json(signed, "a.test")
+
+
+async def test_notary_refetches_an_expired_cached_response(network: Network, a_client: TestClient) -> None:
+    """Spec "Querying keys through another server": a cached response that no longer meets
+    minimum_valid_until_ts is fetched again, and the fresh one is served, with our signature."""
+    import time
+
+    b = network["b.test"]
+    now = int(time.time() * 1000)
+    real_clock = b.keyring._clock
+    b.keyring._clock = lambda: now - 2 * DAY_MS  # b publishes a response that expired yesterday
+    try:
+        resp = await a_client.get("/_matrix/key/v2/query/b.test?minimum_valid_until_ts=0")
+        (old,) = (await resp.json())["server_keys"]
+        assert old["valid_until_ts"] < now
+    finally:
+        b.keyring._clock = real_clock
+    resp = await a_client.get(f"/_matrix/key/v2/query/b.test?minimum_valid_until_ts={now + 3_600_000}")
+    (fresh,) = (await resp.json())["server_keys"]
+    assert fresh["valid_until_ts"] >= now + 3_600_000
+    verify_json_signature(fresh, "b.test", b.key.key_id, b.key.verify_key_bytes)
+    a = network["a.test"]
+    verify_json_signature(fresh, "a.test", a.key.key_id, a.key.verify_key_bytes)

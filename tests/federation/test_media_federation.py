@@ -62,6 +62,7 @@ async def pair(
                 static_map={n: f"127.0.0.1:{p}" for n, p in ports.items() if n != name},
                 ca_file=ca_cert,
             ),
+            ip_range_whitelist=("127.0.0.1/32",),  # the pair is on loopback, denied by default
         )
         client = await aiohttp_client(await create_app(cfg))
         # A second site on the test server's runner: closing the client stops both.

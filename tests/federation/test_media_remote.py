@@ -65,7 +65,7 @@ def start_victim(
             bcrypt_rounds=4,
             rc_enabled=False,  # the test registers users faster than people do
             media=MediaConfig(**media),
-            ip_range_whitelist=whitelist,
+            ip_range_whitelist=peer.ip_range_whitelist + whitelist,
             federation=FederationConfig(static_map=peer.static_map(), ca_file=peer.ca_cert),
         )
         return Matrix(await aiohttp_client(await create_app(cfg)), VICTIM)

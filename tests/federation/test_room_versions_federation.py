@@ -90,3 +90,40 @@ async def _has(user: User, room: str, bodies: set[str]) -> bool:
 async def _state_is(user: User, room: str, event_type: str, key: str, value: object) -> bool:
     got = await user.state(room, event_type, expect=200)
     return got.get(key) == value
+
+
+async def test_upgrade_from_version_10_to_12_across_servers(pair: dict[str, Matrix]) -> None:  # noqa: F811
+    """alice (hs1) upgrades a v10 room bob (hs2) is in to v12 (spec "Room Upgrades"): hs2
+    sees the tombstone, bob follows it into the new room (a v12 id: the server is named),
+    whose create event points back, with bob's power carried over; messages flow both ways."""
+    hs1, hs2 = pair["hs1.test"], pair["hs2.test"]
+    alice = await hs1.register("alice")
+    bob = await hs2.register("bob")
+    old = await alice.create_room(room_version="10", preset="public_chat", name="Before")
+    assert await bob.join(old) == {"room_id": old}
+    await alice.put_state(old, "m.room.power_levels", {"users": {alice.user_id: 100, bob.user_id: 50}})
+    await _until(lambda: _state_is(bob, old, "m.room.power_levels", "users",
+                                   {alice.user_id: 100, bob.user_id: 50}), "no PL on hs2")
+
+    new = (await alice.post(f"/rooms/{q(old)}/upgrade", {"new_version": "12"}))["replacement_room"]
+    assert ":" not in new  # a v12 room id
+
+    async def tombstoned() -> bool:
+        got = await hs2.raw("GET", f"/_matrix/client/v3/rooms/{q(old)}/state/m.room.tombstone/", token=bob.token)
+        return got.status == 200 and got.json.get("replacement_room") == new
+
+    await _until(tombstoned, "no tombstone on hs2")
+    assert await bob.post(f"/join/{q(new)}?server_name=hs1.test", {}) == {"room_id": new}
+    create = await bob.state(new, "m.room.create")
+    assert create["room_version"] == "12"
+    assert create["predecessor"]["room_id"] == old
+    assert (await bob.state(new, "m.room.name"))["name"] == "Before"
+    assert (await bob.state(new, "m.room.power_levels"))["users"].get(bob.user_id) == 50
+
+    await alice.send(new, "upgraded, from alice")
+    await bob.send(new, "upgraded, from bob")
+    want = {"upgraded, from alice", "upgraded, from bob"}
+    await _until(lambda: _has(alice, new, want), "hs1 never saw bob's message in the new room")
+    await _until(lambda: _has(bob, new, want), "hs2 never saw alice's message in the new room")
+    # The old room's power levels are raised (spec: "restrict the old room"), on hs2 too.
+    await _until(lambda: _state_is(bob, old, "m.room.power_levels", "events_default", 50), "old room not restricted")

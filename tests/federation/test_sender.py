@@ -441,3 +441,118 @@ async def test_durable_edus_survive_a_peer_outage_and_a_restart(
     third = make_sender(FakeClient())
     await third.start()
     assert not third.active_destinations()  # acknowledged: nothing left to resend
+
+
+# -- catch-up that scales ------------------------------------------------------------------
+
+
+def room_pdu(room: str, n: int, *, member: str | None = None) -> dict[str, Any]:
+    if member is not None:
+        return {"type": "m.room.member", "room_id": room, "sender": member, "state_key": member,
+                "content": {"membership": "join", "n": n}, "origin_server_ts": 1}
+    return {"type": "m.room.message", "room_id": room, "sender": "@a:me.test",
+            "content": {"n": n}, "origin_server_ts": 1}
+
+
+async def test_catch_up_after_a_long_outage_sends_the_newest_per_room_and_all_state(
+    client: FakeClient, make_sender: Callable[..., FederationSender],
+) -> None:
+    """1,000 PDUs in three rooms queued while the peer is down: once it is back it gets one
+    transaction with the newest event of each room and every membership, not 20 transactions
+    of history (it fetches that with /get_missing_events, as for any gap)."""
+    client.always_fail[PEER] = FederationRequestError(0, "M_UNKNOWN", "connection refused")
+    client.gate = asyncio.Event()  # hold the first attempt until everything is queued
+    sender = make_sender(client)
+    rooms = ["!a:me.test", "!b:me.test", "!c:me.test"]
+    members = {}
+    for n in range(1000):
+        room = rooms[n % 3]
+        if n in (10, 500):
+            members[n] = room
+            await sender.send_pdu([PEER], room_pdu(room, n, member=f"@u{n}:me.test"))
+        else:
+            await sender.send_pdu([PEER], room_pdu(room, n))
+    client.gate.set()
+    await until(lambda: sender.collapsed_pdus > 0, timeout=30)
+    assert await sender.pending_count(PEER) == 5  # newest of 3 rooms + 2 memberships
+
+    del client.always_fail[PEER]
+    before = len(client.calls)
+    sender.retry_now(PEER)
+    await idle(sender)
+    sent = [body for _, dest, _, body in client.calls[before:] if dest == PEER]
+    assert len(sent) <= 2  # the retry in flight at the switch, then the collapsed queue
+    delivered = [p["content"]["n"] for p in sent[-1]["pdus"]]
+    assert delivered == [10, 500, 997, 998, 999]  # oldest first: memberships, then each room's newest
+    assert sender.collapsed_pdus == 995
+    assert await sender.pending_count(PEER) == 0
+
+
+async def test_a_short_outage_loses_nothing(
+    client: FakeClient, make_sender: Callable[..., FederationSender],
+) -> None:
+    """Below the backlog threshold nothing is collapsed: every PDU arrives, in order."""
+    client.fail(PEER, 0, 0, 0, 0)
+    sender = make_sender(client)
+    for n in range(80):
+        await sender.send_pdu([PEER], pdu(n))
+    await idle(sender)
+    assert sender.collapsed_pdus == 0
+    delivered = [p["content"]["n"] for body in client.sent(PEER)[4:] for p in body["pdus"]]
+    assert delivered == list(range(80))
+
+
+async def test_stale_typing_is_dropped_not_sent_late(make_sender: Callable[..., FederationSender]) -> None:
+    now = [1_000_000]
+    down = FakeClient()
+    down.gate = asyncio.Event()
+    sender = make_sender(down, clock=lambda: now[0])
+    sender.send_edu([PEER], "m.receipt", {"!r:me.test": {"m.read": {"@a:me.test": {"event_ids": ["$e"]}}}})
+    await until(lambda: down.calls)  # the first transaction (the receipt) is held
+    sender.send_edu([PEER], "m.typing", {"room_id": "!r:me.test", "user_id": "@a:me.test", "typing": True})
+    sender.send_edu([PEER], "m.typing", {"room_id": "!r:me.test", "user_id": "@b:me.test", "typing": True})
+    now[0] += 31_000  # the typing notifications outlive their use while the peer is slow
+    sender.send_edu([PEER], "m.typing", {"room_id": "!r:me.test", "user_id": "@b:me.test", "typing": False})
+    down.gate.set()
+    await idle(sender)
+    edus = [e for body in down.sent(PEER) for e in body["edus"]]
+    assert [e["edu_type"] for e in edus] == ["m.receipt", "m.typing"]
+    assert edus[1]["content"]["user_id"] == "@b:me.test" and edus[1]["content"]["typing"] is False
+    assert sender.expired_edus == 1
+
+
+class HoldingTransport:
+    """A transport whose way to the peer is backlogged until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.attempts: list[list[int]] = []
+        self.delivered: list[list[int]] = []
+
+    async def deliver(self, txn: Any) -> Any:
+        from federation.outbound.transport.base import Delivered, Held
+
+        ns = [p["content"]["n"] for p in txn.pdus]
+        self.attempts.append(ns)
+        if not self.release.is_set():
+            return Held("backlogged", 5)
+        self.delivered.append(ns)
+        return Delivered()
+
+
+async def test_held_transactions_wait_in_the_outbox_and_leave_in_full_batches(engine: AsyncEngine) -> None:
+    transport = HoldingTransport()
+    sender = FederationSender(ME, transport, OutboxStore(engine), backoff_initial_ms=5, backoff_max_ms=20)
+    try:
+        for n in range(120):
+            await sender.send_pdu([PEER], pdu(n))
+        await until(lambda: sender.held >= 3)
+        transport.release.set()
+        await idle(sender)
+    finally:
+        await sender.stop()
+    # Once released: full transactions of 50, in order, each PDU once.
+    assert transport.delivered == [list(range(50)), list(range(50, 100)), list(range(100, 120))]
+    state = sender.retry_state(PEER)
+    assert state is not None and state.failure_count == 0  # holding is not failing: no backoff
+    assert sender.collapsed_pdus == 0

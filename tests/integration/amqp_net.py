@@ -219,8 +219,9 @@ def assert_exactly_once_in_order(
 
 
 @contextlib.contextmanager
-def amqp_network(servers: int, *, transport: str = "amqp") -> Iterator[Net]:
-    """``testnet up --transport amqp``; always ``down`` after, killing what is left."""
+def amqp_network(servers: int, *, transport: str = "amqp", names: str | None = None) -> Iterator[Net]:
+    """``testnet up --transport amqp``; always ``down`` after, killing what is left.
+    ``names="ip"``: servers named 127.0.0.1:<port>, as a Synapse peer needs."""
     directory = world_traversable_dir("tri-amqp-")
     net_dir = os.path.join(directory, "net")
     try:
@@ -237,6 +238,7 @@ def amqp_network(servers: int, *, transport: str = "amqp") -> Iterator[Net]:
             "--fast-passwords",
             "--timeout",
             "60",
+            *(["--names", names] if names else []),
         )
         yield Net(net_dir, up)
     finally:

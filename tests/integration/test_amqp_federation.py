@@ -320,3 +320,62 @@ def test_metrics_show_a_backlog_while_the_peer_s_broker_is_down() -> None:
             90, "the backlog drained and the shovel up again",
         )
         assert _scrape(metrics_url)["tricolor_amqp_dead_letters_total"] == 0.0
+# ---- a mixed network with Synapse ------------------------------------------------------------
+
+
+def _register_on_synapse(url: str, localpart: str) -> tuple[str, str]:
+    """m.login.dummy registration, with the user-interactive session Synapse may ask for."""
+    import urllib.error
+
+    body: dict[str, object] = {"username": localpart, "password": "correct horse", "auth": {"type": "m.login.dummy"}}
+    try:
+        reply = call(url, "POST", "/_matrix/client/v3/register", body)
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            raise
+        session = json.loads(e.read())["session"]
+        body["auth"] = {"type": "m.login.dummy", "session": session}
+        reply = call(url, "POST", "/_matrix/client/v3/register", body)
+    return reply["user_id"], reply["access_token"]
+
+
+@pytest.mark.amqp_drills
+def test_drill_mixed_network_with_synapse(tmp_path: Path) -> None:
+    """Two Tricolor servers federating over AMQP shovels and a default Synapse reached over
+    HTTPS, in one room: 50-message bursts from all three at once arrive everywhere exactly
+    once, in order per sender; Tricolor-to-Tricolor traffic went through the shovel, to
+    Synapse over HTTPS (it advertises no AMQP endpoint), with no fallback logged."""
+    from tests.interop.peers import PeerUnavailable, SynapsePeer, free_ports
+
+    with amqp_network(2, names="ip") as net:
+        hs1, hs2 = net.names
+        client_port, federation_port = free_ports(2)
+        synapse = SynapsePeer(tmp_path / "synapse", Path(net.dir) / "ca", client_port, federation_port)
+        try:
+            synapse.start()
+        except PeerUnavailable as e:
+            if os.environ.get("TRICOLOR_REQUIRE_SYNAPSE") == "1":
+                raise
+            pytest.skip(f"Synapse unavailable: {e}")
+        try:
+            net.setup_room()  # the two Tricolor servers, over AMQP
+            syn = synapse.server_name
+            net.servers[syn] = {"name": syn, "client_url": synapse.client_url}
+            net.names.append(syn)
+            net.users[syn], net.tokens[syn] = _register_on_synapse(synapse.client_url, "mixed")
+            via = net.users[hs1].split(":", 1)[1]
+            call(synapse.client_url, "POST", f"/_matrix/client/v3/join/{net.room}?server_name={via}", {},
+                 net.tokens[syn], timeout=60)
+            members = set(net.users.values())
+            net.wait_until(lambda: all(members <= net.joined(n) for n in net.names), 90, "Synapse joined everywhere")
+
+            sent = net.bursts("mixed-syn", 50)
+            timelines = net.wait_converged(sent, CONVERGE)
+            assert_exactly_once_in_order(net, timelines, sent)
+            status = net.status()
+            assert status[hs1]["broker"]["shovels"] == {hs2: "running"}  # none to Synapse
+            assert status[hs2]["broker"]["shovels"] == {hs1: "running"}
+            for name in (hs1, hs2):
+                assert "falls back to HTTPS" not in log_text(net, name)
+        finally:
+            synapse.stop()

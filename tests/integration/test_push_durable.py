@@ -42,7 +42,7 @@ class _Server:
         self.log = tmp / "server.log"
         subprocess.run(
             [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "push.test",
-             "--port", str(self.port), "-o", str(self.config)],
+             "--port", str(self.port), "--ip-range-whitelist", "127.0.0.1/32", "-o", str(self.config)],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True, timeout=60,
         )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRICOLOR_")}

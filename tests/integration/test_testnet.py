@@ -142,6 +142,7 @@ def test_up_stop_start_down(net_dir: Path, base_port: int) -> None:
     status = by_name(json.loads(run_testnet("status", "--dir", d).stdout))
     assert status["hs1.test"]["health"] == "ok"
     assert status["hs2.test"]["health"] == "down" and status["hs2.test"]["pid"] is None
+    assert status["hs1.test"]["federation"] == {}  # nothing was sent to hs2: no view of it yet
     assert health(hs2["client_url"]) is None
 
     started = json.loads(run_testnet("start", "hs2.test", "--dir", d).stdout)

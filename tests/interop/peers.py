@@ -110,6 +110,8 @@ class TricolorProcess:
                 "--port", str(self.client_port),
                 "--federation-port", str(self.federation_port),
                 "--ca-dir", str(self.ca_dir),
+                # Synapse is on this machine: loopback, denied by default (SSRF protection).
+                "--ip-range-whitelist", "127.0.0.0/8",
                 "-o", str(self.config),
             ],
             cwd=REPO, env=env, check=True, capture_output=True, timeout=60,

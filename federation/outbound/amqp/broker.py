@@ -135,6 +135,17 @@ class BrokerLink:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in our durable ``queue`` (declared if new; not counting those a
+        shovel has in flight). Raises BrokerDown when not connected."""
+        channel = self._publish
+        if channel is None or channel.is_closed:
+            raise BrokerDown("not connected")
+        declared = await channel.declare_queue(queue, durable=True)
+        self._declared.add(queue)
+        count = declared.declaration_result.message_count
+        return int(count or 0)
+
     async def publish(
         self, queue: str, body: bytes, *, message_id: str, headers: dict[str, Any] | None = None
     ) -> None:

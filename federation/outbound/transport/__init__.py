@@ -13,6 +13,7 @@ from config.schema import HomeserverConfig
 from federation.outbound.transport.base import (
     Delivered,
     DeliveryResult,
+    Held,
     Refused,
     Retry,
     Transaction,
@@ -25,6 +26,7 @@ from homeserver.services.ports import FederationClientPort
 __all__ = [
     "Delivered",
     "DeliveryResult",
+    "Held",
     "HttpsTransport",
     "Refused",
     "Retry",

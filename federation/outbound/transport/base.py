@@ -1,8 +1,8 @@
 """The transport seam: what the sender hands over, and what it gets back.
 
 The sender (queueing, batching, backoff, persistence) builds a :class:`Transaction` and asks
-a :class:`Transport` to deliver it; the transport alone knows the wire (HTTPS today, AMQP
-later) and reduces whatever happened to one of three outcomes the sender acts on.
+a :class:`Transport` to deliver it; the transport alone knows the wire (HTTPS, AMQP) and
+reduces whatever happened to one of four outcomes the sender acts on.
 """
 
 from __future__ import annotations
@@ -62,7 +62,19 @@ class Refused:
     reason: str
 
 
-DeliveryResult = Delivered | Retry | Refused
+@attrs.frozen
+class Held:
+    """Nothing was handed over: the way to the peer is backlogged (its store-and-forward
+    queue is not draining), so the transaction waits in our outbox, where later PDUs join
+    it in full batches, instead of the queue growing one small transaction at a time.
+    Not a failure: the backoff does not grow; ask again after ``after_ms``. Nothing went
+    out under the txn id, so the sender may rebuild the batch."""
+
+    reason: str
+    after_ms: int
+
+
+DeliveryResult = Delivered | Retry | Refused | Held
 
 
 class Transport(Protocol):
