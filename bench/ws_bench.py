@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from harness import Client, free_port, percentile, rss_mb, wait_healthy
+from harness import Client, disable_rate_limits, free_port, percentile, rss_mb, wait_healthy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WS = "/_matrix/client/unstable/org.tricolor.ws/connect"
@@ -65,6 +65,7 @@ async def server() -> AsyncIterator[tuple[str, int]]:
                        capture_output=True)
         with open(cfg, "a") as f:  # sockets stay idle for a while here; the storm needs room
             f.write("\nwebsocket:\n  dead_after_ms: 120000\n  max_unacked: 1000\n")
+        disable_rate_limits(cfg)
         env = dict(os.environ, TRICOLOR_BCRYPT_ROUNDS="4", TRICOLOR_LOG_LEVEL="WARNING")
         log = open(os.path.join(d, "hs.log"), "w")
         proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "-c", cfg], cwd=ROOT,

@@ -12,7 +12,7 @@ import attrs
 from aiohttp import web
 
 from client_api.http import json_body, parse_body, parse_query, requester, services, validate
-from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.errors import forbidden
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
 from homeserver.services.filtering import EventFilter
@@ -322,10 +322,9 @@ class DeleteRoomBody:
 async def delete_room(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await parse_body(request, DeleteRoomBody, allow_empty=True)
-    if body.new_room_user_id is not None:
-        raise MatrixError(400, "M_UNRECOGNIZED", "new_room_user_id is not supported: members are removed, not moved")
     return ok(await services(request).deletions.admin_delete(
-        req, _room(request), block=body.block, purge=body.purge, message=body.message,
+        req, _room(request), block=body.block, purge=body.purge, force_purge=body.force_purge,
+        message=body.message, new_room_user_id=body.new_room_user_id, room_name=body.room_name,
     ))
 
 

@@ -163,6 +163,7 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
+from storage.stores.room_purge import RoomPurgeStore
 from storage.stores.rooms import RoomStore
 from storage.stores.search import SearchStore
 from storage.stores.state import StateStore
@@ -368,7 +369,7 @@ async def build_services(
     purger.start()
     writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
-        persister=persister,
+        persister=persister, purge=RoomPurgeStore(engine),
         builder=LocalEventBuilder(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
             recall_windows_ms=cfg.recall_windows_ms,
@@ -475,8 +476,8 @@ async def build_services(
     )
     im_store = ImStore(engine)
     deletions = RoomDeletionService(
-        rooms=rooms, events=reader, room_store=rooms_store, store=im_store, admin_store=admin_store,
-        server_name=name,
+        rooms=rooms, events=reader, writer=writer, room_store=rooms_store, store=im_store,
+        admin_store=admin_store, users=users, server_name=name,
     )
     notices = NoticeService(
         rooms=rooms, users=users, accounts=accounts, account_data=account_data_svc, store=im_store,

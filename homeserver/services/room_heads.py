@@ -62,6 +62,10 @@ class RoomHeads:
         # The writer may have moved the room while we read: its head wins.
         return self._heads.setdefault(room_id, head)
 
+    def forget(self, room_id: str) -> None:
+        """The room was purged from storage: it has no head any more."""
+        self._heads.pop(room_id, None)
+
     def put(self, head: RoomHead) -> None:
         """The room writer's, after a commit: the room's new head."""
         self._heads[head.room_id] = head
