@@ -470,9 +470,8 @@ async def build_services(
     )
     sync = SyncService(engine=sync_engine, presence=presence)
     limiter = RateLimiter(
-        buckets, rate_limits(cfg),
-        {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
-        enabled=cfg.rc_enabled,
+        buckets, rate_limits(cfg), admin_store, enabled=cfg.rc_enabled,
+        override_ttl_ms=cfg.ratelimit_override_ttl_ms,
     )
     im_store = ImStore(engine)
     deletions = RoomDeletionService(

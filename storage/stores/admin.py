@@ -110,11 +110,6 @@ class AdminStore:
             ))).first()
         return (float(row.messages_per_second), int(row.burst_count)) if row else None
 
-    async def all_overrides(self) -> dict[str, tuple[float, int]]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(ratelimit_overrides))
-            return {r.user_id: (float(r.messages_per_second), int(r.burst_count)) for r in rows}
-
     async def set_override(self, user_id: str, per_second: float, burst: int) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(ratelimit_overrides.delete().where(ratelimit_overrides.c.user_id == user_id))
