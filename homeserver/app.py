@@ -166,6 +166,7 @@ from storage.stores.reports import ReportStore
 from storage.stores.room_purge import RoomPurgeStore
 from storage.stores.rooms import RoomStore
 from storage.stores.search import SearchStore
+from storage.stores.sliding_sync import SlidingSyncStore
 from storage.stores.state import StateStore
 from storage.stores.sync_acks import SyncAckStore
 from storage.stores.users import UserStore
@@ -496,6 +497,7 @@ async def build_services(
         ),
         sliding_sync=SlidingSyncService(
             engine=sync_engine, events=reader, rooms=rooms_store, e2e=e2e, receipts=receipts,
+            states=SlidingSyncStore(engine),
             typing=typing, account_data=account_data,
         ),
         profile=profile,
