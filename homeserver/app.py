@@ -475,6 +475,7 @@ async def build_services(
         override_ttl_ms=cfg.ratelimit_override_ttl_ms,
     )
     im_store = ImStore(engine)
+    report_store = ReportStore(engine)
     deletions = RoomDeletionService(
         rooms=rooms, events=reader, writer=writer, room_store=rooms_store, store=im_store,
         admin_store=admin_store, users=users, server_name=name,
@@ -517,7 +518,7 @@ async def build_services(
         ),
         upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
         reports=ReportService(
-            store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
+            store=report_store, events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
         summaries=SummaryService(events=reader, rooms=rooms, room_store=rooms_store, users=users, server_name=name),
@@ -531,7 +532,7 @@ async def build_services(
             users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
             profile=profile, limiter=limiter, server_name=name,
         ),
-        report_admin=ReportAdminService(store=admin_store, rooms=rooms, events=reader),
+        report_admin=ReportAdminService(store=admin_store, reports=report_store, rooms=rooms, events=reader),
         groups=GroupService(rooms=rooms, events=reader),
         deletions=deletions, notices=notices,
         client_events=ClientEventService(
