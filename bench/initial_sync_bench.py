@@ -65,7 +65,9 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(clients: list[Client], rooms: int, pid: int | None, limits: list[int]) -> dict[str, Any]:
+async def measure(
+    clients: list[Client], rooms: int, pid: int | None, limits: tuple[int, ...] | list[int] = (1, 20),
+) -> dict[str, Any]:
     pool = clients[1:]
     out: dict[str, Any] = {}
     for limit in limits:
