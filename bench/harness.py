@@ -41,7 +41,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-@contextlib.asynccontextmanager
 def disable_rate_limits(cfg: str) -> None:
     """Load generators are not abusers: rate limits would make the figures about them."""
     with open(cfg) as f:
@@ -51,6 +50,7 @@ def disable_rate_limits(cfg: str) -> None:
         f.write(text.replace("\nrc_enabled: true\n", "\nrc_enabled: false\n"))
 
 
+@contextlib.asynccontextmanager
 async def tricolor(
     name: str | None = None, port: int | None = None, extra: list[str] | None = None,
     database_url: str | None = None, workdir: str | None = None,
