@@ -66,6 +66,9 @@ class RoomPurgeStore:
             event_ids = list((await conn.execute(
                 sa.select(events.c.event_id).where(events.c.room_id == room_id)
             )).scalars())
+            # The events first: tasks writing rows derived from events lock the events
+            # first too (still_stored), so both take their locks in one order.
+            await conn.execute(events.delete().where(events.c.room_id == room_id))
             for start in range(0, len(event_ids), _CHUNK):
                 chunk = event_ids[start:start + _CHUNK]
                 await conn.execute(event_edges.delete().where(event_edges.c.event_id.in_(chunk)))
@@ -78,7 +81,6 @@ class RoomPurgeStore:
             for table in _BY_ROOM:
                 await conn.execute(table.delete().where(table.c.room_id == room_id))
             await conn.execute(account_data.delete().where(account_data.c.room_id == room_id))
-            await conn.execute(events.delete().where(events.c.room_id == room_id))
             await conn.execute(rooms.delete().where(rooms.c.room_id == room_id))
         return event_ids
 
