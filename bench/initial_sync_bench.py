@@ -4,7 +4,7 @@ timeline limit 1 and 20, lazy-loaded members. Distinct users per pass, so no res
 cache helps. Prints JSON.
 
     ../.venv/bin/python initial_sync_bench.py [--rooms 100] [--users 41] [--messages 10]
-        [--url URL --pid PID]   (a running server, e.g. Synapse, instead of starting Tricolor)
+        [--limits 1 20] [--url URL --pid PID]   (a running server, e.g. Synapse, instead of starting Tricolor)
 """
 
 from __future__ import annotations
@@ -65,10 +65,12 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(clients: list[Client], rooms: int, pid: int | None) -> dict[str, Any]:
+async def measure(
+    clients: list[Client], rooms: int, pid: int | None, limits: tuple[int, ...] | list[int] = (1, 20),
+) -> dict[str, Any]:
     pool = clients[1:]
     out: dict[str, Any] = {}
-    for limit in (1, 20):
+    for limit in limits:
         concurrent, pool = pool[:10], pool[10:]
         t, cpu = time.perf_counter(), cpu_s(pid)
         results = await asyncio.gather(*(initial(c, limit) for c in concurrent))
@@ -96,21 +98,23 @@ async def main() -> None:
     p.add_argument("--messages", type=int, default=10)
     p.add_argument("--url")
     p.add_argument("--pid", type=int, help="the --url server's process, for its CPU time")
+    p.add_argument("--limits", type=int, nargs="+", default=[1, 20],
+                   help="timeline limits measured (each takes 20 users)")
     a = p.parse_args()
-    assert a.users >= 41, "4 passes of 10 distinct users plus the rooms' creator"
+    assert a.users >= 1 + 20 * len(a.limits), "2 passes of 10 distinct users per limit plus the rooms' creator"
     result: dict[str, Any] = {"rooms": a.rooms, "users": a.users, "messages_per_room": a.messages}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as s:
         if a.url:
             t = time.perf_counter()
             clients = await populate(s, a.url, a.users, a.rooms, a.messages)
             result["populate_s"] = round(time.perf_counter() - t, 1)
-            result.update(await measure(clients, a.rooms, a.pid))
+            result.update(await measure(clients, a.rooms, a.pid, a.limits))
         else:
             async with tricolor() as (base, pid):
                 t = time.perf_counter()
                 clients = await populate(s, base, a.users, a.rooms, a.messages)
                 result["populate_s"] = round(time.perf_counter() - t, 1)
-                result.update(await measure(clients, a.rooms, pid))
+                result.update(await measure(clients, a.rooms, pid, a.limits))
                 result["rss_mb"] = round(rss_mb(pid), 1)
     print(json.dumps(result, indent=2))
 

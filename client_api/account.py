@@ -166,6 +166,7 @@ async def register(request: web.Request) -> web.Response:
 async def registration_token_validity(request: web.Request) -> web.Response:
     """GET /v1/register/m.login.registration_token/validity?token="""
     token = parse_query(request, TokenValidityQuery).token
+    await rate_limit(request, "rc_registration_token_validity")  # per client IP: no guessing tokens
     if not token:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
     return ok({"valid": await services(request).accounts.registration_token_valid(token)})

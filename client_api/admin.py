@@ -12,7 +12,8 @@ import attrs
 from aiohttp import web
 
 from client_api.http import json_body, parse_body, parse_query, requester, services, validate
-from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.errors import forbidden
+from homeserver.core.paging import PageQuery
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
 from homeserver.services.filtering import EventFilter
@@ -23,10 +24,8 @@ routes = web.RouteTableDef()
 
 
 @attrs.frozen
-class UsersQuery:
+class UsersQuery(PageQuery):
     """GET /v2/users and /v3/users."""
-    from_: int = 0
-    limit: int = 100
     name: str | None = None
     user_id: str | None = None
     guests: bool = True
@@ -65,9 +64,7 @@ class OverrideBody:
 
 
 @attrs.frozen
-class RoomsQuery:
-    from_: int = 0
-    limit: int = 100
+class RoomsQuery(PageQuery):
     order_by: str = "name"
     dir: Literal["f", "b"] = "f"
     search_term: str | None = None
@@ -322,10 +319,9 @@ class DeleteRoomBody:
 async def delete_room(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await parse_body(request, DeleteRoomBody, allow_empty=True)
-    if body.new_room_user_id is not None:
-        raise MatrixError(400, "M_UNRECOGNIZED", "new_room_user_id is not supported: members are removed, not moved")
     return ok(await services(request).deletions.admin_delete(
-        req, _room(request), block=body.block, purge=body.purge, message=body.message,
+        req, _room(request), block=body.block, purge=body.purge, force_purge=body.force_purge,
+        message=body.message, new_room_user_id=body.new_room_user_id, room_name=body.room_name,
     ))
 
 
@@ -350,17 +346,11 @@ async def delete_status(request: web.Request) -> web.Response:
 ADMIN_MEDIA = web.AppKey("admin_media", MediaService)
 
 
-@attrs.frozen
-class MediaListQuery:
-    from_: int = 0
-    limit: int = 100
-
-
 @routes.get("/v1/users/{user_id}/media")
 async def user_media(request: web.Request) -> web.Response:
     """A user's uploads, newest first."""
     req = await requester(request)
-    query = parse_query(request, MediaListQuery)
+    query = parse_query(request, PageQuery)
     return ok(await request.app[ADMIN_MEDIA].user_media(req, _user(request), query.from_, query.limit))
 
 
@@ -390,9 +380,7 @@ async def unquarantine_media(request: web.Request) -> web.Response:
 
 
 @attrs.frozen
-class ReportsQuery:
-    from_: int = 0
-    limit: int = 100
+class ReportsQuery(PageQuery):
     dir: Literal["f", "b"] = "b"
     room_id: str | None = None
     user_id: str | None = None

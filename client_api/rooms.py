@@ -127,13 +127,18 @@ async def create_room(request: web.Request) -> web.Response:
     return ok({"room_id": await services(request).rooms.create_room(req, body)})
 
 
+async def _join_limit(request: web.Request, room: str) -> str:
+    """Synapse's two join limits: rooms we are in, and joins that go over federation."""
+    return "rc_joins.local" if await services(request).rooms.join_is_local(room) else "rc_joins.remote"
+
+
 @routes.post(cs("/join/{room:[^/]+}"))
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
     """POST /join/{roomIdOrAlias}"""
     req = await requester(request)
     body = await parse_body(request, ReasonBody, allow_empty=True)
     query = parse_query(request, JoinQuery)
-    await rate_limit(request, "rc_joins.local", req)
+    await rate_limit(request, await _join_limit(request, request.match_info["room"]), req)
     room_id = await services(request).rooms.join(
         req, request.match_info["room"], body.reason, query.via + query.server_name,
     )
@@ -157,7 +162,7 @@ async def join(request: web.Request) -> web.Response:
     """POST /rooms/{roomId}/join"""
     req = await requester(request)
     body = await parse_body(request, ReasonBody, allow_empty=True)
-    await rate_limit(request, "rc_joins.local", req)
+    await rate_limit(request, await _join_limit(request, _room_id(request)), req)
     room_id = await services(request).rooms.join(req, _room_id(request), body.reason)
     return ok({"room_id": room_id})
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
-from client_api.http import cs, parse_body, requester
+from client_api.http import cs, parse_body, rate_limit, requester
 from homeserver.core.errors import MatrixError
 from homeserver.http.responses import ok
 
@@ -51,6 +51,7 @@ class MsisdnTokenBody:
 async def _token_request(request: web.Request) -> None:
     schema = EmailTokenBody if request.match_info["medium"] == "email" else MsisdnTokenBody
     await parse_body(request, schema)
+    await rate_limit(request, "rc_3pid_validation")  # per client IP, as Synapse
 
 
 def _denied() -> MatrixError:

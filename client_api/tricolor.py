@@ -27,6 +27,7 @@ from client_api.http import (
 from homeserver.core import ids
 from homeserver.core.canonical_json import encode_json
 from homeserver.core.errors import MatrixError, too_large
+from homeserver.core.paging import PageQuery
 from homeserver.http.responses import ok
 
 PREFIX = "/_tricolor"
@@ -185,10 +186,9 @@ async def broadcast_progress(request: web.Request) -> web.Response:
 
 
 @attrs.frozen
-class ClientEventsQuery:
-    """GET /admin/v1/client_events: reported events, oldest first, filtered."""
-    from_: int = 0
-    limit: int = 100
+class ClientEventsQuery(PageQuery):
+    """GET /admin/v1/client_events: reported events, oldest first, filtered (`from`: the
+    last id seen)."""
     user_id: str | None = None
     type: str | None = None
     since_ts: int | None = None

@@ -201,7 +201,7 @@ async def _answer(svc: Services, session: PushSession, sink: _Sink, msg: Any) ->
         reply = await _dispatch(svc, session, frame)
         await sink.send(_frame("result", msg_id, **reply) if frame.get("op") != "ping" else _frame("pong", msg_id))
     except MatrixError as e:
-        await sink.send(_frame("error", msg_id, errcode=e.errcode, error=e.error))
+        await sink.send(_frame("error", msg_id, **e.to_json()))  # with retry_after_ms when limited
 
 
 async def _dispatch(svc: Services, session: PushSession, frame: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +216,8 @@ async def _dispatch(svc: Services, session: PushSession, frame: dict[str, Any]) 
         send = validate(frame, SendOp)
         if len(_encode(send.content)) > svc.max_event_bytes:
             raise MatrixError(413, "M_TOO_LARGE", "Event too large")
+        # The same bucket as the HTTP send: a socket is no way around rc_message.
+        await svc.limiter.check("rc_message", req.user_id, user_id=req.user_id, exempt=not req.rate_limited)
         # Same txn-id idempotency as PUT /rooms/{roomId}/send/{eventType}/{txnId}.
         event_id = await svc.rooms.send(req, send.room_id, send.type, send.content, txn_id=send.txn_id)
         return {"event_id": event_id}

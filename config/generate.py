@@ -386,6 +386,10 @@ rc_invites:
 rc_room_creation: {{per_second: 0.05, burst_count: 10}}
 rc_media_create: {{per_second: 10.0, burst_count: 50}}
 rc_client_events: {{per_second: 5.0, burst_count: 50}}
+rc_registration_token_validity: {{per_second: 0.1, burst_count: 5}}
+rc_3pid_validation: {{per_second: 0.003, burst_count: 5}}
+# A user's override is read again after this long, so a change applies on every worker.
+ratelimit_override_ttl_ms: 10000
 # CRITICAL, ERROR, WARNING, INFO or DEBUG.
 log_level: {top["log_level"]}
 """

@@ -691,6 +691,11 @@ class HomeserverConfig:
     rc_room_creation: RateLimit = attrs.field(factory=lambda: RateLimit(0.05, 10))
     rc_media_create: RateLimit = attrs.field(factory=lambda: RateLimit(10.0, 50))
     rc_client_events: RateLimit = attrs.field(factory=lambda: RateLimit(5.0, 50))
+    rc_registration_token_validity: RateLimit = attrs.field(factory=lambda: RateLimit(0.1, 5))
+    rc_3pid_validation: RateLimit = attrs.field(factory=lambda: RateLimit(0.003, 5))
+    # How long a worker keeps a user's rate-limit override before reading it again: a
+    # change through the admin API applies on every worker within this time.
+    ratelimit_override_ttl_ms: int = setting(10_000, check=_non_negative)
     # The user that owns every server-notices room (Synapse's server_notices.system_mxid_localpart).
     server_notices_localpart: str = setting("notices", check=_non_empty)
     # bcrypt cost; tests lower it so registering a user takes milliseconds.

@@ -194,8 +194,10 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
+from storage.stores.room_purge import RoomPurgeStore
 from storage.stores.rooms import RoomStore
 from storage.stores.search import SearchStore
+from storage.stores.sliding_sync import SlidingSyncStore
 from storage.stores.state import StateStore
 from storage.stores.sync_acks import SyncAckStore
 from storage.stores.users import UserStore
@@ -470,7 +472,7 @@ async def build_services(
     purger.start()
     local_writer = RoomWriter(
         server_name=name, reader=reader, heads=heads, events=events_store, state=state_store,
-        persister=persister,
+        persister=persister, purge=RoomPurgeStore(engine),
         builder=LocalEventBuilder(
             server_name=name, signing_key=key, reader=reader, recall_window_ms=cfg.recall_window_ms,
             recall_windows_ms=cfg.recall_windows_ms,
@@ -603,14 +605,14 @@ async def build_services(
         remote=FederationHierarchy(outbound.client) if outbound is not None else None,
     )
     limiter = RateLimiter(
-        buckets, rate_limits(cfg),
-        {u: Limit(*o) for u, o in (await admin_store.all_overrides()).items()},
-        enabled=cfg.rc_enabled,
+        buckets, rate_limits(cfg), admin_store, enabled=cfg.rc_enabled,
+        override_ttl_ms=cfg.ratelimit_override_ttl_ms,
     )
     im_store = ImStore(engine)
+    report_store = ReportStore(engine)
     deletions = RoomDeletionService(
-        rooms=rooms, events=reader, room_store=rooms_store, store=im_store, admin_store=admin_store,
-        server_name=name,
+        rooms=rooms, events=reader, writer=writer, room_store=rooms_store, store=im_store,
+        admin_store=admin_store, users=users, server_name=name,
     )
     notices = NoticeService(
         rooms=rooms, users=users, accounts=accounts, account_data=account_data_svc, store=im_store,
@@ -630,6 +632,7 @@ async def build_services(
         ),
         sliding_sync=SlidingSyncService(
             engine=sync_engine, events=reader, rooms=rooms_store, e2e=e2e, receipts=receipts,
+            states=SlidingSyncStore(engine),
             typing=typing, account_data=account_data,
         ),
         profile=profile,
@@ -646,7 +649,7 @@ async def build_services(
         ),
         upgrades=RoomUpgrader(rooms=rooms, events=reader, writer=writer, store=rooms_store, server_name=name),
         reports=ReportService(
-            store=ReportStore(engine), events=reader, rooms=rooms_store, users=users, server_name=name,
+            store=report_store, events=reader, rooms=rooms_store, users=users, server_name=name,
         ),
         discovery=DiscoveryService(well_known=cfg.well_known, voip=cfg.voip, public_baseurl=cfg.public_baseurl),
         summaries=SummaryService(
@@ -662,7 +665,7 @@ async def build_services(
             users=users, store=admin_store, accounts=accounts, auth=auth, rooms=rooms, events=reader,
             profile=profile, limiter=limiter, server_name=name,
         ),
-        report_admin=ReportAdminService(store=admin_store, rooms=rooms, events=reader),
+        report_admin=ReportAdminService(store=admin_store, reports=report_store, rooms=rooms, events=reader),
         groups=GroupService(rooms=rooms, events=reader),
         deletions=deletions, notices=notices,
         client_events=ClientEventService(

@@ -579,6 +579,23 @@ sync_acks = sa.Table(
     **_MYSQL,
 )
 
+# Simplified sliding sync (MSC4186) connection states, named by the `pos` a client sends
+# back: rooms already given to the connection and the lists' last windows. A state is
+# written only when these change; the newest few per connection are kept.
+sliding_sync_states = sa.Table(
+    "sliding_sync_states", metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("conn_id", sa.String(255), nullable=False),
+    sa.Column("state_id", sa.String(32), nullable=False),
+    sa.Column("sent", LongText, nullable=False),
+    sa.Column("lists", LongText, nullable=False),
+    sa.Column("created_ts", Ts, nullable=False),
+    sa.Index("sliding_sync_states_conn", "user_id", "device_id", "conn_id", "state_id", unique=True),
+    **_MYSQL,
+)
+
 # Server-side search (spec "Server Side Search"): one row per searchable timeline event
 # (m.room.message body, m.room.name name, m.room.topic topic), written after commit by the
 # search indexer; `tokens` is homeserver/core/search_text.py's form. The full-text index

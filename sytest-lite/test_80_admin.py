@@ -131,6 +131,47 @@ async def test_delete_room_v2_with_status(hs: HS, admin: User, make_user) -> Non
     assert room not in await alice.joined_rooms()
 
 
+async def _delete_and_wait(admin: User, room: str, body: dict) -> dict:
+    started = (await admin.request("DELETE", f"{A}/v2/rooms/{quote(room)}", json_body=body)).expect(200)
+    deadline = time.monotonic() + 30
+    status: dict = {}
+    while time.monotonic() < deadline:  # bounded poll: the admin API offers no wait
+        status = (await admin.get(f"{A}/v2/rooms/delete_status/{started['delete_id']}")).expect(200)
+        if status["status"] in ("complete", "failed"):
+            break
+        await asyncio.sleep(0.2)
+    assert status["status"] == "complete", status
+    return status
+
+
+async def test_delete_room_purges_it(hs: HS, admin: User, make_user) -> None:
+    """`purge` (the default) erases the room: the admin API no longer knows it."""
+    alice = await make_user(prefix="a")
+    room = await alice.create_room(preset="public_chat", name="Purged")
+    await alice.send_message(room, "gone soon")
+    (await admin.get(f"{A}/v1/rooms/{quote(room)}")).expect(200)
+    await _delete_and_wait(admin, room, {})
+    (await admin.get(f"{A}/v1/rooms/{quote(room)}")).expect_error(404, "M_NOT_FOUND")
+
+
+async def test_delete_room_moves_members_to_a_new_room(hs: HS, admin: User, make_user) -> None:
+    alice, bob = await make_user(prefix="a"), await make_user(prefix="b")
+    room = await alice.create_room(preset="public_chat")
+    (await bob.join(room)).expect(200)
+    status = await _delete_and_wait(admin, room, {
+        "new_room_user_id": admin.user_id, "room_name": "Moved", "message": "This room was closed",
+    })
+    new_room = status["shutdown_room"]["new_room_id"]
+    assert new_room and new_room != room
+    for user in (alice, bob):
+        joined = await user.joined_rooms()
+        assert new_room in joined and room not in joined
+    name = (await bob.get_state(new_room, "m.room.name")).expect(200)
+    assert name["name"] == "Moved"
+    chunk = (await bob.messages(new_room, dir="b", limit=20)).expect(200)["chunk"]
+    assert "This room was closed" in [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+
+
 async def test_event_reports(hs: HS, admin: User, make_user) -> None:
     alice, bob = await make_user(prefix="a"), await make_user(prefix="b")
     room = await alice.create_room(preset="public_chat")

@@ -11,6 +11,7 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.paging import check_page, offset_page
 from homeserver.core.roles import creators_of, user_level
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService, Requester
@@ -21,6 +22,7 @@ from homeserver.services.ratelimit import Limit, RateLimiter
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
 from storage.stores.admin import AdminStore
+from storage.stores.reports import ReportStore
 from storage.stores.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -74,16 +76,12 @@ class AdminService:
         admins: bool | None, order_by: str, backwards: bool,
     ) -> dict[str, Any]:
         require_admin(requester)
-        if offset < 0 or limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
+        limit = check_page(offset, limit)
         rows, total = await self._store.list_users(
             offset=offset, limit=limit, name=name, deactivated=deactivated, admins=admins,
             order_by=order_by, backwards=backwards,
         )
-        out: dict[str, Any] = {"users": rows, "total": total}
-        if offset + len(rows) < total:
-            out["next_token"] = str(offset + len(rows))
-        return out
+        return offset_page("users", rows, offset=offset, total=total, token=str)
 
     async def get_user(self, requester: Requester, user_id: str) -> dict[str, Any]:
         require_admin(requester)
@@ -210,8 +208,7 @@ class AdminService:
         search_term: str | None,
     ) -> dict[str, Any]:
         require_admin(requester)
-        if offset < 0 or limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
+        limit = check_page(offset, limit)
         rooms = [self._public_room(r) for r in await self._store.room_details()]
         if search_term:
             term = search_term.lower()
@@ -319,8 +316,11 @@ class ReportAdminService:
     users report through homeserver/services/reports.py). Also the admin CRUD of registration tokens
     (Synapse's registration_tokens API; their use at registration is a separate flow)."""
 
-    def __init__(self, *, store: AdminStore, rooms: RoomService, events: EventReader) -> None:
+    def __init__(
+        self, *, store: AdminStore, reports: ReportStore, rooms: RoomService, events: EventReader,
+    ) -> None:
         self._store = store
+        self._reports = reports
         self._rooms = rooms
         self._events = events
 
@@ -343,26 +343,23 @@ class ReportAdminService:
         user_id: str | None,
     ) -> dict[str, Any]:
         require_admin(requester)
-        if offset < 0 or limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
-        rows, total = await self._store.list_reports(
+        limit = check_page(offset, limit)
+        rows, total = await self._reports.list_event_reports(
             offset=offset, limit=limit, backwards=backwards, room_id=room_id, user_id=user_id,
         )
-        out: dict[str, Any] = {"event_reports": [await self._entry(r, False) for r in rows], "total": total}
-        if offset + len(rows) < total:
-            out["next_token"] = offset + len(rows)
-        return out
+        entries = [await self._entry(r, False) for r in rows]
+        return offset_page("event_reports", entries, offset=offset, total=total)
 
     async def get_report(self, requester: Requester, report_id: int) -> dict[str, Any]:
         require_admin(requester)
-        row = await self._store.get_report(report_id)
+        row = await self._reports.get_event_report(report_id)
         if row is None:
             raise not_found("Event report not found")
         return await self._entry(row, True)
 
     async def delete_report(self, requester: Requester, report_id: int) -> None:
         require_admin(requester)
-        if not await self._store.delete_report(report_id):
+        if not await self._reports.delete_event_report(report_id):
             raise not_found("Event report not found")
 
     # -- registration tokens --------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.paging import check_page, cursor_page
 from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from storage.stores.im import ImStore
@@ -62,11 +63,8 @@ class ClientEventService:
     ) -> dict[str, Any]:
         if not requester.is_admin:
             raise forbidden("You are not a server admin")
-        limit = max(0, min(limit, 1000))
+        limit = check_page(after, limit)
         rows = await self._store.list_client_events(
             after=after, limit=limit, user_id=user_id, event_type=event_type, since_ts=since_ts, until_ts=until_ts,
         )
-        out: dict[str, Any] = {"events": rows}
-        if len(rows) == limit and rows:
-            out["next_token"] = rows[-1]["id"]
-        return out
+        return cursor_page("events", rows, limit=limit)

@@ -24,6 +24,7 @@ from homeserver.core.media import (
     checked_mxc,
     new_media_id,
 )
+from homeserver.core.paging import check_page, offset_page
 from homeserver.core.thumbnails import (
     ImageTooLarge,
     NotAnImage,
@@ -394,18 +395,14 @@ class MediaService:
 
     async def user_media(self, requester: Requester, user_id: str, offset: int, limit: int) -> dict[str, Any]:
         _require_admin(requester)
-        if offset < 0 or limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "from and limit must not be negative")
+        limit = check_page(offset, limit)
         rows, total = await self._store.user_media(self.server_name, user_id, offset, limit)
         media = [{
             "media_id": r["media_id"], "media_type": r["content_type"], "media_length": r["size"],
             "upload_name": r["upload_name"], "created_ts": r["created_ts"], "last_access_ts": r["uploaded_ts"],
             "quarantined_by": r["quarantined_by"], "safe_from_quarantine": False,
         } for r in rows]
-        out: dict[str, Any] = {"media": media, "total": total}
-        if offset + len(media) < total:
-            out["next_token"] = offset + len(media)
-        return out
+        return offset_page("media", media, offset=offset, total=total)
 
     async def delete_media(self, requester: Requester, server_name: str, media_id: str) -> dict[str, Any]:
         """Delete one of our own files, its thumbnails and its row (Synapse: local media only)."""

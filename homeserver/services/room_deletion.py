@@ -8,8 +8,14 @@ needs no power; remote members are kicked by the most powerful local member, so 
 servers hear of it over federation), the acting member last; then the room is blocked
 if asked. Each step is safe to repeat, so dissolving twice (or resuming) is harmless.
 
-History is kept: ``purge`` is accepted for Synapse compatibility but the events stay
-stored (the room is shut, not erased); the result says ``purged: false``.
+Admin options, as Synapse's delete room API (version 2) has them:
+- ``new_room_user_id``: a local user creates a new room (``room_name``) first; every local
+  member removed from the old room is joined to it and sees ``message`` there, and the old
+  room's local aliases point to it. The new room is recorded before anyone is moved, so a
+  resumed deletion moves people into the same room.
+- ``purge`` (the default for the admin API, never for a group's own dissolve): once nobody
+  of ours is left, every row of the room is erased (storage/stores/room_purge.py) and the
+  server forgets it; the status goes ``shutting_down`` -> ``purging`` -> ``complete``.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from homeserver.services.auth import Requester
 from homeserver.services.clock import now_ms
 from homeserver.services.reader import EventReader
 from homeserver.services.rooms import RoomService
+from homeserver.services.writer import RoomWriterPort
 from storage.stores.admin import AdminStore
 from storage.stores.im import ImStore
 from storage.stores.rooms import RoomStore
+from storage.stores.users import UserStore
+
+DEFAULT_NEW_ROOM_NAME = "Content Violation Notification"
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +49,12 @@ def _as(user_id: str) -> Requester:
 
 class RoomDeletionService:
     def __init__(
-        self, *, rooms: RoomService, events: EventReader, room_store: RoomStore, store: ImStore,
-        admin_store: AdminStore, server_name: str,
+        self, *, rooms: RoomService, events: EventReader, writer: RoomWriterPort, room_store: RoomStore,
+        store: ImStore, admin_store: AdminStore, users: UserStore, server_name: str,
     ) -> None:
         self._rooms = rooms
+        self._writer = writer
+        self._users = users
         self._events = events
         self._room_store = room_store
         self._store = store
@@ -53,7 +65,7 @@ class RoomDeletionService:
     async def start(self) -> None:
         """Resume deletions a previous process did not finish."""
         for row in await self._store.unfinished_deletions():
-            self._spawn(row["delete_id"], row["room_id"], row["params"])
+            self._spawn(row["delete_id"], row["room_id"], row["params"], row["result"])
 
     async def stop(self) -> None:
         for task in list(self._tasks.values()):
@@ -82,13 +94,21 @@ class RoomDeletionService:
 
     async def admin_delete(
         self, requester: Requester, room_id: str, *, block: bool, purge: bool, message: str | None,
+        force_purge: bool = False, new_room_user_id: str | None = None, room_name: str | None = None,
     ) -> dict[str, Any]:
         if not requester.is_admin:
             raise forbidden("You are not a server admin")
         if not ids.is_room_id(room_id):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room id")
+        if new_room_user_id is not None:
+            if not ids.is_valid_user_id(new_room_user_id) or ids.server_of(new_room_user_id) != self.server_name:
+                raise MatrixError(400, "M_INVALID_PARAM", "new_room_user_id must be a local user")
+            user = await self._users.get_user(new_room_user_id)
+            if user is None or user.deactivated:
+                raise MatrixError(400, "M_INVALID_PARAM", "new_room_user_id is not an active local user")
         return await self.delete(requester.user_id, room_id, {
             "block": block, "purge": purge, "message": message, "requester": requester.user_id,
+            "force_purge": force_purge, "new_room_user_id": new_room_user_id, "room_name": room_name,
         })
 
     async def delete(self, user_id: str, room_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -99,11 +119,11 @@ class RoomDeletionService:
                 return {"delete_id": row["delete_id"]}
         delete_id = secrets.token_urlsafe(12)
         await self._store.add_deletion(delete_id, room_id, params, now_ms())
-        self._spawn(delete_id, room_id, params)
+        self._spawn(delete_id, room_id, params, None)
         return {"delete_id": delete_id}
 
-    def _spawn(self, delete_id: str, room_id: str, params: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._run(delete_id, room_id, params), name=f"delete-room-{room_id}")
+    def _spawn(self, delete_id: str, room_id: str, params: dict[str, Any], progress: dict[str, Any] | None) -> None:
+        task = asyncio.create_task(self._run(delete_id, room_id, params, progress), name=f"delete-room-{room_id}")
         self._tasks[delete_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(delete_id, None))
 
@@ -127,11 +147,21 @@ class RoomDeletionService:
             raise not_found("No deletion with this id")
         return _public(row)
 
-    async def _run(self, delete_id: str, room_id: str, params: dict[str, Any]) -> None:
+    async def _run(
+        self, delete_id: str, room_id: str, params: dict[str, Any], progress: dict[str, Any] | None,
+    ) -> None:
         try:
-            result = await self._shut_down(room_id, params)
+            result = await self._shut_down(delete_id, room_id, params, progress)
             if params.get("block"):
                 await self._admin_store.block_room(room_id, params.get("requester", ""), now_ms())
+            if params.get("purge"):
+                head = await self._events.room_head(room_id)
+                still = head.joined_local(self.server_name) if head is not None else []
+                if still and not params.get("force_purge"):
+                    raise MatrixError(400, "M_UNKNOWN", f"local users still in the room: {', '.join(still)}")
+                await self._store.set_deletion_status(delete_id, "purging", result)
+                await self._writer.purge_room(room_id)
+                result["purged"] = True
             await self._store.set_deletion_status(delete_id, "complete", result)
         except asyncio.CancelledError:
             raise  # resumed by the next process
@@ -143,7 +173,9 @@ class RoomDeletionService:
         create = await self._events.current_state_event(room_id, ("m.room.create", ""))
         return creators_of(create.content, create.sender) if create is not None else frozenset()
 
-    async def _shut_down(self, room_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _shut_down(
+        self, delete_id: str, room_id: str, params: dict[str, Any], progress: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         result: dict[str, Any] = {
             "kicked_users": [], "failed_to_kick_users": [], "local_aliases": [], "new_room_id": None,
             "purged": False,
@@ -151,6 +183,13 @@ class RoomDeletionService:
         head = await self._events.room_head(room_id)
         if head is None:
             return result  # unknown here, or already gone: nothing to shut down
+        new_room = progress.get("new_room_id") if progress else None
+        mover = params.get("new_room_user_id")
+        if mover and new_room is None:
+            new_room = await self._new_room(mover, params)
+            result["new_room_id"] = new_room
+            await self._store.set_deletion_status(delete_id, "shutting_down", result)
+        result["new_room_id"] = new_room
         message = params.get("message")
         levels_event = await self._events.current_state_event(room_id, ("m.room.power_levels", ""))
         levels = dict(levels_event.content) if levels_event else {}
@@ -169,6 +208,8 @@ class RoomDeletionService:
         await self._room_store.set_public(room_id, False)
         for alias in await self._room_store.aliases_of_room(room_id):
             await self._room_store.delete_alias(alias)
+            if new_room is not None:  # the old name now leads to where everyone went
+                await self._room_store.create_alias(alias, new_room, mover)
             result["local_aliases"].append(alias)
         head = await self._events.room_head(room_id) or head
         for user_id, membership in sorted(head.members.items()):
@@ -177,6 +218,8 @@ class RoomDeletionService:
             try:
                 if ids.server_of(user_id) == self.server_name:
                     await self._rooms.leave(_as(user_id), room_id, message)
+                    if new_room is not None and membership == "join":
+                        await self._move(mover, user_id, new_room)
                 elif actor is not None:
                     await self._rooms.set_membership(_as(actor), room_id, user_id, "leave", message)
                 else:
@@ -187,8 +230,28 @@ class RoomDeletionService:
                 result["failed_to_kick_users"].append(user_id)
         if actor is not None:
             await self._rooms.leave(_as(actor), room_id, message)
+            if new_room is not None:
+                await self._move(mover, actor, new_room)
             result["kicked_users"].append(actor)
         return result
+
+    async def _new_room(self, creator: str, params: dict[str, Any]) -> str:
+        """The room members are moved to: only its creator (and admins) may post there,
+        and the message says why everyone is here."""
+        room_id = await self._rooms.create_room(_as(creator), {
+            "preset": "private_chat", "name": params.get("room_name") or DEFAULT_NEW_ROOM_NAME,
+            "power_level_content_override": {"events_default": 50, "invite": 50},
+        })
+        if params.get("message"):
+            await self._rooms.send(_as(creator), room_id, "m.room.message",
+                                   {"msgtype": "m.notice", "body": params["message"]})
+        return room_id
+
+    async def _move(self, mover: str, user_id: str, new_room: str) -> None:
+        """Invite (by the new room's creator) and join for the user; both idempotent."""
+        if user_id != mover:
+            await self._rooms.set_membership(_as(mover), new_room, user_id, "invite", None)
+        await self._rooms.join(_as(user_id), new_room)
 
     @staticmethod
     async def _try(step: Any) -> None:

@@ -67,7 +67,8 @@ class RoomHeads:
         self._heads[head.room_id] = head
 
     def forget(self, room_id: str) -> None:
-        """Another worker moved the room: read its head again when next asked."""
+        """Read the room's head again when next asked: another worker moved the room, or it
+        was purged from storage and has no head any more."""
         self._heads.pop(room_id, None)
 
     def clear(self) -> None:

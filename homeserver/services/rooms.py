@@ -229,6 +229,18 @@ class RoomService:
             raise MatrixError(400, "M_INVALID_PARAM", "Not a room id or alias")
         return room_id_or_alias, []
 
+    async def join_is_local(self, room_id_or_alias: str) -> bool:
+        """Whether joining needs no other server (rate limits: rc_joins.local vs .remote).
+        Asks no other server: an alias that is not ours counts as remote."""
+        if room_id_or_alias.startswith("#"):
+            found = await self._rooms.get_alias(room_id_or_alias)
+            if found is None:
+                return ids.server_of(room_id_or_alias) == self.server_name
+            room_id_or_alias = found[0]
+        if not ids.is_room_id(room_id_or_alias):
+            return True  # refused by the join itself
+        return await self._is_resident(room_id_or_alias) is not None
+
     async def _is_resident(self, room_id: str) -> RoomHead | None:
         """The room head when this server takes part in the room (a local member is joined)."""
         head = await self._events.room_head(room_id)

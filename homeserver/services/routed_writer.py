@@ -226,6 +226,13 @@ class RoutedWriter:
             return await self._local.append_backfill(events)
         return await self._stored(answer)
 
+    async def purge_room(self, room_id: str) -> int:
+        """Erased by the room's writer, under its lock, so its head and cache go with the rows."""
+        answer = await self._forward(room_id, "purge_room", {})
+        if answer is None:
+            return await self._local.purge_room(room_id)
+        return int(answer["purged"])
+
 
 class WriterEndpoint:
     """What the internal HTTP API calls with a write another worker forwarded."""
@@ -260,4 +267,6 @@ class WriterEndpoint:
             ))
         if method == "append_backfill":
             return _stored_answer(await w.append_backfill([_raw_from(e) for e in body["events"]]))
+        if method == "purge_room":
+            return {"purged": await w.purge_room(room_id)}
         raise MatrixError(404, "M_UNRECOGNIZED", f"Unknown writer method {method}")

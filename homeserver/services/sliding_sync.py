@@ -8,15 +8,19 @@ asked for, its name or heroes, counts and `bump_stamp`. Extensions carry to-devi
 E2EE, account data, receipts and typing. Timelines, unread counts and the per-device
 E2EE sections come from the one sync engine (sync_engine.py).
 
-`pos` names a connection state kept in memory: which rooms were already sent (a room
-not yet sent is `initial`). An unknown `pos` (a restart, or an evicted connection) is
-400 `M_UNKNOWN_POS`, after which clients start again without one (as with Synapse).
+`pos` is `{sync token}.{state id}`: the position the answer was computed at, and the
+connection state (which rooms were already sent, so a room not yet sent is `initial`,
+and the lists' last windows). States are stored (storage/stores/sliding_sync.py) when
+they change and cached here, so a `pos` still works after a restart and on any worker:
+Element X resumes where it was. The newest few states per connection are kept; an
+older or unknown `pos` is 400 `M_UNKNOWN_POS`, after which clients start again without
+one (as with Synapse).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +31,7 @@ from homeserver.core.events import StoredEvent
 from homeserver.core.records import Membership
 from homeserver.core.state_groups import StateMap
 from homeserver.services.auth import Requester
+from homeserver.services.clock import now_ms
 from homeserver.services.e2e import E2eService
 from homeserver.services.ephemeral import ReceiptService, TypingService
 from homeserver.services.lru import LruCache
@@ -35,6 +40,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.sync_engine import SyncEngine
 from storage.stores.filters import AccountDataStore
 from storage.stores.rooms import RoomStore
+from storage.stores.sliding_sync import SlidingSyncStore
 
 # MSC4186 "bump_stamp": the events that move a room up the list (as Synapse's
 # DEFAULT_BUMP_EVENT_TYPES).
@@ -69,17 +75,22 @@ class SlidingRequest:
     conn_id: str = ""
 
 
+_Lists = tuple[tuple[str, int, tuple[str, ...]], ...]
+
+
 @attrs.frozen
 class _ConnState:
     token: SyncToken
     sent: frozenset[str]  # rooms already given to this connection
-    lists: tuple[tuple[str, int, tuple[str, ...]], ...]  # (name, count, room ids) last given
+    lists: _Lists  # (name, count, room ids) last given
+    state_id: str = ""  # names (sent, lists) in the store; "" until stored
 
 
 class SlidingSyncService:
     def __init__(
         self, *, engine: SyncEngine, events: EventReader, rooms: RoomStore, e2e: E2eService,
         receipts: ReceiptService, typing: TypingService, account_data: AccountDataStore,
+        states: SlidingSyncStore,
     ) -> None:
         self._engine = engine
         self._notifier = engine.notifier
@@ -89,13 +100,14 @@ class SlidingSyncService:
         self._receipts = receipts
         self._typing = typing
         self._account_data = account_data
-        self._conns: LruCache[tuple[str, str, str, int], _ConnState] = LruCache(50_000)
-        self._seq = itertools.count(1)
+        self._store = states
+        # (user, device, conn_id, state id) -> (sent, lists): read through to the store
+        self._states: LruCache[tuple[str, str, str, str], tuple[frozenset[str], _Lists]] = LruCache(50_000)
 
     async def sync(
         self, requester: Requester, req: SlidingRequest, pos: str | None, timeout_ms: int,
     ) -> dict[str, Any]:
-        prev = self._lookup(requester, req.conn_id, pos)
+        prev = await self._lookup(requester, req.conn_id, pos)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout_ms, 0) / 1000
         while True:
@@ -104,7 +116,7 @@ class SlidingSyncService:
                 resp, state, changed = await self._compute(requester, req, prev)
                 remaining = deadline - loop.time()
                 if changed or prev is None or remaining <= 0 or self._notifier.closed:
-                    return self._answer(requester, req.conn_id, resp, state)
+                    return await self._answer(requester, req.conn_id, resp, state, prev)
                 try:
                     await asyncio.wait_for(waiter, remaining)
                 except TimeoutError:
@@ -112,24 +124,37 @@ class SlidingSyncService:
             finally:
                 self._notifier.unregister(requester.user_id, waiter)
 
-    def _lookup(self, requester: Requester, conn_id: str, pos: str | None) -> _ConnState | None:
+    async def _lookup(self, requester: Requester, conn_id: str, pos: str | None) -> _ConnState | None:
         if not pos:
             return None
         try:
-            seq = int(pos.rsplit(".", 1)[1])
-        except (IndexError, ValueError):
+            token_text, state_id = pos.rsplit(".", 1)
+            token = SyncToken.parse(token_text)
+        except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid pos") from None
-        state = self._conns.get((requester.user_id, requester.device_id, conn_id, seq))
-        if state is None:
-            raise MatrixError(400, "M_UNKNOWN_POS", "Unknown position: start again without pos")
-        return state
+        key = (requester.user_id, requester.device_id, conn_id, state_id)
+        found = self._states.get(key)
+        if found is None:
+            found = await self._store.get(*key)
+            if found is None:
+                raise MatrixError(400, "M_UNKNOWN_POS", "Unknown position: start again without pos")
+            self._states.put(key, found)
+        return _ConnState(token, found[0], found[1], state_id)
 
-    def _answer(self, requester: Requester, conn_id: str, resp: dict[str, Any], state: _ConnState) -> dict[str, Any]:
-        seq = next(self._seq)
-        self._conns.put((requester.user_id, requester.device_id, conn_id, seq), state)
-        # Older positions than the last few are forgotten: their requests were answered.
-        self._conns.pop((requester.user_id, requester.device_id, conn_id, seq - _HISTORY))
-        resp["pos"] = f"{state.token.encode()}.{seq}"
+    async def _answer(
+        self, requester: Requester, conn_id: str, resp: dict[str, Any], state: _ConnState,
+        prev: _ConnState | None,
+    ) -> dict[str, Any]:
+        """The state is stored only when it differs from the one the request named (most
+        long-polls that time out, or bring only new events in rooms already sent, do not)."""
+        if prev is not None and prev.sent == state.sent and prev.lists == state.lists:
+            state_id = prev.state_id
+        else:
+            state_id = secrets.token_urlsafe(9)  # unique across workers, no dots
+            await self._store.put(requester.user_id, requester.device_id, conn_id, state_id,
+                                  state.sent, state.lists, now_ms(), _HISTORY)
+            self._states.put((requester.user_id, requester.device_id, conn_id, state_id), (state.sent, state.lists))
+        resp["pos"] = f"{state.token.encode()}.{state_id}"
         return resp
 
     async def _compute(

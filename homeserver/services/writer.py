@@ -35,6 +35,7 @@ from homeserver.services.reader import EventReader
 from homeserver.services.replication import BlockIdsPort, StreamIdsPort
 from homeserver.services.room_heads import RoomHead, RoomHeads
 from storage.stores.events import EventStore
+from storage.stores.room_purge import RoomPurgeStore
 from storage.stores.state import StateStore
 
 
@@ -69,13 +70,17 @@ class RoomWriterPort(Protocol):
 
     async def append_backfill(self, events: Sequence[Event]) -> list[StoredEvent]: ...
 
+    async def purge_room(self, room_id: str) -> int:
+        """Erase the room from storage and memory; how many events went."""
+        ...
+
 
 class RoomWriter:
     def __init__(
         self, *, server_name: str, builder: LocalEventBuilder, reader: EventReader,
         heads: RoomHeads, events: EventStore, state: StateStore, persister: Persister,
         stream_ids: StreamIdsPort, group_ids: BlockIdsPort, outlier_ids: BlockIdsPort,
-        subscribers: Sequence[CommitSubscriber] = (), queue_outbox: bool = False,
+        purge: RoomPurgeStore, subscribers: Sequence[CommitSubscriber] = (), queue_outbox: bool = False,
     ) -> None:
         self.server_name = server_name
         self._builder = builder
@@ -89,6 +94,7 @@ class RoomWriter:
         # Outliers and backfilled history count down from 0 (see EventStore.max_ids).
         self._outlier_ids = outlier_ids
         self._subscribers = tuple(subscribers)
+        self._purge = purge
         self._queue_outbox = queue_outbox  # federation on: local events go to the outbox
         self._locks: dict[str, asyncio.Lock] = {}
         # (sender, device, txn id) of events sent by this process: retries need no query.
@@ -102,6 +108,15 @@ class RoomWriter:
         if lock is None:
             lock = self._locks[room_id] = asyncio.Lock()
         return lock
+
+    async def purge_room(self, room_id: str) -> int:
+        """Under the room's lock, so no commit of the room interleaves: the rows go in one
+        transaction, then the head and cached events, so nothing serves the room again."""
+        async with self.lock(room_id):
+            event_ids = await self._purge.purge_room(room_id)
+            self._heads.forget(room_id)
+            self._reader.forget(event_ids)
+        return len(event_ids)
 
     # -- the one commit step ----------------------------------------------------
 

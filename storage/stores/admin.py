@@ -1,5 +1,5 @@
 """What the admin API lists and keeps: users and rooms paged, rate-limit overrides,
-event reports, registration tokens, blocked rooms and quarantined media."""
+registration tokens, blocked rooms and quarantined media (event reports: reports.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from storage.schema import (
     events,
     ratelimit_overrides,
     registration_tokens,
-    reports,
     room_members,
     rooms,
     users,
 )
+from storage.stores.sql import like_pattern
 
 # The state a room listing shows (Synapse's room details), read from current state.
 _DETAIL_TYPES = (
@@ -29,15 +29,8 @@ _DETAIL_TYPES = (
 )
 
 
-def _like(term: str) -> str:
-    return "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-
-_EVENT_REPORT = (
-    reports.c.id, reports.c.received_ts, reports.c.room_id, reports.c.event_id,
-    reports.c.reporter.label("user_id"), reports.c.reason, reports.c.score,
-)
 
 class AdminStore:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -53,8 +46,8 @@ class AdminStore:
         where: list[Any] = []
         if name:
             where.append(sa.or_(
-                sa.func.lower(users.c.user_id).like(_like(name), escape="\\"),
-                sa.func.lower(users.c.displayname).like(_like(name), escape="\\"),
+                sa.func.lower(users.c.user_id).like(like_pattern(name), escape="\\"),
+                sa.func.lower(users.c.displayname).like(like_pattern(name), escape="\\"),
             ))
         if not deactivated:
             where.append(users.c.deactivated.is_(False))
@@ -109,11 +102,6 @@ class AdminStore:
                 ratelimit_overrides.c.user_id == user_id,
             ))).first()
         return (float(row.messages_per_second), int(row.burst_count)) if row else None
-
-    async def all_overrides(self) -> dict[str, tuple[float, int]]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(ratelimit_overrides))
-            return {r.user_id: (float(r.messages_per_second), int(r.burst_count)) for r in rows}
 
     async def set_override(self, user_id: str, per_second: float, burst: int) -> None:
         async with self._engine.begin() as conn:
@@ -188,43 +176,6 @@ class AdminStore:
                 sa.select(blocked_rooms.c.user_id).where(blocked_rooms.c.room_id == room_id)
             )).first()
         return row.user_id if row else None
-
-    # -- event reports --------------------------------------------------------------
-    # Users' event reports live in the `reports` table (client_api/reports.py); the admin
-    # API reads its event rows under Synapse's field names (`user_id` is the reporter; the
-    # spec dropped `score` in v1.18, but a score a client sends is kept).
-
-    async def list_reports(
-        self, *, offset: int, limit: int, backwards: bool, room_id: str | None, user_id: str | None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        where: list[Any] = [reports.c.kind == "event"]
-        if room_id:
-            where.append(reports.c.room_id.like(_like(room_id), escape="\\"))
-        if user_id:
-            where.append(reports.c.reporter.like(_like(user_id), escape="\\"))
-        order = reports.c.id.desc() if backwards else reports.c.id.asc()
-        async with self._engine.connect() as conn:
-            total = int((await conn.execute(
-                sa.select(sa.func.count()).select_from(reports).where(*where)
-            )).scalar() or 0)
-            rows = await conn.execute(
-                sa.select(*_EVENT_REPORT).where(*where).order_by(order).offset(offset).limit(limit)
-            )
-            return [dict(r._mapping) for r in rows], total
-
-    async def get_report(self, report_id: int) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(
-                sa.select(*_EVENT_REPORT).where(reports.c.kind == "event", reports.c.id == report_id)
-            )).first()
-        return dict(row._mapping) if row else None
-
-    async def delete_report(self, report_id: int) -> bool:
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
-                reports.delete().where(reports.c.kind == "event", reports.c.id == report_id)
-            )
-        return res.rowcount > 0
 
     # -- registration tokens --------------------------------------------------------
 

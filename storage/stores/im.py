@@ -82,7 +82,7 @@ class ImStore:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(room_deletions.insert().values(
-                    delete_id=delete_id, room_id=room_id, status="active",
+                    delete_id=delete_id, room_id=room_id, status="shutting_down",
                     params=json.dumps(params), created_ts=now,
                 ))
         except IntegrityError:
@@ -103,7 +103,7 @@ class ImStore:
     async def unfinished_deletions(self) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(sa.select(room_deletions).where(
-                room_deletions.c.status.in_(("scheduled", "active"))))
+                room_deletions.c.status.in_(("scheduled", "active", "shutting_down", "purging"))))
             return [_deletion(r) for r in rows]
 
     async def set_deletion_status(

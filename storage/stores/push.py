@@ -23,6 +23,7 @@ from storage.schema import (
     redactions,
 )
 from storage.stores.events import _select_events, _stored
+from storage.stores.room_purge import still_stored
 
 _EVALUATOR = "evaluator"
 READ_RECEIPTS = ("m.read", "m.read.private")
@@ -81,6 +82,9 @@ class PushStore:
                 gone = notifications.c.event_id.in_(list(redacted))
                 removed = [_notification(r) for r in await conn.execute(sa.select(notifications).where(gone))]
                 await conn.execute(notifications.delete().where(gone))
+            if rows:
+                stored = await still_stored(conn, (n.event_id for n in rows))  # a purged room's are not
+                rows = [n for n in rows if n.event_id in stored]
             if rows:
                 # A re-evaluation (catch-up after a crash) replaces what it finds.
                 keys = [(n.user_id, n.event_id) for n in rows]

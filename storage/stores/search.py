@@ -14,6 +14,7 @@ from homeserver.core.records import RoomWindow, SearchRow
 from homeserver.core.search_text import SearchQuery
 from storage.schema import event_search, events, push_progress
 from storage.stores.events import _select_events, _stored
+from storage.stores.room_purge import still_stored
 
 _PROGRESS = "search"
 SEARCHED_TYPES = ("m.room.message", "m.room.name", "m.room.topic")
@@ -58,6 +59,9 @@ class SearchStore:
         indexes again from the mark and never skips a row (rows found again replace)."""
         gone = list(removed)
         async with self._engine.begin() as conn:
+            if rows:
+                stored = await still_stored(conn, (r.event_id for r in rows))  # a purged room's are not
+                rows = [r for r in rows if r.event_id in stored]
             if rows:
                 await conn.execute(event_search.delete().where(
                     event_search.c.stream_ordering.in_([r.stream_ordering for r in rows]),

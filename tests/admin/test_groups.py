@@ -128,7 +128,7 @@ async def test_admin_api_deletes_and_blocks_a_room(hs: Matrix) -> None:
     owner, ann, _ben, room = await group(hs)
     err = await owner.delete(f"{ADMIN}/v2/rooms/{q(room)}", expect=403)
     assert_error(err, "M_FORBIDDEN")
-    started = await admin.hs.call("DELETE", f"{ADMIN}/v2/rooms/{q(room)}", {"block": True, "message": "Closed"}, token=admin.token)
+    started = await admin.hs.call("DELETE", f"{ADMIN}/v2/rooms/{q(room)}", {"block": True, "purge": False, "message": "Closed"}, token=admin.token)
     await services_of(hs).deletions.wait(started["delete_id"])
     status = await admin.get(f"{ADMIN}/v2/rooms/{q(room)}/delete_status")
     assert status["results"][0]["status"] == "complete"

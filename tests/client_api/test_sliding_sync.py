@@ -5,7 +5,9 @@ the shape matrix-rust-sdk sends them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
+from config.schema import HomeserverConfig
 from tests.helpers import Matrix, User, assert_error, q
 
 SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -151,3 +153,33 @@ async def test_invites_appear_with_invite_state(hs: Matrix) -> None:
     assert got["lists"]["invites"]["count"] == 1
     state = got["rooms"][room]["invite_state"]
     assert any(e["type"] == "m.room.name" and e["content"]["name"] == "Invite me" for e in state)
+
+
+async def test_pos_survives_a_restart(
+    hs_config: HomeserverConfig, start_hs: Callable[[HomeserverConfig], Awaitable[Matrix]],
+) -> None:
+    """Element X keeps its `pos` across a server restart (or a request reaching another
+    worker): the connection state is stored, so the answer is incremental, not initial."""
+    first_hs = await start_hs(hs_config)
+    alice, bob = await first_hs.users("alice", "bob")
+    room = await alice.create_room(name="R", preset="public_chat")
+    await bob.join(room)
+    await alice.send(room, "before")
+    body = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 5, "required_state": [["m.room.name", ""]]}},
+            "conn_id": "room-list"}
+    first = await ss(bob, body)
+    assert first["rooms"][room]["initial"] is True
+    quiet = await ss(bob, body, pos=first["pos"])  # nothing new: the state is not written again
+    assert quiet["rooms"] == {} and quiet["pos"].rsplit(".", 1)[1] == first["pos"].rsplit(".", 1)[1]
+    await alice.send(room, "while down")
+    await first_hs.client.close()
+
+    second_hs = await start_hs(hs_config)
+    bob2 = User(second_hs, bob.user_id, bob.token, bob.device_id)  # the same session
+    got = await ss(bob2, body, pos=quiet["pos"])
+    section = got["rooms"][room]
+    assert "initial" not in section
+    assert timeline_bodies(section) == ["while down"]
+    # Another connection of the device (another conn_id) has no such state.
+    other = {**body, "conn_id": "encryption"}
+    assert_error(await ss(bob2, other, pos=quiet["pos"], expect=400), "M_UNKNOWN_POS")

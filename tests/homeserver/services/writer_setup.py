@@ -18,6 +18,7 @@ from homeserver.services.room_heads import RoomHeads
 from homeserver.services.writer import RoomWriter
 from storage.engine import create_engine
 from storage.stores.events import EventStore
+from storage.stores.room_purge import RoomPurgeStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
 
@@ -68,7 +69,7 @@ async def room_writer(db_url: str, subscribers: Sequence[CommitSubscriber]) -> A
     persister.start()
     writer = RoomWriter(
         server_name=SERVER, reader=reader, heads=heads, events=events, state=state,
-        persister=persister,
+        persister=persister, purge=RoomPurgeStore(engine),
         builder=LocalEventBuilder(server_name=SERVER, signing_key=generate_signing_key("t"), reader=reader),
         stream_ids=LocalStreamIds(IdGenerator(max_stream)), group_ids=LocalBlockIds(IdGenerator(max_group)),
         outlier_ids=LocalBlockIds(IdGenerator(min_stream, step=-1)), subscribers=[reader, *subscribers],
