@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -59,9 +59,12 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @contextlib.contextmanager
-def start_real_server(workdir: Path, database: str, extra_yaml: str = "") -> Iterator[RunningServer]:
+def start_real_server(
+    workdir: Path, database: str, extra_yaml: str = "", edit: Callable[[str], str] | None = None,
+) -> Iterator[RunningServer]:
     """A server process on `database` ("sqlite" or "mysql"); `extra_yaml` is appended to
-    its generated config (top-level sections, e.g. `websocket:` limits)."""
+    its generated config (top-level sections, e.g. `websocket:` limits); `edit` rewrites
+    the generated text (to change a key the generator already wrote)."""
     port = _free_port()
     config = workdir / "homeserver.yaml"
     env = {**os.environ, "TRICOLOR_BCRYPT_ROUNDS": "4", "PYTHONPATH": str(REPO)}
@@ -75,6 +78,8 @@ def start_real_server(workdir: Path, database: str, extra_yaml: str = "") -> Ite
          "--port", str(port), "-o", str(config)],
         cwd=REPO, env=env, check=True, capture_output=True, timeout=60,
     )
+    if edit is not None:
+        config.write_text(edit(config.read_text()))
     if extra_yaml:
         with open(config, "a") as f:
             f.write("\n" + extra_yaml)
