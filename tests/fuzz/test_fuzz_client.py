@@ -25,7 +25,8 @@ EXAMPLES = int(os.environ.get("TRICOLOR_FUZZ_EXAMPLES", "10"))
 RANDOM = os.environ.get("TRICOLOR_FUZZ_RANDOM") == "1"
 ONLY = os.environ.get("TRICOLOR_FUZZ_ONLY", "")  # a substring of the operations to run (developers)
 
-pytestmark = pytest.mark.fuzz
+# CI inputs finish in a few minutes; scripts/fuzz (longer runs) turns the timeout off.
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(0 if RANDOM else 1800)]
 
 
 def _no_rate_limits(text: str) -> str:

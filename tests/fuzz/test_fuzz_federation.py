@@ -21,7 +21,8 @@ from tests.integration.conftest import start_real_server
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "server-server-v1.19.json"
 
-pytestmark = pytest.mark.fuzz
+# CI inputs finish in a few minutes; scripts/fuzz (longer runs) turns the timeout off.
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(0 if RANDOM else 1800)]
 
 
 def test_federation_api_fuzz(tmp_path: Path) -> None:
