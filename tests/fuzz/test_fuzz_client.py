@@ -24,6 +24,8 @@ SPEC = HERE / "client-server-v1.19.json"
 EXAMPLES = int(os.environ.get("TRICOLOR_FUZZ_EXAMPLES", "10"))
 RANDOM = os.environ.get("TRICOLOR_FUZZ_RANDOM") == "1"
 ONLY = os.environ.get("TRICOLOR_FUZZ_ONLY", "")  # a substring of the operations to run (developers)
+# CI fuzzes on SQLite; TRICOLOR_FUZZ_DATABASES=sqlite,mysql adds MariaDB (scripts/fuzz users).
+DATABASES = os.environ.get("TRICOLOR_FUZZ_DATABASES", "sqlite").split(",")
 
 # CI inputs finish in a few minutes; scripts/fuzz (longer runs) turns the timeout off.
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(0 if RANDOM else 1800)]
@@ -35,7 +37,7 @@ def _no_rate_limits(text: str) -> str:
     return text.replace("rc_enabled: true", "rc_enabled: false")
 
 
-@pytest.mark.parametrize("database", ["sqlite"])
+@pytest.mark.parametrize("database", DATABASES)
 def test_client_api_fuzz(database: str, tmp_path: Path) -> None:
     document = json.loads(SPEC.read_text())
     with start_real_server(tmp_path, database, edit=_no_rate_limits) as server:
