@@ -220,7 +220,8 @@ async def login(request: web.Request) -> web.Response:
     if body.password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     await rate_limit(request, "rc_login.address")
-    await rate_limit(request, "rc_login.account", key=user.lower())
+    account = _login_bucket(request, user)
+    await rate_limit(request, "rc_login.account", key=account)
     try:
         return ok(await services(request).accounts.login_password(
             user, body.password, body.device_id, body.initial_device_display_name, body.refresh_token,
@@ -228,8 +229,17 @@ async def login(request: web.Request) -> web.Response:
     except PasswordError:
         # Guessing passwords: each failure takes a token; past the burst it is 429 (Synapse's
         # rc_login.failed_attempts).
-        await rate_limit(request, "rc_login.failed_attempts", key=user.lower())
+        await rate_limit(request, "rc_login.failed_attempts", key=account)
         raise
+
+
+def _login_bucket(request: web.Request, user: str) -> str:
+    """One rate-limit bucket per account, whichever form names it (``alice``, ``ALICE``,
+    ``@alice:server``): otherwise each spelling would get its own burst of guesses."""
+    try:
+        return services(request).accounts.resolve_login_user(user).lower()
+    except PasswordError:
+        return user.lower()
 
 
 @routes.post(cs("/refresh"))

@@ -12,8 +12,9 @@ import attrs
 from aiohttp import web
 
 from client_api.http import json_body, parse_body, parse_query, requester, services, validate
-from homeserver.core.errors import forbidden
+from homeserver.core.errors import MatrixError, forbidden
 from homeserver.core.paging import PageQuery
+from homeserver.http.middleware import Handler
 from homeserver.http.responses import ok
 from homeserver.services.admin import SERVER_VERSION
 from homeserver.services.filtering import EventFilter
@@ -97,6 +98,24 @@ class SharedSecretBody:
     mac: str
     admin: bool = False
     displayname: str | None = None
+
+
+# Reachable without an admin token (as in Synapse): shared-secret registration proves
+# itself with its MAC, and the version is public.
+_OPEN_PATHS = frozenset({PREFIX + "/v1/register", PREFIX + "/v1/server_version"})
+
+
+@web.middleware
+async def admins_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every other admin endpoint refuses non-admins before reading anything of the request
+    (issue 18: a non-admin learns nothing, not even whether a body would have been valid)."""
+    if request.path not in _OPEN_PATHS and request.method != "OPTIONS":
+        req = await requester(request)
+        # Users may ask whois about themselves (Synapse's rule, and the spec's /admin/whois).
+        own_whois = request.match_info.handler is whois and request.match_info.get("user_id") == req.user_id
+        if not req.is_admin and not own_whois:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+    return await handler(request)
 
 
 @routes.get("/v1/register")

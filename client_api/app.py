@@ -41,7 +41,7 @@ def create_admin_app(services: Services, max_request_bytes: int) -> web.Applicat
     """The Synapse-compatible admin API (``client_api.admin.PREFIX``)."""
     from client_api import admin
 
-    app = web.Application(middlewares=[body_limit(max_request_bytes)])
+    app = web.Application(middlewares=[body_limit(max_request_bytes), admin.admins_only])
     app[SERVICES] = services
     app.router.add_routes(admin.routes)
     return app

@@ -316,8 +316,13 @@ async def joined_members(request: web.Request) -> web.Response:
     """GET /rooms/{roomId}/joined_members"""
     req = await requester(request)
     events = await services(request).rooms.members(req, _room_id(request))
+    # Spec: both fields are optional strings; a member without a name or avatar has none
+    # (not null, which the spec's schema does not allow).
     joined = {
-        e.state_key: {"display_name": e.content.get("displayname"), "avatar_url": e.content.get("avatar_url")}
+        e.state_key: {
+            out: e.content[key] for out, key in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
+            if isinstance(e.content.get(key), str)
+        }
         for e in events if e.membership == "join"
     }
     return ok({"joined": joined})

@@ -52,7 +52,22 @@ access_tokens = sa.Table(
     sa.Column("created_ts", Ts, nullable=False),
     sa.Column("expires_ts", Ts),
     sa.Column("refresh_token", sa.String(128), unique=True),
+    # A token made by /refresh keeps the token it replaces alive until it is first used
+    # (spec "Refreshing access tokens"); then the old one goes to refresh_tokens_spent.
+    sa.Column("previous_token_id", sa.String(64)),
     sa.Index("access_tokens_user", "user_id", "device_id"),
+    **_MYSQL,
+)
+
+# Refresh tokens that were replaced and are no longer valid, by SHA-256: one presented
+# again is a stolen copy or a replay, and revokes its device's session (issue 18).
+refresh_tokens_spent = sa.Table(
+    "refresh_tokens_spent", metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("spent_ts", Ts, nullable=False),
+    sa.Index("refresh_tokens_spent_device", "user_id", "device_id", "spent_ts"),
     **_MYSQL,
 )
 

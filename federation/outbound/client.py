@@ -17,6 +17,7 @@ from federation.outbound.xmatrix import sign_request
 from homeserver.core import request_id
 from homeserver.core.canonical_json import encode_json, parse_federation_json
 from homeserver.core.errors import MatrixError
+from homeserver.core.ids import is_valid_server_name
 from homeserver.core.ip_ranges import IpPolicy, ip_literal
 from homeserver.core.signing import SigningKey
 from homeserver.services.ports import FederationRequestError, UrlFetcherPort, UrlFetchError
@@ -146,7 +147,7 @@ class FederationClient:
                     raw = await read_limited(resp, max_bytes)
                 except ValueError as e:
                     raise FederationRequestError(status, "M_TOO_LARGE", str(e)) from e
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:  # ValueError: a URL yarl refuses
             raise FederationRequestError(
                 0, "M_UNKNOWN", f"{method} {destination}{uri}: {type(e).__name__}: {e}"
             ) from e
@@ -213,7 +214,7 @@ class FederationClient:
                 except ValueError as e:
                     raise FederationRequestError(resp.status, "M_TOO_LARGE", str(e)) from e
                 return resp.headers, raw
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:  # ValueError: a URL yarl refuses
             raise FederationRequestError(0, "M_UNKNOWN", f"GET {destination}{uri}: {type(e).__name__}: {e}") from e
 
     async def get_url(self, url: str, *, max_bytes: int, timeout: float) -> tuple[Mapping[str, str], bytes]:
@@ -231,6 +232,10 @@ class FederationClient:
     async def _resolve(self, destination: str) -> Resolved:
         if self._session is None:
             raise RuntimeError("FederationClient.start() was not called")
+        if not is_valid_server_name(destination):
+            # Spec appendix "Server name": anything else is no server; never let it reach DNS
+            # or the URL parser, which raise on some names (a 500 found by fuzzing).
+            raise FederationRequestError(0, "M_UNKNOWN", f"{destination!r} is not a valid server name")
         try:
             target = await self._resolver.resolve(destination)
         except ValueError as e:

@@ -71,6 +71,8 @@ class TokenRecord:
     device_id: str
     expires_ts: int | None
     refresh_token: str | None
+    # Made by /refresh: the token it replaces, alive until this one is first used.
+    previous_token_id: str | None = None
 
 
 class StoreConflict(Exception):

@@ -8,6 +8,7 @@ import keyword
 import typing
 from typing import Any, TypeVar
 
+import attrs
 import msgspec
 from aiohttp import web
 
@@ -64,4 +65,15 @@ def parse_query(request: web.Request, schema: type[T]) -> T:
     for key in request.query.keys():
         name = key + "_" if keyword.iskeyword(key) else key
         raw[name] = request.query.getall(key) if name in lists else request.query[key]
-    return validate(raw, schema, errcode="M_INVALID_PARAM", strict=False)
+    parsed = validate(raw, schema, errcode="M_INVALID_PARAM", strict=False)
+    fields = attrs.asdict(parsed, recurse=False) if attrs.has(type(parsed)) else {}
+    for name, value in fields.items():
+        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            # JSON bodies are held to this range by the canonical-JSON parser; the query string
+            # must be too, or a huge `ts` or `limit` overflows the database (a 500).
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name.rstrip('_')} is out of range")
+    return parsed
+
+
+# Spec "Canonical JSON": integers are in [-(2**53)+1, (2**53)-1].
+MAX_SAFE_INT = 2**53 - 1

@@ -8,6 +8,7 @@ cache is cleared on logout, so an authenticated request costs one HMAC check.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,8 @@ from homeserver.services.clock import now_ms
 from homeserver.services.lru import LruCache
 from homeserver.services.replication import Announcer
 from storage.stores.users import UserStore
+
+log = logging.getLogger(__name__)
 
 REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60 * 1000
 OPENID_TOKEN_LIFETIME_S = 3600
@@ -124,13 +127,23 @@ class AuthService:
         return out
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """Spec "Refreshing access tokens": the old refresh token stays valid until the new
+        access or refresh token is used (so a client that lost the answer can repeat the
+        call); after that, presenting it again is a replay of a leaked token, and revokes
+        the device's session (its tokens; the device and its keys stay). Issue 18."""
         old = await self._users.get_token_by_refresh(refresh_token)
         if old is None:
+            owner = await self._users.spent_refresh_owner(refresh_token)
+            if owner is not None:
+                for tid in await self._users.revoke_device_tokens(*owner):
+                    self._revoke(tid)
+                log.warning("refresh token of %s device %s reused: session revoked", *owner)
+                raise unknown_token("This refresh token was already used; the session is revoked")
             raise unknown_token("Unknown refresh token")
         now = now_ms()
-        new = self._new_record(old.user_id, old.device_id, True, now)
-        await self._users.replace_token(old.token_id, new, now)
-        self._revoke(old.token_id)
+        new = attrs.evolve(self._new_record(old.user_id, old.device_id, True, now), previous_token_id=old.token_id)
+        for tid in await self._users.rotate_refresh(old, new, now):
+            self._revoke(tid)
         out = self._response(new)
         del out["user_id"], out["device_id"]
         return out
@@ -154,6 +167,11 @@ class AuthService:
             self._live.put(token_id, record)
         if record.expires_ts is not None and record.expires_ts < now_ms():
             raise unknown_token("Access token has expired", soft_logout=True)
+        if record.previous_token_id is not None:  # the first use of a refreshed token
+            for tid in await self._users.finish_refresh(token_id, record.previous_token_id, now_ms()):
+                self._revoke(tid)
+            record = attrs.evolve(record, previous_token_id=None)
+            self._live.put(token_id, record)
         flags = self._admins.get(record.user_id)
         if flags is None:
             user = await self._users.get_user(record.user_id)

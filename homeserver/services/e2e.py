@@ -266,7 +266,11 @@ class E2eService:
         names = await self._membership.device_names(user_id)
         devices = []
         for device_id, name in names.items():
-            device: dict[str, Any] = {"device_id": device_id, "keys": keys.get(device_id, {})}
+            if device_id not in keys:
+                # Spec: every listed device carries its (required) device keys; one that has
+                # uploaded none cannot take part in encryption, so it is left out.
+                continue
+            device: dict[str, Any] = {"device_id": device_id, "keys": keys[device_id]}
             if name:
                 device["device_display_name"] = name
             devices.append(device)

@@ -93,8 +93,11 @@ class FederationRooms:
         selected = auth_rules.auth_event_selection(
             head.room_version, "m.room.member", user_id, user_id, content,
         )
+        # Spec make_join/make_leave/make_knock: the template names the resident server as
+        # `origin` (required by the response schema; Synapse sends it too).
         template = {
             "room_id": room_id, "sender": user_id, "state_key": user_id, "type": "m.room.member",
+            "origin": self.server_name,
             "content": content, "origin_server_ts": now_ms(), "depth": head.max_depth + 1,
             "prev_events": list(head.extremities),
             "auth_events": [head.state[k] for k in selected if k in head.state],

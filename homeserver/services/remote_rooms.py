@@ -348,7 +348,10 @@ class RemoteRooms:
         return 0
 
     async def _query(self, kind: str, subject: str, param: str, missing: str) -> dict[str, Any]:
-        """GET /query/{kind} on the subject's own server; 404 there is 404 here."""
+        """GET /query/{kind} on the subject's own server; 404 there is 404 here, and so is a
+        server we cannot reach or that answers with an error: the spec's profile and
+        directory lookups answer 404 for what cannot be found (issue 18: never a 5xx for a
+        remote failure)."""
         server = server_of(subject)
         try:
             resp = await self._client.request(
@@ -357,7 +360,7 @@ class RemoteRooms:
         except FederationRequestError as e:
             if e.status == 404:
                 raise not_found(missing) from None
-            raise MatrixError(502, "M_UNKNOWN", f"Could not reach {server}") from None
+            raise not_found(f"{missing}: could not reach {server or 'its server'} ({e})") from None
         if not isinstance(resp, dict):
             raise not_found(missing)
         return resp
@@ -407,9 +410,11 @@ class RemoteRooms:
         except FederationRequestError as e:
             if e.status == 404:
                 raise not_found(f"{server} has no public room directory") from None
-            raise MatrixError(502, "M_UNKNOWN", f"Could not get the room directory of {server}") from None
+            # The spec's publicRooms documents no failure statuses; a directory that cannot be
+            # had is "not found", as for a server without one (never a 5xx, issue 18).
+            raise not_found(f"Could not get the room directory of {server} ({e})") from None
         if not isinstance(resp, dict) or not isinstance(resp.get("chunk"), list):
-            raise MatrixError(502, "M_UNKNOWN", f"{server} sent a malformed room directory")
+            raise not_found(f"{server} sent a malformed room directory")
         out: dict[str, Any] = {"chunk": [r for r in resp["chunk"] if isinstance(r, dict) and isinstance(r.get("room_id"), str)]}
         for key in ("next_batch", "prev_batch"):
             if isinstance(resp.get(key), str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import attrs
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from homeserver.core.records import TokenRecord
-from storage.schema import access_tokens, devices, users
+from storage.schema import access_tokens, devices, refresh_tokens_spent, users
 
 
 @attrs.frozen
@@ -124,10 +125,69 @@ class UserStore:
             await conn.execute(access_tokens.insert().values(_token_row(token, now_ms)))
         return revoked
 
-    async def replace_token(self, old_token_id: str, token: TokenRecord, now_ms: int) -> None:
+    async def rotate_refresh(self, old: TokenRecord, new: TokenRecord, now_ms: int) -> list[str]:
+        """Store ``new`` (whose ``previous_token_id`` is ``old``) in one transaction: a
+        successor of ``old`` that was never used is dropped (its client did not get it and
+        refreshes again), and if ``old`` itself still has a live predecessor, that one is
+        spent now. Returns the token ids revoked."""
         async with self._engine.begin() as conn:
-            await conn.execute(access_tokens.delete().where(access_tokens.c.token_id == old_token_id))
-            await conn.execute(access_tokens.insert().values(_token_row(token, now_ms)))
+            revoked = list((await conn.execute(sa.select(access_tokens.c.token_id).where(
+                access_tokens.c.previous_token_id == old.token_id,
+            ))).scalars())
+            if revoked:
+                await conn.execute(access_tokens.delete().where(access_tokens.c.token_id.in_(revoked)))
+            if old.previous_token_id is not None:
+                revoked += await self._spend(conn, old.previous_token_id, now_ms)
+                await conn.execute(access_tokens.update().where(
+                    access_tokens.c.token_id == old.token_id,
+                ).values(previous_token_id=None))
+            await conn.execute(access_tokens.insert().values(_token_row(new, now_ms)))
+        return revoked
+
+    async def finish_refresh(self, token_id: str, previous_token_id: str, now_ms: int) -> list[str]:
+        """``token_id`` was used: the token it replaced is spent. Returns the revoked ids."""
+        async with self._engine.begin() as conn:
+            revoked = await self._spend(conn, previous_token_id, now_ms)
+            await conn.execute(access_tokens.update().where(
+                access_tokens.c.token_id == token_id,
+            ).values(previous_token_id=None))
+        return revoked
+
+    async def _spend(self, conn: Any, token_id: str, now_ms: int) -> list[str]:
+        row = (await conn.execute(sa.select(access_tokens).where(access_tokens.c.token_id == token_id))).first()
+        if row is None:
+            return []
+        await conn.execute(access_tokens.delete().where(access_tokens.c.token_id == token_id))
+        if row.refresh_token:
+            # Older spent tokens of the device are forgotten after a while: a replay is
+            # caught in the window where it matters, and the table does not grow forever.
+            await conn.execute(refresh_tokens_spent.delete().where(
+                refresh_tokens_spent.c.user_id == row.user_id,
+                refresh_tokens_spent.c.device_id == row.device_id,
+                refresh_tokens_spent.c.spent_ts < now_ms - SPENT_REFRESH_KEPT_MS,
+            ))
+            await conn.execute(refresh_tokens_spent.insert().values(
+                token_sha256=refresh_digest(row.refresh_token), user_id=row.user_id,
+                device_id=row.device_id, spent_ts=now_ms,
+            ))
+        return [token_id]
+
+    async def spent_refresh_owner(self, refresh_token: str) -> tuple[str, str] | None:
+        """(user, device) of a refresh token that was replaced, or None."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(refresh_tokens_spent).where(
+                refresh_tokens_spent.c.token_sha256 == refresh_digest(refresh_token),
+            ))).first()
+        return (row.user_id, row.device_id) if row else None
+
+    async def revoke_device_tokens(self, user_id: str, device_id: str) -> list[str]:
+        """Every token of one device (the device and its keys stay): a revoked session."""
+        async with self._engine.begin() as conn:
+            revoked = await self._token_ids(conn, user_id, device_id)
+            await conn.execute(access_tokens.delete().where(
+                access_tokens.c.user_id == user_id, access_tokens.c.device_id == device_id,
+            ))
+        return revoked
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
         async with self._engine.connect() as conn:
@@ -206,12 +266,22 @@ class UserStore:
         return res.rowcount > 0
 
 
+SPENT_REFRESH_KEPT_MS = 30 * 24 * 3600 * 1000
+
+
+def refresh_digest(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
 def _token_row(t: TokenRecord, now_ms: int) -> dict[str, Any]:
     return {
         "token_id": t.token_id, "user_id": t.user_id, "device_id": t.device_id,
         "created_ts": now_ms, "expires_ts": t.expires_ts, "refresh_token": t.refresh_token,
+        "previous_token_id": t.previous_token_id,
     }
 
 
 def _token(row: Any) -> TokenRecord:
-    return TokenRecord(row.token_id, row.user_id, row.device_id, row.expires_ts, row.refresh_token)
+    return TokenRecord(
+        row.token_id, row.user_id, row.device_id, row.expires_ts, row.refresh_token, row.previous_token_id,
+    )

@@ -154,3 +154,39 @@ async def test_wrong_types_in_a_query_on_the_r0_alias_too(hs: Matrix) -> None:
     r = await hs.raw("GET", "/_matrix/client/r0/sync", token=alice.token, params={"timeout": "x"})
     assert r.status == 400
     assert_error(r.json, "M_INVALID_PARAM")
+
+
+# -- found by the schemathesis run (tests/fuzz) -------------------------------------------
+
+
+async def test_an_out_of_range_integer_in_a_query_is_m_invalid_param(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    room = await alice.create_room()
+    for ts in ("5653204425779522672126853120", str(2**53), str(-(2**53))):
+        err = await alice.get(
+            f"/_matrix/client/v1/rooms/{q(room)}/timestamp_to_event", params={"ts": ts, "dir": "b"}, expect=400,
+        )
+        assert_error(err, "M_INVALID_PARAM")
+    err = await alice.get(f"/rooms/{q(room)}/messages", params={"dir": "b", "limit": str(10**30)}, expect=400)
+    assert_error(err, "M_INVALID_PARAM")
+
+
+async def test_unreachable_servers_are_not_found_not_a_server_error(hs: Matrix) -> None:
+    """Issue 18: profile, alias and join through a server that does not resolve answer the
+    spec's 404, never a 5xx."""
+    (alice,) = await hs.users("alice")
+    assert_error(await alice.get("/profile/@bob:unreachable.invalid", expect=404), "M_NOT_FOUND")
+    assert_error(await alice.get("/profile/@bob:unreachable.invalid/displayname", expect=404), "M_NOT_FOUND")
+    assert_error(await alice.get(f"/directory/room/{q('#room:unreachable.invalid')}", expect=404), "M_NOT_FOUND")
+    assert_error(await alice.post(f"/join/{q('#room:unreachable.invalid')}", expect=404), "M_NOT_FOUND")
+    err = await alice.get("/publicRooms", params={"server": "unreachable.invalid"}, expect=404)
+    assert_error(err, "M_NOT_FOUND")
+    assert await alice.joined_rooms() == []
+
+
+async def test_joined_members_leave_out_unset_names_and_avatars(hs: Matrix) -> None:
+    (alice,) = await hs.users("alice")
+    room = await alice.create_room()  # alice has a display name (her localpart), no avatar
+    joined = (await alice.get(f"/rooms/{q(room)}/joined_members"))["joined"]
+    # The spec's fields are optional strings: never null.
+    assert joined == {alice.user_id: {"display_name": "alice"}}

@@ -26,6 +26,7 @@ from yarl import URL
 from config.schema import DatabaseConfig, FederationConfig, HomeserverConfig
 from homeserver.core.signing import generate_signing_key
 from homeserver.services.clock import now_ms
+from tests.client_api.test_keys import device_keys
 from tests.federation.peer import EVIL, EVIL2, ROOM_VERSION, EvilPeer, EvilRoom
 from tests.helpers import Matrix, Resp, User, assert_error, q
 
@@ -1014,3 +1015,18 @@ async def test_mistyped_parameters_are_matrix_errors(world: World) -> None:
         assert (r.status, (r.json or {}).get("errcode")) == (status, errcode), (method, path, r.text)
     assert await w.snapshot() == before
     await w.mallory_says("still here")
+
+
+async def test_user_devices_lists_only_devices_with_keys(world: World) -> None:
+    """Found by fuzzing: a device without uploaded keys was listed with `"keys": {}`, which
+    the spec's schema (keys required: user_id, device_id, algorithms, keys, signatures)
+    does not allow; such a device cannot take part in encryption, so it is left out."""
+    w = world
+    alice = w.alice
+    keyed = await w.victim.login_user("alice")
+    keys, _ = device_keys(keyed)
+    await keyed.post("/keys/upload", {"device_keys": keys})
+    r = await w.fed("GET", f"{V1}/user/devices/{q(alice.user_id)}")
+    assert r.status == 200, r.text
+    assert [d["device_id"] for d in r.json["devices"]] == [keyed.device_id]
+    assert r.json["devices"][0]["keys"]["device_id"] == keyed.device_id

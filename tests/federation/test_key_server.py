@@ -3,6 +3,7 @@ two in-process servers that fetch each other's keys over plain HTTP."""
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,15 @@ async def test_notary_query_bad_bodies(a_client: TestClient, body: Any) -> None:
     assert resp.status == 400
     resp = await a_client.post("/_matrix/key/v2/query", data=b"{nope")
     assert (resp.status, (await resp.json())["errcode"]) == (400, "M_NOT_JSON")
+
+
+async def test_notary_query_for_names_that_are_no_server_names(a_client: TestClient) -> None:
+    """Found by fuzzing: a name the URL parser refuses was a 500; no such server has keys."""
+    for name in ("]\U000937a1TV\u00b44", "[::1", "a b", "\u00e9.test"):
+        resp = await a_client.get("/_matrix/key/v2/query/" + urllib.parse.quote(name, safe=""))
+        assert (resp.status, await resp.json()) == (200, {"server_keys": []}), name
+    resp = await a_client.post("/_matrix/key/v2/query", json={"server_keys": {"]x": {}, "[::1": {}}})
+    assert (resp.status, await resp.json()) == (200, {"server_keys": []})
 
 
 # ---- signed requests end to end ----

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -61,12 +61,13 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 @contextlib.contextmanager
 def start_real_server(
     workdir: Path, database: str, extra_yaml: str = "", extra_listeners_yaml: str = "",
-    extra_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None, edit: Callable[[str], str] | None = None,
 ) -> Iterator[RunningServer]:
     """A server process on `database` ("sqlite" or "mysql"); `extra_yaml` is appended to
     its generated config (top-level sections the generated file lacks, e.g. `websocket:`
-    limits), `extra_listeners_yaml` (list items) to its `listeners:`, and `extra_env`
-    (settings the file has, e.g. TRICOLOR_REDIS_URL) to its environment."""
+    limits), `extra_listeners_yaml` (list items) to its `listeners:`, `extra_env`
+    (settings the file has, e.g. TRICOLOR_REDIS_URL) to its environment, and `edit`
+    rewrites the generated text (to change a key the generator already wrote)."""
     port = _free_port()
     config = workdir / "homeserver.yaml"
     env = {**os.environ, "TRICOLOR_BCRYPT_ROUNDS": "4", "PYTHONPATH": str(REPO), **(extra_env or {})}
@@ -85,6 +86,8 @@ def start_real_server(
         first = "    resources: [client, federation]\n"
         assert first in text, "generate-config changed its listener layout"
         config.write_text(text.replace(first, first + extra_listeners_yaml.rstrip("\n") + "\n", 1))
+    if edit is not None:
+        config.write_text(edit(config.read_text()))
     if extra_yaml:
         with open(config, "a") as f:
             f.write("\n" + extra_yaml)

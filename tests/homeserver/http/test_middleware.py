@@ -21,10 +21,15 @@ async def refuse(request: web.Request) -> web.Response:
     raise MatrixError(403, "M_FORBIDDEN", "no")
 
 
+async def crash(request: web.Request) -> web.Response:
+    raise KeyError("a bug")
+
+
 def sub_app(limit: int) -> web.Application:
     app = web.Application(middlewares=[body_limit(limit)])
     app.router.add_put("/echo", echo_size)
     app.router.add_get("/refuse", refuse)
+    app.router.add_get("/crash", crash)
     return app
 
 
@@ -78,3 +83,16 @@ async def test_errors_render_alike_inside_and_outside_sub_apps(client: TestClien
     async with client.options("/anything") as resp:
         assert resp.status == 204
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_an_unexpected_exception_is_logged_and_answered_m_unknown_500(
+    client: TestClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with client.get("/small/crash") as resp:
+        assert resp.status == 500
+        body = await resp.json()
+    assert body["errcode"] == "M_UNKNOWN"
+    incident = body["error"].rsplit(" ", 1)[1].rstrip(")")
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and incident in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the trace is in the log, under the same id
+    assert "GET /small/crash" in logged[0].getMessage()
