@@ -59,8 +59,9 @@ async def check_connection(engine: AsyncEngine) -> None:
             await conn.execute(sa.text("SELECT 1"))
     except (sa.exc.DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot open {describe_target(engine.url)}: {_reason(exc)}") from None
-    except StorageUnavailable as exc:
-        raise DatabaseUnavailable(f"cannot open {describe_target(engine.url)}: {exc.detail}") from None
+    except StorageUnavailable as exc:  # the outage hook's translation: its detail names the target
+        target = describe_target(engine.url)
+        raise DatabaseUnavailable(f"cannot open {target}: {exc.detail.removeprefix(target + ': ')}") from None
 
 
 # MySQL client/server codes meaning "the connection is gone or cannot be made": 2002/2003
@@ -105,7 +106,8 @@ def _translate_errors(engine: AsyncEngine) -> None:
         if kind is None:
             return
         detail = f"{describe_target(engine.url)}: {_reason(context.original_exception)}"
-        log.warning("database %s: %s", "unavailable" if kind == "gone" else "out of space", detail)
+        # Logged where it is answered (a request: the error middleware; a command: its one
+        # line), not here, so a CLI command that cannot reach its database prints one line.
         raise StorageUnavailable(detail) if kind == "gone" else StorageFull(detail)
 
 

@@ -8,14 +8,14 @@ sub-app matches, so errors and CORS live there; each sub-app adds its own limit
 from __future__ import annotations
 
 import logging
-import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from homeserver.core.errors import MatrixError
+from homeserver.core import request_id
+from homeserver.core.errors import MatrixError, StorageFull, StorageUnavailable
 from homeserver.http.responses import error
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ async def matrix_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         _check_request_head(request)
         resp = await handler(request)
+    except (StorageUnavailable, StorageFull) as e:  # an outage the operator must hear of
+        log.warning("%s %s: %s: %s", request.method, request.path, e.error, e.detail)
+        resp = error(e.status, e.errcode, e.error, **e.extra)
     except MatrixError as e:
         resp = error(e.status, e.errcode, e.error, **e.extra)
     except web.HTTPRequestEntityTooLarge:
@@ -70,10 +73,11 @@ async def matrix_errors(request: web.Request, handler: Handler) -> web.StreamRes
             raise
     except Exception:
         # A bug, never an answer a client caused on purpose (issue 18: the fuzz run fails on
-        # any). The id is in the log line and the answer, so a user's report finds the trace.
-        incident = secrets.token_hex(6)
+        # any). The request id is in the log line and the answer (and the X-Request-Id
+        # header), so a user's report finds the trace.
+        incident = request_id.current.get() or request_id.new_id()
         log.exception("unhandled error %s in %s %s", incident, request.method, request.path)
-        resp = error(500, "M_UNKNOWN", f"Internal server error (incident {incident})")
+        resp = error(500, "M_UNKNOWN", f"Internal server error (request {incident})")
     return _with_cors(resp)
 
 

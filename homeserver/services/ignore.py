@@ -14,7 +14,9 @@ from typing import Any
 
 from homeserver.services.lru import LruCache
 from homeserver.services.notifier import NotifierPort
-from storage.stores.filters import IGNORED_USERS, AccountDataStore
+from storage.stores.filters import AccountDataStore
+
+IGNORED_USERS = "m.ignored_user_list"  # the account-data type (spec "Ignoring Users")
 
 
 def ignored_in(content: dict[str, Any] | None) -> frozenset[str]:

@@ -55,9 +55,6 @@ class FilterStore:
         return body
 
 
-IGNORED_USERS = "m.ignored_user_list"
-
-
 class AccountDataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

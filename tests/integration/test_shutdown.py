@@ -124,7 +124,8 @@ def test_stop_is_bounded_by_a_request_waiting_on_a_silent_peer(tmp_path: Path) -
     subprocess.run(
         [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "stop.test",
          "--port", str(port), "-o", str(config),
-         "--static-map", f"silent.test=127.0.0.1:{silent.getsockname()[1]}"],
+         "--static-map", f"silent.test=127.0.0.1:{silent.getsockname()[1]}",
+         "--ip-range-whitelist", "127.0.0.1/32"],  # the silent peer is on loopback
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True, timeout=60,
     )
     log_path = tmp_path / "server.log"

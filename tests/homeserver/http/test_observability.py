@@ -43,8 +43,8 @@ async def test_an_unexpected_exception_is_a_500_m_unknown_logged_with_the_reques
     with caplog.at_level(logging.INFO):
         resp = await client.get("/broken")
     assert resp.status == 500
-    assert await resp.json() == {"errcode": "M_UNKNOWN", "error": "Internal server error"}
     rid = resp.headers["X-Request-Id"]
+    assert await resp.json() == {"errcode": "M_UNKNOWN", "error": f"Internal server error (request {rid})"}
     failure = next(r for r in caplog.records if r.getMessage().startswith("unhandled error"))
     assert failure.request_id == rid  # type: ignore[attr-defined]
     assert failure.exc_info is not None and "a bug" in str(failure.exc_info[1])
