@@ -144,7 +144,7 @@ async def list_users(request: web.Request) -> web.Response:
     query = parse_query(request, UsersQuery)
     return ok(await services(request).admin.list_users(
         req, offset=query.from_, limit=query.limit, name=query.name or query.user_id,
-        deactivated=query.deactivated, admins=query.admins, order_by=query.order_by,
+        guests=query.guests, deactivated=query.deactivated, admins=query.admins, order_by=query.order_by,
         backwards=query.dir == "b",
     ))
 

@@ -72,13 +72,13 @@ class AdminService:
     # -- users ------------------------------------------------------------------
 
     async def list_users(
-        self, requester: Requester, *, offset: int, limit: int, name: str | None, deactivated: bool,
-        admins: bool | None, order_by: str, backwards: bool,
+        self, requester: Requester, *, offset: int, limit: int, name: str | None, guests: bool,
+        deactivated: bool, admins: bool | None, order_by: str, backwards: bool,
     ) -> dict[str, Any]:
         require_admin(requester)
         limit = check_page(offset, limit)
         rows, total = await self._store.list_users(
-            offset=offset, limit=limit, name=name, deactivated=deactivated, admins=admins,
+            offset=offset, limit=limit, name=name, guests=guests, deactivated=deactivated, admins=admins,
             order_by=order_by, backwards=backwards,
         )
         return offset_page("users", rows, offset=offset, total=total, token=str)
@@ -88,7 +88,7 @@ class AdminService:
         user = await self._existing(user_id)
         return {
             "name": user.user_id, "displayname": user.displayname, "avatar_url": user.avatar_url,
-            "admin": user.is_admin, "deactivated": user.deactivated, "is_guest": False,
+            "admin": user.is_admin, "deactivated": user.deactivated, "is_guest": user.is_guest,
             "user_type": None, "shadow_banned": False, "locked": False, "erased": False,
             "threepids": [], "external_ids": [],
         }

@@ -39,8 +39,8 @@ class AdminStore:
     # -- users ------------------------------------------------------------------
 
     async def list_users(
-        self, *, offset: int, limit: int, name: str | None, deactivated: bool, admins: bool | None,
-        order_by: str, backwards: bool,
+        self, *, offset: int, limit: int, name: str | None, guests: bool, deactivated: bool,
+        admins: bool | None, order_by: str, backwards: bool,
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of local users (Synapse's GET /v2/users rows) and the filtered total."""
         where: list[Any] = []
@@ -49,6 +49,8 @@ class AdminStore:
                 sa.func.lower(users.c.user_id).like(like_pattern(name), escape="\\"),
                 sa.func.lower(users.c.displayname).like(like_pattern(name), escape="\\"),
             ))
+        if not guests:
+            where.append(users.c.is_guest.is_(False))
         if not deactivated:
             where.append(users.c.deactivated.is_(False))
         if admins is not None:
@@ -218,7 +220,7 @@ class AdminStore:
 
 def _user_row(r: Any) -> dict[str, Any]:
     return {
-        "name": r.user_id, "user_type": None, "is_guest": False, "admin": bool(r.is_admin),
+        "name": r.user_id, "user_type": None, "is_guest": bool(r.is_guest), "admin": bool(r.is_admin),
         "deactivated": bool(r.deactivated), "shadow_banned": False, "locked": False,
         "displayname": r.displayname, "avatar_url": r.avatar_url, "creation_ts": int(r.created_ts),
     }

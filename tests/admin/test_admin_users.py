@@ -150,3 +150,15 @@ async def test_shared_secret_registration(
 
 async def test_shared_secret_registration_off_without_a_secret(hs: Matrix) -> None:
     assert_error(await hs.call("GET", f"{ADMIN}/v1/register", expect=400), "M_UNKNOWN")
+
+
+async def test_guest_accounts_are_listed_unless_guests_false(hs: Matrix, admin: User) -> None:
+    guest = await hs.call("POST", "/register", {}, params={"kind": "guest"})
+    everyone = await admin.get(f"{ADMIN}/v2/users")
+    listed = {u["name"]: u["is_guest"] for u in everyone["users"]}
+    assert listed[guest["user_id"]] is True and listed[admin.user_id] is False
+    members = await admin.get(f"{ADMIN}/v2/users", params={"guests": "false"})
+    assert guest["user_id"] not in [u["name"] for u in members["users"]]
+    assert members["total"] == everyone["total"] - 1
+    one = await admin.get(f"{ADMIN}/v2/users/{q(guest['user_id'])}")
+    assert one["is_guest"] is True
