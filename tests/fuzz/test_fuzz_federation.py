@@ -34,7 +34,10 @@ def test_federation_api_fuzz(tmp_path: Path) -> None:
         def config(text: str) -> str:
             text = _no_rate_limits(text)
             text = text.replace("  ca_file: null", f"  ca_file: {json.dumps(str(peer.ca_cert))}")
-            return text.replace("  static_map: {}", f"  static_map: {json.dumps(peer.static_map())}")
+            text = text.replace("  static_map: {}", f"  static_map: {json.dumps(peer.static_map())}")
+            # The scripted peer listens on loopback, which the SSRF guard denies by default.
+            assert "\nip_range_whitelist: []" in text
+            return text.replace("\nip_range_whitelist: []", '\nip_range_whitelist: ["127.0.0.0/8"]')
 
         with start_real_server(tmp_path, "sqlite", edit=config) as server:
             world = FederationWorld(server.base_url, server.server_name, peer)
