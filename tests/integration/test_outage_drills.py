@@ -157,8 +157,10 @@ def test_redis_killed_and_restarted_chat_continues(tmp_path: Path) -> None:
         redis.start()
         server.generate()
         text = server.config.read_text()
-        text = text.replace("redis:\n  # e.g.", f"redis:\n  url: {redis.url}\n  # e.g.")
-        text = text.replace("  url: null\n\nrabbitmq", "\nrabbitmq")
+        # The generated redis section ends with `url: null`: point it at this test's Redis.
+        start = text.index("\nredis:\n")
+        at = text.index("  url: null\n", start)
+        text = text[:at] + f"  url: {redis.url}\n" + text[at + len("  url: null\n"):]
         # Rate limits on, roomy for messages, tight for room creation.
         text = text.replace("rc_enabled: false", "rc_enabled: true")
         text = text.replace("rc_message: {per_second: 0.2, burst_count: 10}",
